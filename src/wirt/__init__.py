@@ -1,0 +1,24 @@
+"""wirt: a type-2 hypervisor written in Python that runs emulated RISC-V virtual machines."""
+
+import hashlib as _hashlib
+import os as _os
+from pathlib import Path as _Path
+
+from wirt.paths import cache_dir as _cache_dir
+
+
+def _core_source_key() -> str:
+    """A digest of the CPU core's sources. numba's cache only notices edits to the file that
+    holds a function, not to the constants it imports, so the cache folder is keyed by this."""
+    h = _hashlib.sha256()
+    for p in sorted((_Path(__file__).parent / "cpu").glob("*.py")):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+# numba reads its cache location when it is first imported: keep the compiled CPU core in
+# the user's cache directory (not beside the sources, which may be read-only).
+_os.environ.setdefault("NUMBA_CACHE_DIR", str(_cache_dir() / "numba" / _core_source_key()))
+
+__version__ = "0.1.0"

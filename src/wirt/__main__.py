@@ -1,0 +1,3 @@
+from wirt.cli import main
+
+raise SystemExit(main())

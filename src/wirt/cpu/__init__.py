@@ -1,0 +1,1 @@
+"""cpu layer of wirt (see DESIGN.md)."""

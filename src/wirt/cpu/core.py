@@ -1,0 +1,768 @@
+"""The RV64 hart's interpreter loop, compiled by numba (DESIGN.md "engine contract").
+
+`run(...)` executes instructions until the budget is used up or something needs the
+machine (an MMIO access, WFI with nothing pending, an HTIF write, a fatal error), writes
+the reason into the exit record and returns it. Every guest physical address is checked
+against RAM before it indexes the RAM arrays: anything outside RAM leaves as an exit.
+"""
+
+from numba import njit
+
+from wirt.cpu.alu import div, divu, ltu, mulh, mulhsu, mulhu, rem, remu, sext32, srl
+from wirt.cpu.csr import (
+    CSR_ILLEGAL, CSR_OK_RECHECK, csr_instruction, mret, pending_interrupt, read_mip, sret,
+    take_trap,
+)
+from wirt.cpu.layout import (
+    ACC_FETCH, ACC_LOAD, ACC_STORE, ATTENTION, CSR_MIE, CSR_MSTATUS, CSR_SATP, CSR_STIMECMP,
+    EX_ADDR, EX_KIND, EX_PC, EX_RD, EX_REASON, EX_SIZE_B, EX_STORE, EX_VALUE, EXC_BREAKPOINT,
+    EXC_ECALL_U, EXC_ILLEGAL, EXC_INSN_ACCESS, EXC_LOAD_ACCESS, EXC_LOAD_MISALIGNED,
+    EXC_STORE_ACCESS, EXC_STORE_MISALIGNED, EXIT_BUDGET, EXIT_HTIF, EXIT_MMIO, EXIT_WFI,
+    ICOUNT, KIND_SIGNED, KIND_UNSIGNED, MS_MPRV, MS_TSR, MS_TVM, MS_TW, MTIMECMP, PC,
+    PMP_ACTIVE, PRIV, PRV_M, PRV_S, PRV_U, PTE_D, PTE_R, PTE_U, PTE_W, PTE_X, RAM_BASE, RAM_SIZE,
+    RESERVATION, ROM_BASE, ROM_SIZE, TIME_BASE, TIME_ICOUNT, TIME_SHIFT, TLB_ENTRIES, TOHOST,
+)
+from wirt.cpu.mmu import access_fault_cause, pmp_allows, tlb_flush, walk
+
+TLB_MASK = TLB_ENTRIES - 1
+# How many instructions may run between checks of the attention flag and interrupts.
+CHUNK = 1 << 14
+
+
+@njit(cache=True, nogil=True)
+def translate(s, c, tlb, ram64, addr, acc, priv, sum_, mxr, vm):
+    """Virtual to physical for one access: TLB, then page walk; PMP for untranslated S/U.
+
+    Returns (physical address, cause) with cause -1 on success.
+    """
+    if vm:
+        return walk(s, c, ram64, tlb, addr, acc, priv, sum_, mxr)
+    if priv != PRV_M and s[PMP_ACTIVE] != 0 and not pmp_allows(c, addr, 1, acc, priv):
+        return 0, access_fault_cause(acc)
+    return addr, -1
+
+
+@njit(cache=True, nogil=True)
+def load_bytes(s, c, tlb, ram8, ram64, addr, size, priv, sum_, mxr, vm):
+    """A misaligned load, byte by byte (each byte translated; may straddle pages).
+
+    Returns (value, cause, tval); cause -1 on success, -2 if some byte is not RAM.
+    """
+    v = 0
+    base = s[RAM_BASE]
+    n = s[RAM_SIZE]
+    for i in range(size):
+        pa, cause = translate(s, c, tlb, ram64, addr + i, ACC_LOAD, priv, sum_, mxr, vm)
+        if cause >= 0:
+            return 0, cause, addr + i
+        off = pa - base
+        if off < 0 or off >= n:
+            return 0, -2, addr
+        v |= ram8[off] << (8 * i)
+    return v, -1, 0
+
+
+@njit(cache=True, nogil=True)
+def store_bytes(s, c, tlb, ram8, ram64, addr, size, value, priv, sum_, mxr, vm):
+    """A misaligned store, byte by byte; all bytes are translated before any is written."""
+    base = s[RAM_BASE]
+    n = s[RAM_SIZE]
+    for i in range(size):
+        pa, cause = translate(s, c, tlb, ram64, addr + i, ACC_STORE, priv, sum_, mxr, vm)
+        if cause >= 0:
+            return cause, addr + i
+        off = pa - base
+        if off < 0 or off >= n:
+            return -2, addr
+    for i in range(size):
+        pa, cause = translate(s, c, tlb, ram64, addr + i, ACC_STORE, priv, sum_, mxr, vm)
+        ram8[pa - base] = (value >> (8 * i)) & 0xFF
+    return -1, 0
+
+
+@njit(cache=True, nogil=True)
+def fetch_slow(s, c, tlb, ram16, ram64, rom8, rvc, pc, priv, vm):
+    """Fetch when pc is not on the cached page: translate, read ROM, or straddle pages.
+
+    Returns (inst, ilen, cause, tval, page_offset): page_offset is the RAM offset of pc's
+    page when it can be cached for the fast path, else -1.
+    """
+    pa, cause = translate(s, c, tlb, ram64, pc, ACC_FETCH, priv, 0, 0, vm)
+    if cause >= 0:
+        return 0, 0, cause, pc, -1
+    base = s[RAM_BASE]
+    n = s[RAM_SIZE]
+    off = pa - base
+    if off >= 0 and off <= n - 2:
+        lo = ram16[off >> 1]
+        page = off - (pc & 0xFFF)
+        if (lo & 3) != 3:
+            return rvc[lo], 2, -1, lo, page
+        if (pc & 0xFFF) != 0xFFE:
+            if off > n - 4:
+                return 0, 0, EXC_INSN_ACCESS, pc, -1
+            return sext32(lo | (ram16[(off >> 1) + 1] << 16)), 4, -1, 0, page
+        # The upper half lives on the next page: translate it separately.
+        pa2, cause = translate(s, c, tlb, ram64, pc + 2, ACC_FETCH, priv, 0, 0, vm)
+        if cause >= 0:
+            return 0, 0, cause, pc + 2, -1
+        off2 = pa2 - base
+        if off2 < 0 or off2 > n - 2:
+            return 0, 0, EXC_INSN_ACCESS, pc + 2, -1
+        return sext32(lo | (ram16[off2 >> 1] << 16)), 4, -1, 0, -1
+    roff = pa - s[ROM_BASE]
+    if roff >= 0 and roff <= s[ROM_SIZE] - 2:
+        lo = rom8[roff] | (rom8[roff + 1] << 8)
+        if (lo & 3) != 3:
+            return rvc[lo], 2, -1, lo, -1
+        if roff > s[ROM_SIZE] - 4:
+            return 0, 0, EXC_INSN_ACCESS, pc, -1
+        hi = rom8[roff + 2] | (rom8[roff + 3] << 8)
+        return sext32(lo | (hi << 16)), 4, -1, 0, -1
+    return 0, 0, EXC_INSN_ACCESS, pc, -1
+
+
+@njit(cache=True, nogil=True)
+def next_deadline(s, c, icount, limit):
+    """The instruction count at which mtime reaches the nearest timer compare value."""
+    shift = s[TIME_SHIFT]
+    now = s[TIME_BASE] + ((icount - s[TIME_ICOUNT]) >> shift)
+    for cmp in (s[MTIMECMP], c[CSR_STIMECMP]):
+        if cmp > now:
+            at = s[TIME_ICOUNT] + ((cmp - s[TIME_BASE]) << shift)
+            if at < limit:
+                limit = at
+    return limit
+
+
+@njit(cache=True, nogil=True)
+def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
+    """Run the hart for at most `budget` instructions; returns the exit reason (see layout)."""
+    pc = s[PC]
+    icount = s[ICOUNT]
+    end = icount + budget
+    base = s[RAM_BASE]
+    nram = s[RAM_SIZE]
+    tohost = s[TOHOST]
+    limit = icount  # check interrupts before the first instruction
+    fpage = -1      # virtual page number of the cached fetch page
+    foff = 0        # RAM offset of that page
+    priv = s[PRIV]
+    # Translation/permission state, recomputed whenever privilege or mstatus/satp change.
+    recompute = True
+    fvm = False
+    dvm = False
+    dpriv = priv
+    sum_ = 0
+    mxr = 0
+    rmask = PTE_R
+    forbid_u = 0
+    forbid_fu = 0
+    while True:
+        if recompute:
+            recompute = False
+            priv = s[PRIV]
+            st = c[CSR_MSTATUS]
+            on = ((c[CSR_SATP] >> 60) & 0xF) != 0
+            dpriv = priv
+            if priv == PRV_M and (st & MS_MPRV) != 0:
+                dpriv = (st >> 11) & 3
+            fvm = on and priv != PRV_M
+            dvm = on and dpriv != PRV_M
+            sum_ = (st >> 18) & 1
+            mxr = (st >> 19) & 1
+            rmask = PTE_R | (PTE_X if mxr else 0)
+            # A TLB hit is allowed when the entry's U bit differs from the forbidden value.
+            if dpriv == PRV_U:
+                forbid_u = 0
+            elif sum_:
+                forbid_u = -1
+            else:
+                forbid_u = PTE_U
+            forbid_fu = 0 if priv == PRV_U else PTE_U
+            fpage = -1
+        if icount >= limit:
+            s[ICOUNT] = icount
+            s[PC] = pc
+            if icount >= end:
+                ex[EX_REASON] = EXIT_BUDGET
+                return EXIT_BUDGET
+            att = s[ATTENTION]
+            if att != 0:
+                s[ATTENTION] = 0
+                if (att & 2) != 0:
+                    ex[EX_REASON] = EXIT_BUDGET
+                    return EXIT_BUDGET
+            cause = pending_interrupt(s, c)
+            if cause != 0:
+                s[RESERVATION] = -1
+                pc = take_trap(s, c, cause, 0, pc)
+                recompute = True
+                limit = icount
+                continue
+            limit = end
+            if icount + CHUNK < limit:
+                limit = icount + CHUNK
+            limit = next_deadline(s, c, icount, limit)
+            if limit <= icount:
+                limit = icount + 1
+
+        # ---- fetch ---------------------------------------------------------------------
+        if (pc >> 12) == fpage and (pc & 0xFFF) != 0xFFE:
+            off = foff + (pc & 0xFFF)
+            lo = ram16[off >> 1]
+            if (lo & 3) != 3:
+                inst = rvc[lo]
+                ilen = 2
+                raw = lo
+                if inst == 0:
+                    s[ICOUNT] = icount
+                    pc = take_trap(s, c, EXC_ILLEGAL, lo, pc)
+                    recompute = True
+                    end -= 1  # a trap uses budget too, so a trap loop still returns
+                    limit = 0
+                    continue
+            else:
+                inst = sext32(lo | (ram16[(off >> 1) + 1] << 16))
+                ilen = 4
+                raw = 0
+        else:
+            if fvm:
+                idx = (pc >> 12) & TLB_MASK
+                e = tlb[TLB_ENTRIES + idx]
+                if (tlb[idx] == (pc >> 12) and (e & PTE_X) != 0 and (e & PTE_U) != forbid_fu):
+                    pa = (e & ~0xFFF) | (pc & 0xFFF)
+                    off = pa - base
+                    if off >= 0 and off <= nram - 4096 and (pc & 0xFFF) != 0xFFE:
+                        fpage = pc >> 12
+                        foff = off - (pc & 0xFFF)
+                        continue
+            inst, ilen, cause, tval, page = fetch_slow(s, c, tlb, ram16, ram64, rom8, rvc, pc,
+                                                       priv, fvm)
+            raw = tval
+            if cause >= 0:
+                s[ICOUNT] = icount
+                pc = take_trap(s, c, cause, tval, pc)
+                recompute = True
+                end -= 1  # a trap uses budget too, so a trap loop still returns
+                limit = 0
+                continue
+            if inst == 0:
+                s[ICOUNT] = icount
+                pc = take_trap(s, c, EXC_ILLEGAL, tval, pc)
+                recompute = True
+                end -= 1  # a trap uses budget too, so a trap loop still returns
+                limit = 0
+                continue
+            if page >= 0 and page <= nram - 4096:
+                fpage = pc >> 12
+                foff = page
+
+        npc = pc + ilen
+        op = inst & 0x7F
+        rd = (inst >> 7) & 31
+        rs1 = (inst >> 15) & 31
+        rs2 = (inst >> 20) & 31
+        f3 = (inst >> 12) & 7
+        illegal = False
+
+        if op == 0x13:  # OP-IMM
+            a = s[rs1]
+            imm = inst >> 20
+            if f3 == 0:
+                v = a + imm
+            elif f3 == 1:
+                if (imm >> 6) != 0:
+                    illegal = True
+                v = a << (imm & 63)
+            elif f3 == 2:
+                v = 1 if a < imm else 0
+            elif f3 == 3:
+                v = 1 if ltu(a, imm) else 0
+            elif f3 == 4:
+                v = a ^ imm
+            elif f3 == 5:
+                sh = imm & 63
+                hi = (imm >> 6) & 0x3F
+                if hi == 0:
+                    v = srl(a, sh)
+                elif hi == 0x10:
+                    v = a >> sh
+                else:
+                    illegal = True
+                    v = 0
+            elif f3 == 6:
+                v = a | imm
+            else:
+                v = a & imm
+            if not illegal:
+                s[rd] = v
+        elif op == 0x33:  # OP
+            a = s[rs1]
+            b = s[rs2]
+            f7 = (inst >> 25) & 0x7F
+            if f7 == 0:
+                if f3 == 0:
+                    v = a + b
+                elif f3 == 1:
+                    v = a << (b & 63)
+                elif f3 == 2:
+                    v = 1 if a < b else 0
+                elif f3 == 3:
+                    v = 1 if ltu(a, b) else 0
+                elif f3 == 4:
+                    v = a ^ b
+                elif f3 == 5:
+                    v = srl(a, b & 63)
+                elif f3 == 6:
+                    v = a | b
+                else:
+                    v = a & b
+                s[rd] = v
+            elif f7 == 0x20:
+                if f3 == 0:
+                    s[rd] = a - b
+                elif f3 == 5:
+                    s[rd] = a >> (b & 63)
+                else:
+                    illegal = True
+            elif f7 == 1:  # M extension
+                if f3 == 0:
+                    v = a * b
+                elif f3 == 1:
+                    v = mulh(a, b)
+                elif f3 == 2:
+                    v = mulhsu(a, b)
+                elif f3 == 3:
+                    v = mulhu(a, b)
+                elif f3 == 4:
+                    v = div(a, b)
+                elif f3 == 5:
+                    v = divu(a, b)
+                elif f3 == 6:
+                    v = rem(a, b)
+                else:
+                    v = remu(a, b)
+                s[rd] = v
+            else:
+                illegal = True
+        elif op == 0x03:  # LOAD
+            addr = s[rs1] + (inst >> 20)
+            size = 1 << (f3 & 3)
+            if f3 == 7:
+                illegal = True
+            else:
+                hit = False
+                pa = addr
+                if dvm:
+                    idx = (addr >> 12) & TLB_MASK
+                    e = tlb[TLB_ENTRIES + idx]
+                    if tlb[idx] == (addr >> 12) and (e & rmask) != 0 and (e & PTE_U) != forbid_u:
+                        pa = (e & ~0xFFF) | (addr & 0xFFF)
+                        hit = True
+                if (dvm and not hit) or (not dvm and dpriv != PRV_M and s[PMP_ACTIVE] != 0):
+                    pa, cause = translate(s, c, tlb, ram64, addr, ACC_LOAD, dpriv, sum_, mxr, dvm)
+                    if cause >= 0:
+                        s[ICOUNT] = icount
+                        pc = take_trap(s, c, cause, addr, pc)
+                        recompute = True
+                        end -= 1  # a trap uses budget too, so a trap loop still returns
+                        limit = 0
+                        continue
+                off = pa - base
+                if off >= 0 and off <= nram - size and (off & (size - 1)) == 0:
+                    if f3 == 3:
+                        v = ram64[off >> 3]
+                    elif f3 == 2:
+                        v = ram32[off >> 2]
+                    elif f3 == 6:
+                        v = ram32[off >> 2] & 0xFFFFFFFF
+                    elif f3 == 1:
+                        v = ram16[off >> 1]
+                        v = (v ^ 0x8000) - 0x8000
+                    elif f3 == 5:
+                        v = ram16[off >> 1]
+                    elif f3 == 0:
+                        v = ram8[off]
+                        v = (v ^ 0x80) - 0x80
+                    else:
+                        v = ram8[off]
+                    s[rd] = v
+                elif (addr & (size - 1)) != 0:
+                    v, cause, tval = load_bytes(s, c, tlb, ram8, ram64, addr, size, dpriv, sum_,
+                                                mxr, dvm)
+                    if cause == -2:
+                        cause = EXC_LOAD_ACCESS
+                        tval = addr
+                    if cause >= 0:
+                        s[ICOUNT] = icount
+                        pc = take_trap(s, c, cause, tval, pc)
+                        recompute = True
+                        end -= 1  # a trap uses budget too, so a trap loop still returns
+                        limit = 0
+                        continue
+                    if f3 < 4 and size < 8:
+                        sb = 1 << (8 * size - 1)
+                        v = (v ^ sb) - sb
+                    s[rd] = v
+                else:
+                    # Outside RAM: leave the core so the machine can call the device.
+                    ex[EX_REASON] = EXIT_MMIO
+                    ex[EX_ADDR] = pa
+                    ex[EX_SIZE_B] = size
+                    ex[EX_STORE] = 0
+                    ex[EX_RD] = rd
+                    ex[EX_KIND] = KIND_UNSIGNED if f3 >= 4 else KIND_SIGNED
+                    ex[EX_PC] = pc
+                    s[PC] = npc
+                    s[ICOUNT] = icount + 1
+                    return EXIT_MMIO
+        elif op == 0x23:  # STORE
+            addr = s[rs1] + (((inst >> 25) << 5) | ((inst >> 7) & 31))
+            if f3 > 3:
+                illegal = True
+            else:
+                size = 1 << f3
+                val = s[rs2]
+                hit = False
+                pa = addr
+                if dvm:
+                    idx = (addr >> 12) & TLB_MASK
+                    e = tlb[TLB_ENTRIES + idx]
+                    if (tlb[idx] == (addr >> 12) and (e & (PTE_W | PTE_D)) == (PTE_W | PTE_D)
+                            and (e & PTE_U) != forbid_u):
+                        pa = (e & ~0xFFF) | (addr & 0xFFF)
+                        hit = True
+                if (dvm and not hit) or (not dvm and dpriv != PRV_M and s[PMP_ACTIVE] != 0):
+                    pa, cause = translate(s, c, tlb, ram64, addr, ACC_STORE, dpriv, sum_, mxr, dvm)
+                    if cause >= 0:
+                        s[ICOUNT] = icount
+                        pc = take_trap(s, c, cause, addr, pc)
+                        recompute = True
+                        end -= 1  # a trap uses budget too, so a trap loop still returns
+                        limit = 0
+                        continue
+                off = pa - base
+                if off >= 0 and off <= nram - size and (off & (size - 1)) == 0:
+                    if f3 == 3:
+                        ram64[off >> 3] = val
+                    elif f3 == 2:
+                        ram32[off >> 2] = val
+                    elif f3 == 1:
+                        ram16[off >> 1] = val
+                    else:
+                        ram8[off] = val
+                    if pa == tohost:
+                        ex[EX_REASON] = EXIT_HTIF
+                        ex[EX_VALUE] = val
+                        ex[EX_PC] = pc
+                        s[PC] = npc
+                        s[ICOUNT] = icount + 1
+                        return EXIT_HTIF
+                elif (addr & (size - 1)) != 0:
+                    cause, tval = store_bytes(s, c, tlb, ram8, ram64, addr, size, val, dpriv, sum_,
+                                              mxr, dvm)
+                    if cause == -2:
+                        cause = EXC_STORE_ACCESS
+                        tval = addr
+                    if cause >= 0:
+                        s[ICOUNT] = icount
+                        pc = take_trap(s, c, cause, tval, pc)
+                        recompute = True
+                        end -= 1  # a trap uses budget too, so a trap loop still returns
+                        limit = 0
+                        continue
+                else:
+                    ex[EX_REASON] = EXIT_MMIO
+                    ex[EX_ADDR] = pa
+                    ex[EX_SIZE_B] = size
+                    ex[EX_STORE] = 1
+                    ex[EX_VALUE] = val
+                    ex[EX_PC] = pc
+                    s[PC] = npc
+                    s[ICOUNT] = icount + 1
+                    return EXIT_MMIO
+        elif op == 0x63:  # BRANCH
+            a = s[rs1]
+            b = s[rs2]
+            if f3 == 0:
+                t = a == b
+            elif f3 == 1:
+                t = a != b
+            elif f3 == 4:
+                t = a < b
+            elif f3 == 5:
+                t = a >= b
+            elif f3 == 6:
+                t = ltu(a, b)
+            elif f3 == 7:
+                t = not ltu(a, b)
+            else:
+                t = False
+                illegal = True
+            if t:
+                imm = ((((inst >> 31) << 12) | (((inst >> 7) & 1) << 11)
+                        | (((inst >> 25) & 0x3F) << 5) | (((inst >> 8) & 0xF) << 1)))
+                npc = pc + imm
+        elif op == 0x37:  # LUI
+            s[rd] = (inst >> 12) << 12
+        elif op == 0x17:  # AUIPC
+            s[rd] = pc + ((inst >> 12) << 12)
+        elif op == 0x6F:  # JAL
+            imm = (((inst >> 31) << 20) | (((inst >> 12) & 0xFF) << 12)
+                   | (((inst >> 20) & 1) << 11) | (((inst >> 21) & 0x3FF) << 1))
+            s[rd] = npc
+            npc = pc + imm
+        elif op == 0x67:  # JALR
+            if f3 != 0:
+                illegal = True
+            else:
+                t = (s[rs1] + (inst >> 20)) & ~1
+                s[rd] = npc
+                npc = t
+        elif op == 0x1B:  # OP-IMM-32
+            a = s[rs1]
+            imm = inst >> 20
+            if f3 == 0:
+                s[rd] = sext32(a + imm)
+            elif f3 == 1:
+                if (imm >> 5) != 0:
+                    illegal = True
+                else:
+                    s[rd] = sext32(a << (imm & 31))
+            elif f3 == 5:
+                sh = imm & 31
+                hi = (imm >> 5) & 0x7F
+                if hi == 0:
+                    s[rd] = sext32((a & 0xFFFFFFFF) >> sh)
+                elif hi == 0x20:
+                    s[rd] = sext32(a) >> sh
+                else:
+                    illegal = True
+            else:
+                illegal = True
+        elif op == 0x3B:  # OP-32
+            a = s[rs1]
+            b = s[rs2]
+            f7 = (inst >> 25) & 0x7F
+            if f7 == 0:
+                if f3 == 0:
+                    s[rd] = sext32(a + b)
+                elif f3 == 1:
+                    s[rd] = sext32(a << (b & 31))
+                elif f3 == 5:
+                    s[rd] = sext32((a & 0xFFFFFFFF) >> (b & 31))
+                else:
+                    illegal = True
+            elif f7 == 0x20:
+                if f3 == 0:
+                    s[rd] = sext32(a - b)
+                elif f3 == 5:
+                    s[rd] = sext32(a) >> (b & 31)
+                else:
+                    illegal = True
+            elif f7 == 1:
+                a32 = sext32(a)
+                b32 = sext32(b)
+                if f3 == 0:
+                    s[rd] = sext32(a32 * b32)
+                elif f3 == 4:
+                    if b32 == 0:
+                        s[rd] = -1
+                    elif a32 == -(1 << 31) and b32 == -1:
+                        s[rd] = a32
+                    else:
+                        s[rd] = sext32(div(a32, b32))
+                elif f3 == 5:
+                    ua = a & 0xFFFFFFFF
+                    ub = b & 0xFFFFFFFF
+                    s[rd] = -1 if ub == 0 else sext32(ua // ub)
+                elif f3 == 6:
+                    if b32 == 0:
+                        s[rd] = a32
+                    elif a32 == -(1 << 31) and b32 == -1:
+                        s[rd] = 0
+                    else:
+                        s[rd] = sext32(rem(a32, b32))
+                elif f3 == 7:
+                    ua = a & 0xFFFFFFFF
+                    ub = b & 0xFFFFFFFF
+                    s[rd] = a32 if ub == 0 else sext32(ua % ub)
+                else:
+                    illegal = True
+            else:
+                illegal = True
+        elif op == 0x2F:  # AMO (A extension)
+            f5 = (inst >> 27) & 0x1F
+            if f3 != 2 and f3 != 3:
+                illegal = True
+            elif f5 == 2 and rs2 != 0:
+                illegal = True
+            else:
+                size = 4 if f3 == 2 else 8
+                addr = s[rs1]
+                acc = ACC_LOAD if f5 == 2 else ACC_STORE
+                if (addr & (size - 1)) != 0:
+                    s[ICOUNT] = icount
+                    cause = EXC_LOAD_MISALIGNED if f5 == 2 else EXC_STORE_MISALIGNED
+                    pc = take_trap(s, c, cause, addr, pc)
+                    recompute = True
+                    end -= 1  # a trap uses budget too, so a trap loop still returns
+                    limit = 0
+                    continue
+                pa, cause = translate(s, c, tlb, ram64, addr, acc, dpriv, sum_, mxr,
+                                      dvm)
+                if cause >= 0:
+                    s[ICOUNT] = icount
+                    pc = take_trap(s, c, cause, addr, pc)
+                    recompute = True
+                    end -= 1  # a trap uses budget too, so a trap loop still returns
+                    limit = 0
+                    continue
+                off = pa - base
+                if off < 0 or off > nram - size:
+                    s[ICOUNT] = icount
+                    cause = EXC_LOAD_ACCESS if f5 == 2 else EXC_STORE_ACCESS
+                    pc = take_trap(s, c, cause, addr, pc)
+                    recompute = True
+                    end -= 1  # a trap uses budget too, so a trap loop still returns
+                    limit = 0
+                    continue
+                if size == 4:
+                    old = ram32[off >> 2]
+                else:
+                    old = ram64[off >> 3]
+                if f5 == 2:  # LR: reserve the (aligned) address
+                    s[RESERVATION] = pa
+                    s[rd] = old
+                elif f5 == 3:  # SC: succeeds only on a valid reservation for this address
+                    if s[RESERVATION] == pa:
+                        if size == 4:
+                            ram32[off >> 2] = s[rs2]
+                        else:
+                            ram64[off >> 3] = s[rs2]
+                        s[rd] = 0
+                    else:
+                        s[rd] = 1
+                    s[RESERVATION] = -1
+                else:
+                    b = s[rs2]
+                    if size == 4:
+                        b = sext32(b)
+                    if f5 == 1:
+                        new = b
+                    elif f5 == 0:
+                        new = old + b
+                    elif f5 == 4:
+                        new = old ^ b
+                    elif f5 == 12:
+                        new = old & b
+                    elif f5 == 8:
+                        new = old | b
+                    elif f5 == 16:
+                        new = old if old < b else b
+                    elif f5 == 20:
+                        new = old if old > b else b
+                    elif f5 == 24:
+                        if size == 4:
+                            new = old if (old & 0xFFFFFFFF) < (b & 0xFFFFFFFF) else b
+                        else:
+                            new = old if ltu(old, b) else b
+                    elif f5 == 28:
+                        if size == 4:
+                            new = old if (old & 0xFFFFFFFF) > (b & 0xFFFFFFFF) else b
+                        else:
+                            new = b if ltu(old, b) else old
+                    else:
+                        illegal = True
+                        new = 0
+                    if not illegal:
+                        if size == 4:
+                            ram32[off >> 2] = new
+                        else:
+                            ram64[off >> 3] = new
+                        s[rd] = old
+        elif op == 0x0F:  # MISC-MEM: fence, fence.i
+            # Single hart, in-order, instructions fetched from RAM every time: both are no-ops.
+            if f3 > 1:
+                illegal = True
+        elif op == 0x73:  # SYSTEM
+            if f3 == 0:
+                f12 = (inst >> 20) & 0xFFF
+                f7 = (inst >> 25) & 0x7F
+                if f7 == 0x09 and rd == 0:  # sfence.vma
+                    if priv == PRV_U or (priv == PRV_S and (c[CSR_MSTATUS] & MS_TVM) != 0):
+                        illegal = True
+                    else:
+                        tlb_flush(tlb)
+                        fpage = -1
+                elif rs1 != 0 or rd != 0:
+                    illegal = True
+                elif f12 == 0:  # ecall
+                    s[ICOUNT] = icount
+                    pc = take_trap(s, c, EXC_ECALL_U + priv, 0, pc)
+                    s[RESERVATION] = -1
+                    recompute = True
+                    end -= 1
+                    limit = 0
+                    continue
+                elif f12 == 1:  # ebreak
+                    s[ICOUNT] = icount
+                    pc = take_trap(s, c, EXC_BREAKPOINT, pc, pc)
+                    recompute = True
+                    end -= 1  # a trap uses budget too, so a trap loop still returns
+                    limit = 0
+                    continue
+                elif f12 == 0x302:  # mret
+                    if priv != PRV_M:
+                        illegal = True
+                    else:
+                        npc = mret(s, c)
+                        recompute = True
+                        limit = 0
+                elif f12 == 0x102:  # sret
+                    if priv == PRV_U or (priv == PRV_S and (c[CSR_MSTATUS] & MS_TSR) != 0):
+                        illegal = True
+                    else:
+                        npc = sret(s, c)
+                        recompute = True
+                        limit = 0
+                elif f12 == 0x105:  # wfi
+                    if priv == PRV_U or (priv == PRV_S and (c[CSR_MSTATUS] & MS_TW) != 0):
+                        illegal = True
+                    else:
+                        s[ICOUNT] = icount + 1
+                        if (read_mip(s, c) & c[CSR_MIE]) == 0:
+                            s[PC] = npc
+                            ex[EX_REASON] = EXIT_WFI
+                            ex[EX_PC] = pc
+                            return EXIT_WFI
+                        limit = 0
+                else:
+                    illegal = True
+            elif f3 == 4:
+                illegal = True
+            else:
+                s[ICOUNT] = icount
+                s[PC] = pc
+                r = csr_instruction(s, c, tlb, inst, priv)
+                if r == CSR_ILLEGAL:
+                    illegal = True
+                elif r == CSR_OK_RECHECK:
+                    recompute = True
+                    limit = 0
+        else:
+            illegal = True
+
+        if illegal:
+            s[ICOUNT] = icount
+            # tval holds the faulting encoding: 32 bits, or the original 16 for RVC (spec 3.1.16).
+            tval = inst & 0xFFFFFFFF if ilen == 4 else raw
+            pc = take_trap(s, c, EXC_ILLEGAL, tval, pc)
+            recompute = True
+            end -= 1  # a trap uses budget too, so a trap loop still returns
+            limit = 0
+            continue
+        s[0] = 0
+        pc = npc
+        icount += 1

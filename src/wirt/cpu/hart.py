@@ -1,0 +1,163 @@
+"""The hart as a Python object: owns the state arrays and enters the compiled core.
+
+The machine layer uses this class; it never touches the arrays' layout directly except
+through the named slots in `wirt.cpu.layout`.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import numpy as np
+
+from wirt.cpu import layout as L
+
+_rvc_table: np.ndarray | None = None
+
+
+def _core():
+    """Import (and so load or compile) the numba core, with a progress message if it is slow."""
+    done = threading.Event()
+
+    def notice() -> None:
+        if not done.wait(1.0):
+            print("wirt: compiling the CPU core (first run only, about a minute)...",
+                  file=sys.stderr, flush=True)
+
+    t = threading.Thread(target=notice, daemon=True)
+    t.start()
+    start = time.monotonic()
+    try:
+        from wirt.cpu import core, rvc
+        global _rvc_table
+        if _rvc_table is None:
+            _rvc_table = rvc.build_rvc_table()
+        _warm_up(core)
+    finally:
+        done.set()
+    elapsed = time.monotonic() - start
+    if elapsed > 1.0:
+        print(f"wirt: CPU core ready in {elapsed:.1f} s (cached for next time)", file=sys.stderr)
+    return core
+
+
+_core_module = None
+
+
+def core_module():
+    """The compiled core module (compiled or loaded from cache once per process)."""
+    global _core_module
+    if _core_module is None:
+        _core_module = _core()
+    return _core_module
+
+
+def _warm_up(core) -> None:
+    """Run the core once on a tiny hart so numba compiles (or loads) every entry point."""
+    h = Hart.__new__(Hart)
+    Hart._init_arrays(h, np.zeros(4096, dtype=np.uint8), 0x80000000, 0, np.zeros(8, dtype=np.uint8), 0x1000)
+    h.s[L.PC] = 0x80000000
+    core.run(h.s, h.c, h.tlb, h.ram8, h.ram16, h.ram32, h.ram64, h.rom8, _rvc_table, h.ex, 1)
+
+
+class Hart:
+    """One RV64 hart bound to a RAM buffer (and an optional boot ROM)."""
+
+    def __init__(self, ram: np.ndarray, ram_base: int = 0x8000_0000, hartid: int = 0,
+                 rom: np.ndarray | None = None, rom_base: int = 0x1000) -> None:
+        self._init_arrays(ram, ram_base, hartid, rom if rom is not None else np.zeros(8, np.uint8),
+                          rom_base)
+        self.core = core_module()
+
+    def _init_arrays(self, ram: np.ndarray, ram_base: int, hartid: int, rom: np.ndarray,
+                     rom_base: int) -> None:
+        if ram.dtype != np.uint8 or ram.ndim != 1 or len(ram) % 4096 != 0:
+            raise ValueError("RAM must be a 1-D uint8 array whose size is a multiple of 4 KiB")
+        self.ram8 = ram
+        self.ram16 = ram.view(np.uint16)
+        self.ram32 = ram.view(np.int32)
+        self.ram64 = ram.view(np.int64)
+        self.rom8 = rom
+        self.s = np.zeros(L.S_SIZE, dtype=np.int64)
+        self.c = np.zeros(4096, dtype=np.int64)
+        from wirt.cpu.mmu import new_tlb
+        self.tlb = new_tlb()
+        self.ex = np.zeros(L.EX_SIZE, dtype=np.int64)
+        self.s[L.RAM_BASE] = ram_base
+        self.s[L.RAM_SIZE] = len(ram)
+        self.s[L.ROM_BASE] = rom_base
+        self.s[L.ROM_SIZE] = len(rom)
+        self.s[L.HARTID] = hartid
+        self.reset(ram_base)
+
+    def reset(self, pc: int) -> None:
+        """Architectural reset (priv spec 3.4): M-mode, pc at the reset vector, mstatus clean."""
+        s, c = self.s, self.c
+        s[: L.F0 + 32] = 0
+        s[L.PC] = pc
+        s[L.PRIV] = L.PRV_M
+        s[L.RESERVATION] = -1
+        s[L.TOHOST] = -1
+        s[L.MTIMECMP] = -1  # all ones: never fires until written
+        s[L.TIME_SHIFT] = 4
+        s[L.INSTRET_OFF] = -s[L.ICOUNT]
+        s[L.CYCLE_OFF] = -s[L.ICOUNT]
+        c[:] = 0
+        c[L.CSR_STIMECMP] = -1
+        self.tlb[: L.TLB_ENTRIES] = -1
+
+    # ---- running ---------------------------------------------------------------------
+    def run(self, budget: int) -> int:
+        """Execute up to budget instructions; returns the exit reason (layout.EXIT_*)."""
+        return self.core.run(self.s, self.c, self.tlb, self.ram8, self.ram16, self.ram32,
+                             self.ram64, self.rom8, _rvc_table, self.ex, budget)
+
+    def complete_load(self, value: int) -> None:
+        """Finish an MMIO load: extend the device's value and write the destination register."""
+        ex = self.ex
+        size = int(ex[L.EX_SIZE_B])
+        value &= (1 << (8 * size)) - 1
+        if ex[L.EX_KIND] == L.KIND_SIGNED and value >> (8 * size - 1):
+            value -= 1 << (8 * size)
+        rd = int(ex[L.EX_RD])
+        if rd:
+            self.s[rd] = np.int64(value - (1 << 64) if value >= 1 << 63 else value)
+
+    def raise_exception(self, cause: int, tval: int) -> None:
+        """Undo the exited instruction and trap instead (e.g. an access to no device)."""
+        self.s[L.PC] = self.ex[L.EX_PC]
+        self.s[L.ICOUNT] -= 1
+        self.s[L.PC] = self.core.take_trap(self.s, self.c, cause, tval, int(self.ex[L.EX_PC]))
+
+    def access_fault(self) -> None:
+        """The exited MMIO access hit no device: load/store access fault (priv spec 3.7)."""
+        store = bool(self.ex[L.EX_STORE])
+        self.raise_exception(L.EXC_STORE_ACCESS if store else L.EXC_LOAD_ACCESS, int(self.ex[L.EX_ADDR]))
+
+    # ---- accessors -------------------------------------------------------------------
+    @property
+    def pc(self) -> int:
+        return int(self.s[L.PC])
+
+    @property
+    def priv(self) -> int:
+        return int(self.s[L.PRIV])
+
+    @property
+    def instret(self) -> int:
+        return int(self.s[L.ICOUNT])
+
+    def x(self, n: int) -> int:
+        return int(self.s[n]) & ((1 << 64) - 1)
+
+    def state(self) -> dict:
+        """Plain-data copy of the architectural state (for snapshots)."""
+        return {"s": self.s.tolist(), "c": self.c.tolist()}
+
+    def load_state(self, d: dict) -> None:
+        self.s[:] = np.asarray(d["s"], dtype=np.int64)
+        self.c[:] = np.asarray(d["c"], dtype=np.int64)
+        self.tlb[: L.TLB_ENTRIES] = -1
+

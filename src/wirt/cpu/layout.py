@@ -1,0 +1,196 @@
+"""Layout of the hart's state arrays: register slots, CSR numbers, exit codes and bit masks.
+
+All hart state lives in numpy int64 arrays so the numba core can compile against it and a
+snapshot can copy it: `s` (registers, pc, privilege, counters, platform wiring), `c` (the
+4096 CSR slots, indexed by CSR number) and `tlb` (the software TLB).
+"""
+
+# ---- `s`: general state -------------------------------------------------------------------
+S_SIZE = 128
+X0 = 0            # x0..x31 at 0..31
+F0 = 32           # f0..f31 at 32..63 (raw IEEE bits)
+PC = 64
+PRIV = 65         # 0 = U, 1 = S, 3 = M
+RESERVATION = 66  # LR/SC reservation: physical address, or -1 when none
+ICOUNT = 67       # instructions retired since reset (monotonic; counters are offsets of it)
+INSTRET_OFF = 68  # minstret = ICOUNT + INSTRET_OFF
+CYCLE_OFF = 69    # mcycle = ICOUNT + CYCLE_OFF
+TIME_BASE = 70    # mtime at the moment ICOUNT was TIME_ICOUNT
+TIME_ICOUNT = 71
+TIME_SHIFT = 72   # mtime advances by one tick every 2**TIME_SHIFT instructions within a slice
+MTIMECMP = 73     # CLINT mtimecmp of this hart
+HW_IP = 74        # interrupt-pending bits driven by devices (MSIP from CLINT, MEIP/SEIP from PLIC)
+ATTENTION = 75    # set non-zero by another thread to cut the current time slice short
+TOHOST = 76       # physical address of HTIF tohost, or -1
+RAM_BASE = 77
+RAM_SIZE = 78
+ROM_BASE = 79     # a small read/execute-only region (the boot ROM), fetched from `rom`
+ROM_SIZE = 80
+HARTID = 81
+INHIBIT_CY = 82   # frozen mcycle value while mcountinhibit.CY is set
+INHIBIT_IR = 83   # frozen minstret value while mcountinhibit.IR is set
+PMP_ACTIVE = 84   # non-zero when some PMP entry is enabled (S/U accesses are then checked)
+WFI_SKIPPED = 85  # mtime ticks skipped by deterministic WFI (added to TIME_BASE)
+COUNTINHIBIT = 86  # mcountinhibit (CY = bit 0, IR = bit 2)
+
+# ---- exit record `ex` ---------------------------------------------------------------------
+EX_SIZE = 16
+EX_REASON = 0
+EX_ADDR = 1       # mmio: physical address
+EX_SIZE_B = 2     # mmio: access size in bytes
+EX_STORE = 3      # mmio: 1 for a store
+EX_VALUE = 4      # mmio store value / htif tohost value / fatal detail
+EX_RD = 5         # mmio load: destination register
+EX_KIND = 6       # mmio load: 0 sign-extend, 1 zero-extend, 2 fp single, 3 fp double
+EX_PC = 7         # pc of the instruction that exited
+
+EXIT_BUDGET = 0
+EXIT_MMIO = 1
+EXIT_WFI = 2
+EXIT_HTIF = 3
+EXIT_POWEROFF = 4
+EXIT_RESET = 5
+EXIT_BREAKPOINT = 6
+EXIT_FATAL = 7
+EXIT_NAMES = ("budget", "mmio", "wfi", "htif", "poweroff", "reset", "breakpoint", "fatal")
+
+KIND_SIGNED = 0
+KIND_UNSIGNED = 1
+KIND_FP_S = 2
+KIND_FP_D = 3
+
+# ---- TLB ----------------------------------------------------------------------------------
+TLB_ENTRIES = 1024  # direct-mapped on virtual page number
+# tlb[i] = tag (vaddr >> 12) or -1; tlb[TLB_ENTRIES + i] = physical page | PTE flag bits
+
+# ---- privilege levels ---------------------------------------------------------------------
+PRV_U = 0
+PRV_S = 1
+PRV_M = 3
+
+# ---- CSR numbers (privileged spec 1.12, tables 2.2-2.6) -----------------------------------
+CSR_FFLAGS = 0x001
+CSR_FRM = 0x002
+CSR_FCSR = 0x003
+CSR_CYCLE = 0xC00
+CSR_TIME = 0xC01
+CSR_INSTRET = 0xC02
+CSR_SSTATUS = 0x100
+CSR_SIE = 0x104
+CSR_STVEC = 0x105
+CSR_SCOUNTEREN = 0x106
+CSR_SENVCFG = 0x10A
+CSR_SSCRATCH = 0x140
+CSR_SEPC = 0x141
+CSR_SCAUSE = 0x142
+CSR_STVAL = 0x143
+CSR_SIP = 0x144
+CSR_STIMECMP = 0x14D
+CSR_SATP = 0x180
+CSR_MVENDORID = 0xF11
+CSR_MARCHID = 0xF12
+CSR_MIMPID = 0xF13
+CSR_MHARTID = 0xF14
+CSR_MCONFIGPTR = 0xF15
+CSR_MSTATUS = 0x300
+CSR_MISA = 0x301
+CSR_MEDELEG = 0x302
+CSR_MIDELEG = 0x303
+CSR_MIE = 0x304
+CSR_MTVEC = 0x305
+CSR_MCOUNTEREN = 0x306
+CSR_MENVCFG = 0x30A
+CSR_MCOUNTINHIBIT = 0x320
+CSR_MSCRATCH = 0x340
+CSR_MEPC = 0x341
+CSR_MCAUSE = 0x342
+CSR_MTVAL = 0x343
+CSR_MIP = 0x344
+CSR_PMPCFG0 = 0x3A0
+CSR_PMPADDR0 = 0x3B0
+CSR_MCYCLE = 0xB00
+CSR_MINSTRET = 0xB02
+CSR_TSELECT = 0x7A0
+
+# ---- mstatus bits (privileged spec 3.1.6) ---------------------------------------------------
+MS_SIE = 1 << 1
+MS_MIE = 1 << 3
+MS_SPIE = 1 << 5
+MS_UBE = 1 << 6
+MS_MPIE = 1 << 7
+MS_SPP = 1 << 8
+MS_VS = 3 << 9
+MS_MPP = 3 << 11
+MS_FS = 3 << 13
+MS_XS = 3 << 15
+MS_MPRV = 1 << 17
+MS_SUM = 1 << 18
+MS_MXR = 1 << 19
+MS_TVM = 1 << 20
+MS_TW = 1 << 21
+MS_TSR = 1 << 22
+MS_UXL = 3 << 32
+MS_SXL = 3 << 34
+MS_SD = -(1 << 63)
+MSTATUS_WMASK = (MS_SIE | MS_MIE | MS_SPIE | MS_MPIE | MS_SPP | MS_MPP | MS_FS | MS_MPRV
+                 | MS_SUM | MS_MXR | MS_TVM | MS_TW | MS_TSR)
+SSTATUS_RMASK = MS_SIE | MS_SPIE | MS_UBE | MS_SPP | MS_VS | MS_FS | MS_XS | MS_SUM | MS_MXR | MS_UXL | MS_SD
+SSTATUS_WMASK = MS_SIE | MS_SPIE | MS_SPP | MS_FS | MS_SUM | MS_MXR
+MSTATUS_XL = (2 << 32) | (2 << 34)  # UXL = SXL = 64 bits, read-only
+
+# ---- interrupts (privileged spec 3.1.9) -----------------------------------------------------
+IRQ_SSI = 1
+IRQ_MSI = 3
+IRQ_STI = 5
+IRQ_MTI = 7
+IRQ_SEI = 9
+IRQ_MEI = 11
+MIP_SSIP = 1 << IRQ_SSI
+MIP_MSIP = 1 << IRQ_MSI
+MIP_STIP = 1 << IRQ_STI
+MIP_MTIP = 1 << IRQ_MTI
+MIP_SEIP = 1 << IRQ_SEI
+MIP_MEIP = 1 << IRQ_MEI
+MIE_MASK = 0xAAA
+MIDELEG_MASK = MIP_SSIP | MIP_STIP | MIP_SEIP
+MEDELEG_MASK = 0xB3FF  # every synchronous cause but ecall-from-M (11) and the reserved 10, 14
+
+# ---- exception causes (privileged spec table 3.6) -------------------------------------------
+EXC_INSN_MISALIGNED = 0
+EXC_INSN_ACCESS = 1
+EXC_ILLEGAL = 2
+EXC_BREAKPOINT = 3
+EXC_LOAD_MISALIGNED = 4
+EXC_LOAD_ACCESS = 5
+EXC_STORE_MISALIGNED = 6
+EXC_STORE_ACCESS = 7
+EXC_ECALL_U = 8
+EXC_ECALL_S = 9
+EXC_ECALL_M = 11
+EXC_INSN_PAGE = 12
+EXC_LOAD_PAGE = 13
+EXC_STORE_PAGE = 15
+INTERRUPT_BIT = -(1 << 63)
+
+# ---- misa (privileged spec 3.1.1): RV64 with A, C, I, M, S, U ---------------------------------
+# (F and D are added when the FPU is wired in.)
+MISA_VALUE = (2 << 62) | (1 << 0) | (1 << 2) | (1 << 8) | (1 << 12) | (1 << 18) | (1 << 20)
+MISA_VALUE = MISA_VALUE - (1 << 64) if MISA_VALUE >= (1 << 63) else MISA_VALUE
+
+# ---- Sv39/Sv48 PTE bits (privileged spec 4.3.1) ---------------------------------------------
+PTE_V = 1
+PTE_R = 2
+PTE_W = 4
+PTE_X = 8
+PTE_U = 16
+PTE_G = 32
+PTE_A = 64
+PTE_D = 128
+
+# access types
+ACC_FETCH = 0
+ACC_LOAD = 1
+ACC_STORE = 2
+
+MENVCFG_STCE = -(1 << 63)
+MENVCFG_WMASK = MENVCFG_STCE | 1  # STCE (Sstc) and FIOM

@@ -1,0 +1,1 @@
+"""images layer of wirt (see DESIGN.md)."""

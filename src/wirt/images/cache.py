@@ -1,0 +1,133 @@
+"""The image cache directory and atomic, checksummed downloads into it.
+
+Every file lands in the cache through a temporary file in the same directory and an
+`os.replace`, so a crash or a failed check never leaves a half file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from wirt.errors import WirtError
+from wirt.images import ui
+from wirt.images.mirror import HINT
+from wirt.paths import cache_dir
+
+TIMEOUT = 60.0  # seconds without progress before a download is abandoned
+CHUNK = 1 << 16
+
+# The one place where the image layer touches the network (tests replace it to prove a
+# warm cache does no I/O).
+urlopen = urllib.request.urlopen
+
+
+class NotFound(WirtError):
+    """The mirror answered 404: the file is not there (callers may try another path)."""
+
+
+def cache_root() -> Path:
+    """`$WIRT_CACHE`, else `$XDG_CACHE_HOME/wirt`, else `~/.cache/wirt` (see wirt.paths)."""
+    return cache_dir().expanduser()
+
+
+@contextlib.contextmanager
+def atomic_path(dest: Path) -> Iterator[Path]:
+    """Yield a temporary path next to `dest`; on success rename it to `dest`, else delete it."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; cached files are ordinary readable files
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write(dest: Path, data: bytes) -> Path:
+    """Write `data` to `dest` atomically."""
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)
+    return dest
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def download(
+    url: str,
+    dest: Path,
+    *,
+    sha256: str | None = None,
+    size: int | None = None,
+    label: str | None = None,
+) -> Path:
+    """Fetch `url` into `dest` with a progress bar; refuse it if its size or SHA-256 differ.
+
+    The file appears under `dest` only after every check passed.
+    """
+    label = label or dest.name
+    try:
+        response = urlopen(url, timeout=TIMEOUT)
+    except urllib.error.HTTPError as exc:
+        kind = NotFound if exc.code == 404 else WirtError
+        raise kind(_http_message(url, exc.code, exc.reason)) from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, FileNotFoundError):  # a file:// mirror without that file
+            raise NotFound(f"not found on the mirror: {url}; {HINT}") from None
+        raise WirtError(f"cannot reach the Debian mirror at {url}: {reason}; check the network or {HINT}") from None
+    h = hashlib.sha256()
+    got = 0
+    with response, atomic_path(dest) as tmp:
+        total = size if size is not None else _content_length(response)
+        try:
+            with open(tmp, "wb") as out, ui.byte_progress() as bar:
+                task = bar.add_task(f"fetch {label}", total=total)
+                while chunk := response.read(CHUNK):
+                    out.write(chunk)
+                    h.update(chunk)
+                    got += len(chunk)
+                    bar.update(task, completed=got)
+        except (urllib.error.URLError, OSError) as exc:
+            raise WirtError(f"download of {url} failed after {got} bytes: {exc}; try again or {HINT}") from None
+        if size is not None and got != size:
+            raise WirtError(
+                f"size mismatch for {url}: got {got} bytes, the signed index says {size}; "
+                f"the mirror may be updating (try again later) or {HINT}"
+            )
+        if sha256 is not None and h.hexdigest() != sha256.lower():
+            raise WirtError(
+                f"SHA256 mismatch for {url}: the file does not match the signed index; "
+                f"the mirror may be corrupt or updating (try again later) or {HINT}"
+            )
+    return dest
+
+
+def _content_length(response: object) -> int | None:
+    value = getattr(response, "headers", {}).get("Content-Length") if hasattr(response, "headers") else None
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _http_message(url: str, code: int, reason: object) -> str:
+    if code == 404:
+        return f"not found on the mirror (HTTP 404): {url}; the mirror may not carry this suite or architecture; {HINT}"
+    return f"the Debian mirror answered HTTP {code} {reason} for {url}; try again later or {HINT}"

@@ -1,0 +1,1 @@
+"""machine layer of wirt (see DESIGN.md)."""

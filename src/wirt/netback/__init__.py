@@ -1,0 +1,1 @@
+"""netback layer of wirt (see DESIGN.md)."""

@@ -1,0 +1,96 @@
+"""A host file opened for positional I/O: the one place image formats touch the file descriptor.
+
+It keeps `end`, the highest byte offset written or present, so a format knows which clusters are
+fresh (never written, so they read as zeros) without asking the kernel.
+"""
+
+from __future__ import annotations
+
+import os
+
+from wirt.errors import WirtError
+
+
+class HostFile:
+    """Positional reads and writes on one file; reads past the end return zeros."""
+
+    def __init__(self, path: str, read_only: bool):
+        self.path = path
+        self.read_only = read_only
+        flags = (os.O_RDONLY if read_only else os.O_RDWR) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            self.fd = os.open(path, flags)
+        except FileNotFoundError:
+            raise WirtError(f"{path}: no such file; check the path") from None
+        except IsADirectoryError:
+            raise WirtError(f"{path}: is a directory, not a disk image") from None
+        except PermissionError:
+            mode = "reading" if read_only else "writing"
+            raise WirtError(f"{path}: permission denied opening for {mode}; "
+                            f"{'fix its permissions' if read_only else 'open it read-only or fix its permissions'}"
+                            ) from None
+        self.end = os.fstat(self.fd).st_size
+        self.synced = True
+
+    def size(self) -> int:
+        """The current length of the file according to the kernel."""
+        return os.fstat(self.fd).st_size
+
+    def pread(self, offset: int, length: int) -> bytes:
+        """`length` bytes at `offset`, zero-padded past the end of the file."""
+        data = os.pread(self.fd, length, offset)
+        while len(data) < length:
+            more = os.pread(self.fd, length - len(data), offset + len(data))
+            if not more:
+                return data + bytes(length - len(data))
+            data += more
+        return data
+
+    def readinto(self, offset: int, view: memoryview) -> None:
+        """Fill `view` from `offset`, zero-filling past the end of the file."""
+        done, total = 0, len(view)
+        while done < total:
+            n = os.preadv(self.fd, [view[done:]], offset + done)
+            if n <= 0:
+                view[done:] = bytes(total - done)
+                return
+            done += n
+
+    def pwrite(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        """Write all of `data` at `offset`."""
+        assert not self.read_only, "write to a read-only host file"
+        view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+        total, done = len(view), 0
+        while done < total:
+            done += os.pwrite(self.fd, view[done:] if done else view, offset + done)
+        if offset + total > self.end:
+            self.end = offset + total
+        self.synced = False
+
+    def pwritev(self, offset: int, buffers: list) -> None:
+        """Write several buffers back to back at `offset`."""
+        total = sum(len(b) for b in buffers)
+        done = os.pwritev(self.fd, buffers, offset)
+        if done < total:  # rare short write: finish the rest one buffer at a time
+            self.pwrite(offset + done, b"".join(bytes(b) for b in buffers)[done:])
+        if offset + total > self.end:
+            self.end = offset + total
+        self.synced = False
+
+    def extend_to(self, length: int) -> None:
+        """Grow the file to at least `length` bytes (a sparse hole reads as zeros)."""
+        if self.size() < length:
+            os.ftruncate(self.fd, length)
+        self.end = max(self.end, length)
+        self.synced = False
+
+    def sync(self) -> None:
+        """Make everything written so far durable (a write barrier for crash ordering)."""
+        if not self.read_only:
+            os.fdatasync(self.fd)
+        self.synced = True
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

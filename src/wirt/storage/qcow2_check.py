@@ -1,0 +1,257 @@
+"""Consistency check and repair of qcow2 images, in the sense of `qemu-img check`.
+
+Every reference in the image (header, tables, L2 tables, data and compressed clusters, snapshots)
+is counted and compared with the stored refcounts: a stored count that is too high is a leak
+(harmless, wasted space); too low is a corruption (a later write could overwrite live data).
+Active L1/L2 entries must carry the COPIED flag exactly when the refcount is one (spec bit 63).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from wirt.storage.qcow2_format import L1_RESERVED_MASK, OFFSET_MASK, OFLAG_COMPRESSED, OFLAG_COPIED
+
+if TYPE_CHECKING:
+    from wirt.storage.qcow2 import Qcow2Image
+
+_U = np.uint64
+
+
+@dataclass
+class CheckReport:
+    """What a check found (and, with repair, what was fixed)."""
+
+    corruptions: int = 0
+    leaks: int = 0
+    repaired_leaks: int = 0
+    repaired_corruptions: int = 0
+    messages: list[str] = field(default_factory=list)
+    total_clusters: int = 0
+    allocated_clusters: int = 0
+    compressed_clusters: int = 0
+    image_end_offset: int = 0
+
+    @property
+    def clean(self) -> bool:
+        return not self.corruptions and not self.leaks
+
+
+class _Walker:
+    """Counts references into a growing array of expected refcounts."""
+
+    def __init__(self, img: Qcow2Image, report: CheckReport):
+        self.img = img
+        self.report = report
+        self.cb = img.cluster_bits
+        self.cs = img.cluster_size
+        self.file_size = max(img.file.size(), img.file.end)
+        self.parts: list[np.ndarray] = []
+        self.active_l2: list[tuple[int, np.ndarray]] = []  # (l1 index, entries) for the COPIED check
+
+    def error(self, msg: str) -> None:
+        self.report.corruptions += 1
+        self.report.messages.append(f"ERROR {msg}")
+
+    def span(self, offset: int, length: int) -> None:
+        if length > 0:
+            self.parts.append(np.arange(offset >> self.cb, ((offset + length - 1) >> self.cb) + 1, dtype=_U))
+
+    def cluster(self, offset: int) -> None:
+        self.parts.append(np.array([offset >> self.cb], dtype=_U))
+
+    def l2_entries(self, off: int) -> np.ndarray:
+        t = self.img._l2cache.get(off)
+        if t is not None:
+            return np.array(t.entries, dtype=_U)
+        return np.frombuffer(self.img.file.pread(off, self.cs), ">u8").astype(_U)
+
+    def tree(self, l1: list[int], active: bool, label: str) -> None:
+        geo = self.img._geo
+        for i, e in enumerate(l1):
+            off = e & OFFSET_MASK
+            if e & L1_RESERVED_MASK:
+                self.error(f"{label} L1 entry {i} has reserved bits set (0x{e:x})")
+            if not off:
+                continue
+            if off % self.cs or off + self.cs > self.file_size:
+                self.error(f"{label} L2 table offset 0x{off:x} (L1 index {i}) is unaligned or past the end of file")
+                continue
+            self.cluster(off)
+            ent = self.l2_entries(off)
+            comp = (ent & _U(OFLAG_COMPRESSED)) != 0
+            offs = ent & _U(OFFSET_MASK)
+            std = ~comp & (offs != 0)
+            bad = std & ((offs % _U(self.cs)) != 0)
+            if bad.any():
+                for j in np.flatnonzero(bad)[:10].tolist():
+                    self.error(f"{label} data cluster offset 0x{int(offs[j]):x} is unaligned (L1 {i}, L2 {j})")
+                std &= ~bad
+            self.parts.append(offs[std] >> _U(self.cb))
+            if comp.any():
+                for v in ent[comp].tolist():
+                    start, length = geo.compressed_span(v)
+                    self.span(start, length)
+                    if active:
+                        self.report.compressed_clusters += 1
+            if active:
+                self.report.allocated_clusters += int(std.sum()) + int(comp.sum())
+                self.active_l2.append((i, ent))
+
+    def expected(self) -> np.ndarray:
+        allc = np.concatenate(self.parts) if self.parts else np.zeros(0, _U)
+        n = max(-(-self.file_size // self.cs), int(allc.max()) + 1 if len(allc) else 0)
+        return np.bincount(allc.astype(np.int64), minlength=n).astype(np.int64)
+
+
+def _count(img: Qcow2Image, report: CheckReport) -> tuple[np.ndarray, _Walker]:
+    h, cs, refs = img.header, img.cluster_size, img.refcounts
+    w = _Walker(img, report)
+    w.cluster(0)
+    if h.l1_size:
+        w.span(h.l1_table_offset, h.l1_size * 8)
+    w.span(refs.table_offset, refs.table_clusters * cs)
+    for bi, e in enumerate(refs.table):
+        off = e & OFFSET_MASK
+        if not off:
+            continue
+        if off % cs or off + cs > w.file_size or e & 0x1FF:
+            w.error(f"refcount block {bi} offset 0x{e:x} is invalid (unaligned or past the end of file)")
+            continue
+        w.cluster(off)
+    if img.snapshots:
+        w.span(h.snapshots_offset, img._snapshot_table_bytes())
+    from wirt.storage.qcow2_snapshot import read_l1
+
+    for s in img.snapshots:
+        w.span(s.l1_table_offset, s.l1_size * 8)
+        w.tree(read_l1(img, s), False, f"snapshot {s.id}")
+    w.tree(img.l1_table, True, "active")
+    return w.expected(), w
+
+
+def check_image(img: Qcow2Image, repair: str | None = None) -> CheckReport:
+    """Check refcounts and COPIED flags; repair 'leaks' or 'all' (refcounts and flags) if asked."""
+    if not img.read_only:
+        img._commit()
+    report = CheckReport()
+    expected, walker = _count(img, report)
+    structural = report.corruptions
+    stored = _stored(img, len(expected))
+    n = max(len(stored), len(expected))
+    stored = np.pad(stored, (0, n - len(stored)))
+    expected = np.pad(expected, (0, n - len(expected)))
+    leaks = np.flatnonzero(stored > expected)
+    lows = np.flatnonzero(stored < expected)
+    cs = img.cluster_size
+    for c in leaks[:20].tolist():
+        report.messages.append(f"Leaked cluster {c} refcount={stored[c]} reference={expected[c]}")
+    for c in lows[:20].tolist():
+        report.messages.append(f"ERROR cluster {c} refcount={stored[c]} reference={expected[c]}")
+    report.leaks = len(leaks)
+    report.corruptions += len(lows)
+    # Spec bit 63: in the active tables, COPIED must be set exactly when the refcount is one.
+    flag_errors = 0
+    for i, e in enumerate(img.l1_table):
+        off = e & OFFSET_MASK
+        if off and off >> img.cluster_bits < n and (stored[off >> img.cluster_bits] == 1) != bool(e & OFLAG_COPIED):
+            flag_errors += 1
+            report.messages.append(f"ERROR OFLAG_COPIED L2 cluster: l1_index={i} l1_entry={e:x}")
+    for i, ent in walker.active_l2:
+        offs = ent & _U(OFFSET_MASK)
+        data = ((ent & _U(OFLAG_COMPRESSED)) == 0) & (offs != 0) & ((offs % _U(cs)) == 0)
+        idx = (offs[data] >> _U(img.cluster_bits)).astype(np.int64)
+        idx = np.minimum(idx, n - 1)
+        one = stored[idx] == 1
+        flag = (ent[data] & _U(OFLAG_COPIED)) != 0
+        wrong = int((one != flag).sum())
+        comp_flag = int((((ent & _U(OFLAG_COMPRESSED)) != 0) & ((ent & _U(OFLAG_COPIED)) != 0)).sum())
+        if wrong or comp_flag:
+            flag_errors += wrong + comp_flag
+            report.messages.append(f"ERROR OFLAG_COPIED data cluster: {wrong + comp_flag} entries (L1 index {i})")
+    report.corruptions += flag_errors
+    report.total_clusters = -(-img.size // cs)
+    used = np.flatnonzero(stored)
+    report.image_end_offset = (int(used[-1]) + 1) * cs if len(used) else 0
+    if repair and not img.read_only and (report.leaks or (repair == "all" and report.corruptions)):
+        if repair == "all" and structural:
+            report.messages.append("ERROR cannot repair: the image structure itself is damaged")
+            return report
+        _repair(img, stored, expected, repair == "all")
+        after = check_image(img)
+        after.repaired_leaks = report.leaks - after.leaks
+        after.repaired_corruptions = report.corruptions - after.corruptions
+        after.messages = report.messages + after.messages
+        return after
+    return report
+
+
+def _stored(img: Qcow2Image, n: int) -> np.ndarray:
+    try:
+        return img.refcounts.stored_array(n)
+    except Exception:  # a broken refcount block: count what can be read
+        out = np.zeros(n, np.int64)
+        refs = img.refcounts
+        for bi in range(min(len(refs.table), -(-n // refs.epb))):
+            try:
+                blk = refs._block(bi)
+            except Exception:
+                continue
+            if blk is not None:
+                base = bi << refs.epb_bits
+                vals = blk.counts[: max(0, n - base)]
+                out[base : base + len(vals)] = vals
+        return out
+
+
+def _repair(img: Qcow2Image, stored: np.ndarray, expected: np.ndarray, fix_all: bool) -> None:
+    """Set refcounts to the counted values (only lowering them unless fix_all), then fix COPIED flags."""
+    refs = img.refcounts
+    refs.avoid = lambda c: c < len(expected) and expected[c] > 0
+    try:
+        # Raise too-low counts first so nothing referenced can look free while blocks are placed.
+        if fix_all:
+            for c in np.flatnonzero(stored < expected).tolist():
+                refs.set(c, int(expected[c]))
+        refs.write_dirty()
+        img.file.sync()
+        for c in np.flatnonzero(stored > expected).tolist():
+            refs.set(c, int(expected[c]))
+        refs.write_dirty()
+        img.file.sync()
+    finally:
+        refs.avoid = None
+    img._commit()
+    if fix_all:
+        from wirt.storage.qcow2_snapshot import fix_copied_flags
+
+        fix_copied_flags(img)
+    img.drop_caches()
+
+
+def format_report(report: CheckReport, path: str) -> str:
+    """Human-readable summary in the style of qemu-img check."""
+    lines = list(report.messages[:50])
+    if report.repaired_leaks or report.repaired_corruptions:
+        lines.append(f"Repaired {report.repaired_leaks} leaked clusters and "
+                     f"{report.repaired_corruptions} corruptions.")
+    if report.corruptions:
+        lines.append(f"{report.corruptions} errors were found on the image.\n"
+                     "Data may be corrupted, or further writes to the image may corrupt it.")
+    if report.leaks:
+        lines.append(f"{report.leaks} leaked clusters were found on the image.\n"
+                     "This means waste of disk space, but no harm to data.")
+    if report.clean:
+        lines.append("No errors were found on the image.")
+    if report.total_clusters:
+        pct = 100.0 * report.allocated_clusters / report.total_clusters
+        lines.append(f"{report.allocated_clusters}/{report.total_clusters} = {pct:.2f}% allocated, "
+                     f"{report.compressed_clusters} compressed clusters")
+    lines.append(f"Image end offset: {report.image_end_offset}")
+    return "\n".join(lines)
+
+
+__all__ = ["CheckReport", "check_image", "format_report"]
