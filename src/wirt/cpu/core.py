@@ -13,18 +13,20 @@ from wirt.cpu.csr import (
     CSR_ILLEGAL, CSR_OK_RECHECK, csr_instruction, mret, pending_interrupt, read_mip, sret,
     take_trap,
 )
+from wirt.cpu.fpu import fp_execute
 from wirt.cpu.layout import (
     ACC_FETCH, ACC_LOAD, ACC_STORE, ATTENTION, CSR_MIE, CSR_MSTATUS, CSR_SATP, CSR_STIMECMP,
     EX_ADDR, EX_KIND, EX_PC, EX_RD, EX_REASON, EX_SIZE_B, EX_STORE, EX_VALUE, EXC_BREAKPOINT,
     EXC_ECALL_U, EXC_ILLEGAL, EXC_INSN_ACCESS, EXC_LOAD_ACCESS, EXC_LOAD_MISALIGNED,
     EXC_STORE_ACCESS, EXC_STORE_MISALIGNED, EXIT_BUDGET, EXIT_HTIF, EXIT_MMIO, EXIT_WFI,
-    ICOUNT, KIND_SIGNED, KIND_UNSIGNED, MS_MPRV, MS_TSR, MS_TVM, MS_TW, MTIMECMP, PC,
+    F0, ICOUNT, KIND_FP_D, KIND_FP_S, KIND_SIGNED, KIND_UNSIGNED, MS_FS, MS_MPRV, MS_TSR, MS_TVM, MS_TW, MTIMECMP, PC,
     PMP_ACTIVE, PRIV, PRV_M, PRV_S, PRV_U, PTE_D, PTE_R, PTE_U, PTE_W, PTE_X, RAM_BASE, RAM_SIZE,
     RESERVATION, ROM_BASE, ROM_SIZE, TIME_BASE, TIME_ICOUNT, TIME_SHIFT, TLB_ENTRIES, TOHOST,
 )
 from wirt.cpu.mmu import access_fault_cause, pmp_allows, tlb_flush, walk
 
 TLB_MASK = TLB_ENTRIES - 1
+NAN_BOX = -(1 << 32)
 # How many instructions may run between checks of the attention flag and interrupts.
 CHUNK = 1 << 14
 
@@ -346,12 +348,18 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                 s[rd] = v
             else:
                 illegal = True
-        elif op == 0x03:  # LOAD
+        elif op == 0x03 or op == 0x07:  # LOAD, LOAD-FP (flw, fld)
             addr = s[rs1] + (inst >> 20)
             size = 1 << (f3 & 3)
-            if f3 == 7:
+            fp = op == 0x07
+            dest = rd
+            if fp:
+                dest = F0 + rd
+                if (f3 != 2 and f3 != 3) or (c[CSR_MSTATUS] & MS_FS) == 0:
+                    illegal = True
+            elif f3 == 7:
                 illegal = True
-            else:
+            if not illegal:
                 hit = False
                 pa = addr
                 if dvm:
@@ -387,7 +395,11 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                         v = (v ^ 0x80) - 0x80
                     else:
                         v = ram8[off]
-                    s[rd] = v
+                    if fp:
+                        if f3 == 2:
+                            v = (v & 0xFFFFFFFF) | NAN_BOX  # flw NaN-boxes (spec 14.2)
+                        c[CSR_MSTATUS] |= MS_FS
+                    s[dest] = v
                 elif (addr & (size - 1)) != 0:
                     v, cause, tval = load_bytes(s, c, tlb, ram8, ram64, addr, size, dpriv, sum_,
                                                 mxr, dvm)
@@ -401,29 +413,38 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                         end -= 1  # a trap uses budget too, so a trap loop still returns
                         limit = 0
                         continue
-                    if f3 < 4 and size < 8:
+                    if fp:
+                        if f3 == 2:
+                            v = (v & 0xFFFFFFFF) | NAN_BOX
+                        c[CSR_MSTATUS] |= MS_FS
+                    elif f3 < 4 and size < 8:
                         sb = 1 << (8 * size - 1)
                         v = (v ^ sb) - sb
-                    s[rd] = v
+                    s[dest] = v
                 else:
                     # Outside RAM: leave the core so the machine can call the device.
                     ex[EX_REASON] = EXIT_MMIO
                     ex[EX_ADDR] = pa
                     ex[EX_SIZE_B] = size
                     ex[EX_STORE] = 0
-                    ex[EX_RD] = rd
-                    ex[EX_KIND] = KIND_UNSIGNED if f3 >= 4 else KIND_SIGNED
+                    ex[EX_RD] = dest
+                    if fp:
+                        ex[EX_KIND] = KIND_FP_S if f3 == 2 else KIND_FP_D
+                    else:
+                        ex[EX_KIND] = KIND_UNSIGNED if f3 >= 4 else KIND_SIGNED
                     ex[EX_PC] = pc
                     s[PC] = npc
                     s[ICOUNT] = icount + 1
                     return EXIT_MMIO
-        elif op == 0x23:  # STORE
+        elif op == 0x23 or op == 0x27:  # STORE, STORE-FP (fsw, fsd)
             addr = s[rs1] + (((inst >> 25) << 5) | ((inst >> 7) & 31))
-            if f3 > 3:
+            if op == 0x27 and ((f3 != 2 and f3 != 3) or (c[CSR_MSTATUS] & MS_FS) == 0):
+                illegal = True
+            elif f3 > 3:
                 illegal = True
             else:
                 size = 1 << f3
-                val = s[rs2]
+                val = s[rs2] if op == 0x23 else s[F0 + rs2]
                 hit = False
                 pa = addr
                 if dvm:
@@ -682,6 +703,9 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                         else:
                             ram64[off >> 3] = new
                         s[rd] = old
+        elif op == 0x53 or op == 0x43 or op == 0x47 or op == 0x4B or op == 0x4F:  # F and D
+            if fp_execute(s, c, inst) != 0:
+                illegal = True
         elif op == 0x0F:  # MISC-MEM: fence, fence.i
             # Single hart, in-order, instructions fetched from RAM every time: both are no-ops.
             if f3 > 1:

@@ -115,15 +115,22 @@ class Hart:
                              self.ram64, self.rom8, _rvc_table, self.ex, budget)
 
     def complete_load(self, value: int) -> None:
-        """Finish an MMIO load: extend the device's value and write the destination register."""
+        """Finish an MMIO load: extend the device's value and write the destination register
+        (an x register, or an f register for flw/fld, NaN-boxing a single)."""
         ex = self.ex
         size = int(ex[L.EX_SIZE_B])
         value &= (1 << (8 * size)) - 1
-        if ex[L.EX_KIND] == L.KIND_SIGNED and value >> (8 * size - 1):
+        kind = ex[L.EX_KIND]
+        if kind == L.KIND_SIGNED and value >> (8 * size - 1):
             value -= 1 << (8 * size)
+        elif kind == L.KIND_FP_S:
+            value |= 0xFFFFFFFF_00000000
         rd = int(ex[L.EX_RD])
-        if rd:
-            self.s[rd] = np.int64(value - (1 << 64) if value >= 1 << 63 else value)
+        if kind in (L.KIND_FP_S, L.KIND_FP_D):
+            self.c[L.CSR_MSTATUS] |= L.MS_FS
+        elif rd == 0:
+            return
+        self.s[rd] = np.int64(value - (1 << 64) if value >= 1 << 63 else value)
 
     def raise_exception(self, cause: int, tval: int) -> None:
         """Undo the exited instruction and trap instead (e.g. an access to no device)."""

@@ -172,9 +172,8 @@ EXC_LOAD_PAGE = 13
 EXC_STORE_PAGE = 15
 INTERRUPT_BIT = -(1 << 63)
 
-# ---- misa (privileged spec 3.1.1): RV64 with A, C, I, M, S, U ---------------------------------
-# (F and D are added when the FPU is wired in.)
-MISA_VALUE = (2 << 62) | (1 << 0) | (1 << 2) | (1 << 8) | (1 << 12) | (1 << 18) | (1 << 20)
+# ---- misa (privileged spec 3.1.1): RV64 with A, C, D, F, I, M, S, U --------------------------
+MISA_VALUE = (2 << 62) | (1 << 0) | (1 << 2) | (1 << 3) | (1 << 5) | (1 << 8) | (1 << 12) | (1 << 18) | (1 << 20)
 MISA_VALUE = MISA_VALUE - (1 << 64) if MISA_VALUE >= (1 << 63) else MISA_VALUE
 
 # ---- Sv39/Sv48 PTE bits (privileged spec 4.3.1) ---------------------------------------------
