@@ -18,10 +18,14 @@ HERE = Path(__file__).parent
 CC = "riscv64-unknown-elf-gcc"
 
 
-def build_program(name: str, defines: dict[str, int] | None = None) -> Path:
-    """Compile HERE/<name>.c with start.S into a bare-metal ELF (cached by source digest)."""
+def build_program(name: str, defines: dict[str, int] | None = None, march: str = "rv64imac") -> Path:
+    """Compile HERE/<name>.c with start.S into a bare-metal ELF (cached by source digest).
+
+    march "rv64imac" builds integer-only code; "rv64gc" uses the F and D extensions."""
     defines = defines or {}
-    flags = ["-O2", "-march=rv64imac", "-mabi=lp64", "-mcmodel=medany", "-nostdlib", "-nostartfiles",
+    abi = "lp64d" if "g" in march or "d" in march else "lp64"
+    march += "_zicsr_zifencei" if "g" not in march else ""
+    flags = ["-O2", f"-march={march}", f"-mabi={abi}", "-mcmodel=medany", "-nostdlib", "-nostartfiles",
              "-static", "-ffreestanding", "-fno-builtin", "-I", str(HERE)]
     flags += [f"-D{k}={v}" for k, v in sorted(defines.items())]
     h = hashlib.sha256(" ".join(flags).encode())

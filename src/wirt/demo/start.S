@@ -2,6 +2,8 @@
     .section .text.init, "ax"
     .globl _start
 _start:
+    li t0, 1 << 13          /* mstatus.FS = Initial: enable the FPU for programs that use it */
+    csrs mstatus, t0
     la sp, _stack_top
     la t0, __bss_start
     la t1, _end
@@ -20,6 +22,8 @@ _start:
     .align 6
     .globl tohost
 tohost: .dword 0
+    .size tohost, 8
     .align 6
     .globl fromhost
 fromhost: .dword 0
+    .size fromhost, 8

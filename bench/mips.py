@@ -1,0 +1,94 @@
+"""Guest instructions per second of wirt's CPU core, beside QEMU on the same programs.
+
+Runs wirt's own integer benchmark (xorshift fill, insertion sort, multiply/divide mix) and
+floating-point benchmark (double and single multiply-add and divide chains) as bare-metal
+programs, and prints:
+- guest MIPS for each (wall time of the run loop only),
+- the core's cold compile time (empty numba cache) and cached start time,
+- the same programs under `qemu-system-riscv64 -M spike -bios none -kernel` when installed,
+  with QEMU's start-up removed by subtracting a short run, and the ratio wirt/QEMU.
+
+Usage: python bench/mips.py [--rounds N] [--skip-compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from wirt.demo import build_program
+from wirt.machine.baremetal import BareMetal
+
+PROGRAMS = [("integer", "intloop", "rv64imac"), ("floating point", "fploop", "rv64gc")]
+
+
+def run_wirt(path: str) -> tuple[int, float]:
+    m = BareMetal(path, 16 << 20, output=lambda b: None)
+    t = time.perf_counter()
+    result = m.run()
+    dt = time.perf_counter() - t
+    if result.exit_code != 0:
+        raise SystemExit(f"benchmark program {path} failed: {result}")
+    return result.instructions, dt
+
+
+def run_qemu(path: str) -> float:
+    t = time.perf_counter()
+    subprocess.run(["qemu-system-riscv64", "-M", "spike", "-bios", "none", "-nographic",
+                    "-kernel", path], check=True, stdout=subprocess.DEVNULL, timeout=600)
+    return time.perf_counter() - t
+
+
+def compile_times() -> tuple[float, float]:
+    """(cold compile, cached start) of the core in fresh processes, in seconds."""
+    code = ("import time; t=time.perf_counter(); from wirt.cpu.hart import core_module; "
+            "core_module(); print(time.perf_counter()-t)")
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        cold = float(subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                                    capture_output=True, text=True).stdout)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
+        cached = time.perf_counter() - start
+    return cold, cached
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=2000, help="benchmark rounds (default 2000)")
+    ap.add_argument("--skip-compile", action="store_true", help="do not measure compile times")
+    args = ap.parse_args()
+    have_qemu = shutil.which("qemu-system-riscv64") is not None
+    results = {}
+    for label, name, march in PROGRAMS:
+        long = str(build_program(name, {"ROUNDS": args.rounds}, march))
+        short = str(build_program(name, {"ROUNDS": max(1, args.rounds // 20)}, march))
+        run_wirt(short)  # load the core before timing
+        insns, dt = run_wirt(long)
+        short_insns, _ = run_wirt(short)
+        mips = insns / dt / 1e6
+        line = f"{label:15s} wirt {mips:8.1f} MIPS ({insns / 1e6:.0f} M instructions in {dt:.2f} s)"
+        if have_qemu:
+            q_long = min(run_qemu(long) for _ in range(2))
+            q_short = min(run_qemu(short) for _ in range(2))
+            q_mips = (insns - short_insns) / max(q_long - q_short, 1e-6) / 1e6
+            line += f" | QEMU {q_mips:8.1f} MIPS | wirt/QEMU {mips / q_mips:.2f}"
+        results[label] = mips
+        print(line, flush=True)
+    if len(results) == 2:
+        print(f"FP instruction cost relative to integer: {results['integer'] / results['floating point']:.2f}x"
+              " (average instruction time, FP loop vs integer loop)")
+    if not have_qemu:
+        print("QEMU not installed: no comparison (apt-get install qemu-system-misc)")
+    if not args.skip_compile:
+        cold, cached = compile_times()
+        print(f"core compile: cold {cold:.1f} s, cached start {cached:.2f} s (whole process)")
+
+
+if __name__ == "__main__":
+    main()
