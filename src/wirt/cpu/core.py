@@ -13,9 +13,9 @@ from wirt.cpu.csr import (
     CSR_ILLEGAL, CSR_OK_RECHECK, csr_instruction, mret, pending_interrupt, read_mip, sret,
     take_trap,
 )
-from wirt.cpu.fpu import fp_execute
+from wirt.cpu.fpu import FP_WRITE_F, FP_WRITE_X, fp_compute
 from wirt.cpu.layout import (
-    ACC_FETCH, ACC_LOAD, ACC_STORE, ATTENTION, CSR_MIE, CSR_MSTATUS, CSR_SATP, CSR_STIMECMP,
+    ACC_FETCH, ACC_LOAD, ACC_STORE, ATTENTION, CSR_FCSR, CSR_MIE, CSR_MSTATUS, CSR_SATP, CSR_STIMECMP,
     EX_ADDR, EX_KIND, EX_PC, EX_RD, EX_REASON, EX_SIZE_B, EX_STORE, EX_VALUE, EXC_BREAKPOINT,
     EXC_ECALL_U, EXC_ILLEGAL, EXC_INSN_ACCESS, EXC_LOAD_ACCESS, EXC_LOAD_MISALIGNED,
     EXC_STORE_ACCESS, EXC_STORE_MISALIGNED, EXIT_BUDGET, EXIT_HTIF, EXIT_MMIO, EXIT_WFI,
@@ -704,8 +704,21 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                             ram64[off >> 3] = new
                         s[rd] = old
         elif op == 0x53 or op == 0x43 or op == 0x47 or op == 0x4B or op == 0x4F:  # F and D
-            if fp_execute(s, c, inst) != 0:
-                illegal = True
+            if (c[CSR_MSTATUS] & MS_FS) == 0:
+                illegal = True  # FS = Off: FP instructions are illegal (priv spec 3.1.6.6)
+            else:
+                act, v, flags = fp_compute(inst, s[F0 + rs1], s[F0 + rs2], s[F0 + ((inst >> 27) & 31)],
+                                           s[rs1], c[CSR_FCSR])
+                if act == FP_WRITE_F:
+                    s[F0 + rd] = v
+                elif act == FP_WRITE_X:
+                    s[rd] = v
+                else:
+                    illegal = True
+                if not illegal:
+                    if flags != 0:
+                        c[CSR_FCSR] |= flags
+                    c[CSR_MSTATUS] |= MS_FS  # FP state changed: FS = Dirty
         elif op == 0x0F:  # MISC-MEM: fence, fence.i
             # Single hart, in-order, instructions fetched from RAM every time: both are no-ops.
             if f3 > 1:

@@ -9,11 +9,12 @@ Loads and stores (flw/fld/fsw/fsd) are in the core, beside the integer ones.
 from numba import njit
 
 from wirt.cpu import softfloat as sf
-from wirt.cpu.layout import CSR_FCSR, CSR_MSTATUS, F0, MS_FS
 
 BOX = -(1 << 32)  # upper 32 bits all ones: a NaN-boxed single (spec 14.2)
-FP_OK = 0
-FP_ILLEGAL = 1
+# What fp_compute asks the core to do with its result.
+FP_ILLEGAL = 0
+FP_WRITE_F = 1  # write the f register rd
+FP_WRITE_X = 2  # write the x register rd
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -31,33 +32,31 @@ def box(v):
 
 
 @njit(cache=True, nogil=True)
-def fp_execute(s, c, inst):
-    """Execute one OP-FP / FMADD / FMSUB / FNMSUB / FNMADD instruction; returns FP_OK or
-    FP_ILLEGAL. Writes fflags and marks mstatus.FS dirty."""
-    if (c[CSR_MSTATUS] & MS_FS) == 0:
-        return FP_ILLEGAL  # FS = Off: every FP instruction is illegal (priv spec 3.1.6.6)
+def fp_compute(inst, a, b, cc, xs1, fcsr):
+    """Compute one OP-FP / FMADD / FMSUB / FNMSUB / FNMADD instruction.
+
+    a, b, cc are the raw f registers rs1, rs2, rs3; xs1 is x[rs1]; fcsr supplies the dynamic
+    rounding mode. Returns (action, result, fflags). Scalars only: passing arrays between
+    compiled functions costs reference counting on every call.
+    """
     op = inst & 0x7F
-    rd = (inst >> 7) & 31
     rm = (inst >> 12) & 7
     rs1 = (inst >> 15) & 31
     rs2 = (inst >> 20) & 31
     fmt = (inst >> 25) & 3
     if fmt > 1:
-        return FP_ILLEGAL  # H and Q formats are not implemented
+        return FP_ILLEGAL, 0, 0  # H and Q formats are not implemented
     is_d = fmt == 1
     frm = rm
     if frm == 7:
-        frm = (c[CSR_FCSR] >> 5) & 7
+        frm = (fcsr >> 5) & 7
     rm_ok = frm <= 4  # 5 and 6 are reserved, and 7 in frm is invalid (spec 13.2)
-    a = s[F0 + rs1]
-    b = s[F0 + rs2]
     flags = 0
     res = 0
     to_int = False
     if op != 0x53:  # fused multiply-add: rs3 in bits 31:27
         if not rm_ok:
-            return FP_ILLEGAL
-        cc = s[F0 + ((inst >> 27) & 31)]
+            return FP_ILLEGAL, 0, 0
         neg_p = op == 0x4B or op == 0x4F  # fnmsub, fnmadd: -(a*b)
         neg_c = op == 0x47 or op == 0x4F  # fmsub, fnmadd: -c
         if is_d:
@@ -66,12 +65,13 @@ def fp_execute(s, c, inst):
             res, flags = sf.fma_s(unbox(a), unbox(b), unbox(cc), frm, neg_p, neg_c)
     else:
         f5 = inst >> 27 & 31
+        raw_a = a
         if not is_d:
             a = unbox(a)
             b = unbox(b)
         if f5 <= 3 or f5 == 0x0B:  # add, sub, mul, div, sqrt
             if not rm_ok:
-                return FP_ILLEGAL
+                return FP_ILLEGAL, 0, 0
             if f5 == 0:
                 res, flags = sf.add_d(a, b, frm) if is_d else sf.add_s(a, b, frm)
             elif f5 == 1:
@@ -82,7 +82,7 @@ def fp_execute(s, c, inst):
                 res, flags = sf.div_d(a, b, frm) if is_d else sf.div_s(a, b, frm)
             else:
                 if rs2 != 0:
-                    return FP_ILLEGAL
+                    return FP_ILLEGAL, 0, 0
                 res, flags = sf.sqrt_d(a, frm) if is_d else sf.sqrt_s(a, frm)
         elif f5 == 4:  # fsgnj, fsgnjn, fsgnjx (spec 13.6): no NaN canonicalisation
             sbit = 63 if is_d else 31
@@ -92,7 +92,7 @@ def fp_execute(s, c, inst):
             elif rm == 2:
                 sign_b ^= (a >> sbit) & 1
             elif rm != 0:
-                return FP_ILLEGAL
+                return FP_ILLEGAL, 0, 0
             res = (a & ~(1 << sbit)) | (sign_b << sbit)
         elif f5 == 5:  # fmin, fmax
             if rm == 0:
@@ -100,16 +100,16 @@ def fp_execute(s, c, inst):
             elif rm == 1:
                 res, flags = sf.max_d(a, b) if is_d else sf.max_s(a, b)
             else:
-                return FP_ILLEGAL
+                return FP_ILLEGAL, 0, 0
         elif f5 == 8:  # fcvt.s.d / fcvt.d.s
             if not rm_ok:
-                return FP_ILLEGAL
+                return FP_ILLEGAL, 0, 0
             if is_d and rs2 == 0:
-                res, flags = sf.cvt_d_s(unbox(s[F0 + rs1]), frm)
+                res, flags = sf.cvt_d_s(unbox(raw_a), frm)
             elif not is_d and rs2 == 1:
-                res, flags = sf.cvt_s_d(s[F0 + rs1], frm)
+                res, flags = sf.cvt_s_d(raw_a, frm)
             else:
-                return FP_ILLEGAL
+                return FP_ILLEGAL, 0, 0
         elif f5 == 0x14:  # feq, flt, fle -> integer rd
             to_int = True
             if rm == 2:
@@ -119,22 +119,22 @@ def fp_execute(s, c, inst):
             elif rm == 0:
                 res, flags = sf.le_d(a, b) if is_d else sf.le_s(a, b)
             else:
-                return FP_ILLEGAL
+                return FP_ILLEGAL, 0, 0
         elif f5 == 0x18:  # fcvt.{w,wu,l,lu}.{s,d}
             if not rm_ok or rs2 > 3:
-                return FP_ILLEGAL
+                return FP_ILLEGAL, 0, 0
             to_int = True
             res, flags = sf.f_to_int(a, frm, is_d, rs2)
         elif f5 == 0x1A:  # fcvt.{s,d}.{w,wu,l,lu}
             if not rm_ok or rs2 > 3:
-                return FP_ILLEGAL
-            res, flags = sf.int_to_f(s[rs1], frm, is_d, rs2)
+                return FP_ILLEGAL, 0, 0
+            res, flags = sf.int_to_f(xs1, frm, is_d, rs2)
         elif f5 == 0x1C:  # fmv.x.{w,d} and fclass
             if rs2 != 0:
-                return FP_ILLEGAL
+                return FP_ILLEGAL, 0, 0
             to_int = True
             if rm == 0:
-                raw = s[F0 + rs1]  # bits move unchanged; fmv.x.w sign-extends bit 31
+                raw = raw_a  # bits move unchanged; fmv.x.w sign-extends bit 31
                 if is_d:
                     res = raw
                 else:
@@ -142,19 +142,15 @@ def fp_execute(s, c, inst):
             elif rm == 1:
                 res = sf.classify_d(a) if is_d else sf.classify_s(a)
             else:
-                return FP_ILLEGAL
+                return FP_ILLEGAL, 0, 0
         elif f5 == 0x1E:  # fmv.{w,d}.x
             if rs2 != 0 or rm != 0:
-                return FP_ILLEGAL
-            res = s[rs1]
+                return FP_ILLEGAL, 0, 0
+            res = xs1
         else:
-            return FP_ILLEGAL
+            return FP_ILLEGAL, 0, 0
     if to_int:
-        if rd != 0:
-            s[rd] = res
-    else:
-        s[F0 + rd] = res if is_d else box(res)
-    if flags != 0:
-        c[CSR_FCSR] |= flags
-    c[CSR_MSTATUS] |= MS_FS  # any FP state change makes FS Dirty (priv spec 3.1.6.6)
-    return FP_OK
+        return FP_WRITE_X, res, flags
+    if not is_d:
+        res = box(res)
+    return FP_WRITE_F, res, flags
