@@ -31,7 +31,7 @@ def box(v):
     return (v & 0xFFFFFFFF) | BOX
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def fp_compute(inst, a, b, cc, xs1, fcsr):
     """Compute one OP-FP / FMADD / FMSUB / FNMSUB / FNMADD instruction.
 
