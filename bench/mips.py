@@ -80,9 +80,15 @@ def main() -> None:
             line += f" | QEMU {q_mips:8.1f} MIPS | wirt/QEMU {mips / q_mips:.2f}"
         results[label] = mips
         print(line, flush=True)
-    if len(results) == 2:
-        print(f"FP instruction cost relative to integer: {results['integer'] / results['floating point']:.2f}x"
-              " (average instruction time, FP loop vs integer loop)")
+    # Per-instruction cost: one instruction repeated 16 times per loop iteration.
+    costs = {}
+    for kind, label in enumerate(("add", "fadd.d", "fmul.d", "fmadd.d", "fdiv.d")):
+        path = str(build_program("opcost", {"ROUNDS": 1000, "OPKIND": kind}, "rv64gc"))
+        insns, dt = run_wirt(path)
+        costs[label] = dt / insns * 1e9
+    base = costs["add"]
+    print("ns per instruction (16-fold unrolled loop): " + ", ".join(
+        f"{k} {v:.1f}" + ("" if k == "add" else f" ({v / base:.1f}x add)") for k, v in costs.items()))
     if not have_qemu:
         print("QEMU not installed: no comparison (apt-get install qemu-system-misc)")
     if not args.skip_compile:
