@@ -20,10 +20,10 @@ from wirt.cpu.layout import (
     EXC_ECALL_U, EXC_ILLEGAL, EXC_INSN_ACCESS, EXC_LOAD_ACCESS, EXC_LOAD_MISALIGNED,
     EXC_STORE_ACCESS, EXC_STORE_MISALIGNED, EXIT_BUDGET, EXIT_HTIF, EXIT_MMIO, EXIT_WFI,
     F0, ICOUNT, KIND_FP_D, KIND_FP_S, KIND_SIGNED, KIND_UNSIGNED, MS_FS, MS_MPRV, MS_TSR, MS_TVM, MS_TW, MTIMECMP, PC,
-    PMP_ACTIVE, PRIV, PRV_M, PRV_S, PRV_U, PTE_D, PTE_R, PTE_U, PTE_W, PTE_X, RAM_BASE, RAM_SIZE,
+    PMP_ACTIVE, PMP_LOCKED, PRIV, PRV_M, PRV_S, PRV_U, PTE_D, PTE_R, PTE_U, PTE_W, PTE_X, RAM_BASE, RAM_SIZE,
     RESERVATION, ROM_BASE, ROM_SIZE, TIME_BASE, TIME_ICOUNT, TIME_SHIFT, TLB_ENTRIES, TOHOST,
 )
-from wirt.cpu.mmu import access_fault_cause, pmp_allows, tlb_flush, walk
+from wirt.cpu.mmu import pmp_fill, tlb_flush, walk
 
 TLB_MASK = TLB_ENTRIES - 1
 NAN_BOX = -(1 << 32)
@@ -39,8 +39,10 @@ def translate(s, c, tlb, ram64, addr, acc, priv, sum_, mxr, vm):
     """
     if vm:
         return walk(s, c, ram64, tlb, addr, acc, priv, sum_, mxr)
-    if priv != PRV_M and s[PMP_ACTIVE] != 0 and not pmp_allows(c, addr, 1, acc, priv):
-        return 0, access_fault_cause(acc)
+    if s[PMP_ACTIVE] != 0 and (priv != PRV_M or s[PMP_LOCKED] != 0):
+        cause = pmp_fill(s, tlb, addr, acc, priv)
+        if cause >= 0:
+            return 0, cause
     return addr, -1
 
 
@@ -59,7 +61,7 @@ def load_bytes(s, c, tlb, ram8, ram64, addr, size, priv, sum_, mxr, vm):
             return 0, cause, addr + i
         off = pa - base
         if off < 0 or off >= n:
-            return 0, -2, addr
+            return 0, -2, addr + i  # tval: the first byte that is not RAM (priv spec 3.1.16)
         v |= ram8[off] << (8 * i)
     return v, -1, 0
 
@@ -75,7 +77,7 @@ def store_bytes(s, c, tlb, ram8, ram64, addr, size, value, priv, sum_, mxr, vm):
             return cause, addr + i
         off = pa - base
         if off < 0 or off >= n:
-            return -2, addr
+            return -2, addr + i
     for i in range(size):
         pa, cause = translate(s, c, tlb, ram64, addr + i, ACC_STORE, priv, sum_, mxr, vm)
         ram8[pa - base] = (value >> (8 * i)) & 0xFF
@@ -154,6 +156,9 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
     recompute = True
     fvm = False
     dvm = False
+    ftlb = False
+    dtlb = False
+    mode_key = -1
     dpriv = priv
     sum_ = 0
     mxr = 0
@@ -171,6 +176,15 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                 dpriv = (st >> 11) & 3
             fvm = on and priv != PRV_M
             dvm = on and dpriv != PRV_M
+            # The TLB also caches PMP permissions of untranslated S/U accesses (identity).
+            pmp_on = s[PMP_ACTIVE] != 0
+            locked = s[PMP_LOCKED] != 0
+            ftlb = fvm or (pmp_on and (priv != PRV_M or locked))
+            dtlb = dvm or (pmp_on and (dpriv != PRV_M or locked))
+            if locked and priv * 4 + dpriv != mode_key:
+                # M-mode fills carry M's PMP view: keep them apart from S/U's by flushing.
+                tlb_flush(tlb)
+            mode_key = priv * 4 + dpriv
             sum_ = (st >> 18) & 1
             mxr = (st >> 19) & 1
             rmask = PTE_R | (PTE_X if mxr else 0)
@@ -229,7 +243,7 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                 ilen = 4
                 raw = 0
         else:
-            if fvm:
+            if ftlb:
                 idx = (pc >> 12) & TLB_MASK
                 e = tlb[TLB_ENTRIES + idx]
                 if (tlb[idx] == (pc >> 12) and (e & PTE_X) != 0 and (e & PTE_U) != forbid_fu):
@@ -362,13 +376,13 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
             if not illegal:
                 hit = False
                 pa = addr
-                if dvm:
+                if dtlb:
                     idx = (addr >> 12) & TLB_MASK
                     e = tlb[TLB_ENTRIES + idx]
                     if tlb[idx] == (addr >> 12) and (e & rmask) != 0 and (e & PTE_U) != forbid_u:
                         pa = (e & ~0xFFF) | (addr & 0xFFF)
                         hit = True
-                if (dvm and not hit) or (not dvm and dpriv != PRV_M and s[PMP_ACTIVE] != 0):
+                if dtlb and not hit:
                     pa, cause = translate(s, c, tlb, ram64, addr, ACC_LOAD, dpriv, sum_, mxr, dvm)
                     if cause >= 0:
                         s[ICOUNT] = icount
@@ -405,7 +419,6 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                                                 mxr, dvm)
                     if cause == -2:
                         cause = EXC_LOAD_ACCESS
-                        tval = addr
                     if cause >= 0:
                         s[ICOUNT] = icount
                         pc = take_trap(s, c, cause, tval, pc)
@@ -447,14 +460,14 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                 val = s[rs2] if op == 0x23 else s[F0 + rs2]
                 hit = False
                 pa = addr
-                if dvm:
+                if dtlb:
                     idx = (addr >> 12) & TLB_MASK
                     e = tlb[TLB_ENTRIES + idx]
                     if (tlb[idx] == (addr >> 12) and (e & (PTE_W | PTE_D)) == (PTE_W | PTE_D)
                             and (e & PTE_U) != forbid_u):
                         pa = (e & ~0xFFF) | (addr & 0xFFF)
                         hit = True
-                if (dvm and not hit) or (not dvm and dpriv != PRV_M and s[PMP_ACTIVE] != 0):
+                if dtlb and not hit:
                     pa, cause = translate(s, c, tlb, ram64, addr, ACC_STORE, dpriv, sum_, mxr, dvm)
                     if cause >= 0:
                         s[ICOUNT] = icount
@@ -485,7 +498,6 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                                               mxr, dvm)
                     if cause == -2:
                         cause = EXC_STORE_ACCESS
-                        tval = addr
                     if cause >= 0:
                         s[ICOUNT] = icount
                         pc = take_trap(s, c, cause, tval, pc)
@@ -615,9 +627,13 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                 illegal = True
         elif op == 0x2F:  # AMO (A extension)
             f5 = (inst >> 27) & 0x1F
+            # Legal funct5 values (unpriv spec 8.4); illegal outranks address exceptions.
             if f3 != 2 and f3 != 3:
                 illegal = True
             elif f5 == 2 and rs2 != 0:
+                illegal = True
+            elif not (f5 <= 4 or f5 == 8 or f5 == 12 or f5 == 16 or f5 == 20 or f5 == 24
+                      or f5 == 28):
                 illegal = True
             else:
                 size = 4 if f3 == 2 else 8

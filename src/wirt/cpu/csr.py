@@ -17,7 +17,7 @@ from wirt.cpu.layout import (
     MEDELEG_MASK, MENVCFG_STCE, MENVCFG_WMASK, MIDELEG_MASK, MIE_MASK, MIP_MEIP, MIP_MSIP,
     MIP_MTIP, MIP_SEIP, MIP_SSIP, MIP_STIP, MISA_VALUE, MS_FS, MS_MIE, MS_MPIE, MS_MPP,
     MS_MPRV, MS_SD, MS_SIE, MS_SPIE, MS_SPP, MS_TSR, MS_TVM, MSTATUS_WMASK, MSTATUS_XL,
-    MTIMECMP, PMP_ACTIVE, PRIV, PRV_M, PRV_S, PRV_U, SSTATUS_RMASK, SSTATUS_WMASK, TIME_BASE,
+    MTIMECMP, PMP_ACTIVE, PMP_CFG, PMP_LOCKED, PMP_HI, PMP_LO, PRIV, PRV_M, PRV_S, PRV_U, SSTATUS_RMASK, SSTATUS_WMASK, TIME_BASE,
     TIME_ICOUNT, TIME_SHIFT, X0,
 )
 from wirt.cpu.mmu import tlb_flush
@@ -162,13 +162,45 @@ def set_counter(s, which, value):
 
 
 @njit(cache=True, nogil=True)
-def update_pmp_active(s, c):
+def update_pmp(s, c):
+    """Decode pmpcfg/pmpaddr into byte ranges (priv spec 3.7.1, table 3.9): TOR uses the
+    previous pmpaddr as the base, NA4 is 4 bytes, NAPOT's size comes from the trailing ones."""
     active = 0
+    locked = 0
     for i in range(16):
         cfg = (c[CSR_PMPCFG0 + (i // 8) * 2] >> ((i % 8) * 8)) & 0xFF
-        if (cfg & 0x18) != 0:
+        a = (cfg >> 3) & 3
+        addr = c[CSR_PMPADDR0 + i]
+        lo = 0
+        hi = 0
+        if a == 1:  # TOR
+            lo = (c[CSR_PMPADDR0 + i - 1] << 2) if i > 0 else 0
+            hi = addr << 2
+        elif a == 2:  # NA4
+            lo = addr << 2
+            hi = lo + 4
+        elif a == 3:  # NAPOT
+            t = 0
+            v = addr
+            while (v & 1) == 1 and t < 54:
+                v >>= 1
+                t += 1
+            lo = (addr & ~((1 << t) - 1)) << 2
+            hi = lo + (1 << (t + 3))
+            if t >= 54:
+                lo = 0
+                hi = 0x7FFFFFFFFFFFFFFF  # the whole address space
+        if a == 0 or hi <= lo:
+            s[PMP_CFG + i] = 0
+        else:
+            s[PMP_CFG + i] = cfg | 0x100  # bit 8 marks "on" even when R/W/X are all clear
             active = 1
+            if (cfg & 0x80) != 0:
+                locked = 1
+        s[PMP_LO + i] = lo
+        s[PMP_HI + i] = hi
     s[PMP_ACTIVE] = active
+    s[PMP_LOCKED] = locked
 
 
 @njit(cache=True, nogil=True)
@@ -283,14 +315,20 @@ def csr_write(s, c, tlb, csr, v, priv):
                 ncfg &= ~2  # R=0, W=1 is reserved: drop W
             new |= ncfg << (8 * b)
         c[csr] = new
-        update_pmp_active(s, c)
+        update_pmp(s, c)
         tlb_flush(tlb)
         return True
     if csr >= CSR_PMPADDR0 and csr < CSR_PMPADDR0 + 16:
         i = csr - CSR_PMPADDR0
         cfg = (c[CSR_PMPCFG0 + (i // 8) * 2] >> ((i % 8) * 8)) & 0xFF
-        if (cfg & 0x80) == 0:
+        nxt = 0
+        if i < 15:
+            nxt = (c[CSR_PMPCFG0 + ((i + 1) // 8) * 2] >> (((i + 1) % 8) * 8)) & 0xFF
+        # A locked entry ignores writes to its pmpaddr, and a locked TOR entry also to the
+        # previous one, which is its base (priv spec 3.7.1.2).
+        if (cfg & 0x80) == 0 and (nxt & 0x98) != 0x88:
             c[csr] = v & ((1 << 54) - 1)
+            update_pmp(s, c)
             tlb_flush(tlb)
         return True
     if (csr >= 0xB03 and csr <= 0xB1F) or (csr >= 0x323 and csr <= 0x33F) or csr == CSR_MISA:

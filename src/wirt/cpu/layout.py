@@ -6,7 +6,7 @@ snapshot can copy it: `s` (registers, pc, privilege, counters, platform wiring),
 """
 
 # ---- `s`: general state -------------------------------------------------------------------
-S_SIZE = 128
+S_SIZE = 256
 X0 = 0            # x0..x31 at 0..31
 F0 = 32           # f0..f31 at 32..63 (raw IEEE bits)
 PC = 64
@@ -32,6 +32,12 @@ INHIBIT_IR = 83   # frozen minstret value while mcountinhibit.IR is set
 PMP_ACTIVE = 84   # non-zero when some PMP entry is enabled (S/U accesses are then checked)
 WFI_SKIPPED = 85  # mtime ticks skipped by deterministic WFI (added to TIME_BASE)
 COUNTINHIBIT = 86  # mcountinhibit (CY = bit 0, IR = bit 2)
+PMP_LOCKED = 87    # non-zero when an enabled PMP entry is locked (M-mode accesses are then checked)
+# PMP entries decoded when pmpcfg/pmpaddr are written: byte range [lo, hi) and cfg byte
+# (0 for an entry that is off), so an access check is a few compares per entry.
+PMP_LO = 128      # 16 slots
+PMP_HI = 144      # 16 slots
+PMP_CFG = 160     # 16 slots
 
 # ---- exit record `ex` ---------------------------------------------------------------------
 EX_SIZE = 16

@@ -8,9 +8,9 @@ import numpy as np
 from numba import njit
 
 from wirt.cpu.layout import (
-    ACC_FETCH, ACC_LOAD, ACC_STORE, CSR_PMPADDR0, CSR_PMPCFG0, CSR_SATP, EXC_INSN_ACCESS, EXC_INSN_PAGE,
+    ACC_FETCH, ACC_LOAD, ACC_STORE, CSR_SATP, EXC_INSN_ACCESS, EXC_INSN_PAGE,
     EXC_LOAD_ACCESS, EXC_LOAD_PAGE, EXC_STORE_ACCESS, EXC_STORE_PAGE, PRV_M, PRV_U, PTE_A, PTE_D,
-    PMP_ACTIVE, PRV_S, PTE_R, PTE_U, PTE_V, PTE_W, PTE_X, RAM_BASE, RAM_SIZE, TLB_ENTRIES,
+    PMP_ACTIVE, PMP_CFG, PMP_HI, PMP_LO, PRV_S, PTE_R, PTE_U, PTE_V, PTE_W, PTE_X, RAM_BASE, RAM_SIZE, TLB_ENTRIES,
 )
 
 TLB_MASK = TLB_ENTRIES - 1
@@ -43,30 +43,16 @@ def access_fault_cause(acc):
 
 
 @njit(cache=True, nogil=True)
-def pmp_allows(c, paddr, size, acc, priv):
-    """PMP check (priv spec 3.7.1): the lowest-numbered matching entry decides; S/U accesses
-    that match no entry fail when any entry is enabled. M-mode accesses are only checked
-    against locked entries."""
+def pmp_allows(s, paddr, size, acc, priv):
+    """PMP check (priv spec 3.7.1) on the ranges decoded by `csr.update_pmp`: the lowest-
+    numbered matching entry decides; S/U accesses that match no entry fail when any entry is
+    enabled. M-mode accesses are only checked against locked entries."""
     for i in range(16):
-        cfg = (c[CSR_PMPCFG0 + (i // 8) * 2] >> ((i % 8) * 8)) & 0xFF
-        a = (cfg >> 3) & 3
-        if a == 0:
+        cfg = s[PMP_CFG + i]
+        if cfg == 0:
             continue
-        addr = c[CSR_PMPADDR0 + i]
-        if a == 1:  # TOR
-            lo = (c[CSR_PMPADDR0 + i - 1] << 2) if i > 0 else 0
-            hi = addr << 2
-        elif a == 2:  # NA4
-            lo = addr << 2
-            hi = lo + 4
-        else:  # NAPOT: trailing ones of pmpaddr give the size
-            t = 0
-            v = addr
-            while (v & 1) == 1 and t < 54:
-                v >>= 1
-                t += 1
-            lo = (addr & ~((1 << t) - 1)) << 2
-            hi = lo + (1 << (t + 3))
+        lo = s[PMP_LO + i]
+        hi = s[PMP_HI + i]
         if paddr >= lo and paddr + size <= hi:
             if priv == PRV_M and (cfg & 0x80) == 0:
                 return True
@@ -107,7 +93,7 @@ def walk(s, c, ram64, tlb, vaddr, acc, priv, sum_, mxr):
         off = pte_addr - base
         if off < 0 or off > size - 8:
             return 0, access_fault_cause(acc)
-        if s[PMP_ACTIVE] != 0 and not pmp_allows(c, pte_addr, 8, ACC_LOAD, PRV_S):
+        if s[PMP_ACTIVE] != 0 and not pmp_allows(s, pte_addr, 8, ACC_LOAD, PRV_S):
             return 0, access_fault_cause(acc)
         pte = ram64[off >> 3]
         if (pte & PTE_V) == 0 or ((pte & PTE_R) == 0 and (pte & PTE_W) != 0):
@@ -152,13 +138,42 @@ def walk(s, c, ram64, tlb, vaddr, acc, priv, sum_, mxr):
             ram64[off >> 3] = newpte
         low_mask = (1 << (12 + 9 * lvl)) - 1
         phys = ((ppn << 12) & ~low_mask) | (vaddr & low_mask)
-        if s[PMP_ACTIVE] != 0 and priv != PRV_M and not pmp_allows(c, phys & ~0xFFF, 4096, acc, priv):
+        if s[PMP_ACTIVE] != 0 and priv != PRV_M and not pmp_allows(s, phys & ~0xFFF, 4096, acc, priv):
             return 0, access_fault_cause(acc)
         idx = (vaddr >> 12) & TLB_MASK
         tlb[idx] = vaddr >> 12
         tlb[TLB_ENTRIES + idx] = (phys & ~0xFFF) | (newpte & 0xFF)
         return phys, -1
     return 0, page_fault_cause(acc)
+
+
+@njit(cache=True, nogil=True)
+def pmp_fill(s, tlb, addr, acc, priv):
+    """Untranslated S/U access with PMP on: check it, and cache the page's PMP permissions in
+    the TLB as an identity mapping so later accesses to the page need no PMP walk.
+
+    Returns the exception cause, or -1 when allowed.
+    """
+    page = addr & ~0xFFF
+    flags = PTE_V | PTE_A | PTE_D
+    if pmp_allows(s, page, 4096, ACC_LOAD, priv):
+        flags |= PTE_R
+    if pmp_allows(s, page, 4096, ACC_STORE, priv):
+        flags |= PTE_W
+    if pmp_allows(s, page, 4096, ACC_FETCH, priv):
+        flags |= PTE_X
+    if priv == PRV_U:
+        flags |= PTE_U  # matches the U-bit rule a hit applies in U mode
+    need = PTE_X if acc == ACC_FETCH else (PTE_W if acc == ACC_STORE else PTE_R)
+    if (flags & need) == 0:
+        # The page is not uniformly allowed: decide this access alone, cache nothing.
+        if pmp_allows(s, addr, 1, acc, priv):
+            return -1
+        return access_fault_cause(acc)
+    idx = (addr >> 12) & TLB_MASK
+    tlb[idx] = addr >> 12
+    tlb[TLB_ENTRIES + idx] = page | flags
+    return -1
 
 
 def new_tlb() -> np.ndarray:
