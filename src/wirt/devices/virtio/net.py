@@ -1,0 +1,184 @@
+"""virtio-net (virtio 1.2 §5.1): one receive and one transmit queue over a frame backend.
+
+The device speaks to any backend with `start(deliver)`, `send(frame)` and `close()` (see
+`wirt.netback`); it does not know which one. Offered: VERSION_1, MAC, STATUS (link up), MTU,
+INDIRECT_DESC, EVENT_IDX. Not offered: checksum/GSO offloads, MRG_RXBUF, control queue, MQ.
+Every buffer therefore starts with the 12-byte `virtio_net_hdr_v1` (§5.1.6: with VERSION_1
+the header always has `num_buffers`), and every received frame fits in one receive chain.
+
+Receive: the backend's thread calls `receive(frame)`. Frames wait in a bounded queue until the
+guest has posted receive buffers (they are not dropped just because the guest has not refilled
+yet); when the queue is full, newer frames are dropped, as a NIC's full ring would.
+Transmit: on a notify of queue 1 (CPU thread), each chain is sent through `backend.send`.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections import deque
+from typing import Any, Callable, Protocol
+
+from wirt.devices.virtio.device import COMMON_FEATURES, VirtioDevice
+from wirt.devices.virtio.spec import ID_NET, bit
+from wirt.devices.virtio.virtqueue import Chain, Virtqueue, gather, scatter
+
+__all__ = ["VirtioNet", "FrameBackend", "HDR_LEN"]
+
+log = logging.getLogger(__name__)
+
+# §5.1.3 Feature bits
+F_MTU = 3
+F_MAC = 5
+F_MRG_RXBUF = 15
+F_STATUS = 16
+# §5.1.4 config status
+S_LINK_UP = 1
+
+RXQ = 0
+TXQ = 1
+QUEUE_SIZE = 256
+HDR_LEN = 12  # struct virtio_net_hdr_v1 (§5.1.6)
+# flags=0, gso_type=GSO_NONE, hdr_len, gso_size, csum_start, csum_offset = 0, num_buffers=1
+_RX_HDR = struct.pack("<BBHHHHH", 0, 0, 0, 0, 0, 0, 1)
+MAX_PENDING_FRAMES = 512
+#: Largest frame accepted from the guest (no GSO is offered, so MTU + Ethernet/VLAN header).
+MAX_TX_FRAME = 65535 + 18
+
+
+class FrameBackend(Protocol):
+    """The frame interface of `wirt.netback` backends."""
+
+    def start(self, deliver: Callable[[bytes], None]) -> None: ...
+
+    def send(self, frame: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class VirtioNet(VirtioDevice):
+    """A virtio network card attached to a frame backend."""
+
+    device_id = ID_NET
+    queue_sizes = (QUEUE_SIZE, QUEUE_SIZE)
+
+    def __init__(self, backend: FrameBackend, mac: bytes, mtu: int = 1500,
+                 max_pending: int = MAX_PENDING_FRAMES) -> None:
+        super().__init__()
+        if len(mac) != 6:
+            raise ValueError("a MAC address is 6 bytes (see wirt.netback.mac.parse_mac)")
+        self.backend = backend
+        self.mac = bytes(mac)
+        self.mtu = mtu
+        self.link_up = True
+        self.max_pending = max_pending
+        self._pending: deque[bytes] = deque()
+        self.stats = {"rx_frames": 0, "tx_frames": 0, "rx_dropped": 0, "tx_dropped": 0}
+        self._started = False
+
+    # ---- features and config (§5.1.3, §5.1.4) ------------------------------------------------
+
+    def features(self) -> int:
+        return COMMON_FEATURES | bit(F_MAC) | bit(F_STATUS) | bit(F_MTU)
+
+    def config(self) -> bytes:
+        # mac[6], status, max_virtqueue_pairs, mtu
+        return self.mac + struct.pack("<HHH", S_LINK_UP if self.link_up else 0, 1, self.mtu)
+
+    def set_link(self, up: bool) -> None:
+        """Plug or unplug the cable: updates config status and raises a config-change interrupt."""
+        assert self.transport is not None
+        with self.transport.lock:
+            if self.link_up != bool(up):
+                self.link_up = bool(up)
+                self.transport.config_changed()
+
+    def attach(self, transport: Any) -> None:
+        super().attach(transport)
+        if not self._started:
+            self._started = True
+            self.backend.start(self.receive)
+
+    # ---- receive (§5.1.6.3, §5.1.6.4) -------------------------------------------------------------
+
+    def receive(self, frame: bytes) -> None:
+        """A frame from the backend (any thread); queued until the guest has buffers."""
+        transport = self.transport
+        if transport is None:
+            return
+        with transport.lock:
+            if not transport.driver_ok or not self.link_up:
+                self.stats["rx_dropped"] += 1  # no driver: the frame falls on the floor
+                return
+            if len(self._pending) >= self.max_pending:
+                self.stats["rx_dropped"] += 1
+                return
+            self._pending.append(frame)
+            transport.run_guarded(self._fill_rx)
+
+    def pending_frames(self) -> int:
+        """Received frames waiting for guest buffers."""
+        return len(self._pending)
+
+    def _fill_rx(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        q = self.queue(RXQ)
+        if not q.ready or not transport.driver_ok:
+            return
+        pending = self._pending
+        chain: Chain | None = None
+        while pending:
+            if chain is None:
+                chain = q.pop()
+                if chain is None:
+                    break  # wait for the guest to refill; a notify on RXQ resumes delivery
+            frame = pending.popleft()
+            if HDR_LEN + len(frame) > chain.write_len:
+                # Without MRG_RXBUF a frame must fit one chain (§5.1.6.3.1); drop it and keep
+                # the buffer for the next frame.
+                self.stats["rx_dropped"] += 1
+                continue
+            n = scatter(chain.writable, _RX_HDR + frame)
+            q.push(chain.head, n)
+            self.stats["rx_frames"] += 1
+            chain = None
+        if chain is not None:
+            q.unpop()
+        transport.notify_used(q)
+
+    # ---- transmit (§5.1.6.2) ----------------------------------------------------------------------
+
+    def queue_notify(self, queue: Virtqueue) -> None:
+        assert self.transport is not None
+        if queue.index == RXQ:
+            self._fill_rx()  # the guest posted receive buffers
+            return
+        while (chain := queue.pop()) is not None:
+            queue.push(chain.head, 0)
+            if not HDR_LEN < chain.read_len <= HDR_LEN + MAX_TX_FRAME:
+                self.stats["tx_dropped"] += 1  # empty, or larger than any frame we offered to take
+                continue
+            data = gather(chain.readable)
+            self.stats["tx_frames"] += 1
+            try:
+                self.backend.send(data[HDR_LEN:])
+            except OSError as exc:  # backend gone: the cable is cut, the guest goes on
+                self.stats["tx_dropped"] += 1
+                log.warning("virtio-net: backend send failed: %s", exc)
+        self.transport.notify_used(queue)
+
+    def driver_ok(self) -> None:
+        self._fill_rx()
+
+    def reset(self) -> None:
+        self._pending.clear()
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def state(self) -> dict[str, Any]:
+        return {"mac": self.mac.hex(), "link_up": self.link_up}
+
+    def load_state(self, d: dict[str, Any]) -> None:
+        self.link_up = bool(d.get("link_up", True))

@@ -1,0 +1,40 @@
+"""The frame interface every network backend implements.
+
+A backend is one end of an Ethernet link. The NIC model hands it outgoing frames with
+`send(frame)`; incoming frames are passed to the `deliver` callback given to `start()`, on the
+backend's own I/O thread. `close()` stops the thread and releases the host resources.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Callable
+
+__all__ = ["NetBackend", "Deliver", "MAX_FRAME"]
+
+Deliver = Callable[[bytes], None]
+
+#: Largest Ethernet frame accepted from a peer (passt's 65520-byte MTU plus headers fits).
+MAX_FRAME = 65536 + 64
+
+
+class NetBackend(ABC):
+    """One end of an Ethernet link (user-mode via passt, tap, socket)."""
+
+    @abstractmethod
+    def start(self, deliver: Deliver) -> None:
+        """Start receiving; every incoming frame is passed to `deliver` on the backend thread."""
+
+    @abstractmethod
+    def send(self, frame: bytes) -> None:
+        """Send one Ethernet frame (never blocks for long; drops when the peer is stuck)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop the I/O thread and release sockets, devices and helper processes."""
+
+    def __enter__(self) -> NetBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

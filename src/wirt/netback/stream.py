@@ -1,0 +1,179 @@
+"""Ethernet frames over a stream socket, framed as QEMU's stream netdev does.
+
+Each frame is preceded by its length as a 4-byte big-endian integer. passt speaks this on its
+Unix socket, and wirt's socket hub and point-to-point links use the same framing.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import threading
+from typing import Callable
+
+from wirt.netback.base import MAX_FRAME, Deliver, NetBackend
+from wirt.netback.loop import EventLoop
+
+__all__ = ["FrameDecoder", "FrameError", "encode_frame", "StreamLink", "StreamBackend"]
+
+log = logging.getLogger(__name__)
+
+_LEN = struct.Struct(">I")
+#: Output bytes queued per connection before new frames are dropped (a stuck peer).
+MAX_QUEUED = 4 << 20
+
+
+class FrameError(Exception):
+    """The peer sent a length that no Ethernet frame has."""
+
+
+def encode_frame(frame: bytes) -> bytes:
+    """The frame with its 4-byte big-endian length prefix."""
+    return _LEN.pack(len(frame)) + frame
+
+
+class FrameDecoder:
+    """Turns a byte stream back into frames."""
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self._buf = bytearray()
+        self.max_frame = max_frame
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Frames completed by `data`; FrameError for an impossible length."""
+        buf = self._buf
+        buf += data
+        frames: list[bytes] = []
+        pos = 0
+        while len(buf) - pos >= 4:
+            (n,) = _LEN.unpack_from(buf, pos)
+            if n > self.max_frame:
+                raise FrameError(f"frame length {n} exceeds {self.max_frame}")
+            if len(buf) - pos - 4 < n:
+                break
+            if n:
+                frames.append(bytes(buf[pos + 4: pos + 4 + n]))
+            pos += 4 + n
+        del buf[:pos]
+        return frames
+
+
+class StreamLink:
+    """One framed, non-blocking stream socket served by an EventLoop.
+
+    `send()` may be called from any thread: it queues the frame (dropping it when more than
+    MAX_QUEUED bytes wait) and writes what the socket takes at once; the loop writes the rest.
+    """
+
+    def __init__(self, sock: socket.socket, loop: EventLoop, on_frame: Deliver,
+                 on_close: Callable[[StreamLink], None] | None = None) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.loop = loop
+        self.on_frame = on_frame
+        self.on_close = on_close
+        self.decoder = FrameDecoder()
+        self._out = bytearray()
+        self._lock = threading.Lock()
+        self.closed = False
+        self.dropped = 0
+
+    def fileno(self) -> int:
+        return -1 if self.closed else self.sock.fileno()
+
+    def send(self, frame: bytes) -> bool:
+        """Queue one frame; False if it was dropped (closed link or stuck peer)."""
+        data = encode_frame(frame)
+        with self._lock:
+            if self.closed or len(self._out) + len(data) > MAX_QUEUED:
+                self.dropped += 1
+                return False
+            self._out += data
+            try:
+                self._flush_locked()
+            except OSError:
+                pass  # the loop sees the error on its next read and closes the link
+            pending = bool(self._out)
+        if pending:
+            self.loop.wake()
+        return True
+
+    def _flush_locked(self) -> None:
+        while self._out:
+            try:
+                n = self.sock.send(self._out)
+            except (BlockingIOError, InterruptedError):
+                return
+            del self._out[:n]
+
+    def wants_write(self) -> bool:
+        return bool(self._out)
+
+    def on_write(self) -> None:
+        with self._lock:
+            self._flush_locked()
+
+    def on_read(self) -> None:
+        try:
+            data = self.sock.recv(1 << 18)
+        except (BlockingIOError, InterruptedError):
+            return
+        if not data:
+            raise ConnectionResetError("peer closed the connection")
+        for frame in self.decoder.feed(data):
+            self.on_frame(frame)
+
+    def on_error(self, exc: BaseException) -> None:
+        self.close()
+        if self.on_close is not None:
+            self.on_close(self)
+
+    def close(self) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            self._out.clear()
+        self.loop.remove(self)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class StreamBackend(NetBackend):
+    """A backend over one already connected stream socket (passt, socket hub, peer)."""
+
+    def __init__(self, sock: socket.socket, name: str = "wirt-net") -> None:
+        self._sock = sock
+        self._loop = EventLoop(name)
+        self._link: StreamLink | None = None
+        self.closed = False
+
+    @property
+    def connected(self) -> bool:
+        return self._link is not None and not self._link.closed
+
+    def start(self, deliver: Deliver) -> None:
+        self._link = StreamLink(self._sock, self._loop, deliver, self._link_closed)
+        self._loop.add(self._link)
+        self._loop.start()
+
+    def _link_closed(self, link: StreamLink) -> None:
+        log.warning("network backend: connection closed by peer")
+
+    def send(self, frame: bytes) -> None:
+        link = self._link
+        if link is not None:
+            link.send(frame)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._link is not None:
+            self._link.close()
+        else:
+            self._sock.close()
+        self._loop.stop()

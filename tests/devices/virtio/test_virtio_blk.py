@@ -1,0 +1,193 @@
+"""virtio-blk against raw and qcow2 images, driven through the fake driver."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import pytest
+
+from virtio_driver import FakeDriver, new_memory
+from wirt.devices.irq import IrqLine
+from wirt.devices.virtio import mmio as R
+from wirt.devices.virtio.blk import (
+    F_BLK_SIZE, F_DISCARD, F_FLUSH, F_RO, F_SEG_MAX, F_SIZE_MAX, F_WRITE_ZEROES, S_IOERR, S_OK, S_UNSUPP,
+    T_DISCARD, T_FLUSH, T_GET_ID, T_IN, T_OUT, T_WRITE_ZEROES, VirtioBlk,
+)
+from wirt.devices.virtio.mmio import VirtioMmio
+from wirt.devices.virtio.spec import F_EVENT_IDX, F_INDIRECT_DESC, F_VERSION_1, STATUS_DEVICE_NEEDS_RESET
+from wirt.storage.block import open_image
+from wirt.storage.qcow2_create import create_qcow2
+from wirt.storage.raw import create_raw
+
+SIZE = 4 << 20
+
+
+@pytest.fixture(autouse=True)
+def strict(monkeypatch):
+    monkeypatch.setattr(VirtioMmio, "strict", True)
+
+
+@pytest.fixture(params=["raw", "qcow2"])
+def image(request, tmp_path):
+    path = str(tmp_path / f"disk.{request.param}")
+    if request.param == "raw":
+        create_raw(path, SIZE)
+    else:
+        create_qcow2(path, SIZE)
+    return path
+
+
+def attach(path, read_only=False, serial="wirt-serial-0001"):
+    disk = open_image(path, read_only=read_only)
+    mem = new_memory(2 << 20)
+    t = VirtioMmio(VirtioBlk(disk, serial=serial), mem, IrqLine())
+    d = FakeDriver(t, mem)
+    (q,) = d.init()
+    return disk, t, d, q
+
+
+def hdr(rtype, sector=0):
+    return struct.pack("<IIQ", rtype, 0, sector)
+
+
+def request(q, rtype, sector=0, out=b"", in_len=0, indirect=False, split=False):
+    """Submit one request; returns (status, data read back, used length)."""
+    outs = [hdr(rtype, sector)]
+    if out:
+        outs += [out[: len(out) // 2], out[len(out) // 2:]] if split else [out]
+    ins = ([in_len // 2, in_len - in_len // 2] if split else [in_len]) if in_len else []
+    h = q.add(outs, ins + [1], indirect=indirect)
+    q.kick()
+    used = dict(q.get_used())
+    data = q.read_in(h)
+    return data[-1], data[:-1], used[h]
+
+
+def test_config_and_features(image):
+    disk, t, d, q = attach(image)
+    feats = d.device_features()
+    for b in (F_VERSION_1, F_SIZE_MAX, F_SEG_MAX, F_BLK_SIZE, F_FLUSH, F_DISCARD, F_WRITE_ZEROES,
+              F_INDIRECT_DESC, F_EVENT_IDX):
+        assert feats >> b & 1, b
+    assert not feats >> F_RO & 1
+    assert d.r(R.DEVICE_ID) == 2
+    assert d.config(0, 8) == SIZE // 512  # capacity
+    assert d.config(8, 4) > 0  # size_max
+    assert d.config(12, 4) == 254  # seg_max
+    assert d.config(20, 4) == 512  # blk_size
+    assert d.config(36, 4) > 0 and d.config(40, 4) > 0  # max_discard_sectors / seg
+    align = d.config(44, 4)
+    assert align >= 1 and (align == 1 or align % 8 == 0)
+    assert d.config(48, 4) > 0 and d.config(52, 4) > 0  # write zeroes limits
+    disk.close()
+
+
+def test_write_read_flush(image):
+    disk, t, d, q = attach(image)
+    data = os.urandom(4096)
+    assert request(q, T_OUT, 8, out=data)[::2] == (S_OK, 1)
+    st, back, n = request(q, T_IN, 8, in_len=4096)
+    assert st == S_OK and back == data and n == 4097
+    # split buffers and indirect descriptors
+    st, back, _ = request(q, T_IN, 9, in_len=1024, split=True, indirect=True)
+    assert st == S_OK and back == data[512:1536]
+    data2 = os.urandom(2048)
+    assert request(q, T_OUT, 100, out=data2, split=True, indirect=True)[0] == S_OK
+    assert request(q, T_FLUSH)[0] == S_OK
+    disk.close()
+    with open_image(image) as img:
+        assert img.read(8 * 512, 4096) == data
+        assert img.read(100 * 512, 2048) == data2
+
+
+def test_data_lands_in_guest_ram_zero_copy(image):
+    disk, t, d, q = attach(image)
+    disk.write(0, b"A" * 512)
+    st, back, _ = request(q, T_IN, 0, in_len=512)
+    assert st == S_OK and back == b"A" * 512
+    disk.close()
+
+
+def test_out_of_range_and_misaligned(image):
+    disk, t, d, q = attach(image)
+    cap = SIZE // 512
+    assert request(q, T_IN, cap - 1, in_len=1024)[0] == S_IOERR
+    assert request(q, T_OUT, cap, out=b"x" * 512)[0] == S_IOERR
+    assert request(q, T_IN, 0, in_len=100)[0] == S_IOERR  # not a whole sector
+    assert request(q, T_IN, 2**63, in_len=512)[0] == S_IOERR
+    assert request(q, 77)[0] == S_UNSUPP
+    assert not d.r(R.STATUS) & STATUS_DEVICE_NEEDS_RESET
+    disk.close()
+
+
+def test_get_id(image):
+    disk, t, d, q = attach(image, serial="disk-serial")
+    st, data, n = request(q, T_GET_ID, in_len=20)
+    assert st == S_OK and data == b"disk-serial" + bytes(9) and n == 21
+    disk.close()
+
+
+def test_discard_and_write_zeroes(image):
+    disk, t, d, q = attach(image)
+    data = os.urandom(256 * 1024)
+    assert request(q, T_OUT, 0, out=data)[0] == S_OK
+    seg = struct.pack("<QII", 128, 128, 0)  # 64 KiB at 64 KiB
+    assert request(q, T_WRITE_ZEROES, out=seg)[0] == S_OK
+    seg_unmap = struct.pack("<QII", 384, 8, 1)
+    assert request(q, T_WRITE_ZEROES, out=seg_unmap)[0] == S_OK
+    back = request(q, T_IN, 0, in_len=len(data))[1]
+    assert back[:65536] == data[:65536]
+    assert back[65536:131072] == bytes(65536)
+    assert back[384 * 512: 392 * 512] == bytes(4096)
+    assert back[131072:384 * 512] == data[131072:384 * 512]
+    # discard of a whole aligned 64 KiB range: allowed to zero it, must not touch outside
+    assert request(q, T_DISCARD, out=struct.pack("<QII", 256, 128, 0))[0] == S_OK
+    back = request(q, T_IN, 0, in_len=len(data))[1]
+    assert back[:65536] == data[:65536]
+    # invalid: unmap flag on discard, unknown flags, out of range, bad length, too many segments
+    assert request(q, T_DISCARD, out=struct.pack("<QII", 0, 8, 1))[0] == S_UNSUPP
+    assert request(q, T_WRITE_ZEROES, out=struct.pack("<QII", 0, 8, 2))[0] == S_UNSUPP
+    assert request(q, T_DISCARD, out=struct.pack("<QII", SIZE // 512, 8, 0))[0] == S_IOERR
+    assert request(q, T_DISCARD, out=b"short")[0] == S_IOERR
+    many = struct.pack("<QII", 0, 1, 0) * (d.config(40, 4) + 1)
+    assert request(q, T_DISCARD, out=many)[0] == S_UNSUPP
+    disk.close()
+
+
+def test_read_only_disk(image):
+    with open_image(image, read_only=False) as w:
+        w.write(0, b"keep" * 128)
+    disk, t, d, q = attach(image, read_only=True)
+    assert d.device_features() >> F_RO & 1
+    assert request(q, T_OUT, 0, out=b"x" * 512)[0] == S_IOERR
+    assert request(q, T_WRITE_ZEROES, out=struct.pack("<QII", 0, 8, 0))[0] == S_IOERR
+    assert request(q, T_DISCARD, out=struct.pack("<QII", 0, 8, 0))[0] == S_IOERR
+    assert request(q, T_FLUSH)[0] == S_OK
+    st, back, _ = request(q, T_IN, 0, in_len=512)
+    assert st == S_OK and back == b"keep" * 128
+    disk.close()
+
+
+def test_malformed_request_needs_reset(image):
+    disk, t, d, q = attach(image)
+    q.add([b"short"], [1])  # header < 16 bytes
+    q.kick()
+    assert d.r(R.STATUS) & STATUS_DEVICE_NEEDS_RESET
+    (q,) = d.init()
+    q.add([hdr(T_IN)], [])  # no status byte
+    q.kick()
+    assert d.r(R.STATUS) & STATUS_DEVICE_NEEDS_RESET
+    disk.close()
+
+
+def test_host_io_error_is_ioerr(image, monkeypatch):
+    disk, t, d, q = attach(image)
+
+    def boom(*a, **k):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(disk, "readinto", boom)
+    assert request(q, T_IN, 0, in_len=512)[0] == S_IOERR
+    assert not d.r(R.STATUS) & STATUS_DEVICE_NEEDS_RESET
+    disk.close()

@@ -1,0 +1,246 @@
+"""virtio-console both directions; virtio-net with a loopback backend and through the socket hub."""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+
+import pytest
+
+from virtio_driver import FakeDriver, new_memory
+from wirt.devices.irq import IrqLine
+from wirt.devices.virtio import mmio as R
+from wirt.devices.virtio.console import VirtioConsole
+from wirt.devices.virtio.mmio import VirtioMmio
+from wirt.devices.virtio.net import HDR_LEN, VirtioNet
+from wirt.netback.mac import vm_mac
+from wirt.netback.socket import SocketHub, connect_socket
+
+
+@pytest.fixture(autouse=True)
+def strict(monkeypatch):
+    monkeypatch.setattr(VirtioMmio, "strict", True)
+
+
+def wait_for(cond, timeout=10.0):
+    """Poll until cond() is true; fails (without asserting any timing) if it never becomes true."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.005)
+
+
+# ---- console -------------------------------------------------------------------------------------
+
+def test_console_both_directions():
+    out = []
+    mem = new_memory()
+    irq = IrqLine()
+    con = VirtioConsole(on_output=out.append)
+    t = VirtioMmio(con, mem, irq)
+    d = FakeDriver(t, mem)
+    assert d.r(R.DEVICE_ID) == 3
+    con.feed(b"early input ")  # before the driver exists: kept, not dropped
+    rx, tx = d.init()
+    con.feed(b"more")
+    assert con.pending_input() == 16
+    h1 = rx.add([], [10])
+    h2 = rx.add([], [64])
+    rx.kick()
+    used = dict(rx.get_used())
+    assert used == {h1: 10, h2: 6}
+    assert rx.read_in(h1) + rx.read_in(h2)[:6] == b"early input more"
+    assert irq.level
+    d.ack()
+    # input arriving while buffers are posted is delivered at once
+    h3 = rx.add([], [64])
+    rx.kick()
+    con.feed(b"ping")
+    assert rx.get_used() == [(h3, 4)] and rx.read_in(h3)[:4] == b"ping"
+    # guest -> host
+    tx.add([b"hello ", b"host"], [])
+    tx.kick()
+    assert out == [b"hello host"]
+
+
+def test_console_input_survives_reset_and_state():
+    mem = new_memory()
+    con = VirtioConsole()
+    t = VirtioMmio(con, mem, IrqLine())
+    d = FakeDriver(t, mem)
+    d.init()
+    con.feed(b"pending")
+    d.w(R.STATUS, 0)
+    assert con.pending_input() == 7
+    s = t.state()
+    con2 = VirtioConsole()
+    VirtioMmio(con2, mem, IrqLine()).load_state(s)
+    assert con2.pending_input() == 7
+
+
+def test_console_feed_from_thread():
+    mem = new_memory()
+    con = VirtioConsole()
+    t = VirtioMmio(con, mem, IrqLine())
+    d = FakeDriver(t, mem)
+    rx, _ = d.init()
+    for _ in range(8):
+        rx.add([], [4])
+    rx.kick()
+    th = threading.Thread(target=lambda: [con.feed(bytes([i])) for i in range(32)])
+    th.start()
+    th.join()
+    got = b"".join(rx.read_in(h)[:n] for h, n in rx.get_used())
+    assert got == bytes(range(8))  # one byte per feed, one buffer each
+    assert con.pending_input() == 24
+    for _ in range(6):
+        rx.add([], [4])
+    rx.kick()
+    got += b"".join(rx.read_in(h)[:n] for h, n in rx.get_used())
+    assert got == bytes(range(32))
+
+
+# ---- net --------------------------------------------------------------------------------------------
+
+class Loopback:
+    """A frame backend that records sent frames and lets the test inject received ones."""
+
+    def __init__(self):
+        self.sent = []
+        self.deliver = None
+        self.closed = False
+
+    def start(self, deliver):
+        self.deliver = deliver
+
+    def send(self, frame):
+        self.sent.append(frame)
+
+    def close(self):
+        self.closed = True
+
+
+def net_device(backend, name="vm"):
+    mem = new_memory()
+    irq = IrqLine()
+    nic = VirtioNet(backend, vm_mac(name))
+    t = VirtioMmio(nic, mem, irq)
+    return nic, t, FakeDriver(t, mem), irq
+
+
+def test_net_config_and_features():
+    nic, t, d, _ = net_device(Loopback(), "a")
+    assert d.r(R.DEVICE_ID) == 1
+    feats = d.device_features()
+    assert feats >> 5 & 1 and feats >> 16 & 1 and not feats >> 15 & 1  # MAC, STATUS, no MRG_RXBUF
+    mac = bytes(d.config(i, 1) for i in range(6))
+    assert mac == vm_mac("a") and mac[0] == 0x52
+    assert d.config(6, 2) == 1  # link up
+    assert d.config(10, 2) == 1500
+    d.init()
+    gen = d.r(R.CONFIG_GENERATION)
+    nic.set_link(False)
+    assert d.config(6, 2) == 0 and d.r(R.CONFIG_GENERATION) == gen + 1 and d.isr() & 2
+
+
+def test_net_tx_and_rx_with_pending_queue():
+    be = Loopback()
+    nic, t, d, irq = net_device(be)
+    rx, tx = d.init()
+    frame = bytes(range(60))
+    tx.add([bytes(HDR_LEN), frame[:20], frame[20:]], [])
+    tx.kick()
+    assert be.sent == [frame]
+    # frames arriving before the guest posted rx buffers wait in the queue
+    be.deliver(b"\x01" * 60)
+    be.deliver(b"\x02" * 1600)  # larger than the 1526-byte buffer: dropped
+    be.deliver(b"\x03" * 70)
+    assert nic.pending_frames() == 3
+    h1 = rx.add([], [HDR_LEN + 1514])
+    h2 = rx.add([], [HDR_LEN, 1514])  # header in its own buffer
+    rx.kick()
+    used = dict(rx.get_used())
+    assert used == {h1: HDR_LEN + 60, h2: HDR_LEN + 70}
+    hdr = rx.read_in(h1)[:HDR_LEN]
+    assert struct.unpack("<BBHHHHH", hdr)[-1] == 1  # num_buffers
+    assert rx.read_in(h1)[HDR_LEN:HDR_LEN + 60] == b"\x01" * 60
+    assert rx.read_in(h2)[HDR_LEN:HDR_LEN + 70] == b"\x03" * 70
+    assert nic.stats["rx_dropped"] == 1 and nic.pending_frames() == 0
+    assert irq.level
+
+
+def test_net_rx_queue_is_bounded_and_dropped_without_driver():
+    be = Loopback()
+    nic, t, d, _ = net_device(be)
+    be.deliver(b"x" * 60)  # no driver yet
+    assert nic.pending_frames() == 0 and nic.stats["rx_dropped"] == 1
+    d.init()
+    for _ in range(nic.max_pending + 10):
+        be.deliver(b"y" * 60)
+    assert nic.pending_frames() == nic.max_pending
+    d.w(R.STATUS, 0)  # reset drops what the old driver never took
+    assert nic.pending_frames() == 0
+
+
+def test_net_close_closes_backend():
+    be = Loopback()
+    nic, t, d, _ = net_device(be)
+    t.close()
+    assert be.closed
+
+
+def test_two_nics_through_socket_hub(tmp_path):
+    with SocketHub(tmp_path / "hub.sock") as hub:
+        a = net_device(connect_socket(hub.path), "a")
+        b = net_device(connect_socket(hub.path), "b")
+        try:
+            wait_for(lambda: hub.members == 2)
+            (a_rx, a_tx), (b_rx, b_tx) = a[2].init(), b[2].init()
+            for _ in range(4):
+                b_rx.add([], [HDR_LEN + 1514])
+            b_rx.kick()
+            frame = b"\xff" * 6 + vm_mac("a") + b"\x88\xb5" + b"hello over the hub".ljust(46, b".")
+            a_tx.add([bytes(HDR_LEN) + frame], [])
+            a_tx.kick()
+            wait_for(lambda: b_rx.used_idx() == 1)
+            ((h, n),) = b_rx.get_used()
+            assert b_rx.read_in(h)[HDR_LEN:n] == frame
+            assert b[3].level  # interrupt raised from the backend thread
+            assert a_rx.used_idx() == 0  # the hub does not echo to the sender
+        finally:
+            a[1].close()
+            b[1].close()
+
+
+def test_nic_gets_dhcp_offer_through_real_passt():
+    from wirt.netback.passt import PasstBackend
+
+    # the DHCP frame builder of the passt backend tests
+    import importlib.util
+    import pathlib
+    spec = importlib.util.spec_from_file_location(
+        "passt_frames", pathlib.Path(__file__).parents[2] / "netback" / "test_netback_passt.py")
+    frames = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(frames)
+
+    nic, t, d, irq = net_device(PasstBackend(), "dhcp-vm")
+    try:
+        rx, tx = d.init()
+        for _ in range(8):
+            rx.add([], [HDR_LEN + 1514])
+        rx.kick()
+        tx.add([bytes(HDR_LEN) + frames.dhcp_discover(nic.mac)], [])
+        tx.kick()
+
+        def offer_seen():
+            for h, n in rx.get_used():
+                if frames.dhcp_message_type(rx.read_in(h)[HDR_LEN:n]) == 2:
+                    return True
+            return False
+
+        wait_for(offer_seen)
+        assert irq.level
+    finally:
+        t.close()
