@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+from pathlib import Path
 from typing import Any
 
+from wirt.errors import WirtError
 from wirt.images.guest import DEFAULT_MODULES, default_guest
 
 
@@ -34,6 +37,24 @@ def register(subparsers: Any) -> None:
     fetch.add_argument("--json", action="store_true", help="print the result as JSON")
     fetch.set_defaults(func=_fetch)
 
+    build = actions.add_parser(
+        "build",
+        help="build a Debian trixie riscv64 root disk (ext4) into the cache",
+        description="Resolve Debian's required packages plus apt, python3, kmod, iproute2, procps, "
+        "busybox-static and ca-certificates from the mirror's signed index, unpack them without "
+        "running maintainer scripts, write dpkg's database and the kernel's modules, make an ext4 "
+        "filesystem (mkfs.ext4 -d) and store it as qcow2 or raw. A warm cache does no work. "
+        "Boot it with `wirt image fetch`'s kernel and initramfs and the printed command line.",
+    )
+    build.add_argument("--size", default="2G", help="virtual disk size (sparse), e.g. 2G or 4096M (default 2G)")
+    build.add_argument("--format", choices=("qcow2", "raw"), default="qcow2", help="image format (default qcow2)")
+    build.add_argument("--output", metavar="FILE", help="also copy the image to FILE")
+    build.add_argument("--mirror", metavar="URL", help="Debian mirror, e.g. http://mirror.example/debian")
+    build.add_argument("--packages", metavar="LIST", default="", help="comma-separated extra packages")
+    build.add_argument("--refresh", action="store_true", help="resolve the package set against the mirror again")
+    build.add_argument("--json", action="store_true", help="print the result as JSON")
+    build.set_defaults(func=_build)
+
 
 def _fetch(args: argparse.Namespace) -> int:
     modules = DEFAULT_MODULES if args.modules is None else [m for m in args.modules.split(",") if m.strip()]
@@ -54,4 +75,30 @@ def _fetch(args: argparse.Namespace) -> int:
     print(f"{'modules':15} {' '.join(guest.modules) or '-'}")
     for name, version in guest.versions.items():
         print(f"{'package':15} {name} {version}")
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from wirt.images import ext4, rootdisk
+    from wirt.storage.convert import convert
+
+    size = ext4.parse_size(args.size)
+    extra = [p for p in args.packages.split(",") if p.strip()]
+    image = rootdisk.root_disk(args.mirror, size=size, fmt=args.format, extra_packages=extra, refresh=args.refresh)
+    if args.output:
+        out = Path(args.output)
+        if out.exists() and out.samefile(image):
+            raise WirtError(f"{out} is the cached image itself; choose another --output")
+        if args.format == "raw":
+            convert(str(image), str(out), "raw")  # keeps the copy sparse
+        else:
+            shutil.copyfile(image, out)
+    result = {"image": str(image), "format": args.format, "size": size, "cmdline": rootdisk.KERNEL_CMDLINE}
+    if args.output:
+        result["output"] = str(args.output)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    for key, value in result.items():
+        print(f"{key:15} {value}")
     return 0

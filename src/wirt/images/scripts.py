@@ -5,7 +5,10 @@
 - `wirt.run=<base64>` on the kernel command line: the decoded text runs with `sh -c`, its output
   goes to the console, then `wirt: exit status N` is printed and the SiFive test finisher at
   0x100000 gets `0x5555` (N = 0) or `0x3333 | N << 16` (fail with code N), then power-off;
-- no command: an interactive shell on the console; power-off when it exits.
+- no command: an interactive shell on the console; power-off when it exits;
+- `root=DEVICE` (with `rw`/`ro`, `rootfstype=`, `init=`): after loading the modules, mount DEVICE
+  and `switch_root` to its init (default /sbin/init), which then handles `wirt.run=` itself;
+  if DEVICE cannot be mounted, status 1 with a command, else the shell.
 """
 
 from __future__ import annotations
@@ -52,12 +55,39 @@ finish() {
 }
 
 run=
+root=
+rootinit=/sbin/init
+rootfstype=
+rootmode=rw
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         wirt.run=*) run=${arg#wirt.run=} ;;
+        root=*) root=${arg#root=} ;;
+        init=*) rootinit=${arg#init=} ;;
+        rootfstype=*) rootfstype=${arg#rootfstype=} ;;
+        ro|rw) rootmode=$arg ;;
     esac
 done
 set +f
+
+# root=DEVICE: mount it, move /dev /proc /sys over and hand PID 1 to its init (init=, default
+# /sbin/init); switch_root frees the initramfs. wirt.run= is then the root disk's business.
+if [ -n "$root" ]; then
+    i=0
+    while [ ! -b "$root" ] && [ "$i" -lt 100 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    mkdir -p /newroot
+    if mount ${rootfstype:+-t "$rootfstype"} -o "$rootmode" "$root" /newroot; then
+        for m in /dev /proc /sys; do
+            mount --move "$m" "/newroot$m"
+        done
+        exec switch_root /newroot "$rootinit"
+    fi
+    echo "wirt: cannot mount root=$root" >&2
+    [ -n "$run" ] && finish 1
+fi
 
 if [ -n "$run" ]; then
     if ! cmd=$(printf '%s' "$run" | base64 -d 2>/dev/null) || [ -z "$cmd" ]; then
