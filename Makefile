@@ -7,7 +7,8 @@ PY := $(VENV)/bin/python
 # System packages the tests need: the RISC-V cross toolchain (test programs), qemu-img
 # (qcow2 interop), QEMU itself (reference for benchmarks), dtc (device tree review), passt.
 SYSTEM_PACKAGES := gcc-riscv64-unknown-elf binutils-riscv64-unknown-elf picolibc-riscv64-unknown-elf \
-	qemu-utils qemu-system-misc device-tree-compiler passt opensbi debian-archive-keyring gpgv
+	qemu-utils qemu-system-misc device-tree-compiler passt opensbi debian-archive-keyring gpgv \
+	gnupg cpio e2fsprogs xz-utils zstd
 
 .PHONY: setup system-packages venv run test bench clean
 
