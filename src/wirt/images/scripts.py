@@ -1,7 +1,8 @@
 """Shell scripts that go into the default initramfs (kept as strings so they ship with the code).
 
 `INIT` is PID 1 (busybox ash). Its contract with the host:
-- kernel modules listed in /lib/modules/load-order are loaded with insmod, in that order;
+- kernel modules listed in /lib/modules/load-order are loaded with insmod, in that order,
+  unless the kernel command line says `wirt.modules=none`;
 - `wirt.run=<base64>` on the kernel command line: the decoded text runs with `sh -c`, its output
   goes to the console, then `wirt: exit status N` is printed and the SiFive test finisher at
   0x100000 gets `0x5555` (N = 0) or `0x3333 | N << 16` (fail with code N), then power-off;
@@ -35,7 +36,13 @@ hostname wirt
 ip link set lo up 2>/dev/null
 
 # Kernel modules, dependencies first (the host computed the order from each module's .modinfo).
-if [ -f /lib/modules/load-order ]; then
+# `wirt.modules=none` skips them: loading costs more guest time than booting the kernel, so a
+# machine without virtio devices asks for none.
+want_modules=yes
+for arg in $(cat /proc/cmdline); do
+    [ "$arg" = wirt.modules=none ] && want_modules=no
+done
+if [ "$want_modules" = yes ] && [ -f /lib/modules/load-order ]; then
     while read -r m; do
         [ -n "$m" ] || continue
         insmod "/lib/modules/$m.ko" || echo "wirt: insmod $m failed" >&2

@@ -1,0 +1,431 @@
+"""The virt board: one RV64 hart, RAM, the boot ROM and the devices of DESIGN.md's memory map.
+
+`Machine` is the emulated computer, usable in-process from Python:
+
+    m = Machine(firmware=fw, kernel=image, initrd=cpio, bootargs="console=ttyS0",
+                on_output=sys.stdout.buffer.write)
+    result = m.run()          # until poweroff / reset / failure / m.stop()
+
+It owns guest memory, wires devices to addresses and interrupt lines, builds the device
+tree, places firmware/kernel/initrd/DTB, and turns the core's exits into device calls
+(DESIGN.md "engine contract"). Interrupts reach the core through s[HW_IP] (MSIP from the
+CLINT, MEIP/SEIP from PLIC contexts 0 and 1) plus s[ATTENTION] so a running slice notices
+them soon; a `threading.Event` wakes the run loop when the hart sleeps in WFI.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from wirt.cpu import layout as L
+from wirt.cpu.hart import Hart
+from wirt.devices.clint import Clint
+from wirt.devices.finisher import TestFinisher
+from wirt.devices.irq import IrqLine
+from wirt.devices.plic import Plic
+from wirt.devices.rtc import GoldfishRtc
+from wirt.devices.uart import Uart16550
+from wirt.errors import WirtError
+from wirt.machine import devicetree as dt
+from wirt.machine.bootrom import FW_OPTION_NO_BOOT_PRINTS, ROM_BASE, BootRom, build_boot_rom
+from wirt.machine.bus import BusFault, MmioBus
+from wirt.machine.memory import GuestMemory
+from wirt.machine.placement import Layout, check_kernel_image, kernel_footprint, plan_layout
+from wirt.machine.timebase import NS_PER_TICK, GuestClock, HartTimer
+
+__all__ = ["Machine", "MachineExit", "VirtioSlot", "BootPlan", "plan_boot", "FW_OPTION_NO_BOOT_PRINTS",
+           "DEFAULT_MEMORY", "SLICE"]
+
+DEFAULT_MEMORY = 512 << 20
+# Instructions per time slice: between slices the loop polls devices (RTC alarm, output).
+SLICE = 2_000_000
+# Fixed wall-clock epoch of the RTC in deterministic mode (2026-01-01T00:00:00Z).
+DETERMINISTIC_EPOCH_NS = 1_767_225_600 * 1_000_000_000
+_MASKS = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFF_FFFF, 8: 0xFFFF_FFFF_FFFF_FFFF}
+
+
+@dataclass(frozen=True)
+class MachineExit:
+    """Why `Machine.run` returned.
+
+    reason: "poweroff" (code 0), "fail" (finisher failure with `code`), "reset" (the guest
+    asked for a reboot), "stopped" (`Machine.stop()`), "limit" (max_insns reached),
+    "fatal" (the core gave up; `detail` says why).
+    """
+
+    reason: str
+    code: int = 0
+    instructions: int = 0
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class BootPlan:
+    """The device tree of a machine and where its images go in RAM."""
+
+    config: dt.VirtConfig
+    layout: Layout
+    dtb: bytes
+
+
+def plan_boot(memory_size: int, firmware_size: int, kernel: bytes | None, initrd_size: int,
+              bootargs: str = "", rng_seed: bytes | None = None) -> BootPlan:
+    """Build the device tree and place firmware/kernel/initrd/DTB (no hart, no RAM needed).
+
+    Raises WirtError when the images do not fit in `memory_size` bytes of RAM.
+    """
+    if kernel is not None:
+        check_kernel_image(kernel)
+    config = dt.VirtConfig(ram_size=memory_size, bootargs=bootargs, rng_seed=rng_seed)
+    kernel_size = kernel_footprint(kernel) if kernel else 0
+    if initrd_size:  # the DTB's size does not depend on the initrd's address
+        config.initrd = (dt.RAM_BASE, dt.RAM_BASE + initrd_size)
+    probe = dt.build_virt_dtb(config)
+    layout = plan_layout(dt.RAM_BASE, memory_size, firmware_size, kernel_size, initrd_size, len(probe))
+    if initrd_size:
+        config.initrd = (layout.initrd, layout.initrd_end)
+    return BootPlan(config, layout, dt.build_virt_dtb(config))
+
+
+class VirtioSlot:
+    """One virtio-mmio window (virtio spec 1.1 section 4.2.2). Empty until a device is plugged.
+
+    An empty slot answers like QEMU's: magic "virt", version 2, DeviceID 0 ("no device"),
+    which Linux's virtio_mmio driver skips quietly. `device` may be replaced by a virtio
+    device model implementing the MMIO protocol (the virtio work plugs in here).
+    """
+
+    MAGIC = 0x74726976  # "virt"
+    size = dt.VIRTIO_STRIDE
+
+    def __init__(self) -> None:
+        self.device: Any = None
+
+    def read(self, offset: int, size: int) -> int:
+        if self.device is not None:
+            return self.device.read(offset, size)
+        if size == 4:
+            if offset == 0x000:
+                return self.MAGIC
+            if offset == 0x004:
+                return 2
+            if offset == 0x00C:
+                return 0x7472_6977  # VendorID "wirt"
+        return 0
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        if self.device is not None:
+            self.device.write(offset, size, value)
+
+    def reset(self) -> None:
+        if self.device is not None:
+            self.device.reset()
+
+    def state(self) -> dict[str, Any]:
+        return self.device.state() if self.device is not None else {}
+
+    def load_state(self, d: dict[str, Any]) -> None:
+        if self.device is not None:
+            self.device.load_state(d)
+
+
+class Machine:
+    """A QEMU-virt-compatible RISC-V computer with one hart.
+
+    firmware: raw binary loaded at RAM base and entered in M-mode by the boot ROM
+    (OpenSBI fw_dynamic.bin, or any bare-metal program); kernel: RISC-V Image placed at
+    RAM base + 2 MiB; initrd: placed below the device tree near the top of RAM.
+    on_output receives console (UART) output in chunks; deterministic selects the time
+    mode (see `wirt.machine.timebase`); firmware_options goes to fw_dynamic_info.options
+    (`FW_OPTION_NO_BOOT_PRINTS` silences OpenSBI's banner).
+    """
+
+    def __init__(
+        self,
+        firmware: bytes,
+        kernel: bytes | None = None,
+        initrd: bytes | None = None,
+        *,
+        memory_size: int = DEFAULT_MEMORY,
+        bootargs: str = "",
+        deterministic: bool = False,
+        on_output: Callable[[bytes], None] | None = None,
+        num_harts: int = 1,
+        rng_seed: bytes | None = None,
+        firmware_options: int = 0,
+    ) -> None:
+        if num_harts != 1:
+            raise WirtError("SMP is not supported yet; use 1 CPU")
+        if not firmware:
+            raise WirtError("the firmware image is empty; give OpenSBI's fw_dynamic.bin")
+        self.firmware = bytes(firmware)
+        self.kernel = bytes(kernel) if kernel is not None else None
+        self.initrd = bytes(initrd) if initrd is not None else None
+        self.deterministic = deterministic
+        self.on_output = on_output
+
+        # ---- device tree and placement -------------------------------------------------
+        if rng_seed is None:
+            rng_seed = bytes(32) if deterministic else os.urandom(32)
+        plan = plan_boot(memory_size, len(self.firmware), self.kernel, len(self.initrd or b""),
+                         bootargs, rng_seed)
+        self.config, self.layout, self.dtb = plan.config, plan.layout, plan.dtb
+        rom = build_boot_rom(self.layout.firmware, self.layout.dtb, self.layout.kernel,
+                             options=firmware_options)
+        self.rom = np.frombuffer(rom, dtype=np.uint8).copy()
+        self.memory = GuestMemory(memory_size, dt.RAM_BASE)
+
+        # ---- hart, time and interrupt plumbing --------------------------------------------
+        self.hart = Hart(self.memory.array, dt.RAM_BASE, 0, self.rom, ROM_BASE)
+        s = self.hart.s
+        self.clock = GuestClock(s, deterministic)
+        self.wake = threading.Event()          # set by device events while the hart sleeps
+        self._ip_lock = threading.Lock()       # serializes writers of s[HW_IP]
+        self._epoch_ns = DETERMINISTIC_EPOCH_NS if deterministic else time.time_ns()
+
+        outputs = [IrqLine(self._ip_sink(L.MIP_MEIP), "hart0.meip"),   # PLIC context 0: M-mode
+                   IrqLine(self._ip_sink(L.MIP_SEIP), "hart0.seip")]   # PLIC context 1: S-mode
+        self.plic = Plic(outputs, ndev=self.config.plic_ndev)
+        self.uart = Uart16550(self.plic.line(dt.UART_IRQ), on_output=self._uart_byte)
+        self.rtc = GoldfishRtc(self.plic.line(dt.RTC_IRQ), clock=self._rtc_clock)
+        self.finisher = TestFinisher(self._finisher_event)
+        self.clint = Clint(HartTimer(s, self.clock, self._ip_lock, self.wake), 1)
+        self.virtio = [VirtioSlot() for _ in range(dt.VIRTIO_MAX)]
+
+        self.bus = MmioBus()
+        self.bus.add(ROM_BASE, BootRom(rom), "rom")
+        self.bus.add(dt.TEST_BASE, self.finisher, "test")
+        self.bus.add(dt.RTC_BASE, self.rtc, "rtc")
+        self.bus.add(dt.CLINT_BASE, self.clint, "clint")
+        self.bus.add(dt.PLIC_BASE, self.plic, "plic")
+        self.bus.add(dt.UART_BASE, self.uart, "uart")
+        for n, slot in enumerate(self.virtio):
+            self.bus.add(dt.VIRTIO_BASE + n * dt.VIRTIO_STRIDE, slot, f"virtio{n}")
+
+        self._out = bytearray()
+        #: exit counters and host seconds spent asleep in WFI (for benchmarks and `stats`)
+        self.stats = {"mmio_exits": 0, "wfi_exits": 0, "slices": 0, "idle_seconds": 0.0}
+        self._exit: MachineExit | None = None
+        self._stop = False
+        self.reset()
+
+    # ---- wiring helpers ---------------------------------------------------------------
+    def _ip_sink(self, bit: int) -> Callable[[bool], None]:
+        s = self.hart.s
+
+        def sink(level: bool) -> None:
+            with self._ip_lock:
+                if level:
+                    s[L.HW_IP] |= bit
+                else:
+                    s[L.HW_IP] &= ~bit
+                s[L.ATTENTION] |= 1  # re-check interrupts soon (cpu/layout.py)
+            self.wake.set()
+
+        return sink
+
+    def _rtc_clock(self) -> int:
+        """The RTC's clock in ns since the epoch, derived from mtime (so both modes agree)."""
+        return self._epoch_ns + self.clock.now() * NS_PER_TICK
+
+    def _uart_byte(self, byte: int) -> None:
+        out = self._out
+        out.append(byte)
+        if byte == 10 or len(out) >= 4096:
+            self.flush_output()
+
+    def _finisher_event(self, kind: str, code: int) -> None:
+        if self._exit is None:
+            self._exit = MachineExit(kind, code, self.hart.instret)
+
+    # ---- public control -----------------------------------------------------------------
+    def flush_output(self) -> None:
+        """Hand buffered console output to `on_output`."""
+        if self._out:
+            data = bytes(self._out)
+            self._out.clear()
+            if self.on_output is not None:
+                self.on_output(data)
+
+    def feed_input(self, data: bytes) -> None:
+        """Console input for the guest (any thread)."""
+        self.uart.feed(data)
+        self.wake.set()
+
+    def stop(self) -> None:
+        """Ask `run` to return soon with reason "stopped" (any thread)."""
+        self._stop = True
+        self.hart.s[L.ATTENTION] |= 2  # makes the core return from its slice
+        self.wake.set()
+
+    def reset(self) -> None:
+        """Power-on state: images reloaded, hart at the boot ROM, devices reset, mtime 0."""
+        mem = self.memory
+        try:
+            mem._map.madvise(mmap.MADV_DONTNEED)  # anonymous private map: pages read as zero again
+        except (AttributeError, OSError):
+            mem.array[:] = 0
+        lay = self.layout
+        mem.write(lay.firmware, self.firmware)
+        if self.kernel:
+            mem.write(lay.kernel, self.kernel)
+        if self.initrd:
+            mem.write(lay.initrd, self.initrd)
+        mem.write(lay.dtb, self.dtb)
+        self.hart.reset(ROM_BASE)
+        with self._ip_lock:
+            self.hart.s[L.HW_IP] = 0
+            self.hart.s[L.ATTENTION] = 0
+        self.clock.reset()
+        for dev in (self.uart, self.rtc, self.plic, *self.virtio):
+            dev.reset()
+        self._exit = None
+        self._stop = False
+
+    # ---- the run loop -----------------------------------------------------------------------
+    def run(self, max_insns: int | None = None) -> MachineExit:
+        """Run until the guest powers off, fails, resets, `stop()` is called or max_insns retire."""
+        hart = self.hart
+        s, ex = hart.s, hart.ex
+        bus = self.bus
+        clock = self.clock
+        limit = max_insns if max_insns is not None else 1 << 62
+        next_poll = hart.instret + SLICE
+        perf = time.perf_counter_ns
+        stats = self.stats
+        stuck = 0
+        try:
+            while True:
+                if self._exit is not None:
+                    return self._exit
+                if self._stop:
+                    self._stop = False
+                    s[L.ATTENTION] &= ~2  # consumed here if the core did not see it
+                    return MachineExit("stopped", 0, hart.instret)
+                done = int(s[L.ICOUNT])
+                if done >= limit:
+                    return MachineExit("limit", 0, done)
+                if done >= next_poll:
+                    next_poll = done + SLICE
+                    self._poll()
+                clock.before_slice()
+                t0 = perf()
+                reason = hart.run(min(next_poll, limit) - done)
+                clock.account(int(s[L.ICOUNT]) - done, perf() - t0)
+                if reason == L.EXIT_MMIO:
+                    stats["mmio_exits"] += 1
+                    addr = int(ex[L.EX_ADDR])
+                    size = int(ex[L.EX_SIZE_B])
+                    try:
+                        if ex[L.EX_STORE]:
+                            bus.write(addr, size, int(ex[L.EX_VALUE]) & _MASKS[size])
+                        else:
+                            hart.complete_load(bus.read(addr, size))
+                    except BusFault:
+                        hart.access_fault()
+                elif reason == L.EXIT_WFI:
+                    stats["wfi_exits"] += 1
+                    self._poll()
+                    self._idle()
+                elif reason == L.EXIT_BUDGET:
+                    stats["slices"] += 1
+                    # A slice that retires nothing means every attempt traps. (Once can be
+                    # a stale stop request in s[ATTENTION]; three times in a row cannot.)
+                    if int(s[L.ICOUNT]) == done and not self._stop:
+                        stuck += 1
+                        if stuck >= 3:
+                            return self._stuck()
+                    else:
+                        stuck = 0
+                elif reason == L.EXIT_FATAL:
+                    return MachineExit("fatal", 0, hart.instret,
+                                       f"CPU core error at pc {hart.pc:#x} (detail {int(ex[L.EX_VALUE])})")
+                elif reason == L.EXIT_POWEROFF:
+                    return MachineExit("poweroff", 0, hart.instret)
+                elif reason == L.EXIT_RESET:
+                    return MachineExit("reset", 0, hart.instret)
+                # EXIT_HTIF / EXIT_BREAKPOINT: no HTIF mailbox or debugger on this board
+        finally:
+            self.flush_output()
+
+    def _stuck(self) -> MachineExit:
+        """A whole slice retired nothing: every attempt traps (e.g. mtvec points at no memory)."""
+        c = self.hart.c
+        detail = (f"the hart is stuck in a trap loop at pc {self.hart.pc:#x} "
+                  f"(mcause {int(c[L.CSR_MCAUSE]) & 0xFFFF_FFFF_FFFF_FFFF:#x}, "
+                  f"mepc {int(c[L.CSR_MEPC]) & 0xFFFF_FFFF_FFFF_FFFF:#x}, "
+                  f"mtval {int(c[L.CSR_MTVAL]) & 0xFFFF_FFFF_FFFF_FFFF:#x})")
+        return MachineExit("fatal", 0, self.hart.instret, detail)
+
+    def _poll(self) -> None:
+        """Between slices: fire a due RTC alarm, hand over console output."""
+        self.rtc.poll()
+        self.flush_output()
+
+    def _pending(self) -> bool:
+        s, c = self.hart.s, self.hart.c
+        from wirt.cpu.csr import read_mip
+        return (int(read_mip(s, c)) & int(c[L.CSR_MIE])) != 0
+
+    def next_deadline(self) -> int | None:
+        """The mtime of the next timer event that could wake the hart, or None.
+
+        Counted: mtimecmp (if MTIE is enabled), stimecmp (with Sstc on and STIE enabled)
+        and the RTC alarm. Comparators already due but masked cannot wake it and are skipped.
+        """
+        s, c = self.hart.s, self.hart.c
+        now = self.clock.now()
+        mie = int(c[L.CSR_MIE])
+        best: int | None = None
+        cands = []
+        if mie & L.MIP_MTIP:
+            cands.append(int(s[L.MTIMECMP]))
+        if int(c[L.CSR_MENVCFG]) < 0 and mie & L.MIP_STIP:
+            cands.append(int(c[L.CSR_STIMECMP]))
+        alarm = self.rtc.next_deadline()
+        if alarm is not None:
+            cands.append(max(0, -(-(alarm - self._epoch_ns) // NS_PER_TICK)))
+        for t in cands:
+            if t > now and (best is None or t < best):
+                best = t
+        return best
+
+    def _idle(self) -> None:
+        """WFI with nothing pending: sleep until the next deadline or a device event."""
+        self.flush_output()
+        self.wake.clear()
+        if self._pending() or self._stop or self._exit is not None:
+            return
+        deadline = self.next_deadline()
+        if self.deterministic:
+            if deadline is not None:
+                self.clock.fast_forward(deadline)
+                self.rtc.poll()
+                return
+            self.wake.wait(1.0)  # only outside input can wake the guest now
+            return
+        timeout = 1.0 if deadline is None else min(1.0, self.clock.seconds_until(deadline))
+        if timeout > 0:
+            t0 = time.perf_counter()
+            self.wake.wait(timeout)
+            self.stats["idle_seconds"] += time.perf_counter() - t0
+        self.rtc.poll()
+
+    # ---- inspection -----------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Plain-data state of the hart and devices (guest RAM is saved separately)."""
+        return {
+            "hart": self.hart.state(),
+            "clock": self.clock.state(),
+            "plic": self.plic.state(),
+            "uart": self.uart.state(),
+            "rtc": self.rtc.state(),
+            "virtio": [v.state() for v in self.virtio],
+        }

@@ -1,0 +1,171 @@
+"""Guest time: mtime at 10 MHz, in real-time or deterministic mode, and the CLINT's view of it.
+
+The core derives mtime from its instruction count within a time slice:
+    mtime = s[TIME_BASE] + ((s[ICOUNT] - s[TIME_ICOUNT]) >> s[TIME_SHIFT])
+so timer interrupts need no exit. Between slices the machine moves the anchor:
+
+- real-time mode: on every entry mtime is re-anchored to the host's monotonic clock
+  (never backwards: if the guest ran ahead within a slice it keeps its time). TIME_SHIFT
+  is adapted to the measured speed of the core, rounded so that in-slice time runs a
+  little slower than the host clock; the re-anchor then only ever jumps forward.
+- deterministic mode: mtime comes from the instruction count alone (fixed TIME_SHIFT);
+  a WFI fast-forwards mtime to the next deadline, so a run repeats instruction for
+  instruction no matter how fast the host is (DESIGN.md "engine contract").
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+
+from wirt.cpu import layout as L
+
+__all__ = ["TIMEBASE_HZ", "GuestClock", "HartTimer"]
+
+TIMEBASE_HZ = 10_000_000  # DT /cpus/timebase-frequency, as on QEMU's virt
+NS_PER_TICK = 1_000_000_000 // TIMEBASE_HZ
+DETERMINISTIC_SHIFT = 4   # one tick every 16 instructions: a 160 MIPS "virtual" hart
+MAX_SHIFT = 12
+_M64 = (1 << 64) - 1
+
+
+def _signed(v: int) -> int:
+    v &= _M64
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+class GuestClock:
+    """mtime of one hart's state array `s`, kept in step with the host or the instruction count."""
+
+    def __init__(self, s: np.ndarray, deterministic: bool = False,
+                 monotonic_ns=time.monotonic_ns) -> None:
+        self.s = s
+        self.deterministic = deterministic
+        self._mono = monotonic_ns
+        self._host0 = monotonic_ns()
+        self._offset = 0  # guest ticks = host ticks since _host0 + _offset (real-time mode)
+        # speed measurement for TIME_SHIFT (real-time mode)
+        self._meas_insns = 0
+        self._meas_ns = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """mtime = 0 at reset (QEMU's virt does the same)."""
+        s = self.s
+        s[L.TIME_BASE] = 0
+        s[L.TIME_ICOUNT] = s[L.ICOUNT]
+        s[L.TIME_SHIFT] = DETERMINISTIC_SHIFT  # real-time mode adapts it to the core speed
+        s[L.WFI_SKIPPED] = 0
+        self._host0 = self._mono()
+        self._offset = 0
+
+    # ---- reading and writing mtime ----------------------------------------------------
+    def now(self) -> int:
+        """mtime as the core sees it right now (DESIGN.md time formula)."""
+        s = self.s
+        return int(s[L.TIME_BASE]) + ((int(s[L.ICOUNT]) - int(s[L.TIME_ICOUNT])) >> int(s[L.TIME_SHIFT]))
+
+    def _anchor(self, value: int) -> None:
+        s = self.s
+        s[L.TIME_BASE] = _signed(value)
+        s[L.TIME_ICOUNT] = s[L.ICOUNT]
+
+    def set(self, value: int) -> None:
+        """A guest write to mtime (CLINT): time continues from `value`."""
+        value &= _M64
+        self._anchor(value)
+        if not self.deterministic:
+            self._offset = value - self._host_ticks_raw()
+
+    def _host_ticks_raw(self) -> int:
+        return (self._mono() - self._host0) // NS_PER_TICK
+
+    def host_ticks(self) -> int:
+        """Where mtime should be by the host clock (real-time mode)."""
+        return self._host_ticks_raw() + self._offset
+
+    # ---- slices -----------------------------------------------------------------------
+    def before_slice(self) -> None:
+        """Re-anchor before the core runs: catch up with the host clock, never go back."""
+        if self.deterministic:
+            return
+        now = self.now()
+        host = self.host_ticks()
+        self._anchor(host if host > now else now)
+
+    def account(self, insns: int, elapsed_ns: int) -> None:
+        """Record core speed; every ~0.25 s of core time pick TIME_SHIFT to match it."""
+        if self.deterministic:
+            return
+        self._meas_insns += insns
+        self._meas_ns += elapsed_ns
+        if self._meas_ns < 250_000_000:
+            return
+        ips = self._meas_insns * 1e9 / self._meas_ns
+        self._meas_insns = self._meas_ns = 0
+        per_tick = ips / TIMEBASE_HZ
+        shift = 0 if per_tick <= 1 else min(MAX_SHIFT, math.ceil(math.log2(per_tick)))
+        if shift != int(self.s[L.TIME_SHIFT]):
+            self._anchor(self.now())
+            self.s[L.TIME_SHIFT] = shift
+
+    def fast_forward(self, target: int) -> None:
+        """Deterministic WFI: jump mtime to `target` (no-op if it is not in the future)."""
+        now = self.now()
+        if target > now:
+            self.s[L.TIME_BASE] += target - now
+            self.s[L.WFI_SKIPPED] += target - now
+
+    def seconds_until(self, target: int) -> float:
+        """Host seconds until mtime reaches `target` (real-time mode), 0 if already there."""
+        return max(0, target - max(self.now(), self.host_ticks())) / TIMEBASE_HZ
+
+    def state(self) -> dict:
+        return {"deterministic": self.deterministic, "offset": self._offset,
+                "host_ticks": self.host_ticks()}
+
+
+class HartTimer:
+    """The CLINT `TimerPort` on top of hart 0's state: mtime, s[MTIMECMP], MSIP in s[HW_IP].
+
+    A negative s[MTIMECMP] means "never" to the core, which is what mtimecmp values of
+    2**63 and above (in practice: all ones, "disarmed") mean in unsigned arithmetic too.
+    """
+
+    def __init__(self, s: np.ndarray, clock: GuestClock, ip_lock: threading.Lock,
+                 wake: threading.Event) -> None:
+        self.s = s
+        self.clock = clock
+        self._lock = ip_lock
+        self._wake = wake
+
+    def read_mtime(self) -> int:
+        return self.clock.now() & _M64
+
+    def write_mtime(self, value: int) -> None:
+        self.clock.set(value)
+
+    def read_mtimecmp(self, hart: int) -> int:
+        return int(self.s[L.MTIMECMP]) & _M64 if hart == 0 else _M64
+
+    def write_mtimecmp(self, hart: int, value: int) -> None:
+        if hart == 0:
+            self.s[L.MTIMECMP] = _signed(value)
+            # the core re-reads the deadline on its next entry (this write was an exit)
+
+    def read_msip(self, hart: int) -> int:
+        return int(self.s[L.HW_IP] >> L.IRQ_MSI) & 1 if hart == 0 else 0
+
+    def write_msip(self, hart: int, value: int) -> None:
+        if hart != 0:
+            return
+        with self._lock:
+            if value & 1:
+                self.s[L.HW_IP] |= L.MIP_MSIP
+            else:
+                self.s[L.HW_IP] &= ~L.MIP_MSIP
+            self.s[L.ATTENTION] |= 1
+        self._wake.set()
