@@ -1,0 +1,380 @@
+"""VM lifecycle commands: create, ls, start, stop, restart, pause, resume, console, logs, set, rm, top.
+
+Thin: each command turns its arguments into a call on `wirt.vm.api.VM` (the Python API has the
+same operations), and prints the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+from wirt.errors import WirtError
+from wirt.units import human_size
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the VM lifecycle commands as top-level sub-commands."""
+    p = subparsers.add_parser("create", help="create a VM (configuration and disk)",
+                              description="Create a VM in $WIRT_HOME/vms/NAME. The disk is a qcow2 overlay on "
+                                          "the image's cached base disk when there is one, else a blank qcow2.")
+    p.add_argument("name")
+    p.add_argument("--cpus", type=int, default=1, help="virtual CPUs (default 1)")
+    p.add_argument("--memory", "-m", default="512M", help="guest RAM (default 512M)")
+    p.add_argument("--disk", default="8G", help="disk size (default 8G); 'none' for no disk")
+    p.add_argument("--image", default="debian", help="guest image (default debian)")
+    p.add_argument("--net", default="user", help="user | tap:IF | socket:HUB | none (default user)")
+    p.add_argument("--port", action="append", default=[], metavar="H:G[/udp]",
+                   help="forward host port H to guest port G (user network; repeatable)")
+    p.add_argument("--mac", help="MAC address (default: random 52:54:00:xx:xx:xx)")
+    p.add_argument("--cpu-affinity", metavar="LIST", help="pin the VM process to host CPUs, e.g. 0,1 or 0-3")
+    p.add_argument("--append", default="", help="extra kernel command-line arguments")
+    p.add_argument("--firmware", default="", help="firmware file instead of the image's")
+    p.add_argument("--kernel", default="", help="kernel Image instead of the image's")
+    p.add_argument("--initrd", default="", help="initramfs instead of the image's")
+    p.set_defaults(func=_create)
+
+    p = subparsers.add_parser("ls", help="list VMs: state, CPUs, memory, disk, IP, uptime")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_ls)
+
+    p = subparsers.add_parser("status", help="show one VM in detail")
+    p.add_argument("name")
+    p.set_defaults(func=_status)
+
+    p = subparsers.add_parser("start", help="start a VM in the background")
+    p.add_argument("name")
+    p.add_argument("--console", "-c", action="store_true", help="attach to the console once started")
+    p.set_defaults(func=_start)
+
+    p = subparsers.add_parser("stop", help="power a VM off (asks the guest; --force halts it)")
+    p.add_argument("name")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the guest (default 30)")
+    p.add_argument("--force", "-f", action="store_true", help="halt from the host side, kill if needed")
+    p.set_defaults(func=_stop)
+
+    p = subparsers.add_parser("restart", help="stop and start a VM")
+    p.add_argument("name")
+    p.add_argument("--timeout", type=float, default=30.0)
+    p.add_argument("--force", "-f", action="store_true")
+    p.set_defaults(func=_restart)
+
+    for cmd, helptext in (("pause", "freeze a running VM"), ("resume", "continue a paused VM")):
+        p = subparsers.add_parser(cmd, help=helptext)
+        p.add_argument("name")
+        p.set_defaults(func=_pause if cmd == "pause" else _resume)
+
+    p = subparsers.add_parser("console", help="attach to a running VM's console (C-a d detaches)")
+    p.add_argument("name")
+    p.set_defaults(func=_console)
+
+    p = subparsers.add_parser("logs", help="print a VM's console log")
+    p.add_argument("name")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new output")
+    p.set_defaults(func=_logs)
+
+    p = subparsers.add_parser("set", help="change a VM's resources (applies at the next start)")
+    p.add_argument("name")
+    p.add_argument("--memory", "-m")
+    p.add_argument("--cpus", type=int)
+    p.add_argument("--disk-size", help="grow disk 0 to this size (disks only grow)")
+    p.add_argument("--cpu-affinity", metavar="LIST", help="host CPUs, e.g. 0,1; 'none' removes pinning")
+    p.set_defaults(func=_set)
+
+    p = subparsers.add_parser("rm", help="delete a VM and its disks")
+    p.add_argument("name", nargs="+")
+    p.add_argument("--force", "-f", action="store_true", help="also a running VM (it is killed)")
+    p.set_defaults(func=_rm)
+
+    p = subparsers.add_parser("top", help="live CPU, memory, MIPS, disk and network of running VMs")
+    p.add_argument("--interval", "-n", type=float, default=1.0, help="seconds between updates (default 1)")
+    p.add_argument("--once", action="store_true", help="print one sample and exit")
+    p.set_defaults(func=_top)
+
+
+def _vm(name: str):  # type: ignore[no-untyped-def]
+    from wirt.vm.api import VM
+
+    return VM.get(name)
+
+
+def _affinity(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    if text == "none":
+        return []
+    from wirt.vm.limits import parse_affinity
+
+    return parse_affinity(text)
+
+
+# ---- create / ls / status -----------------------------------------------------------------------
+def _create(args: argparse.Namespace) -> int:
+    from wirt.vm.api import VM
+
+    vm = VM.create(args.name, cpus=args.cpus, memory=args.memory,
+                   disk=None if args.disk == "none" else args.disk, image=args.image, net=args.net,
+                   ports=args.port, mac=args.mac, cpu_affinity=_affinity(args.cpu_affinity) or [],
+                   append=args.append, firmware=args.firmware, kernel=args.kernel, initrd=args.initrd)
+    cfg = vm.config
+    note = vm.paths.root / "disk0.note"
+    disk = f", disk {human_size(cfg.disks[0].size)} ({note.read_text().strip()})" if cfg.disks and note.exists() else ""
+    print(f"created VM {cfg.name}: {cfg.cpus} CPU, {human_size(cfg.memory)} RAM{disk}, network {cfg.network.mode}")
+    return 0
+
+
+def _uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def _row(vm: Any) -> dict[str, Any]:
+    st = vm.status()
+    try:
+        cfg = vm.config
+        cpus, memory = int(st.info.get("cpus", cfg.cpus)), int(st.info.get("memory", cfg.memory))
+        used, size = vm.disk_usage()
+    except WirtError as exc:
+        return {"name": vm.name, "state": "invalid", "reason": str(exc)}
+    return {"name": vm.name, "state": st.state, "cpus": cpus, "memory": memory, "disk_used": used,
+            "disk_size": size, "ip": st.live.get("ip"), "uptime": st.uptime, "pid": st.pid,
+            "reason": st.reason if st.state == "crashed" else ""}
+
+
+def _ls(args: argparse.Namespace) -> int:
+    from wirt.vm.api import VM
+
+    rows = [_row(vm) for vm in VM.list()]
+    if args.json:
+        import json
+
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        print("no VMs; create one with `wirt create NAME`")
+        return 0
+    head = ("NAME", "STATE", "CPUS", "MEMORY", "DISK USED/SIZE", "IP", "UPTIME")
+    table = [head]
+    for r in rows:
+        if r["state"] == "invalid":
+            table.append((r["name"], "invalid", "-", "-", "-", "-", "-"))
+            continue
+        table.append((r["name"], r["state"], str(r["cpus"]), human_size(r["memory"]),
+                      f"{human_size(r['disk_used'])}/{human_size(r['disk_size'])}" if r["disk_size"] else "-",
+                      r["ip"] or "-", _uptime(r["uptime"])))
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    for row in table:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    for r in rows:
+        if r.get("reason"):
+            print(f"{r['name']}: {r['reason']}", file=sys.stderr)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    vm = _vm(args.name)
+    st = vm.status()
+    cfg = vm.config
+    print(f"name:     {cfg.name} ({cfg.uuid})")
+    print(f"state:    {st.state}" + (f" (pid {st.pid}, up {_uptime(st.uptime)})" if st.pid and st.running else ""))
+    if st.reason:
+        print(f"last:     {st.reason}")
+    print(f"cpus:     {cfg.cpus}" + (f" (pinned to {','.join(map(str, cfg.cpu_affinity))})" if cfg.cpu_affinity else ""))
+    print(f"memory:   {human_size(cfg.memory)}")
+    for i, d in enumerate(cfg.disks):
+        print(f"disk{i}:    {d.path} {d.format} {human_size(d.size)}" + (" read-only" if d.read_only else ""))
+    net = cfg.network
+    print(f"network:  {net.mode} mac {net.mac}" + (f" ports {' '.join(map(str, net.ports))}" if net.ports else ""))
+    for w in st.live.get("warnings", []):
+        print(f"warning:  {w}")
+    if st.live.get("limits"):
+        lim = st.live["limits"]
+        print(f"limits:   {lim['method']}: {', '.join(lim['details'])}")
+    tail = (st.last_exit or {}).get("console_tail") if st.state == "crashed" else None
+    if tail:
+        print("console (last lines):")
+        for line in tail[-10:]:
+            print(f"  {line}")
+    return 0
+
+
+# ---- lifecycle ------------------------------------------------------------------------------------
+def _start(args: argparse.Namespace) -> int:
+    vm = _vm(args.name)
+    st = vm.start()
+    print(f"started VM {args.name} (pid {st.pid})")
+    for w in st.live.get("warnings", []):
+        print(f"wirt: warning: {w}", file=sys.stderr)
+    if args.console:
+        return _attach(vm)
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    st = _vm(args.name).stop(force=args.force, timeout=args.timeout)
+    print(f"VM {args.name} stopped" + (f" ({st.reason})" if st.reason else ""))
+    return 0
+
+
+def _restart(args: argparse.Namespace) -> int:
+    st = _vm(args.name).restart(force=args.force, timeout=args.timeout)
+    print(f"restarted VM {args.name} (pid {st.pid})")
+    return 0
+
+
+def _pause(args: argparse.Namespace) -> int:
+    _vm(args.name).pause()
+    print(f"VM {args.name} paused")
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    _vm(args.name).resume()
+    print(f"VM {args.name} resumed")
+    return 0
+
+
+def _set(args: argparse.Namespace) -> int:
+    changes = _vm(args.name).set(memory=args.memory, cpus=args.cpus, disk_size=args.disk_size,
+                                 cpu_affinity=_affinity(args.cpu_affinity))
+    if not changes:
+        raise WirtError("nothing to change; give --memory, --cpus, --disk-size or --cpu-affinity")
+    print(f"VM {args.name}: " + ", ".join(changes) + " (applies at the next start)")
+    return 0
+
+
+def _rm(args: argparse.Namespace) -> int:
+    for name in args.name:
+        _vm(name).remove(force=args.force)
+        print(f"removed VM {name}")
+    return 0
+
+
+# ---- console and logs --------------------------------------------------------------------------------
+def _console(args: argparse.Namespace) -> int:
+    vm = _vm(args.name)
+    st = vm.status()
+    if st.state not in ("running", "paused"):
+        raise WirtError(f"VM {args.name!r} is {st.state}; start it with `wirt start {args.name}`")
+    return _attach(vm)
+
+
+def _attach(vm: Any) -> int:
+    """Raw terminal <-> the VM console over its control socket. C-a d detaches (VM keeps running)."""
+    import select
+    import socket
+
+    from wirt.machine.console import EscapeParser
+
+    client = vm.control(timeout=5.0)
+    client.request("console-attach")
+    sock: socket.socket = client.sock
+    sock.settimeout(None)
+    out = sys.stdout.buffer
+    early = client.leftover()
+    if early:
+        out.write(early)
+        out.flush()
+    interactive = os.isatty(0)
+    saved = None
+    if interactive:
+        import termios
+        import tty
+
+        saved = termios.tcgetattr(0)
+        tty.setraw(0, termios.TCSANOW)
+    parser = EscapeParser()
+    print(f"wirt: attached to {vm.name}'s console -- C-a d detaches, C-a h for help\r", file=sys.stderr)
+    reason = "detached"
+    stdin_open = True
+    try:
+        while True:
+            fds = [sock] + ([0] if stdin_open else [])
+            ready, _, _ = select.select(fds, [], [])
+            if sock in ready:
+                data = sock.recv(65536)
+                if not data:
+                    reason = "the VM stopped"
+                    break
+                out.write(data)
+                out.flush()
+            if 0 in ready:
+                data = os.read(0, 1024)
+                if not data:
+                    stdin_open = False  # EOF on a pipe: keep showing output until the VM ends
+                    continue
+                to_guest, cmds = parser.feed(data) if interactive else (data, [])
+                if to_guest:
+                    sock.sendall(to_guest)
+                if "d" in cmds or "x" in cmds:
+                    break
+                if "h" in cmds:
+                    out.write(b"\r\nC-a d    detach (the VM keeps running)\r\nC-a C-a  send C-a to the guest\r\n")
+                    out.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if saved is not None:
+            import termios
+
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+        client.close()
+    print(f"\nwirt: {reason}", file=sys.stderr)
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    vm = _vm(args.name)
+    path = vm.log_path()
+    if not path.exists():
+        raise WirtError(f"VM {args.name!r} has no console log yet; start it first")
+    out = sys.stdout.buffer
+    with open(path, "rb") as f:
+        while True:
+            data = f.read(65536)
+            if data:
+                out.write(data)
+                out.flush()
+                continue
+            if not args.follow:
+                return 0
+            if not vm.status(query=False).running:
+                data = f.read()  # the last words written before the process ended
+                out.write(data)
+                out.flush()
+                return 0
+            time.sleep(0.2)
+
+
+# ---- top --------------------------------------------------------------------------------------------------
+def _top(args: argparse.Namespace) -> int:
+    from wirt.vm.top import render, sample_all
+
+    if args.interval <= 0:
+        raise WirtError("--interval must be positive")
+    rows, prev = sample_all({})
+    try:
+        while True:
+            time.sleep(args.interval)  # rates need two samples
+            rows, prev = sample_all(prev)
+            if args.once:
+                print(render(rows))
+                return 0
+            if os.isatty(1):
+                sys.stdout.write("\x1b[H\x1b[2J")
+            print(render(rows), flush=True)
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,365 @@
+"""The Python API of the hypervisor: `wirt.VM`, mirroring the CLI one to one.
+
+    from wirt import VM
+    vm = VM.create("web", cpus=1, memory="512M", disk="8G", net="user", ports=["8080:80"])
+    vm.start()
+    print(vm.status().state)       # "running"
+    vm.stop()                      # asks the guest to power off; force=True halts / kills
+    vm.remove()
+
+Every state-changing call holds the VM's file lock (wirt.vm.locks), so concurrent commands
+on one VM — from several shells, or the CLI and a program — are serialized.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from wirt.errors import WirtError
+from wirt.units import parse_size
+from wirt.vm import disks as diskmod
+from wirt.vm.admission import Demand, admit
+from wirt.vm.control import ControlClient, call
+from wirt.vm.inventory import HostInventory, host_inventory
+from wirt.vm.locks import vm_lock
+from wirt.vm.schema import MAX_DISK, MIN_DISK, VMConfig, format_size
+from wirt.vm.settings import Settings, load_settings
+from wirt.vm.status import VMStatus, clean_stale, pid_alive, read_pid, vm_status
+from wirt.vm.store import DIR_MODE, VMPaths, VMStore, atomic_write, read_json
+
+__all__ = ["VM", "VMStatus"]
+
+START_TIMEOUT = 300.0   # a cold start compiles the CPU core (minutes); a warm one takes about 1 s
+STOP_TIMEOUT = 30.0
+POWEROFF_RETRY = 5.0    # seconds between repeated power-off requests (a booting guest drops input)
+HALT_GRACE = 5.0        # --force: host-side halt first, SIGKILL after this long
+
+
+def _size_arg(value: int | str, what: str) -> int:
+    """A size from the API (bytes) or the CLI ('8G'); negative numbers are refused."""
+    if isinstance(value, bool):
+        raise WirtError(f"{what}: {value!r} is not a size; give e.g. 8G")
+    if isinstance(value, int):
+        if value < 0:
+            raise WirtError(f"{what}: {value} is negative; give e.g. 8G")
+        return value
+    try:
+        return parse_size(str(value))
+    except WirtError:
+        raise WirtError(f"{what}: {value!r} is not a size; give e.g. 8G") from None
+
+
+class VM:
+    """One virtual machine in the store. Cheap to construct; every property reads the files."""
+
+    def __init__(self, name: str, home: Path | str | None = None) -> None:
+        self.store = VMStore(home)
+        self.paths: VMPaths = self.store.require(name)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"VM({self.name!r})"
+
+    # ---- finding and creating ------------------------------------------------------------------
+    @classmethod
+    def get(cls, name: str, home: Path | str | None = None) -> VM:
+        """The VM called `name` (WirtError if there is none)."""
+        return cls(name, home)
+
+    @classmethod
+    def list(cls, home: Path | str | None = None) -> list[VM]:
+        """All VMs, sorted by name."""
+        store = VMStore(home)
+        return [cls(n, home) for n in store.names()]
+
+    @classmethod
+    def create(cls, name: str, cpus: int = 1, memory: int | str = "512M", disk: int | str | None = "8G", *,
+               image: str = "debian", net: str = "user", ports: Iterable[str] = (), mac: str | None = None,
+               cpu_affinity: Iterable[int] = (), append: str = "", firmware: str = "", kernel: str = "",
+               initrd: str = "", home: Path | str | None = None) -> VM:
+        """Create a VM: its directory, vm.toml and (unless disk is None) disk0.qcow2.
+
+        The disk is a qcow2 overlay on the cached base image of `image` when there is one,
+        else a blank qcow2 of `disk` bytes (see wirt.vm.disks). `firmware`/`kernel`/`initrd`
+        override the image's boot files (image "none": bare firmware only).
+        """
+        cfg = VMConfig.new(name, cpus=cpus, memory=memory, image=image, net=net, ports=list(ports),
+                           mac=mac, cpu_affinity=list(cpu_affinity), append=append)
+        for key, val in (("firmware", firmware), ("kernel", kernel), ("initrd", initrd)):
+            if val:
+                setattr(cfg.boot, key, str(Path(val).resolve()))
+        size = None
+        if disk is not None:
+            size = _size_arg(disk, "--disk")
+            if not MIN_DISK <= size <= MAX_DISK:
+                raise WirtError(f"--disk {disk}: use a size from {format_size(MIN_DISK)} to {format_size(MAX_DISK)}")
+        store = VMStore(home)
+        paths = store.create(cfg)
+        try:
+            with vm_lock(paths.root):
+                if size is not None:
+                    dk, note = diskmod.create_disk(paths.root, 0, size, image)
+                    cfg.disks.append(dk)
+                    store.save(cfg)
+                    atomic_write(paths.root / "disk0.note", note + "\n")
+        except BaseException:
+            store.destroy(name)
+            raise
+        return cls(name, home)
+
+    # ---- reading ---------------------------------------------------------------------------------
+    @property
+    def config(self) -> VMConfig:
+        """vm.toml, validated."""
+        return self.store.load(self.name)
+
+    def status(self, query: bool = True) -> VMStatus:
+        """The VM's state (stopped, starting, running, paused, stopping, crashed) and run details."""
+        return vm_status(self.paths, query=query)
+
+    def stats(self) -> dict[str, Any]:
+        """Live counters from the VM process (instructions, MIPS, CPU seconds, RSS, I/O)."""
+        return call(self.paths.control, "stats")
+
+    def control(self, timeout: float = 5.0) -> ControlClient:
+        """A connected client of the VM's control socket (use as a context manager)."""
+        return ControlClient(self.paths.control, timeout).connect()
+
+    def log_path(self) -> Path:
+        """The console log: of the current run while running, else of the last run."""
+        return self.paths.console_log if self.paths.console_log.exists() else self.paths.last_console
+
+    def disk_usage(self) -> tuple[int, int]:
+        """(bytes used on the host, virtual size) summed over the VM's disks."""
+        cfg = self.config
+        return (sum(diskmod.disk_usage(self.paths.disk(d.path)) for d in cfg.disks),
+                sum(d.size for d in cfg.disks))
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+    def start(self, wait: bool = True, timeout: float = START_TIMEOUT, *,
+              inventory: HostInventory | None = None, settings: Settings | None = None) -> VMStatus:
+        """Start the VM process (one detached OS process per VM) after admission control.
+
+        Stale files of a killed process are cleaned first. With `wait`, returns once the
+        control socket answers (the Machine is built), or raises with the console's last lines.
+        """
+        from wirt.vm import runner
+
+        with vm_lock(self.paths.root):
+            st = self.status()
+            if st.running:
+                raise WirtError(f"VM {self.name!r} is already {st.state} (pid {st.pid})")
+            clean_stale(self.paths)
+            cfg = self.config
+            runner.check_supported(cfg)
+            settings = settings or load_settings(self.store.home)
+            self._sync_disks(cfg)
+            host = inventory or host_inventory(self.store.home)
+            admit(self._demand(cfg), self._running_demands(), host, settings)
+            boot = runner.resolve_boot(cfg, self.paths.root)
+            run = self.paths.run
+            run.mkdir(mode=DIR_MODE)
+            os.chmod(run, DIR_MODE)
+            atomic_write(self.paths.info, json.dumps({
+                "name": cfg.name, "uuid": cfg.uuid, "memory": cfg.memory, "cpus": cfg.cpus,
+                "started": time.time(), "boot": boot.to_dict(), "overhead": settings.vm_overhead,
+                "rlimit_headroom": settings.rlimit_headroom, "io_weight": settings.io_weight,
+            }, indent=1))
+            with contextlib.suppress(FileNotFoundError):
+                self.paths.last_exit.unlink()
+            log = os.open(self.paths.console_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            env = dict(os.environ, WIRT_HOME=str(self.store.home.resolve()))
+            try:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "wirt.vm.process", self.name], stdin=subprocess.DEVNULL,
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.paths.root,
+                    env=env, close_fds=True)
+            finally:
+                os.close(log)
+            if not wait:
+                return self.status(query=False)
+            return self._wait_ready(proc, timeout)
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes], timeout: float) -> VMStatus:
+        deadline = time.monotonic() + timeout
+        delay = 0.02
+        while time.monotonic() < deadline:
+            if self.paths.control.exists():
+                with contextlib.suppress(WirtError):
+                    call(self.paths.control, "ping", timeout=2.0)
+                    return self.status()
+            if proc.poll() is not None:  # the monitor ended: the VM never came up
+                st = self.status(query=False)
+                tail = "\n".join((st.last_exit or {}).get("console_tail", [])[-5:])
+                raise WirtError(f"VM {self.name!r} failed to start: {st.reason or 'the process exited'}"
+                                + (f"\n{tail}" if tail else "") + f"\n(full log: {self.paths.last_console})")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+        raise WirtError(f"VM {self.name!r} did not come up within {timeout:g} s; see `wirt logs {self.name}`")
+
+    def _sync_disks(self, cfg: VMConfig) -> None:
+        """Disks must exist; a size raised with `wirt set --disk-size` is applied now."""
+        from wirt.storage import open_image
+
+        for d in cfg.disks:
+            p = self.paths.disk(d.path)
+            if not p.exists():
+                raise WirtError(f"{self.paths.config}: disks: {p} does not exist; restore it or remove the [[disks]] entry")
+            if d.read_only:
+                continue
+            with open_image(p, read_only=True, format=d.format) as img:
+                current = img.size
+            if d.size > current:
+                diskmod.grow_disk(p, d.format, d.size)
+
+    def _demand(self, cfg: VMConfig) -> Demand:
+        growth = sum(diskmod.disk_growth(self.paths.disk(d.path), d.size, d.read_only) for d in cfg.disks)
+        return Demand(cfg.name, cfg.memory, cfg.cpus, growth)
+
+    def _running_demands(self) -> list[Demand]:
+        out = []
+        for name in self.store.names():
+            if name == self.name:
+                continue
+            p = self.store.paths(name)
+            st = vm_status(p, query=False)
+            if not st.running:
+                continue
+            try:
+                cfg = self.store.load(name)
+            except WirtError:
+                continue
+            growth = sum(diskmod.disk_growth(p.disk(d.path), d.size, d.read_only) for d in cfg.disks)
+            out.append(Demand(name, int(st.info.get("memory", cfg.memory)), int(st.info.get("cpus", cfg.cpus)),
+                              growth))
+        return out
+
+    def stop(self, force: bool = False, timeout: float = STOP_TIMEOUT) -> VMStatus:
+        """Ask the guest to power off and wait up to `timeout` s.
+
+        force: halt the machine from the host side at once (disks are closed cleanly), and
+        SIGKILL the VM process if it has not exited within a few seconds.
+        """
+        with vm_lock(self.paths.root):
+            st = self.status(query=False)
+            if not st.running:
+                clean_stale(self.paths)
+                raise WirtError(f"VM {self.name!r} is not running ({self.status(query=False).state})")
+            if force:
+                return self._force_off()
+            deadline = time.monotonic() + timeout
+            next_ask = 0.0
+            while time.monotonic() < deadline:
+                if not self.status(query=False).running:
+                    return self.status(query=False)
+                if time.monotonic() >= next_ask:
+                    with contextlib.suppress(WirtError):
+                        call(self.paths.control, "stop", timeout=2.0)
+                    next_ask = time.monotonic() + POWEROFF_RETRY
+                time.sleep(0.05)
+            raise WirtError(f"VM {self.name!r} did not power off within {timeout:g} s; "
+                            f"`wirt stop --force {self.name}` halts it")
+
+    def _force_off(self) -> VMStatus:
+        with contextlib.suppress(OSError):
+            atomic_write(self.paths.force_marker, "")
+        with contextlib.suppress(WirtError):
+            call(self.paths.control, "stop", timeout=2.0, force=True)
+        if not self._wait_gone(HALT_GRACE):
+            pid = read_pid(self.paths.pid)
+            if pid_alive(pid, self.name):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)  # type: ignore[arg-type]
+            if not self._wait_gone(HALT_GRACE):
+                clean_stale(self.paths)
+        return self.status(query=False)
+
+    def _wait_gone(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if not self.status(query=False).running:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def restart(self, force: bool = False, timeout: float = STOP_TIMEOUT) -> VMStatus:
+        """Stop (if running) and start again; a `wirt set` change takes effect now."""
+        if self.status(query=False).running:
+            self.stop(force=force, timeout=timeout)
+        return self.start()
+
+    def pause(self) -> None:
+        """Freeze the guest (the process stays; guest RAM stays allocated)."""
+        with vm_lock(self.paths.root):
+            self._require_running()
+            call(self.paths.control, "pause")
+
+    def resume(self) -> None:
+        with vm_lock(self.paths.root):
+            self._require_running()
+            call(self.paths.control, "resume")
+
+    def _require_running(self) -> VMStatus:
+        st = self.status(query=False)
+        if not st.running:
+            raise WirtError(f"VM {self.name!r} is not running ({st.state}); start it with `wirt start {self.name}`")
+        return st
+
+    def console_input(self, text: str | bytes) -> None:
+        """Type on the guest's console."""
+        import base64
+
+        data = text.encode() if isinstance(text, str) else text
+        call(self.paths.control, "console-input", data=base64.b64encode(data).decode(), encoding="base64")
+
+    def remove(self, force: bool = False) -> None:
+        """Delete the VM and its disks. A running VM is refused unless `force` (then it is killed)."""
+        with vm_lock(self.paths.root):
+            st = self.status(query=False)
+            if st.running:
+                if not force:
+                    raise WirtError(f"VM {self.name!r} is {st.state}; stop it first or use `wirt rm --force {self.name}`")
+                self._force_off()
+            self.store.destroy(self.name)
+
+    def set(self, *, memory: int | str | None = None, cpus: int | None = None,
+            disk_size: int | str | None = None, cpu_affinity: Iterable[int] | None = None) -> list[str]:
+        """Change resources; they apply at the next start. Disks only grow. Returns what changed."""
+        with vm_lock(self.paths.root):
+            cfg = self.config
+            d = cfg.to_dict()
+            changes = []
+            if memory is not None:
+                d["memory"] = memory
+                changes.append(f"memory {format_size(cfg.memory)} -> {memory}")
+            if cpus is not None:
+                d["cpus"] = cpus
+                changes.append(f"cpus {cfg.cpus} -> {cpus}")
+            if cpu_affinity is not None:
+                d["cpu_affinity"] = list(cpu_affinity)
+                changes.append(f"cpu affinity -> {list(cpu_affinity) or 'any'}")
+            if disk_size is not None:
+                if not cfg.disks:
+                    raise WirtError(f"VM {self.name!r} has no disk to resize")
+                new = _size_arg(disk_size, "disk size")
+                if new < cfg.disks[0].size:
+                    raise WirtError(f"--disk-size {disk_size}: disks only grow; disk0 is already "
+                                    f"{format_size(cfg.disks[0].size)}")
+                d["disks"][0]["size"] = new
+                changes.append(f"disk0 {format_size(cfg.disks[0].size)} -> {format_size(new)}")
+            new_cfg = VMConfig.from_dict(d, "")
+            from wirt.vm import runner
+
+            runner.check_supported(new_cfg)
+            self.store.save(new_cfg)
+            return changes
+

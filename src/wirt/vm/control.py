@@ -1,0 +1,266 @@
+"""The control socket of a VM process: newline-delimited JSON over a Unix socket (run/control.sock).
+
+Request:  {"id": 1, "cmd": "status"}            (other keys are the command's arguments)
+Reply:    {"id": 1, "ok": true, ...}
+Error:    {"id": 1, "ok": false, "error": {"code": "unknown-command", "message": "..."}}
+
+Malformed JSON, a non-object, a missing or unknown command, or arguments of the wrong type get a
+structured error and the connection (and the VM) carries on. Peers are checked with
+SO_PEERCRED (unix(7)): only the VM owner's uid (and root) may connect; the socket file is
+0600 in a 0700 directory as a second fence. `console-attach` turns the connection into a raw
+byte stream (guest console both ways) until the client closes it. docs/control-protocol.md
+is the reference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from wirt.errors import WirtError
+
+__all__ = ["ControlError", "ControlServer", "ControlClient", "MAX_LINE", "peer_credentials"]
+
+MAX_LINE = 1 << 20  # a request longer than this is refused (and the connection closed)
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class ControlError(Exception):
+    """A refused request: `code` is machine-readable, `message` a one-line explanation."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def peer_credentials(conn: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process at the other end of a Unix socket (SO_PEERCRED)."""
+    raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", raw)
+
+
+def _error(rid: Any, code: str, message: str) -> dict[str, Any]:
+    return {"id": rid, "ok": False, "error": {"code": code, "message": message}}
+
+
+class ControlServer:
+    """Serves one VM's control socket from background threads.
+
+    `commands` maps a command name to a function taking the request dict and returning the
+    reply fields (or raising ControlError). `console` (optional) takes over a connection
+    after `console-attach`: it gets the socket and any input bytes already read, and returns
+    when the client detaches.
+    """
+
+    def __init__(self, path: Path, commands: dict[str, Handler],
+                 console: Callable[[socket.socket, bytes], None] | None = None,
+                 allowed_uids: tuple[int, ...] | None = None) -> None:
+        self.path = Path(path)
+        self.commands = dict(commands)
+        self.console = console
+        self.allowed_uids = allowed_uids if allowed_uids is not None else (os.getuid(), 0)
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        """Bind (replacing a stale socket file), listen and serve in a daemon thread."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)  # the socket file is created 0600 (no window with wider access)
+        try:
+            sock.bind(str(self.path))
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+        sock.listen(16)
+        self._sock = sock
+        self._thread = threading.Thread(target=self._accept_loop, name="control-accept", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._closing = True
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+            self._sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def _accept_loop(self) -> None:
+        assert self._sock is not None
+        while not self._closing:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), name="control-conn", daemon=True).start()
+
+    def _send(self, conn: socket.socket, reply: dict[str, Any]) -> None:
+        conn.sendall(json.dumps(reply, separators=(",", ":")).encode() + b"\n")
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            _, uid, _ = peer_credentials(conn)
+            if uid not in self.allowed_uids:
+                self._send(conn, _error(None, "forbidden", f"uid {uid} may not control this VM"))
+                return
+            buf = b""
+            while True:
+                nl = buf.find(b"\n")
+                if nl < 0:
+                    if len(buf) > MAX_LINE:
+                        self._send(conn, _error(None, "too-long", f"request longer than {MAX_LINE} bytes"))
+                        return
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                    continue
+                line, buf = buf[:nl], buf[nl + 1:]
+                if not line.strip():
+                    continue
+                reply, attach = self.dispatch(line)
+                self._send(conn, reply)
+                if attach and self.console is not None:
+                    self.console(conn, buf)  # returns when the client detaches
+                    return
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def dispatch(self, line: bytes) -> tuple[dict[str, Any], bool]:
+        """One request line -> (reply, whether the connection becomes a console stream)."""
+        try:
+            req = json.loads(line)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _error(None, "bad-json", f"request is not valid JSON: {exc}"), False
+        if not isinstance(req, dict):
+            return _error(None, "bad-request", "request must be a JSON object with \"cmd\""), False
+        rid = req.get("id")
+        if isinstance(rid, (dict, list)):
+            return _error(None, "bad-request", "\"id\" must be a string, number or null"), False
+        cmd = req.get("cmd")
+        if not isinstance(cmd, str):
+            return _error(rid, "bad-request", "\"cmd\" must be a string"), False
+        if cmd == "console-attach":
+            if self.console is None:
+                return _error(rid, "unsupported", "this VM has no console to attach"), False
+            return {"id": rid, "ok": True}, True
+        fn = self.commands.get(cmd)
+        if fn is None:
+            known = ", ".join(sorted([*self.commands, "console-attach"]))
+            return _error(rid, "unknown-command", f"unknown command {cmd!r}; known: {known}"), False
+        try:
+            result = fn(req)
+        except ControlError as exc:
+            return _error(rid, exc.code, exc.message), False
+        except WirtError as exc:
+            return _error(rid, "failed", str(exc)), False
+        except Exception as exc:  # noqa: BLE001 -- a bug in a handler must not kill the VM
+            return _error(rid, "internal", f"{type(exc).__name__}: {exc}"), False
+        return {"id": rid, "ok": True, **result}, False
+
+
+def arg(req: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+    """A typed argument of a request; ControlError('bad-argument') when of the wrong type."""
+    if key not in req:
+        return default
+    v = req[key]
+    if isinstance(v, bool) and kind in (int, float, (int, float)):
+        raise ControlError("bad-argument", f"\"{key}\" must be a number, not a boolean")
+    if not isinstance(v, kind):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise ControlError("bad-argument", f"\"{key}\" must be of type {names}, not {type(v).__name__}")
+    return v
+
+
+class ControlClient:
+    """Talks to one VM process's control socket (request/reply, or console streaming)."""
+
+    def __init__(self, path: Path, timeout: float = 5.0) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._buf = b""
+        self._next = 1
+
+    def connect(self) -> ControlClient:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        try:
+            s.connect(str(self.path))
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            s.close()
+            raise WirtError(f"the VM's control socket {self.path} does not answer ({exc.strerror}); "
+                            "is the VM running? see `wirt ls`") from None
+        except OSError as exc:
+            s.close()
+            raise WirtError(f"cannot connect to {self.path}: {exc.strerror or exc}") from None
+        self._sock = s
+        return self
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> ControlClient:
+        return self.connect() if self._sock is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def sock(self) -> socket.socket:
+        assert self._sock is not None, "not connected"
+        return self._sock
+
+    def raw(self, request: dict[str, Any] | bytes) -> dict[str, Any]:
+        """Send one request (a dict, or raw bytes for protocol tests) and return the reply dict."""
+        data = request if isinstance(request, bytes) else json.dumps(request).encode() + b"\n"
+        try:
+            self.sock.sendall(data)
+            while b"\n" not in self._buf:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise WirtError(f"the VM closed its control socket {self.path} without answering")
+                self._buf += chunk
+        except socket.timeout:
+            raise WirtError(f"the VM did not answer on {self.path} within {self.timeout:g} s") from None
+        except OSError as exc:
+            raise WirtError(f"control socket {self.path}: {exc.strerror or exc}") from None
+        line, self._buf = self._buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def request(self, cmd: str, **args: Any) -> dict[str, Any]:
+        """Send `cmd` and return the reply; an error reply raises WirtError with its message."""
+        rid = self._next
+        self._next += 1
+        reply = self.raw({"id": rid, "cmd": cmd, **args})
+        if not reply.get("ok"):
+            err = reply.get("error") or {}
+            raise WirtError(f"{cmd}: {err.get('message', 'failed')}")
+        return reply
+
+    def leftover(self) -> bytes:
+        """Bytes received after the last reply (console output already in flight)."""
+        data, self._buf = self._buf, b""
+        return data
+
+
+def call(path: Path, cmd: str, timeout: float = 5.0, **args: Any) -> dict[str, Any]:
+    """One request on a fresh connection."""
+    with ControlClient(path, timeout) as c:
+        return c.request(cmd, **args)

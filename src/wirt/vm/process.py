@@ -1,0 +1,181 @@
+"""The VM process: `python -m wirt.vm.process NAME`, started detached by `wirt start`.
+
+It forks once, before any thread exists:
+- the worker (child) writes run/pid, applies the resource limits, builds the Machine through
+  `wirt.vm.runner`, serves the control socket and runs the guest. On a clean end it writes
+  run/exit.json;
+- the monitor (parent, run/monitor.pid) waits for the worker and records how it ended in
+  last-exit.json: a clean exit, or a crash with the exit status or signal and the last
+  console lines. Then it moves the console log out of run/ and removes run/.
+So a `kill -9` of the VM process is seen ("crashed", with the signal), and only a kill of
+both processes leaves stale files (cleaned at the next start, see wirt.vm.status).
+stdout and stderr are run/console.log (set up by the starter), so tracebacks land there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from wirt.errors import WirtError
+from wirt.vm.store import VMPaths, VMStore, atomic_write, read_json
+
+__all__ = ["main"]
+
+
+def _signame(n: int) -> str:
+    try:
+        return signal.Signals(n).name
+    except ValueError:
+        return f"signal {n}"
+
+
+# ---- the monitor ------------------------------------------------------------------------------
+def monitor(paths: VMPaths, child: int) -> int:
+    """Wait for the worker; forward termination signals to it; record how it ended."""
+    def forward(signum: int, frame: object) -> None:
+        try:
+            os.kill(child, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+            break
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            status = -1
+            break
+    from wirt.vm.status import _tail
+
+    clean = read_json(paths.exit_record)
+    if os.WIFSIGNALED(status):
+        how = f"killed by {_signame(os.WTERMSIG(status))}"
+    elif os.WIFEXITED(status):
+        how = f"exited with status {os.WEXITSTATUS(status)}"
+    else:
+        how = "lost (no exit status)"
+    record: dict[str, Any] = {"ended": time.time(), "pid": child, "exit": how}
+    if clean is not None and clean.get("clean"):
+        record.update(state="stopped", reason=clean.get("reason", "stopped"), detail=clean.get("detail", ""))
+    elif paths.force_marker.exists():
+        record.update(state="stopped", reason=f"forced off by `wirt stop --force` ({how})")
+    else:
+        detail = (clean or {}).get("detail", "")
+        record.update(state="crashed", reason=how + (f": {detail}" if detail else ""),
+                      console_tail=_tail(paths.console_log))
+    info = read_json(paths.info) or {}
+    if info.get("started"):
+        record["started"] = info["started"]
+    atomic_write(paths.last_exit, json.dumps(record, indent=1))
+    if paths.console_log.exists():
+        os.replace(paths.console_log, paths.last_console)
+    shutil.rmtree(paths.run, ignore_errors=True)
+    return 0
+
+
+# ---- the worker --------------------------------------------------------------------------------
+def worker(store: VMStore, paths: VMPaths) -> int:
+    """Run the VM. Returns the process exit status."""
+    from wirt.vm import limits, runner
+    from wirt.vm.consolehub import ConsoleHub
+    from wirt.vm.control import ControlServer
+    from wirt.vm.service import VMService
+
+    atomic_write(paths.pid, f"{os.getpid()}\n")
+    info = read_json(paths.info) or {}
+    cfg = store.load(paths.name)
+    # The run uses the resources admitted at start (a later `wirt set` applies next time).
+    cfg.memory = int(info.get("memory", cfg.memory))
+    cfg.cpus = int(info.get("cpus", cfg.cpus))
+    plan = limits.LimitPlan(cfg.name, cfg.cpus, cfg.memory, int(info.get("overhead", 256 << 20)),
+                            int(info.get("rlimit_headroom", 8 << 30)), int(info.get("io_weight", 100)),
+                            tuple(cfg.cpu_affinity))
+    applied = limits.apply_limits(plan)
+    print(f"wirt: VM {cfg.name} (pid {os.getpid()}): limits {applied.method}: {', '.join(applied.details)}",
+          flush=True)
+    hub = ConsoleHub(sys.stdout.fileno())
+    boot = runner.BootFiles(**info["boot"]) if "boot" in info else runner.resolve_boot(cfg, paths.root)
+    run = runner.Runner(cfg, boot, hub.output, paths.root)
+    result: runner.RunResult | None = None
+    server = None
+    try:
+        run.build()
+        for w in run.warnings:
+            print(f"wirt: warning: {w}", flush=True)
+        hub.feed = run.feed_input
+        service = VMService(cfg, run, hub, applied)
+        server = ControlServer(paths.control, service.commands(), console=hub.attach)
+        server.start()
+
+        def on_term(signum: int, frame: object) -> None:
+            run.halt()
+
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        result = run.run()
+    except WirtError as exc:
+        print(f"wirt: error: {exc}", flush=True)
+        atomic_write(paths.exit_record, json.dumps({"clean": False, "reason": "error", "detail": str(exc)}))
+        return 1
+    finally:
+        if server is not None:
+            server.close()
+        hub.close_all()
+        run.close()  # flush and close the disks
+    print(f"\r\nwirt: VM {cfg.name} ended: {result.reason}"
+          + (f" (code {result.code})" if result.code else "") + (f": {result.detail}" if result.detail else ""),
+          flush=True)
+    atomic_write(paths.exit_record, json.dumps({
+        "clean": result.clean, "reason": result.reason, "code": result.code, "detail": result.detail,
+        "instructions": result.instructions}))
+    return 0 if result.clean else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m wirt.vm.process NAME (started by `wirt start NAME`)", file=sys.stderr)
+        return 2
+    store = VMStore()
+    try:
+        paths = store.require(args[0])
+    except WirtError as exc:
+        print(f"wirt: error: {exc}", file=sys.stderr)
+        return 2
+    if not paths.run.is_dir():
+        print("wirt: error: run/ is missing; start VMs with `wirt start`", file=sys.stderr)
+        return 2
+    atomic_write(paths.run / "monitor.pid", f"{os.getpid()}\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            code = worker(store, paths)
+        except BaseException:  # noqa: BLE001 -- the traceback goes to the console log
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    return monitor(paths, child)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

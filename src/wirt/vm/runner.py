@@ -1,0 +1,281 @@
+"""The one adapter between the VM process and the emulated computer (`wirt.machine.board.Machine`).
+
+Everything the hypervisor needs from a machine goes through `Runner`, so a change in
+Machine's API touches only this file:
+    boot files        -> Machine(firmware, kernel, initrd, memory_size, bootargs, on_output)
+    run until exit    -> Machine.run() returning MachineExit(reason, code, detail)
+    guest reboot      -> Machine.reset() and run again
+    pause / resume    -> Machine.stop() makes run() return "stopped"; we wait, then run() again
+    halt (host side)  -> Machine.stop()
+    console input     -> Machine.feed_input(bytes)
+    graceful poweroff -> the board has no power button the guest listens to (QEMU's riscv virt
+                         has none either), so "poweroff -f" is typed on the console
+    counters          -> Machine.hart.instret
+    disks             -> VirtioMmio(VirtioBlk(image)) set into Machine.virtio[n].device
+What is missing from Machine today is listed by `missing_features()` (the network card).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from wirt.errors import WirtError
+from wirt.vm.schema import VMConfig
+
+__all__ = ["BootFiles", "RunResult", "Runner", "resolve_boot", "check_supported", "missing_features",
+           "BASE_BOOTARGS", "POWEROFF_KEYS"]
+
+BASE_BOOTARGS = "console=ttyS0 panic=1"
+# Typed on the console by a graceful stop (Ctrl-C, Ctrl-U clear a half-typed line first).
+POWEROFF_KEYS = b"\x03\x15\npoweroff -f\n"
+
+
+@dataclass(frozen=True)
+class BootFiles:
+    """Paths of the images a VM boots (resolved in the foreground by `wirt start`)."""
+
+    firmware: str
+    kernel: str
+    initrd: str  # "" for none (kernel "" too: bare firmware)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"firmware": self.firmware, "kernel": self.kernel, "initrd": self.initrd}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended: reason is poweroff | halted | fail | fatal; detail explains failures."""
+
+    reason: str
+    code: int = 0
+    detail: str = ""
+    instructions: int = 0
+
+    @property
+    def clean(self) -> bool:
+        """A clean end is not a crash (a guest test failure code is still a clean shutdown)."""
+        return self.reason in ("poweroff", "halted", "fail")
+
+
+def missing_features() -> list[str]:
+    """What the hypervisor would use but the machine layer does not offer yet."""
+    out = []
+    if importlib.util.find_spec("wirt.devices.virtio") is None:
+        out.append("virtio devices (wirt.devices.virtio): disks are not attached")
+    out.append("virtio-net wired to a netback (network modes are accepted but not attached)")
+    return out
+
+
+class CountingDisk:
+    """A BlockDevice proxy counting bytes read and written (for `stats` and `wirt top`)."""
+
+    def __init__(self, disk: Any) -> None:
+        self._disk = disk
+        self.bytes_read = 0
+        self.bytes_written = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._disk, name)
+
+    def readinto(self, offset: int, buf: Any) -> None:
+        self._disk.readinto(offset, buf)
+        self.bytes_read += len(buf)
+
+    def read(self, offset: int, length: int) -> bytes:
+        self.bytes_read += length
+        return self._disk.read(offset, length)
+
+    def write(self, offset: int, data: Any) -> None:
+        self._disk.write(offset, data)
+        self.bytes_written += len(data)
+
+
+def check_supported(cfg: VMConfig) -> None:
+    """Refuse, before spawning anything, a configuration the machine cannot run."""
+    if cfg.cpus != 1:
+        raise WirtError(f"VM {cfg.name!r} has {cfg.cpus} CPUs but the emulated board supports only 1 "
+                        f"so far; run `wirt set {cfg.name} --cpus 1`")
+
+
+def resolve_boot(cfg: VMConfig, vm_dir: Path) -> BootFiles:
+    """The firmware/kernel/initrd files of `cfg`: its [boot] overrides, else the cached default guest
+    (fetched and built now if needed, so the VM process itself never touches the network)."""
+    b = cfg.boot
+    files = {}
+    for key in ("firmware", "kernel", "initrd"):
+        v = getattr(b, key)
+        if v:
+            p = Path(v) if Path(v).is_absolute() else vm_dir / v
+            if not p.is_file():
+                raise WirtError(f"{vm_dir / 'vm.toml'}: boot.{key}: {p} does not exist; fix the path")
+            files[key] = str(p)
+    if cfg.image == "none":  # bare firmware (tests, bare-metal programs): no default guest
+        if "firmware" not in files:
+            raise WirtError(f"{vm_dir / 'vm.toml'}: image \"none\" needs boot.firmware; set it or use image = \"debian\"")
+        return BootFiles(files["firmware"], files.get("kernel", ""), files.get("initrd", ""))
+    if len(files) < 3 and not (b.kernel and b.firmware):
+        if cfg.image != "debian":
+            raise WirtError(f"{vm_dir / 'vm.toml'}: image: unknown image {cfg.image!r}; use \"debian\"")
+        from wirt.images.guest import default_guest
+
+        g = default_guest()
+        files.setdefault("firmware", str(g.firmware))
+        if "kernel" not in files:
+            files["kernel"] = str(g.kernel)
+            files.setdefault("initrd", str(g.initrd))  # the default initrd matches only its kernel
+    return BootFiles(files["firmware"], files["kernel"], files.get("initrd", ""))
+
+
+class Runner:
+    """Runs one VM's Machine on the calling thread; other threads pause, resume, halt, type, read stats."""
+
+    def __init__(self, cfg: VMConfig, boot: BootFiles, on_output: Callable[[bytes], None],
+                 vm_dir: Path | None = None) -> None:
+        self.cfg = cfg
+        self.vm_dir = Path(vm_dir) if vm_dir is not None else Path.cwd()
+        self.disks: list[CountingDisk] = []
+        self.boot = boot
+        self.on_output = on_output
+        self.warnings: list[str] = []
+        self.machine: Any = None
+        self._halt = False
+        self._pause = False
+        self._resumed = threading.Event()
+        self._paused_now = threading.Event()
+        self.started = time.time()
+        self.boots = 0
+        self._rate = (time.monotonic(), 0, 0.0)  # (when, instret, mips) of the last sample
+
+    # ---- building -----------------------------------------------------------------------------
+    def build(self) -> None:
+        """Read the images and construct the Machine (compiles or loads the CPU core)."""
+        from wirt.cli.run import read_image
+        from wirt.machine.board import Machine
+
+        check_supported(self.cfg)
+        fw = read_image(self.boot.firmware, "firmware")
+        kernel = read_image(self.boot.kernel, "kernel") if self.boot.kernel else None
+        initrd = read_image(self.boot.initrd, "initrd") if self.boot.initrd else None
+        bootargs = " ".join(x for x in (BASE_BOOTARGS, self.cfg.boot.append.strip()) if x)
+        self.machine = Machine(fw, kernel, initrd, memory_size=self.cfg.memory, bootargs=bootargs,
+                               on_output=self.on_output)
+        self._attach_devices()
+
+    def _attach_devices(self) -> None:
+        """Disks on virtio-blk, in virtio-mmio slots 0.. (IRQ 1 + slot, DESIGN.md memory map).
+
+        The board does not plug devices itself yet, so they are set into `Machine.virtio[n]`
+        (a `VirtioSlot` whose `device` takes any virtio-mmio transport). The network card
+        needs a netback wired to virtio-net: not done yet, warned about.
+        """
+        try:
+            from wirt.devices.virtio import VirtioBlk, VirtioMmio
+        except ImportError:
+            for i, d in enumerate(self.cfg.disks):
+                self.warnings.append(f"disk {i} ({d.path}) not attached: the board has no virtio-blk yet")
+            return
+        from wirt.machine import devicetree as dt
+        from wirt.storage import open_image
+
+        m = self.machine
+        for i, d in enumerate(self.cfg.disks):
+            if i >= len(m.virtio):
+                self.warnings.append(f"disk {i} ({d.path}) not attached: only {len(m.virtio)} virtio slots")
+                continue
+            path = Path(d.path) if Path(d.path).is_absolute() else self.vm_dir / d.path
+            img = CountingDisk(open_image(path, read_only=d.read_only, format=d.format))
+            self.disks.append(img)
+            m.virtio[i].device = VirtioMmio(VirtioBlk(img, serial=f"wirt-disk{i}"), m.memory,
+                                            m.plic.line(dt.VIRTIO_IRQ_BASE + i))
+        if self.cfg.network.mode != "none":
+            self.warnings.append(f"network ({self.cfg.network.mode}) not attached: virtio-net is not wired "
+                                 "to a netback by the hypervisor yet")
+
+    def close(self) -> None:
+        """Flush and close the disks (after run() returned)."""
+        for img in self.disks:
+            try:
+                img.close()
+            except Exception as exc:  # noqa: BLE001 -- report, keep closing the others
+                self.warnings.append(f"closing {img.path}: {exc}")
+        self.disks.clear()
+
+    # ---- the run loop ---------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        """Run until the guest powers off or fails, or `halt()`; a guest reboot starts it over."""
+        m = self.machine
+        assert m is not None, "build() first"
+        self.boots = 1
+        while True:
+            if self._halt:
+                return RunResult("halted", 0, "", self.instructions())
+            if self._pause:
+                self._paused_now.set()
+                self._resumed.wait()
+                self._paused_now.clear()
+                continue
+            ex = m.run()
+            if ex.reason == "stopped":
+                continue  # pause or halt asked for it; the top of the loop decides
+            if ex.reason == "reset":
+                m.reset()  # the guest rebooted
+                self.boots += 1
+                continue
+            if ex.reason == "limit":
+                continue
+            return RunResult(ex.reason, ex.code, ex.detail, ex.instructions)
+
+    def pause(self) -> None:
+        self._resumed.clear()
+        self._pause = True
+        if self.machine is not None:
+            self.machine.stop()
+        self._paused_now.wait(5.0)
+
+    def resume(self) -> None:
+        self._pause = False
+        self._resumed.set()
+
+    @property
+    def paused(self) -> bool:
+        return self._pause
+
+    def halt(self) -> None:
+        """Stop the machine now (host side; the guest gets no say)."""
+        self._halt = True
+        self._resumed.set()
+        if self.machine is not None:
+            self.machine.stop()
+
+    def request_poweroff(self) -> None:
+        """Ask the guest to power off (typed on its console; see the module docstring)."""
+        if self._pause:
+            self.resume()
+        self.feed_input(POWEROFF_KEYS)
+
+    def feed_input(self, data: bytes) -> None:
+        if self.machine is not None:
+            self.machine.feed_input(data)
+
+    # ---- counters --------------------------------------------------------------------------------
+    def instructions(self) -> int:
+        return int(self.machine.hart.instret) if self.machine is not None else 0
+
+    def stats(self) -> dict[str, Any]:
+        """Guest-side counters. mips is measured since the previous call (at least 0.2 s apart)."""
+        now, insns = time.monotonic(), self.instructions()
+        t0, i0, mips = self._rate
+        if now - t0 >= 0.2:
+            mips = (insns - i0) / (now - t0) / 1e6
+            self._rate = (now, insns, mips)
+        return {
+            "instructions": insns, "mips": round(mips, 3), "boots": self.boots,
+            "disk_read_bytes": sum(d.bytes_read for d in self.disks),
+            "disk_write_bytes": sum(d.bytes_written for d in self.disks),
+            "net_rx_bytes": 0, "net_tx_bytes": 0,  # once virtio-net is wired
+        }

@@ -1,0 +1,398 @@
+"""The VM configuration (`vm.toml`) as validated, versioned dataclasses.
+
+The same dataclasses serve the CLI, the Python API and the VM process: `VMConfig.from_dict`
+checks every value and raises a one-line `WirtError` naming the file, the key and the fix;
+`VMConfig.to_dict` gives plain TOML-ready data. DESIGN.md "A VM is files" lays out the store.
+
+    schema_version = 1
+    name = "web"
+    uuid = "…"
+    created = "2026-01-01T00:00:00Z"
+    cpus = 1
+    memory = "512M"
+    image = "debian"
+    cpu_affinity = []            # host CPUs the VM process may run on ([] = any)
+    [network]
+    mode = "user"                # user | tap:IF | socket:HUB | none
+    mac = "52:54:00:12:34:56"
+    ports = ["8080:80", "5353:53/udp"]
+    [boot]
+    append = ""                  # extra kernel command-line arguments
+    [[disks]]
+    path = "disk0.qcow2"         # relative to the VM directory, or absolute
+    format = "qcow2"
+    size = "8G"
+    read_only = false
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import random
+import re
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from wirt.errors import WirtError
+from wirt.units import parse_size
+
+__all__ = [
+    "SCHEMA_VERSION", "VMConfig", "DiskConfig", "NetworkConfig", "PortForward", "BootConfig",
+    "validate_name", "parse_port", "parse_net_mode", "random_mac", "format_size",
+    "MIN_MEMORY", "MAX_MEMORY", "MIN_DISK", "MAX_DISK", "MAX_CPUS", "MAX_NAME",
+]
+
+SCHEMA_VERSION = 1
+MAX_NAME = 64                 # fits a hostname label (RFC 1123: 63) and a cgroup name comfortably
+MIN_MEMORY = 16 << 20         # Debian's kernel and the busybox initramfs need about this much
+MAX_MEMORY = 1 << 40          # far beyond any host we run on; anything larger is a typo
+MIN_DISK = 1 << 20
+MAX_DISK = 64 << 40           # qcow2 with 64 KiB clusters addresses 64 TiB comfortably
+MAX_CPUS = 64
+NET_MODES = ("user", "tap:IF", "socket:HUB", "none")
+DISK_FORMATS = ("qcow2", "raw")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_IFNAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,15}")  # Linux IFNAMSIZ is 16 with the NUL
+_MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+
+
+class _Where:
+    """Names the file for error messages ('vm.toml' or a full path)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def at(self, key: str) -> str:
+        """'FILE: key', or just 'key' for values that came from arguments (source "")."""
+        return f"{self.source}: {key}" if self.source else key
+
+    def error(self, key: str, problem: str, fix: str) -> WirtError:
+        return WirtError(f"{self.at(key)}: {problem}; {fix}")
+
+
+def validate_name(name: object) -> str:
+    """Check a VM name (it becomes a directory name, a cgroup name and a hostname).
+
+    Refused: non-strings, empty, longer than MAX_NAME, '/' or '..', a leading dot or dash,
+    control characters, and anything outside letters, digits, '.', '_' and '-'.
+    """
+    if not isinstance(name, str):
+        raise WirtError(f"VM name must be text, not {type(name).__name__}")
+    hint = "use letters, digits, '.', '_' and '-', starting with a letter or digit (e.g. web-1)"
+    if not name:
+        raise WirtError(f"VM name is empty; {hint}")
+    if len(name) > MAX_NAME:
+        raise WirtError(f"VM name {name[:20]!r}... is {len(name)} characters long; use at most {MAX_NAME}")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        raise WirtError(f"VM name {name!r} contains control characters; {hint}")
+    if "/" in name or "\\" in name:
+        raise WirtError(f"VM name {name!r} contains a path separator; {hint}")
+    if ".." in name:
+        raise WirtError(f"VM name {name!r} contains '..'; {hint}")
+    if name.startswith("."):
+        raise WirtError(f"VM name {name!r} starts with a dot; {hint}")
+    if not _NAME_RE.fullmatch(name):
+        raise WirtError(f"VM name {name!r} is not allowed; {hint}")
+    return name
+
+
+def format_size(n: int) -> str:
+    """Bytes as the shortest exact size string: 536870912 -> '512M' (parse_size reads it back)."""
+    for suffix, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
+        if n and n % (1 << shift) == 0:
+            return f"{n >> shift}{suffix}"
+    return str(n)
+
+
+def random_mac() -> str:
+    """A random unicast MAC in QEMU's locally used 52:54:00 range."""
+    r = random.SystemRandom()
+    return "52:54:00:" + ":".join(f"{r.randrange(256):02x}" for _ in range(3))
+
+
+def _size(where: _Where, key: str, value: object, lo: int, hi: int, example: str) -> int:
+    """A size given as an integer (bytes) or a string such as '512M', within [lo, hi]."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise where.error(key, f"{value!r} is not a size", f"write a size such as {example!r}")
+    if isinstance(value, str):
+        try:
+            n = parse_size(value)
+        except WirtError:
+            raise where.error(key, f"{value!r} is not a size", f"write a size such as {example!r}") from None
+    else:
+        n = value
+    if n < lo:
+        raise where.error(key, f"{value!r} is too small", f"use at least {format_size(lo)}")
+    if n > hi:
+        raise where.error(key, f"{value!r} is too large", f"use at most {format_size(hi)}")
+    return n
+
+
+@dataclass(frozen=True)
+class PortForward:
+    """Host port → guest port forwarding of the user-mode network ('8080:80', '53:53/udp')."""
+
+    host: int
+    guest: int
+    protocol: str = "tcp"
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.guest}" + ("/udp" if self.protocol == "udp" else "")
+
+
+def parse_port(text: object, where: str = "--port") -> PortForward:
+    """'H:G' or 'H:G/udp' (or '/tcp') -> PortForward; ports 1..65535."""
+    fix = "write HOST:GUEST or HOST:GUEST/udp, e.g. 8080:80"
+    if not isinstance(text, str):
+        raise WirtError(f"{where}: {text!r} is not a port forwarding; {fix}")
+    m = re.fullmatch(r"(\d{1,5}):(\d{1,5})(?:/(tcp|udp))?", text.strip())
+    if not m:
+        raise WirtError(f"{where}: {text!r} is not a port forwarding; {fix}")
+    host, guest = int(m.group(1)), int(m.group(2))
+    for p in (host, guest):
+        if not 1 <= p <= 65535:
+            raise WirtError(f"{where}: port {p} in {text!r} is out of range; use 1 to 65535")
+    return PortForward(host, guest, m.group(3) or "tcp")
+
+
+def parse_net_mode(text: object, where: str = "--net") -> str:
+    """'user', 'none', 'tap:IFNAME' or 'socket:HUB' (HUB: a hub name or a socket path)."""
+    fix = "use user, none, tap:IFNAME or socket:HUB"
+    if not isinstance(text, str):
+        raise WirtError(f"{where}: {text!r} is not a network mode; {fix}")
+    if text in ("user", "none"):
+        return text
+    kind, _, arg = text.partition(":")
+    if kind == "tap":
+        if not _IFNAME_RE.fullmatch(arg):
+            raise WirtError(f"{where}: {text!r}: bad interface name; give 1-15 letters, digits or ._:- (e.g. tap:tap0)")
+        return text
+    if kind == "socket":
+        if not arg or "\0" in arg or any(ord(c) < 0x20 for c in arg):
+            raise WirtError(f"{where}: {text!r}: the hub name is empty or has control characters; e.g. socket:lab")
+        return text
+    raise WirtError(f"{where}: {text!r} is not a network mode; {fix}")
+
+
+@dataclass
+class DiskConfig:
+    """One virtual disk. `path` is relative to the VM directory unless absolute."""
+
+    path: str
+    format: str = "qcow2"
+    size: int = 8 << 30
+    read_only: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "format": self.format, "size": format_size(self.size),
+                "read_only": self.read_only}
+
+    @classmethod
+    def from_dict(cls, d: object, where: _Where, key: str) -> DiskConfig:
+        if not isinstance(d, dict):
+            raise where.error(key, "is not a table", "write it as [[disks]] with path, format, size")
+        _unknown(where, key, d, {"path", "format", "size", "read_only"})
+        path = d.get("path")
+        if not isinstance(path, str) or not path or "\0" in path:
+            raise where.error(f"{key}.path", f"{path!r} is not a file path", "give the disk file, e.g. \"disk0.qcow2\"")
+        fmt = d.get("format", "qcow2")
+        if fmt not in DISK_FORMATS:
+            raise where.error(f"{key}.format", f"{fmt!r} is not a disk format", "use \"qcow2\" or \"raw\"")
+        size = _size(where, f"{key}.size", d.get("size", "8G"), MIN_DISK, MAX_DISK, "8G")
+        ro = d.get("read_only", False)
+        if not isinstance(ro, bool):
+            raise where.error(f"{key}.read_only", f"{ro!r} is not a boolean", "write true or false")
+        return cls(path, fmt, size, ro)
+
+
+@dataclass
+class NetworkConfig:
+    """The VM's network card: backend mode, MAC address and port forwardings (user mode)."""
+
+    mode: str = "user"
+    mac: str = field(default_factory=random_mac)
+    ports: list[PortForward] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "mac": self.mac, "ports": [str(p) for p in self.ports]}
+
+    @classmethod
+    def from_dict(cls, d: object, where: _Where) -> NetworkConfig:
+        if not isinstance(d, dict):
+            raise where.error("network", "is not a table", "write it as a [network] section")
+        _unknown(where, "network", d, {"mode", "mac", "ports"})
+        try:
+            mode = parse_net_mode(d.get("mode", "user"), where.at("network.mode"))
+        except WirtError as exc:
+            raise WirtError(str(exc)) from None
+        mac = d.get("mac")
+        if mac is None:
+            mac = random_mac()
+        if not isinstance(mac, str) or not _MAC_RE.fullmatch(mac.lower()):
+            raise where.error("network.mac", f"{mac!r} is not a MAC address", "write six hex pairs, e.g. \"52:54:00:12:34:56\"")
+        mac = mac.lower()
+        if int(mac[:2], 16) & 1:
+            raise where.error("network.mac", f"{mac} is a multicast address", "use a unicast one (even first byte), e.g. 52:54:00:…")
+        raw_ports = d.get("ports", [])
+        if not isinstance(raw_ports, list):
+            raise where.error("network.ports", f"{raw_ports!r} is not a list", "write [\"8080:80\"]")
+        ports = [parse_port(p, where.at(f"network.ports[{i}]")) for i, p in enumerate(raw_ports)]
+        check_ports(ports, where.at("network.ports"))
+        if ports and mode != "user":
+            raise where.error("network.ports", f"port forwarding needs mode \"user\", not {mode!r}",
+                              "remove the ports or set mode = \"user\"")
+        return cls(mode, mac, ports)
+
+
+def check_ports(ports: list[PortForward], where: str) -> None:
+    """Refuse two forwardings of one host port and protocol."""
+    seen: set[tuple[int, str]] = set()
+    for p in ports:
+        if (p.host, p.protocol) in seen:
+            raise WirtError(f"{where}: host port {p.host}/{p.protocol} is forwarded twice; keep one")
+        seen.add((p.host, p.protocol))
+
+
+@dataclass
+class BootConfig:
+    """How the VM boots: the image's kernel/initrd/firmware unless given, plus extra arguments."""
+
+    append: str = ""
+    kernel: str = ""
+    initrd: str = ""
+    firmware: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v or k == "append"}
+
+    @classmethod
+    def from_dict(cls, d: object, where: _Where) -> BootConfig:
+        if not isinstance(d, dict):
+            raise where.error("boot", "is not a table", "write it as a [boot] section")
+        _unknown(where, "boot", d, {"append", "kernel", "initrd", "firmware"})
+        vals = {}
+        for k in ("append", "kernel", "initrd", "firmware"):
+            v = d.get(k, "")
+            if not isinstance(v, str) or "\0" in v or "\n" in v:
+                raise where.error(f"boot.{k}", f"{v!r} is not a one-line string", f"write boot.{k} as a quoted string")
+            vals[k] = v
+        return cls(**vals)
+
+
+@dataclass
+class VMConfig:
+    """Everything `vm.toml` holds. Construct with `VMConfig.new(...)` for defaults and checks."""
+
+    name: str
+    uuid: str
+    created: str
+    cpus: int = 1
+    memory: int = 512 << 20
+    image: str = "debian"
+    disks: list[DiskConfig] = field(default_factory=list)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    boot: BootConfig = field(default_factory=BootConfig)
+    cpu_affinity: list[int] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def new(cls, name: str, *, cpus: int = 1, memory: int | str = "512M", image: str = "debian",
+            net: str = "user", ports: list[str] | None = None, mac: str | None = None,
+            cpu_affinity: list[int] | None = None, append: str = "") -> VMConfig:
+        """A fresh configuration (new uuid, creation time now), validated like a loaded file."""
+        d: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION, "name": name, "uuid": str(uuidlib.uuid4()),
+            "created": now_iso(), "cpus": cpus, "memory": memory, "image": image,
+            "network": {"mode": net, "ports": list(ports or [])} | ({"mac": mac} if mac else {}),
+            "boot": {"append": append}, "cpu_affinity": list(cpu_affinity or []), "disks": [],
+        }
+        validate_name(name)
+        return cls.from_dict(d, "")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for tomli_w, in the documented key order."""
+        return {
+            "schema_version": self.schema_version, "name": self.name, "uuid": self.uuid,
+            "created": self.created, "cpus": self.cpus, "memory": format_size(self.memory),
+            "image": self.image, "cpu_affinity": list(self.cpu_affinity),
+            "network": self.network.to_dict(), "boot": self.boot.to_dict(),
+            "disks": [dk.to_dict() for dk in self.disks],
+        }
+
+    @classmethod
+    def from_dict(cls, d: object, source: str = "vm.toml") -> VMConfig:
+        """Validate plain data (parsed TOML) into a VMConfig; one-line WirtError on the first problem.
+
+        `source` names the file in messages ("" when the values came from arguments)."""
+        where = _Where(source)
+        if not isinstance(d, dict):
+            raise WirtError(f"{source}: is not a table of settings; recreate the VM")
+        _unknown(where, "", d, {"schema_version", "name", "uuid", "created", "cpus", "memory", "image",
+                                "disks", "network", "boot", "cpu_affinity"})
+        ver = d.get("schema_version")
+        if ver is None:
+            raise where.error("schema_version", "is missing", f"add schema_version = {SCHEMA_VERSION}")
+        if isinstance(ver, bool) or not isinstance(ver, int) or ver < 1:
+            raise where.error("schema_version", f"{ver!r} is not a version number", f"write schema_version = {SCHEMA_VERSION}")
+        if ver > SCHEMA_VERSION:
+            raise where.error("schema_version", f"version {ver} is newer than this wirt understands ({SCHEMA_VERSION})",
+                              "upgrade wirt")
+        try:
+            name = validate_name(d.get("name"))
+        except WirtError as exc:
+            raise where.error("name", str(exc).removeprefix("VM name "), "rename the VM directory and the name to match") from None
+        uid = d.get("uuid")
+        try:
+            uid = str(uuidlib.UUID(uid)) if isinstance(uid, str) else None
+        except ValueError:
+            uid = None
+        if uid is None:
+            raise where.error("uuid", f"{d.get('uuid')!r} is not a UUID", f"write e.g. uuid = \"{uuidlib.uuid4()}\"")
+        created = d.get("created", "")
+        if isinstance(created, datetime.datetime):
+            created = created.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if not isinstance(created, str):
+            raise where.error("created", f"{created!r} is not a time", "write an ISO 8601 time such as \"2026-01-01T00:00:00Z\"")
+        cpus = d.get("cpus", 1)
+        if isinstance(cpus, bool) or not isinstance(cpus, int):
+            raise where.error("cpus", f"{cpus!r} is not a whole number", "write e.g. cpus = 1")
+        if not 1 <= cpus <= MAX_CPUS:
+            raise where.error("cpus", f"{cpus} is out of range", f"use 1 to {MAX_CPUS}")
+        memory = _size(where, "memory", d.get("memory", "512M"), MIN_MEMORY, MAX_MEMORY, "512M")
+        if memory % 4096:
+            raise where.error("memory", f"{d.get('memory')!r} is not a multiple of 4 KiB", "round it, e.g. 512M")
+        image = d.get("image", "debian")
+        if not isinstance(image, str) or not image or not _NAME_RE.fullmatch(image):
+            raise where.error("image", f"{image!r} is not an image name", "write image = \"debian\"")
+        aff = d.get("cpu_affinity", [])
+        if not isinstance(aff, list) or any(isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < 4096 for c in aff):
+            raise where.error("cpu_affinity", f"{aff!r} is not a list of host CPU numbers", "write e.g. cpu_affinity = [0, 1]")
+        if len(set(aff)) != len(aff):
+            raise where.error("cpu_affinity", f"{aff!r} names a CPU twice", "list each host CPU once")
+        disks_raw = d.get("disks", [])
+        if not isinstance(disks_raw, list):
+            raise where.error("disks", "is not a list of tables", "write each disk as a [[disks]] section")
+        disks = [DiskConfig.from_dict(x, where, f"disks[{i}]") for i, x in enumerate(disks_raw)]
+        paths = [os.path.normpath(x.path) for x in disks]
+        if len(set(paths)) != len(paths):
+            raise where.error("disks", "the same file is attached twice", "remove the duplicate [[disks]] entry")
+        network = NetworkConfig.from_dict(d.get("network", {}), where)
+        boot = BootConfig.from_dict(d.get("boot", {}), where)
+        return cls(name=name, uuid=uid, created=created, cpus=cpus, memory=memory, image=image,
+                   disks=disks, network=network, boot=boot, cpu_affinity=sorted(aff), schema_version=SCHEMA_VERSION)
+
+
+def _unknown(where: _Where, prefix: str, d: dict[str, Any], known: set[str]) -> None:
+    """Refuse unknown keys: a typo ('memroy') must not be silently ignored."""
+    for k in d:
+        if k not in known:
+            key = f"{prefix}.{k}" if prefix else k
+            raise where.error(key, "is not a known setting", f"remove it or use one of: {', '.join(sorted(known))}")
+
+
+def now_iso() -> str:
+    """The current UTC time as 2026-01-01T00:00:00Z."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,66 @@
+"""`wirt top`: per-VM host CPU %, RSS, guest MIPS, disk and network bytes/s.
+
+Each sample asks every running VM's control socket for `stats` (guest counters plus the
+process's /proc figures); rates are differences between two samples over their time apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wirt.errors import WirtError
+from wirt.units import human_size
+
+__all__ = ["sample_all", "render"]
+
+_RATES = ("cpu_seconds", "instructions", "disk_read_bytes", "disk_write_bytes", "net_rx_bytes", "net_tx_bytes")
+
+
+def sample_all(prev: dict[str, dict[str, Any]], home: Any = None) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """One sample of every running VM; returns table rows (rates vs `prev`) and the new raw samples."""
+    from wirt.vm.api import VM
+    from wirt.vm.control import call
+
+    rows, raw = [], {}
+    for vm in VM.list(home):
+        st = vm.status(query=False)
+        if st.state not in ("running", "paused", "starting"):
+            continue
+        try:
+            s = call(vm.paths.control, "stats", timeout=2.0)
+        except WirtError:
+            rows.append({"name": vm.name, "state": "starting"})
+            continue
+        raw[vm.name] = s
+        row: dict[str, Any] = {"name": vm.name, "state": st.state, "rss": s.get("rss_bytes", 0)}
+        p = prev.get(vm.name)
+        dt = (s["time"] - p["time"]) if p else 0.0
+        for key in _RATES:
+            row[key] = ((s.get(key, 0) - p.get(key, 0)) / dt) if p and dt > 0 else None
+        rows.append(row)
+    return rows, raw
+
+
+def _rate(v: float | None, bytes_: bool = True) -> str:
+    if v is None:
+        return "-"
+    return f"{human_size(int(v))}/s" if bytes_ else f"{v:.1f}"
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    """The table `wirt top` prints."""
+    if not rows:
+        return "no running VMs"
+    head = ("NAME", "STATE", "CPU%", "RSS", "MIPS", "DISK R", "DISK W", "NET RX", "NET TX")
+    table = [head]
+    for r in rows:
+        if "rss" not in r:
+            table.append((r["name"], r["state"], *["-"] * 7))
+            continue
+        cpu = r["cpu_seconds"]
+        mips = r["instructions"]
+        table.append((r["name"], r["state"], "-" if cpu is None else f"{cpu * 100:.0f}", human_size(r["rss"]),
+                      "-" if mips is None else f"{mips / 1e6:.1f}", _rate(r["disk_read_bytes"]),
+                      _rate(r["disk_write_bytes"]), _rate(r["net_rx_bytes"]), _rate(r["net_tx_bytes"])))
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table)
