@@ -1,5 +1,5 @@
 # wirt: two commands on a fresh Debian machine.
-#   make run   - set up everything and boot the default VM
+#   make run   - set up everything and boot the default Debian VM to a shell (Ctrl-A x quits)
 #   make test  - set up everything and run the whole test suite
 SHELL := /bin/bash
 VENV ?= .venv
@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 run: setup
-	$(VENV)/bin/wirt run-elf --demo
+	$(VENV)/bin/wirt run
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)

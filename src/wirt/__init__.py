@@ -22,3 +22,12 @@ def _core_source_key() -> str:
 _os.environ.setdefault("NUMBA_CACHE_DIR", str(_cache_dir() / "numba" / _core_source_key()))
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """`wirt.VM` without importing the hypervisor layer (and numba) on every `import wirt`."""
+    if name == "VM":
+        from wirt.vm.api import VM
+
+        return VM
+    raise AttributeError(f"module 'wirt' has no attribute {name!r}")
