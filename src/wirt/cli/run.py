@@ -44,6 +44,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dtb-out", metavar="FILE",
                    help="write the machine's device tree blob to FILE and exit without booting")
     p.add_argument("--mirror", metavar="URL", help="Debian mirror for fetching the default guest")
+    p.add_argument("--disk", action="append", default=[], metavar="FILE[,ro]",
+                   help="attach a raw or qcow2 disk on virtio-blk (/dev/vda, /dev/vdb, ...); repeatable")
+    p.add_argument("--root", action="store_true",
+                   help="boot from the first --disk (a root disk from `wirt image build`)")
+    p.add_argument("--net", default="none", choices=("none", "user"),
+                   help="network card: user = user-mode networking through passt (default none)")
+    p.add_argument("--port", action="append", default=[], metavar="HOST:GUEST[/udp]",
+                   help="forward a host port to the guest (with --net user); repeatable")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS",
                    help="command to run in the guest")
     p.set_defaults(func=_run)
@@ -101,11 +109,17 @@ def _command(argv: list[str]) -> str | None:
     return argv[0] if len(argv) == 1 else shlex.join(argv)
 
 
-def _bootargs(command: str | None, append: str) -> str:
+def _bootargs(command: str | None, append: str, devices: bool = False, root: bool = False) -> str:
+    from wirt.images.rootinit import KERNEL_CMDLINE
     from wirt.images.scripts import run_param
 
-    # `wirt run` attaches no virtio devices, so the initramfs need not load its modules.
-    parts = [BASE_BOOTARGS, "wirt.modules=none"]
+    parts = [BASE_BOOTARGS]
+    if not devices:
+        # No virtio devices: the initramfs need not load its modules (they cost more guest
+        # time than booting the kernel).
+        parts.append("wirt.modules=none")
+    if root:
+        parts.append(KERNEL_CMDLINE)
     if command is not None:
         parts += ["quiet", run_param(command)]  # the user wants the command's output
     if append.strip():
@@ -156,8 +170,13 @@ def _run(args: argparse.Namespace) -> int:
     if memory < MIN_MEMORY or memory % 4096:
         raise WirtError(f"--memory {args.memory}: give a multiple of 4 KiB of at least 16M (e.g. 512M)")
     command = _command(args.command)
+    if args.root and not args.disk:
+        raise WirtError("--root boots from a disk: give one with --disk FILE (see `wirt image build`)")
+    if args.port and args.net != "user":
+        raise WirtError("--port forwards to the guest's network card: add --net user")
     firmware, kernel, initrd = _images(args)
-    bootargs = _bootargs(command, args.append)
+    bootargs = _bootargs(command, args.append, devices=bool(args.disk) or args.net != "none",
+                         root=args.root)
 
     if args.dtb_out:
         from wirt.machine.board import plan_boot
@@ -179,9 +198,30 @@ def _machine(args: argparse.Namespace, firmware: bytes, kernel: bytes, initrd: b
              bootargs: str, memory: int, on_output, quiet: bool):
     from wirt.machine.board import FW_OPTION_NO_BOOT_PRINTS, Machine
 
-    return Machine(firmware, kernel, initrd, memory_size=memory, bootargs=bootargs,
-                   deterministic=args.deterministic, on_output=on_output,
-                   firmware_options=FW_OPTION_NO_BOOT_PRINTS if quiet else 0)
+    machine = Machine(firmware, kernel, initrd, memory_size=memory, bootargs=bootargs,
+                      deterministic=args.deterministic, on_output=on_output,
+                      firmware_options=FW_OPTION_NO_BOOT_PRINTS if quiet else 0)
+    _attach_devices(machine, args)
+    return machine
+
+
+def _attach_devices(machine, args: argparse.Namespace) -> None:
+    """--disk and --net: virtio-blk and virtio-net in the board's virtio-mmio slots."""
+    from wirt.machine.attach import attach_disk, attach_net
+    from wirt.storage import open_image
+
+    for i, spec in enumerate(args.disk):
+        path, _, flags = spec.partition(",")
+        if flags not in ("", "ro"):
+            raise WirtError(f"--disk {spec}: the only option after the file name is ',ro'")
+        if not Path(path).is_file():
+            raise WirtError(f"--disk {path}: no such file; create one with `wirt disk create` or `wirt image build`")
+        attach_disk(machine, open_image(path, read_only=flags == "ro"), serial=f"wirt-disk{i}")
+    if args.net == "user":
+        from wirt.netback import open_backend
+        from wirt.netback.mac import vm_mac
+
+        attach_net(machine, open_backend("user", port_forwards=args.port), vm_mac("wirt-run"))
 
 
 def _run_command(args, firmware, kernel, initrd, bootargs, memory) -> int:

@@ -174,12 +174,12 @@ class Runner:
         needs a netback wired to virtio-net: not done yet, warned about.
         """
         try:
-            from wirt.devices.virtio import VirtioBlk, VirtioMmio
+            import wirt.devices.virtio  # noqa: F401
         except ImportError:
             for i, d in enumerate(self.cfg.disks):
                 self.warnings.append(f"disk {i} ({d.path}) not attached: the board has no virtio-blk yet")
             return
-        from wirt.machine import devicetree as dt
+        from wirt.machine.attach import attach_disk
         from wirt.storage import open_image
 
         m = self.machine
@@ -190,8 +190,7 @@ class Runner:
             path = Path(d.path) if Path(d.path).is_absolute() else self.vm_dir / d.path
             img = CountingDisk(open_image(path, read_only=d.read_only, format=d.format))
             self.disks.append(img)
-            m.virtio[i].device = VirtioMmio(VirtioBlk(img, serial=f"wirt-disk{i}"), m.memory,
-                                            m.plic.line(dt.VIRTIO_IRQ_BASE + i))
+            attach_disk(m, img, serial=f"wirt-disk{i}")
         if self.cfg.network.mode != "none":
             self.warnings.append(f"network ({self.cfg.network.mode}) not attached: virtio-net is not wired "
                                  "to a netback by the hypervisor yet")

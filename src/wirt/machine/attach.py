@@ -1,0 +1,33 @@
+"""Plugging virtio devices into the board's virtio-mmio slots (slot n: IRQ 1 + n, DESIGN.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wirt.devices.virtio import VirtioBlk, VirtioMmio, VirtioNet
+from wirt.errors import WirtError
+from wirt.machine import devicetree as dt
+
+
+def free_slot(machine: Any) -> int:
+    """The first empty virtio-mmio slot, or a one-line error when all are used."""
+    for i, slot in enumerate(machine.virtio):
+        if slot.device is None:
+            return i
+    raise WirtError(f"all {len(machine.virtio)} virtio slots are used; attach fewer devices")
+
+
+def attach_disk(machine: Any, disk: Any, serial: str) -> VirtioMmio:
+    """Put a storage.BlockDevice on virtio-blk in the next free slot."""
+    n = free_slot(machine)
+    dev = VirtioMmio(VirtioBlk(disk, serial=serial), machine.memory, machine.plic.line(dt.VIRTIO_IRQ_BASE + n))
+    machine.virtio[n].device = dev
+    return dev
+
+
+def attach_net(machine: Any, backend: Any, mac: bytes) -> VirtioMmio:
+    """Put a netback backend on virtio-net in the next free slot."""
+    n = free_slot(machine)
+    dev = VirtioMmio(VirtioNet(backend, mac), machine.memory, machine.plic.line(dt.VIRTIO_IRQ_BASE + n))
+    machine.virtio[n].device = dev
+    return dev

@@ -1,0 +1,77 @@
+"""virtio-blk and virtio-net under the real Debian kernel, through `wirt run` (slow)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+_MAIN = "import sys, wirt.cli as c; sys.exit(c.main(sys.argv[1:]))"
+MIB = 1 << 20
+
+
+def wirt(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", _MAIN, *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_block_data_survives_a_reboot_and_read_only_disks_refuse_writes(tmp_path: Path) -> None:
+    disk = tmp_path / "d.raw"
+    disk.write_bytes(b"\0" * (8 * MIB))
+    first = wirt("run", "--disk", str(disk), "--",
+                 "dd if=/dev/urandom of=/dev/vda bs=65536 count=16 conv=fsync 2>/dev/null; "
+                 "sync; head -c 1048576 /dev/vda | md5sum")
+    assert first.returncode == 0, first.stderr
+    written = hashlib.md5(disk.read_bytes()[:MIB]).hexdigest()
+    assert first.stdout.split()[0] == written  # the guest's view equals the host file
+    assert written != hashlib.md5(b"\0" * MIB).hexdigest()
+
+    second = wirt("run", "--disk", str(disk), "--", "head -c 1048576 /dev/vda | md5sum")
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.split()[0] == written  # a fresh boot reads the same bytes back
+
+    before = disk.read_bytes()
+    ro = wirt("run", "--disk", f"{disk},ro", "--",
+              "cat /sys/block/vda/ro; dd if=/dev/zero of=/dev/vda bs=4096 count=1 conv=fsync")
+    assert ro.stdout.split()[0] == "1"
+    assert ro.returncode != 0  # the write fails inside the guest
+    assert disk.read_bytes() == before
+
+
+class _Page(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        body = b"hello from the host through passt\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_guest_fetches_a_page_from_the_host_through_passt() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        r = wirt("run", "--net", "user", "--",
+                 f"udhcpc -i eth0 -q -n -t 5 >/dev/null 2>&1; wget -qO- http://192.0.2.1:{port}/")
+    finally:
+        server.shutdown()
+    assert r.returncode == 0, r.stderr
+    assert "hello from the host through passt" in r.stdout
+
+
+def test_disk_options_are_checked() -> None:
+    r = wirt("run", "--root", "--", "true")
+    assert r.returncode == 2 and "--disk" in r.stderr and "Traceback" not in r.stderr
+    r = wirt("run", "--disk", "/nonexistent.img", "--", "true")
+    assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
