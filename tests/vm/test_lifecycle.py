@@ -12,7 +12,7 @@ from wirt.errors import WirtError
 from wirt.vm.status import read_pid
 
 
-def _wait(pred, timeout=10.0):
+def _wait(pred, timeout=30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pred():
