@@ -23,9 +23,7 @@ import threading
 import time
 
 MARKER = "wirt-bench-hello"
-_MAIN = ("import sys, wirt.cli as c\n"
-         "if 'run' not in c.COMMAND_MODULES: c.COMMAND_MODULES.append('run')\n"
-         "sys.exit(c.main(sys.argv[1:]))")
+_MAIN = "import sys, wirt.cli as c; sys.exit(c.main(sys.argv[1:]))"
 
 
 def timed(cmd: list[str], marker: str, timeout: float = 1800) -> tuple[float | None, float, int]:
@@ -125,7 +123,9 @@ def main() -> None:
 
     qemu = shutil.which("qemu-system-riscv64")
     if qemu and not args.no_qemu:
-        append = f"console=ttyS0 panic=1 quiet {run_param('echo ' + MARKER)}"
+        from wirt.cli.run import _bootargs
+
+        append = _bootargs(f"echo {MARKER}", "")  # exactly the command line `wirt run` passes
         q_out, q_exit, q_rc = timed([qemu, "-M", "virt", "-m", args.memory.rstrip("B"), "-smp", "1",
                                      "-nographic", "-bios", str(guest.firmware), "-kernel", str(guest.kernel),
                                      "-initrd", str(guest.initrd), "-append", append], MARKER)
