@@ -75,3 +75,23 @@ def test_disk_options_are_checked() -> None:
     assert r.returncode == 2 and "--disk" in r.stderr and "Traceback" not in r.stderr
     r = wirt("run", "--disk", "/nonexistent.img", "--", "true")
     assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_debian_root_disk_runs_python3_on_a_qcow2_overlay(tmp_path: Path) -> None:
+    """`wirt image build`'s disk boots as root through a qcow2 overlay; the base stays intact."""
+    from wirt.images.rootdisk import root_disk
+
+    base = root_disk()
+    before = base.stat().st_mtime_ns
+    overlay = tmp_path / "root.qcow2"
+    r = wirt("disk", "create", "--backing", str(base), "-F", "qcow2", str(overlay))
+    assert r.returncode == 0, r.stderr
+    r = wirt("run", "--disk", str(overlay), "--root", "--",
+             "python3 -c 'print(6*7)' && apt-get --version | head -1 && echo kept > /root/f")
+    assert r.returncode == 0, r.stderr
+    assert "42" in r.stdout.split() and "apt" in r.stdout
+    r = wirt("run", "--disk", str(overlay), "--root", "--", "cat /root/f")
+    assert r.stdout.split() == ["kept"]
+    assert base.stat().st_mtime_ns == before
+    check = subprocess.run(["qemu-img", "check", str(overlay)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
