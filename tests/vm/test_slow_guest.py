@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import time
@@ -78,8 +77,6 @@ def test_start_stop_start_crash_start(debian):
 
 
 def test_data_persists_on_disk(debian):
-    if importlib.util.find_spec("wirt.devices.virtio") is None:
-        pytest.skip("needs virtio-blk (wirt.devices.virtio)")
     vm = debian("deb2")
     vm.start()
     _shell(vm)
