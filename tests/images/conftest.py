@@ -126,7 +126,7 @@ def _make_key(tag: str) -> GpgKey:
 def gpg_keys() -> Iterator[tuple[GpgKey, GpgKey]]:
     """Two unrelated signing keys (the archive's and a stranger's)."""
     if not (shutil.which("gpg") and shutil.which("gpgv")):
-        pytest.skip("gpg/gpgv not installed")
+        pytest.fail("gpg/gpgv not found: install gnupg and gpgv (make test does)")
     keys = (_make_key("a"), _make_key("b"))
     yield keys
     for key in keys:
@@ -182,7 +182,7 @@ def _stanza(deb: Path, root: Path, name: str, version: str, arch: str, depends: 
 def fake_mirror_template(gpg_keys: tuple[GpgKey, GpgKey], tmp_path_factory: pytest.TempPathFactory) -> FakeMirror:
     """Build the fake archive once per session (copy it before changing it)."""
     if shutil.which("dpkg-deb") is None:
-        pytest.skip("dpkg-deb not installed")
+        pytest.fail("dpkg-deb not found: install dpkg (make test does)")
     root = tmp_path_factory.mktemp("mirror")
     pool = root / "pool/main"
     pool.mkdir(parents=True)

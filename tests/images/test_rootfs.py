@@ -142,7 +142,7 @@ def test_list_file_and_triggers_and_alternatives() -> None:
 def tiny_tree(tmp_path: Path, helpers: type) -> tuple[Path, rootfs.Unpacked]:
     """A tree from three real .debs: merged-/usr symlinks, a file shipped under /bin, accounts."""
     if shutil.which("dpkg-deb") is None:
-        pytest.skip("dpkg-deb not installed")
+        pytest.fail("dpkg-deb not found: install dpkg (make test does)")
     debs = tmp_path / "debs"
     debs.mkdir()
     base = helpers.build_deb(debs / "base-files_1_all.deb", "base-files", "1", "all",
@@ -175,7 +175,7 @@ def test_unpack_follows_merged_usr_and_dpkg_reads_the_database(tiny_tree: tuple[
     status = (admin / "status").read_text()
     assert "Package: tool\nStatus: install ok installed\n" in status
     if shutil.which("dpkg-query") is None:
-        pytest.skip("dpkg-query not installed")
+        pytest.fail("dpkg-query not found: install dpkg (make test does)")
     q = subprocess.run(["dpkg-query", f"--admindir={admin}", "-W", "-f", "${Package} ${Version} ${db:Status-Abbrev}\n"],
                        capture_output=True, text=True, check=True)  # fmt: skip
     assert q.stdout.split("\n")[:3] == ["base-files 1 ii ", "links 1 ii ", "tool 2 ii "]
@@ -322,7 +322,7 @@ def test_real_root_disk(real_disk: Path, tmp_path: Path, monkeypatch: pytest.Mon
     from wirt.storage.convert import convert
 
     if shutil.which("debugfs") is None and not Path("/usr/sbin/debugfs").exists():
-        pytest.skip("e2fsprogs not installed")
+        pytest.fail("mkfs.ext4/debugfs not found: install e2fsprogs (make test does)")
     raw = tmp_path / "disk.raw"
     convert(str(real_disk), str(raw), "raw")
     assert raw.stat().st_size == 2 << 30

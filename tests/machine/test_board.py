@@ -67,7 +67,7 @@ def test_boot_rom_matches_gnu_as():
     """The hand-encoded reset code disassembles to what it claims to be."""
     objdump = shutil.which("riscv64-unknown-elf-objdump")
     if objdump is None:
-        pytest.skip("riscv64-unknown-elf-objdump not installed")
+        pytest.fail("riscv64-unknown-elf-objdump not found: install binutils-riscv64-unknown-elf (make test does)")
     rom = build_boot_rom(0x8000_0000, 0x9FE0_0000, 0x8020_0000)
     import tempfile
     with tempfile.NamedTemporaryFile(suffix=".bin") as f:
@@ -329,7 +329,7 @@ def test_dtb_feeds_qemu(wirt_cli, boot_files, tmp_path):
     fw_path = "/usr/share/qemu/opensbi-riscv64-generic-fw_dynamic.bin"
     import os
     if qemu is None or not os.path.exists(fw_path):
-        pytest.skip("qemu-system-riscv64 with its OpenSBI is not installed")
+        pytest.fail("qemu-system-riscv64 or its OpenSBI not found: install qemu-system-misc and opensbi (make test does)")
     _, kernel, initrd = boot_files
     out = tmp_path / "virt.dtb"
     assert wirt_cli(["run", "--firmware", fw_path, "--kernel", str(kernel), "--memory", "256M",
