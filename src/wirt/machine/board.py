@@ -15,7 +15,6 @@ them soon; a `threading.Event` wakes the run loop when the hart sleeps in WFI.
 
 from __future__ import annotations
 
-import mmap
 import os
 import threading
 import time
@@ -268,10 +267,7 @@ class Machine:
     def reset(self) -> None:
         """Power-on state: images reloaded, hart at the boot ROM, devices reset, mtime 0."""
         mem = self.memory
-        try:
-            mem._map.madvise(mmap.MADV_DONTNEED)  # anonymous private map: pages read as zero again
-        except (AttributeError, OSError):
-            mem.array[:] = 0
+        mem.zero()  # also drops a snapshot image mapped by a restore
         lay = self.layout
         mem.write(lay.firmware, self.firmware)
         if self.kernel:
@@ -420,12 +416,59 @@ class Machine:
 
     # ---- inspection -----------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        """Plain-data state of the hart and devices (guest RAM is saved separately)."""
+        """Plain-data state of the hart and devices (guest RAM is saved separately).
+
+        Call it between `run()` calls: the hart is not running then, and the devices finish
+        their work synchronously on the CPU thread, so there is no I/O in flight on the host.
+        """
+        self.flush_output()
         return {
             "hart": self.hart.state(),
             "clock": self.clock.state(),
             "plic": self.plic.state(),
             "uart": self.uart.state(),
             "rtc": self.rtc.state(),
+            "finisher": self.finisher.state(),
             "virtio": [v.state() for v in self.virtio],
         }
+
+    def signature(self) -> dict[str, Any]:
+        """What a saved state must match to be loaded here: RAM size, harts, the virtio devices."""
+        from wirt.devices.virtio import spec
+
+        names = {spec.ID_NET: "net", spec.ID_BLOCK: "blk", spec.ID_CONSOLE: "console", spec.ID_RNG: "rng"}
+        slots: list[dict[str, Any] | None] = []
+        for slot in self.virtio:
+            dev = getattr(slot.device, "device", None)
+            slots.append(None if dev is None else {"device": names.get(dev.device_id, str(dev.device_id))})
+        while slots and slots[-1] is None:
+            slots.pop()
+        return {"memory_size": self.memory.size, "harts": 1, "virtio": slots}
+
+    def load_state(self, d: dict[str, Any]) -> None:
+        """Load `state()` output (guest RAM separately, see machine/snapshot.py).
+
+        Devices first, the PLIC after its sources (their load may raise lines), the hart last
+        (its interrupt-pending word is the saved one). In real-time mode mtime continues from the
+        saved value (the guest's monotonic clock has no gap, as with QEMU's loadvm) while the RTC
+        is brought forward to the host's wall clock.
+        """
+        self._out.clear()
+        self.uart.load_state(d["uart"])
+        self.rtc.load_state(d["rtc"])
+        if "finisher" in d:
+            self.finisher.load_state(d["finisher"])
+        for slot, vs in zip(self.virtio, d["virtio"]):
+            if vs:
+                slot.load_state(vs)
+        self.plic.load_state(d["plic"])
+        with self._ip_lock:
+            self.hart.load_state(d["hart"])
+            self.hart.s[L.ATTENTION] = 1  # re-check interrupts before the first instruction
+        if not self.deterministic:
+            now = self.clock.now()
+            self.clock.set(now)  # host clock anchor: time runs on from the saved mtime
+            self._epoch_ns = time.time_ns() - now * NS_PER_TICK
+        self._exit = None
+        self._stop = False
+        self.wake.set()

@@ -1,14 +1,27 @@
-"""Guest RAM: an anonymous mmap exposed to the core as a numpy uint8 array."""
+"""Guest RAM: an mmap exposed to the core as a numpy uint8 array.
+
+The mapping is anonymous at power-on. A snapshot restore or fork replaces it in place with a
+private (copy-on-write) mapping of the snapshot's memory image (`map_image`): same virtual
+address, so the core's views of RAM stay valid, no page is copied until the guest writes it.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import mmap
+import os
 
 import numpy as np
 
 from wirt.errors import WirtError
 
 PAGE = 4096
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_MAP_FIXED = 0x10  # Linux mmap(2): replace whatever is mapped at the address
 
 
 class GuestMemory:
@@ -21,6 +34,34 @@ class GuestMemory:
         self.size = size
         self._map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self.array = np.frombuffer(self._map, dtype=np.uint8)
+
+    @property
+    def address(self) -> int:
+        """Host virtual address of guest RAM (fixed for the life of the object)."""
+        return self.array.ctypes.data
+
+    def _remap(self, fd: int, flags: int) -> None:
+        """mmap(2) over our own range with MAP_FIXED: the numpy views keep their address."""
+        got = _libc.mmap(self.address, self.size, mmap.PROT_READ | mmap.PROT_WRITE,
+                         flags | _MAP_FIXED, fd, 0)
+        if got != self.address:
+            err = ctypes.get_errno()
+            raise WirtError(f"cannot map guest memory: {os.strerror(err)}")
+
+    def zero(self) -> None:
+        """All of RAM reads as zero again: a fresh anonymous mapping (pages freed lazily)."""
+        self._remap(-1, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+
+    def map_image(self, fd: int) -> None:
+        """RAM becomes a copy-on-write view of a memory image file of exactly `size` bytes.
+
+        The file must not change while mapped (snapshot images are never rewritten: a new
+        snapshot is a new file), and it must be this long: pages past its end would fault.
+        """
+        st = os.fstat(fd)
+        if st.st_size != self.size:
+            raise WirtError(f"memory image is {st.st_size} bytes, guest RAM is {self.size}")
+        self._remap(fd, mmap.MAP_PRIVATE)
 
     def contains(self, addr: int, length: int = 1) -> bool:
         return self.base <= addr and addr + length <= self.base + self.size

@@ -1,0 +1,214 @@
+"""Whole-machine snapshots: a checksummed JSON state file plus a sparse memory image.
+
+A snapshot folder holds
+- `snapshot.json`: {"format": "wirt-snapshot", "version": 1, "checksum": "sha256:<hex>", "body": {...}}.
+  The checksum covers the body's canonical JSON (sorted keys, no spaces). The body holds the
+  hart and device state (`Machine.state()`, plain data only: no pickle), the machine's signature
+  (memory size, device set) and the memory image's description. Higher layers add their own
+  keys to the body (the VM layer adds identity, disks and the snapshot tree).
+- `memory.img`: guest RAM as a sparse file the size of RAM. Only pages holding a non-zero byte
+  are written; zero pages are holes and take no disk space. The body lists the written page
+  runs ("extents") and the SHA-256 over them, so a truncated or corrupted image is refused.
+
+Restoring maps the image copy-on-write over guest RAM (`GuestMemory.map_image`): nothing is
+copied, and several machines (forks) can run from one image at once. Images are never rewritten
+in place; a new snapshot is a new file, so a mapped image never changes under a running guest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mmap
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wirt.errors import WirtError
+from wirt.fileio import atomic_write, fsync_dir
+from wirt.machine.memory import PAGE
+
+__all__ = ["FORMAT", "VERSION", "STATE_FILE", "MEMORY_FILE", "write_state_file", "read_state_file",
+           "write_memory_image", "check_memory_image", "signature_differences", "save_machine",
+           "restore_machine"]
+
+FORMAT = "wirt-snapshot"
+VERSION = 1
+STATE_FILE = "snapshot.json"
+MEMORY_FILE = "memory.img"
+_CHUNK = 1 << 30  # pwrite/pread move at most ~2 GiB per call on Linux
+
+
+def _canonical(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def write_state_file(folder: Path, body: dict[str, Any]) -> Path:
+    """Write `folder/snapshot.json` (atomically) with the body and its checksum."""
+    raw = _canonical(body)
+    doc = {"format": FORMAT, "version": VERSION, "checksum": "sha256:" + hashlib.sha256(raw).hexdigest(),
+           "body": body}
+    return atomic_write(Path(folder) / STATE_FILE, json.dumps(doc, sort_keys=True, indent=1), 0o400)
+
+
+def read_state_file(folder: Path) -> dict[str, Any]:
+    """The body of `folder/snapshot.json`, refused with a one-line error unless it is intact."""
+    path = Path(folder) / STATE_FILE
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise WirtError(f"{path} is missing: {folder} is not a wirt snapshot") from None
+    except OSError as exc:
+        raise WirtError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise WirtError(f"{path} is not valid JSON: the snapshot is corrupted or not a wirt snapshot; "
+                        "delete it") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise WirtError(f"{path} is not a wirt snapshot (format {doc.get('format') if isinstance(doc, dict) else None!r})")
+    if doc.get("version") != VERSION:
+        raise WirtError(f"{path} is snapshot format version {doc.get('version')!r}; this wirt reads version "
+                        f"{VERSION}: use the wirt that made it")
+    body = doc.get("body")
+    if not isinstance(body, dict) or doc.get("checksum") != "sha256:" + hashlib.sha256(_canonical(body)).hexdigest():
+        raise WirtError(f"{path}: checksum mismatch: the snapshot is corrupted; delete it")
+    return body
+
+
+# ---- memory image -------------------------------------------------------------------------------
+def _nonzero_runs(array: np.ndarray) -> list[list[int]]:
+    """[first_page, page_count] runs of pages that hold a non-zero byte."""
+    words = array.view(np.uint64).reshape(-1, PAGE // 8)
+    nz = words.any(axis=1).astype(np.int8)
+    edges = np.diff(np.concatenate(([0], nz, [0])))
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1)
+    return [[int(a), int(b - a)] for a, b in zip(starts, ends)]
+
+
+def write_memory_image(array: np.ndarray, path: Path) -> dict[str, Any]:
+    """Write guest RAM to a sparse image at `path` (atomically); returns its description."""
+    path = Path(path)
+    runs = _nonzero_runs(array)
+    view = memoryview(array)
+    h = hashlib.sha256()
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.ftruncate(fd, len(array))  # all holes: zero pages are never written
+        for first, count in runs:
+            pos, end = first * PAGE, (first + count) * PAGE
+            h.update(view[pos:end])
+            while pos < end:
+                pos += os.pwrite(fd, view[pos:min(end, pos + _CHUNK)], pos)
+        os.fsync(fd)
+        os.fchmod(fd, 0o400)  # never rewritten: restored guests map it copy-on-write
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+    return {"file": path.name, "size": len(array), "page_size": PAGE, "extents": runs,
+            "stored_bytes": sum(c for _, c in runs) * PAGE, "sha256": h.hexdigest()}
+
+
+def check_memory_image(path: Path, meta: dict[str, Any], ram_size: int) -> None:
+    """Refuse a memory image that is missing, truncated, of another size or whose data changed."""
+    path = Path(path)
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        raise WirtError(f"{path} is missing: the snapshot's memory image is gone; delete the snapshot") from None
+    if meta.get("size") != ram_size:
+        raise WirtError(f"{path}: the snapshot has {meta.get('size')} bytes of RAM, the machine {ram_size}")
+    if size != ram_size or meta.get("page_size") != PAGE:
+        raise WirtError(f"{path} is {size} bytes, expected {ram_size}: the memory image is truncated or "
+                        "corrupted; delete the snapshot")
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            view = memoryview(m)
+            try:
+                for first, count in meta["extents"]:
+                    if first < 0 or count <= 0 or (first + count) * PAGE > size:
+                        raise WirtError(f"{path}: the snapshot's page list is out of range; delete the snapshot")
+                    h.update(view[first * PAGE:(first + count) * PAGE])
+            finally:
+                view.release()
+    if h.hexdigest() != meta.get("sha256"):
+        raise WirtError(f"{path}: memory image checksum mismatch: the image is corrupted; delete the snapshot")
+
+
+# ---- whole machine ----------------------------------------------------------------------------
+def signature_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """What differs between two machine signatures, one phrase each ("memory: 512 MiB vs 1 GiB")."""
+    from wirt.units import human_size
+
+    out = []
+    if saved.get("memory_size") != current.get("memory_size"):
+        out.append(f"memory: snapshot {human_size(saved.get('memory_size') or 0)}, "
+                   f"VM {human_size(current.get('memory_size') or 0)}")
+    if saved.get("harts") != current.get("harts"):
+        out.append(f"cpus: snapshot {saved.get('harts')}, VM {current.get('harts')}")
+    a, b = saved.get("virtio", []), current.get("virtio", [])
+    for i in range(max(len(a), len(b))):
+        x = a[i] if i < len(a) else None
+        y = b[i] if i < len(b) else None
+        if x != y:
+            out.append(f"virtio slot {i}: snapshot {_describe(x)}, VM {_describe(y)}")
+    return out
+
+
+def _describe(dev: dict[str, Any] | None) -> str:
+    if not dev:
+        return "empty"
+    return " ".join(f"{k}={v}" for k, v in dev.items())
+
+
+def save_machine(machine: Any, folder: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Snapshot a machine that is not running (between `run()` calls, or paused) into `folder`.
+
+    Writes memory.img then snapshot.json (last, so a folder without it is an unfinished snapshot)
+    and returns the body. `extra` keys are merged into the body.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    machine.flush_output()
+    t0 = time.monotonic()
+    memory = write_memory_image(machine.memory.array, folder / MEMORY_FILE)
+    body = {"created": time.time(), "signature": machine.signature(), "machine": machine.state(),
+            "memory": memory, "save_seconds": round(time.monotonic() - t0, 4), **(extra or {})}
+    write_state_file(folder, body)
+    return body
+
+
+def restore_machine(machine: Any, folder: Path, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Put `machine` (not running) into the state saved in `folder`; returns the snapshot's body.
+
+    Everything is checked before anything changes: the state file's checksum, the machine's
+    signature (memory size, device set) and the memory image's size and checksum.
+    """
+    folder = Path(folder)
+    if body is None:
+        body = read_state_file(folder)
+    for key in ("signature", "machine", "memory"):
+        if not isinstance(body.get(key), dict):
+            raise WirtError(f"{folder / STATE_FILE} has no machine {key}: it is a disk-only snapshot")
+    diffs = signature_differences(body["signature"], machine.signature())
+    if diffs:
+        raise WirtError(f"snapshot {folder.name} does not fit this machine: " + "; ".join(diffs))
+    image = folder / body["memory"].get("file", MEMORY_FILE)
+    check_memory_image(image, body["memory"], machine.memory.size)
+    fd = os.open(image, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        machine.memory.map_image(fd)
+    finally:
+        os.close(fd)  # the mapping keeps the file open
+    machine.load_state(body["machine"])
+    return body
