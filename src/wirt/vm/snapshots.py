@@ -1,0 +1,502 @@
+"""A VM's snapshots: full (CPU, devices, RAM, disks) or disk-only, as a tree, plus fork.
+
+Layout inside the VM directory:
+    snapshots/NAME/snapshot.json   state and metadata, checksummed (wirt.machine.snapshot)
+    snapshots/NAME/memory.img      sparse RAM image (full snapshots only)
+    snapshots/layers/ID.qcow2      frozen disk layers, read-only (0400)
+    snapshots/tree.json            {"current": NAME|null, "resume": NAME|null}
+
+Disks are kept by reference, never copied: taking a snapshot freezes each writable disk's
+current file (it becomes read-only) and gives the VM a new, empty qcow2 overlay on it in
+layers/, recorded in vm.toml; the snapshot names the frozen file. Restoring gives the VM a new
+overlay on the snapshot's frozen file. So the files form a tree of backing chains, which is the
+snapshot tree; `rm` deletes a snapshot's state and memory, and a frozen layer once nothing
+(the VM's disks, other snapshots) is backed by it. Backing names are relative to each file's
+folder, so a fork can hard-link the chain into its own directory at the same relative paths.
+
+"current" is the snapshot the VM's state descends from (the parent of the next one); "resume"
+is a full snapshot whose state the next `wirt start` loads instead of booting (set by a restore
+of a stopped VM and by fork).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid as uuidlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wirt.errors import WirtError
+from wirt.fileio import atomic_write, fsync_dir
+from wirt.machine.snapshot import MEMORY_FILE, read_state_file, restore_machine, save_machine, write_state_file
+from wirt.vm.schema import DiskConfig, VMConfig, validate_name
+from wirt.vm.store import VMPaths, VMStore
+
+__all__ = ["SnapshotInfo", "VMSnapshots", "fork_vm", "live_create", "live_restore", "resume_pending"]
+
+LAYERS = "layers"
+TREE = "tree.json"
+_RESERVED = {LAYERS, TREE}
+
+
+def snapshot_name(name: object) -> str:
+    """Check a snapshot name (a folder name, same rules as VM names)."""
+    try:
+        name = validate_name(name)
+    except WirtError as exc:
+        raise WirtError(str(exc).replace("VM name", "snapshot name")) from None
+    if name in _RESERVED:
+        raise WirtError(f"snapshot name {name!r} is reserved; pick another")
+    return name
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """One line of `wirt snapshot ls`."""
+
+    name: str
+    parent: str | None
+    created: float
+    kind: str  # "full" (CPU, devices, RAM, disks) or "disk"
+    memory_bytes: int  # bytes of RAM stored (zero pages are not)
+    disk_bytes: int  # host bytes of the disk layers it froze
+    current: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "parent": self.parent, "created": self.created, "kind": self.kind,
+                "memory_bytes": self.memory_bytes, "disk_bytes": self.disk_bytes, "current": self.current}
+
+
+def _chain(path: Path) -> list[Path]:
+    """The files of a disk's backing chain, the disk first (absolute paths)."""
+    from wirt.storage import open_image
+
+    out = []
+    with open_image(path, read_only=True) as img:
+        dev: Any = img
+        while dev is not None:
+            out.append(Path(os.path.abspath(dev.path)))
+            dev = getattr(dev, "backing", None)
+    return out
+
+
+class VMSnapshots:
+    """The snapshot folder of one VM."""
+
+    def __init__(self, paths: VMPaths) -> None:
+        self.paths = paths
+        self.root = paths.snapshots
+        self.layers = self.root / LAYERS
+
+    # ---- the tree ---------------------------------------------------------------------------
+    def folder(self, name: str) -> Path:
+        return self.root / snapshot_name(name)
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(d.name for d in self.root.iterdir()
+                      if d.is_dir() and d.name not in _RESERVED and (d / "snapshot.json").is_file())
+
+    def read(self, name: str) -> dict[str, Any]:
+        """The checked body of snapshot `name` (one-line errors for missing or damaged ones)."""
+        folder = self.folder(name)
+        if not (folder / "snapshot.json").exists():
+            known = ", ".join(self.names()) or "none"
+            raise WirtError(f"VM {self.paths.name!r} has no snapshot {name!r} (snapshots: {known}); "
+                            f"see `wirt snapshot ls {self.paths.name}`")
+        return read_state_file(folder)
+
+    def tree(self) -> dict[str, Any]:
+        try:
+            d = json.loads((self.root / TREE).read_text())
+            return d if isinstance(d, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _set_tree(self, **changes: Any) -> None:
+        d = {"current": None, "resume": None, **self.tree(), **changes}
+        self.root.mkdir(mode=0o700, exist_ok=True)
+        atomic_write(self.root / TREE, json.dumps(d))
+
+    def current(self) -> str | None:
+        return self.tree().get("current")
+
+    def resume(self) -> str | None:
+        return self.tree().get("resume")
+
+    def clear_resume(self) -> None:
+        if self.resume() is not None:
+            self._set_tree(resume=None)
+
+    def list(self) -> list[SnapshotInfo]:
+        cur = self.current()
+        out = []
+        for name in self.names():
+            try:
+                body = read_state_file(self.root / name)
+            except WirtError:
+                out.append(SnapshotInfo(name, None, 0.0, "damaged", 0, 0, False))
+                continue
+            disk = sum(_usage(self.paths.root / d["layer"]) for d in body.get("disks", []) if d.get("layer"))
+            out.append(SnapshotInfo(name, body.get("parent"), float(body.get("created", 0)), body.get("kind", "?"),
+                                    int((body.get("memory") or {}).get("stored_bytes", 0)), disk, name == cur))
+        return out
+
+    # ---- disks --------------------------------------------------------------------------------
+    def _new_overlay(self, backing: Path) -> tuple[Path, str]:
+        """A fresh qcow2 in layers/ backed by `backing` (named relative to layers/); (path, vm.toml path)."""
+        from wirt.storage.qcow2_create import create_qcow2
+
+        self.layers.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = self.layers / f"{uuidlib.uuid4().hex[:16]}.qcow2"
+        rel = os.path.relpath(backing, self.layers)
+        create_qcow2(str(path), None, backing=rel, backing_format=_format(backing))
+        os.chmod(path, 0o600)
+        return path, os.path.relpath(path, self.paths.root)
+
+    def freeze_disks(self, cfg: VMConfig, open_disks: list[Any] | None = None) -> tuple[list[dict[str, Any]], list[DiskConfig]]:
+        """Freeze every writable disk; returns the snapshot's disk records and the new disk configs.
+
+        `open_disks` are the running VM's disk proxies (`runner.CountingDisk`, one per disk, the
+        VM paused): each is flushed and closed before its file is frozen, then pointed at the new
+        overlay. The caller commits the new configs to vm.toml (that is the switch-over point:
+        until then the old files are still the VM's disks, and new overlays are garbage).
+        """
+        records, new_disks = [], []
+        for i, d in enumerate(cfg.disks):
+            path = self.paths.disk(d.path)
+            if d.read_only:
+                records.append({"index": i, "read_only": True, "path": d.path, "format": d.format})
+                new_disks.append(d)
+                continue
+            proxy = open_disks[i] if open_disks is not None else None
+            if proxy is not None:
+                proxy._disk.close()  # flushed, and its dirty flag cleared: the file is final now
+            try:
+                os.chmod(path, 0o400)  # frozen: never written again
+                new_path, rel = self._new_overlay(path)
+            except BaseException:
+                os.chmod(path, 0o600)
+                if proxy is not None:  # the VM keeps its disk as it was
+                    proxy._disk = _open(path, d.format)
+                raise
+            records.append({"index": i, "read_only": False, "layer": os.path.relpath(path, self.paths.root),
+                            "format": d.format, "size": d.size})
+            new_disks.append(DiskConfig(rel, "qcow2", d.size, False))
+            if proxy is not None:
+                proxy._disk = _open(new_path, "qcow2")
+        return records, new_disks
+
+    def revert_disks(self, cfg: VMConfig, body: dict[str, Any],
+                     open_disks: list[Any] | None = None) -> list[DiskConfig]:
+        """New overlays on the snapshot's frozen layers; returns the new disk configs (caller commits)."""
+        records = body.get("disks", [])
+        if len(records) != len(cfg.disks) or any(r.get("read_only") != d.read_only for r, d in zip(records, cfg.disks)):
+            raise WirtError(f"snapshot {body.get('name')!r} has {len(records)} disks "
+                            f"({_describe_disks(records)}), the VM {len(cfg.disks)}: the disk set changed; "
+                            "restore into a VM with the same disks")
+        for r in records:
+            if r.get("layer") and not (self.paths.root / r["layer"]).is_file():
+                raise WirtError(f"{self.paths.root / r['layer']} is missing: snapshot {body.get('name')!r} "
+                                "lost its disk layer; delete the snapshot")
+        new_disks = []
+        for i, (r, d) in enumerate(zip(records, cfg.disks)):
+            if r.get("read_only"):
+                new_disks.append(d)
+                continue
+            new_path, rel = self._new_overlay(self.paths.root / r["layer"])
+            new_disks.append(DiskConfig(rel, "qcow2", max(d.size, int(r.get("size", 0))), False))
+            if open_disks is not None:
+                _swap(open_disks[i], new_path)
+        return new_disks
+
+    def commit_disks(self, store: VMStore, cfg: VMConfig, disks: list[DiskConfig]) -> None:
+        """Point vm.toml (re-read, so pending `wirt set` changes stay) and `cfg` at the new disk files."""
+        latest = store.load(cfg.name)
+        latest.disks = [DiskConfig(n.path, n.format, max(n.size, o.size), n.read_only)
+                        for n, o in zip(disks, latest.disks)] + latest.disks[len(disks):]
+        store.save(latest)
+        cfg.disks = list(disks)
+
+    def collect_garbage(self, cfg: VMConfig) -> int:
+        """Delete layer files nothing is backed by any more; returns how many."""
+        if not self.layers.is_dir():
+            return 0
+        live: set[Path] = set()
+        roots = [self.paths.disk(d.path) for d in cfg.disks]
+        for name in self.names():
+            try:
+                body = read_state_file(self.root / name)
+            except WirtError:
+                continue  # a damaged snapshot keeps its layers until it is removed
+            roots += [self.paths.root / d["layer"] for d in body.get("disks", []) if d.get("layer")]
+        for r in roots:
+            if r.exists():
+                try:
+                    live.update(_chain(r))
+                except WirtError:
+                    live.add(Path(os.path.abspath(r)))
+        removed = 0
+        for f in self.layers.iterdir():
+            if f.suffix == ".qcow2" and Path(os.path.abspath(f)) not in live:
+                f.unlink()
+                removed += 1
+        if removed:
+            fsync_dir(self.layers)
+        return removed
+
+    # ---- operations on a stopped VM -------------------------------------------------------------
+    def create_disk_only(self, store: VMStore, cfg: VMConfig, name: str) -> dict[str, Any]:
+        """A disk-only snapshot of a stopped VM."""
+        folder = self._new_folder(name)
+        records, disks = self.freeze_disks(cfg)
+        body = self._body(cfg, name, "disk", records)
+        try:
+            self.commit_disks(store, cfg, disks)
+            write_state_file(folder, body)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        self._set_tree(current=name)
+        return body
+
+    def restore_stopped(self, store: VMStore, cfg: VMConfig, name: str) -> dict[str, Any]:
+        """Revert a stopped VM's disks to snapshot `name`; a full snapshot's state loads at the next start."""
+        body = self.read(name)
+        self.check_owner(cfg, body)
+        if body.get("kind") == "full":
+            diffs = config_differences(body, cfg)
+            if diffs:
+                raise WirtError(f"snapshot {name!r} does not fit VM {cfg.name!r} as configured now: "
+                                + "; ".join(diffs) + "; change it back with `wirt set` first")
+        disks = self.revert_disks(cfg, body)
+        self.commit_disks(store, cfg, disks)
+        self._set_tree(current=name, resume=name if body.get("kind") == "full" else None)
+        self.collect_garbage(cfg)
+        return body
+
+    def remove(self, cfg: VMConfig, name: str) -> None:
+        """Delete snapshot `name` (its state, memory image, and layers nothing else needs)."""
+        folder = self.folder(name)
+        if not folder.is_dir():
+            self.read(name)  # raises the "no snapshot" error
+        parent = None
+        try:
+            parent = read_state_file(folder).get("parent")
+        except WirtError:
+            pass
+        trash = self.root / f".deleted-{name}-{os.getpid()}"
+        os.replace(folder, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        tree = self.tree()
+        changes: dict[str, Any] = {}
+        if tree.get("current") == name:
+            changes["current"] = parent if parent in self.names() else None
+        if tree.get("resume") == name:
+            changes["resume"] = None
+        if changes:
+            self._set_tree(**changes)
+        self.collect_garbage(cfg)
+
+    # ---- helpers ---------------------------------------------------------------------------------
+    def _new_folder(self, name: str) -> Path:
+        folder = self.folder(name)
+        if folder.exists():
+            raise WirtError(f"VM {self.paths.name!r} already has a snapshot {name!r}; pick another name "
+                            f"or delete it with `wirt snapshot rm {self.paths.name} {name}`")
+        self.root.mkdir(mode=0o700, exist_ok=True)
+        folder.mkdir(mode=0o700)
+        return folder
+
+    def _body(self, cfg: VMConfig, name: str, kind: str, disks: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"name": name, "kind": kind, "created": time.time(), "parent": self.current(),
+                "vm": {"name": cfg.name, "uuid": cfg.uuid}, "config": cfg.to_dict(), "disks": disks}
+
+    def check_owner(self, cfg: VMConfig, body: dict[str, Any]) -> None:
+        """Refuse a snapshot that belongs to another VM (copied in by hand)."""
+        owner = body.get("vm") or {}
+        if owner.get("uuid") != cfg.uuid:
+            raise WirtError(f"snapshot {body.get('name')!r} belongs to VM {owner.get('name')!r} "
+                            f"(uuid {owner.get('uuid')}), not to {cfg.name!r}; fork it instead")
+
+
+def config_differences(body: dict[str, Any], cfg: VMConfig) -> list[str]:
+    """What a full snapshot's machine needs that `cfg` no longer gives (memory size, disks, network)."""
+    from wirt.units import human_size
+
+    saved = body.get("config") or {}
+    out = []
+    sig = body.get("signature") or {}
+    if sig.get("memory_size") not in (None, cfg.memory):
+        out.append(f"memory: snapshot {human_size(sig['memory_size'])}, VM {human_size(cfg.memory)}")
+    if len(saved.get("disks", [])) != len(cfg.disks):
+        out.append(f"disks: snapshot {len(saved.get('disks', []))}, VM {len(cfg.disks)}")
+    had_net = (saved.get("network") or {}).get("mode", "none") != "none"
+    if had_net != (cfg.network.mode != "none"):
+        out.append(f"network card: snapshot {'yes' if had_net else 'no'}, VM {'yes' if cfg.network.mode != 'none' else 'no'}")
+    return out
+
+
+def _usage(path: Path) -> int:
+    try:
+        return os.stat(path).st_blocks * 512
+    except OSError:
+        return 0
+
+
+def _format(path: Path) -> str:
+    from wirt.storage import probe_format
+
+    return probe_format(str(path))
+
+
+def _describe_disks(records: list[dict[str, Any]]) -> str:
+    return ", ".join("read-only" if r.get("read_only") else "writable" for r in records) or "none"
+
+
+def _open(path: Path, fmt: str) -> Any:
+    from wirt.storage import open_image
+
+    return open_image(path, read_only=False, format=fmt)
+
+
+def _swap(proxy: Any, path: Path) -> None:
+    """Point a running VM's disk proxy at a new image file (the VM is paused)."""
+    new = _open(path, "qcow2")
+    old, proxy._disk = proxy._disk, new
+    old.close()
+
+
+# ---- operations in the VM process (the machine paused by the caller) ------------------------------
+def live_create(store: VMStore, paths: VMPaths, cfg: VMConfig, machine: Any, disks: list[Any],
+                name: str) -> dict[str, Any]:
+    """A full snapshot of a paused running VM: RAM, CPU and devices, and its disks frozen."""
+    snaps = VMSnapshots(paths)
+    folder = snaps._new_folder(name)
+    try:
+        records, new_disks = snaps.freeze_disks(cfg, disks)
+        snaps.commit_disks(store, cfg, new_disks)
+        body = save_machine(machine, folder, snaps._body(cfg, name, "full", records))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    snaps._set_tree(current=name)
+    return body
+
+
+def live_restore(store: VMStore, paths: VMPaths, cfg: VMConfig, machine: Any, disks: list[Any],
+                 name: str) -> dict[str, Any]:
+    """Put a paused running VM back into full snapshot `name` (checked before anything changes)."""
+    from wirt.machine.snapshot import check_memory_image, signature_differences
+
+    snaps = VMSnapshots(paths)
+    body = snaps.read(name)
+    snaps.check_owner(cfg, body)
+    if body.get("kind") != "full":
+        raise WirtError(f"snapshot {name!r} is disk-only: stop the VM to restore it "
+                        f"(`wirt stop {cfg.name}`, then `wirt snapshot restore {cfg.name} {name}`)")
+    diffs = signature_differences(body["signature"], machine.signature())
+    if diffs:
+        raise WirtError(f"snapshot {name!r} does not fit the running VM: " + "; ".join(diffs))
+    check_memory_image(paths.snapshots / name / MEMORY_FILE, body["memory"], machine.memory.size)
+    new_disks = snaps.revert_disks(cfg, body, disks)
+    snaps.commit_disks(store, cfg, new_disks)
+    restore_machine(machine, paths.snapshots / name, body)
+    snaps._set_tree(current=name, resume=None)
+    snaps.collect_garbage(cfg)
+    return body
+
+
+def resume_pending(paths: VMPaths, cfg: VMConfig, machine: Any) -> str | None:
+    """At VM start: load the snapshot a restore or fork left to resume; returns its name, or None.
+
+    The disks were reverted when the resume was set up, so only the machine state loads here.
+    The pointer is cleared either way: a later reboot or crash starts the guest afresh.
+    """
+    snaps = VMSnapshots(paths)
+    name = snaps.resume()
+    if name is None:
+        return None
+    snaps.clear_resume()
+    body = snaps.read(name)
+    restore_machine(machine, paths.snapshots / name, body)
+    return name
+
+
+# ---- fork ------------------------------------------------------------------------------------------
+def fork_vm(store: VMStore, source: str, snap: str, new_name: str) -> tuple[VMConfig, list[str]]:
+    """A new VM from snapshot `snap` of `source`; returns its config and notes for the user.
+
+    Files are hard-linked, never copied: the frozen disk layers (read-only, so safely shared) and
+    the memory image (mapped copy-on-write when the fork starts). The fork gets its own overlay
+    on each disk, a new uuid and a MAC address derived from it. Host port forwards are not taken
+    over (a host port belongs to one VM).
+    """
+    src = store.require(source)
+    src_snaps = VMSnapshots(src)
+    body = src_snaps.read(snap)
+    src_cfg = store.load(source)
+    src_snaps.check_owner(src_cfg, body)
+    base = VMConfig.from_dict(body["config"], f"snapshot {snap}")
+    notes = []
+    ports = [str(p) for p in base.network.ports]
+    if ports:
+        notes.append(f"port forwards {', '.join(ports)} were not copied; add them with `wirt set`")
+    cfg = VMConfig.new(new_name, cpus=base.cpus, memory=base.memory, image=base.image, net=_net_spec(base),
+                       append=base.boot.append, cpu_affinity=list(base.cpu_affinity))
+    cfg.boot = base.boot
+    paths = store.create(cfg)
+    try:
+        snaps = VMSnapshots(paths)
+        disks = []
+        for r, d in zip(body.get("disks", []), base.disks):
+            if r.get("read_only"):
+                p = src.disk(d.path)
+                disks.append(DiskConfig(str(p) if not p.is_relative_to(src.root) else _link_in(src, paths, p),
+                                        d.format, d.size, True))
+                continue
+            layer = src.root / r["layer"]
+            for f in _chain(layer):
+                if f.is_relative_to(src.root.resolve()) or f.is_relative_to(src.root):
+                    _link_in(src, paths, f)
+            _, rel = snaps._new_overlay(paths.root / r["layer"])
+            disks.append(DiskConfig(rel, "qcow2", d.size, False))
+        cfg.disks = disks
+        store.save(cfg)
+        if body.get("kind") == "full":
+            folder = snaps._new_folder(snap)
+            os.link(src.snapshots / snap / MEMORY_FILE, folder / MEMORY_FILE)
+            fork_body = dict(body, vm={"name": cfg.name, "uuid": cfg.uuid}, parent=None,
+                             config=cfg.to_dict(), forked_from={"vm": source, "snapshot": snap,
+                                                                "uuid": src_cfg.uuid})
+            write_state_file(folder, fork_body)
+            snaps._set_tree(current=snap, resume=snap)
+    except BaseException:
+        store.destroy(cfg.name)
+        raise
+    return cfg, notes
+
+
+def _net_spec(cfg: VMConfig) -> str:
+    return cfg.network.mode
+
+
+def _link_in(src: VMPaths, dst: VMPaths, f: Path) -> str:
+    """Hard-link file `f` of VM `src` at the same relative path in VM `dst`; returns that path."""
+    f = Path(os.path.abspath(f))
+    root = Path(os.path.abspath(src.root))
+    rel = os.path.relpath(f, root)
+    target = dst.root / rel
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not target.exists():
+        try:
+            os.link(f, target)
+        except OSError as exc:
+            raise WirtError(f"cannot hard-link {f} into {dst.root}: {exc.strerror}; "
+                            "forks need the VMs on one file system") from None
+    return rel
