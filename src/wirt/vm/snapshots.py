@@ -500,3 +500,92 @@ def _link_in(src: VMPaths, dst: VMPaths, f: Path) -> str:
             raise WirtError(f"cannot hard-link {f} into {dst.root}: {exc.strerror}; "
                             "forks need the VMs on one file system") from None
     return rel
+
+
+# ---- the running VM's side (control-socket commands) ---------------------------------------------
+def _paused(runner: Any) -> bool:
+    """Pause the runner's machine; False if it was paused already. Raises if it does not stop."""
+    if runner.paused:
+        return False
+    runner.pause()
+    if not runner._paused_now.is_set():
+        runner.resume()
+        raise WirtError("the VM did not pause within 5 s; try again")
+    return True
+
+
+def _store_of(runner: Any) -> tuple[VMStore, VMPaths]:
+    root = Path(runner.vm_dir)
+    return VMStore(root.parent.parent), VMPaths(root)
+
+
+def runner_snapshot(runner: Any, name: str) -> dict[str, Any]:
+    """Take full snapshot `name` of the runner's VM (paused meanwhile); returns a summary."""
+    store, paths = _store_of(runner)
+    t0 = time.monotonic()
+    paused = _paused(runner)
+    try:
+        body = live_create(store, paths, runner.cfg, runner.machine, runner.disks, snapshot_name(name))
+    finally:
+        if paused:
+            runner.resume()
+    return {"name": name, "kind": "full", "memory_bytes": body["memory"]["stored_bytes"],
+            "paused_seconds": round(time.monotonic() - t0, 4)}
+
+
+def runner_restore(runner: Any, name: str) -> dict[str, Any]:
+    """Put the runner's VM back into full snapshot `name`; it runs on from there (or stays paused)."""
+    store, paths = _store_of(runner)
+    t0 = time.monotonic()
+    paused = _paused(runner)
+    try:
+        live_restore(store, paths, runner.cfg, runner.machine, runner.disks, snapshot_name(name))
+    finally:
+        if paused:
+            runner.resume()
+    return {"name": name, "seconds": round(time.monotonic() - t0, 4)}
+
+
+# ---- the Python API's operations (wirt.VM methods delegate here) ------------------------------------
+def vm_snapshot(vm: Any, name: str) -> SnapshotInfo:
+    """Snapshot `vm`: full (CPU, devices, RAM, disks) while it runs or is paused, disk-only when stopped."""
+    from wirt.vm.control import call
+    from wirt.vm.locks import vm_lock
+
+    snapshot_name(name)
+    with vm_lock(vm.paths.root):
+        if vm.status(query=False).running:
+            call(vm.paths.control, "snapshot-create", name=name, timeout=600.0)
+        else:
+            VMSnapshots(vm.paths).create_disk_only(vm.store, vm.config, name)
+    return next(s for s in VMSnapshots(vm.paths).list() if s.name == name)
+
+
+def vm_restore(vm: Any, name: str) -> str:
+    """Restore snapshot `name`; returns what happened ("running" from it now, or "on next start")."""
+    from wirt.vm.control import call
+    from wirt.vm.locks import vm_lock
+
+    with vm_lock(vm.paths.root):
+        if vm.status(query=False).running:
+            call(vm.paths.control, "snapshot-restore", name=snapshot_name(name), timeout=600.0)
+            return "running"
+        body = VMSnapshots(vm.paths).restore_stopped(vm.store, vm.config, name)
+        return "on next start" if body.get("kind") == "full" else "disks reverted"
+
+
+def vm_remove_snapshot(vm: Any, name: str) -> None:
+    """Delete snapshot `name` of `vm` (its disk layers stay while anything is backed by them)."""
+    from wirt.vm.locks import vm_lock
+
+    with vm_lock(vm.paths.root):
+        VMSnapshots(vm.paths).remove(vm.config, name)
+
+
+def vm_fork(vm: Any, snap: str, new_name: str) -> tuple[Any, list[str]]:
+    """A new VM (same home) from snapshot `snap` of `vm`; returns (the new VM, notes). Not started."""
+    from wirt.vm.locks import vm_lock
+
+    with vm_lock(vm.paths.root):
+        cfg, notes = fork_vm(vm.store, vm.name, snap, new_name)
+    return type(vm)(cfg.name, vm.store.home), notes
