@@ -116,7 +116,9 @@ def _rm(args: argparse.Namespace) -> int:
 
 def _fork(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
-    new, notes = _vm(args.name).fork(args.snapshot, args.new_name)
+    from wirt.vm.snapshots import vm_fork
+
+    new, notes = vm_fork(_vm(args.name), args.snapshot, args.new_name)
     for n in notes:
         print(f"wirt: note: {n}")
     if args.no_start:

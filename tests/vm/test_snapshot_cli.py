@@ -1,0 +1,77 @@
+"""`wirt snapshot ...` and `wirt fork` on real VM processes running the tiny echo firmware
+(fast: no Linux). The guest's state is its RAM and UART; these check the plumbing end to end:
+full snapshots of running VMs, restore into a running VM, the tree listing, fork, and errors."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from wirt.cli import main
+from wirt.vm.control import call
+
+
+def _console(vm) -> str:
+    return call(vm.paths.control, "console-tail", lines=50)["text"]
+
+
+def _echoes(vm, text: str, timeout: float = 10.0) -> None:
+    vm.console_input(text)
+    end = time.monotonic() + timeout
+    while text not in _console(vm):
+        assert time.monotonic() < end, f"{vm.name} did not echo {text!r}"
+        time.sleep(0.05)
+
+
+def test_full_snapshot_restore_and_fork_of_a_running_vm(tiny_vm, capsys):
+    tiny_vm.start()
+    _echoes(tiny_vm, "hello")
+    assert main(["snapshot", "create", "tiny", "s1"]) == 0
+    assert "full" in capsys.readouterr().out
+    assert (tiny_vm.paths.snapshots / "s1" / "memory.img").is_file()
+    _echoes(tiny_vm, "more")
+    assert main(["snapshot", "create", "tiny", "s2"]) == 0
+    assert main(["snapshot", "restore", "tiny", "s1"]) == 0
+    assert "running from it" in capsys.readouterr().out
+    _echoes(tiny_vm, "again")  # the restored guest runs (an "f" would power it off)
+    assert tiny_vm.status().state == "running"
+
+    assert main(["snapshot", "ls", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "*s1" in out and "  s2" in out  # s2 is a child of s1; s1 is current after the restore
+    assert main(["snapshot", "ls", "tiny", "--json"]) == 0
+    listed = {s["name"]: s for s in json.loads(capsys.readouterr().out)}
+    assert listed["s2"]["parent"] == "s1" and listed["s1"]["kind"] == "full"
+
+    assert main(["fork", "tiny", "s2", "tiny-fork"]) == 0
+    assert "running" in capsys.readouterr().out
+    from wirt.vm.api import VM
+
+    fork = VM("tiny-fork")
+    try:
+        _echoes(fork, "cloned")
+        assert "cloned" not in _console(tiny_vm)
+        assert fork.config.uuid != tiny_vm.config.uuid
+    finally:
+        fork.stop(force=True)
+
+    assert main(["snapshot", "rm", "tiny", "s2"]) == 0
+    assert [s.name for s in tiny_vm.snapshots()] == ["s1"]
+    assert fork.snapshots()[0].name == "s2"  # the fork keeps its own link to the memory image
+
+
+def test_snapshot_errors_are_one_line(tiny_vm, capsys):
+    assert main(["snapshot", "create", "tiny", "bad/name"]) == 2
+    assert "snapshot name" in capsys.readouterr().err
+    assert main(["snapshot", "restore", "tiny", "nope"]) == 2
+    assert "has no snapshot 'nope'" in capsys.readouterr().err
+    assert main(["snapshot", "create", "tiny", "d1"]) == 0  # stopped: disk-only
+    assert "disk-only" in capsys.readouterr().out
+    tiny_vm.start()
+    assert main(["snapshot", "restore", "tiny", "d1"]) == 2
+    err = capsys.readouterr().err
+    assert "disk-only: stop the VM" in err and err.count("\n") == 1
+    assert tiny_vm.status().state == "running"  # a refused request leaves the VM running
+    assert main(["fork", "tiny", "d1", "tiny"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["snapshot", "ls", "nosuchvm"]) == 2

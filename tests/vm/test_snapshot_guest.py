@@ -1,0 +1,95 @@
+"""Snapshots of running Debian guests in VM processes (slow: boots the real kernel).
+
+- a counter process in the guest keeps running after a restore, from where it was;
+- two forks of one snapshot run at once, diverge, and neither changes the other's disk.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from guestconsole import run, value, wait_shell
+
+pytestmark = pytest.mark.slow
+
+COUNTER = "(i=0; while true; do i=$((i+1)); echo $i > /tmp/n; done) &"
+
+
+@pytest.fixture
+def guest(home):
+    from wirt.vm.api import VM
+
+    made = []
+
+    def make(name: str):
+        vm = VM.create(name, memory="256M", disk="16M", net="none", image="initramfs")
+        made.append(vm)
+        return vm
+
+    yield made, make
+    for vm in made:
+        if vm.status(query=False).running:
+            vm.stop(force=True)
+
+
+def count(vm) -> int:
+    """The guest counter's value (read again if it caught the file between truncate and write)."""
+    for _ in range(5):
+        text = value(vm, "$(cat /tmp/n)", "n")
+        if text.isdigit():
+            return int(text)
+    raise AssertionError(f"/tmp/n holds {text!r}")
+
+
+def test_counter_keeps_running_after_restore(guest):
+    _, make = guest
+    vm = make("snap1")
+    vm.start()
+    wait_shell(vm)
+    run(vm, COUNTER + " echo started-$((1+1))", "started-2")
+    time.sleep(1)
+    run(vm, "printf 'disk-%s\\n' before | dd of=/dev/vda conv=fsync 2>/dev/null; echo w-$((1+1))", "w-2")
+    before = count(vm)
+    info = vm.snapshot("s1")
+    at_snapshot = count(vm)
+    assert info.kind == "full" and info.memory_bytes > 0
+    run(vm, "printf 'disk-%s\\n' after! | dd of=/dev/vda conv=fsync 2>/dev/null; echo w-$((2+1))", "w-3")
+    time.sleep(3)
+    later = count(vm)
+    assert later > at_snapshot + 10
+
+    assert vm.restore("s1") == "running"
+    restored = count(vm)
+    assert before <= restored < later  # back to the snapshot's count, not the later one
+    time.sleep(2)
+    assert count(vm) > restored  # and the process is still counting
+    assert "disk-before" in run(vm, "head -c 12 /dev/vda; echo", "disk-before")
+
+    # a stopped VM restores its disks now and resumes the saved state at the next start
+    vm.stop(force=True)
+    assert vm.restore("s1") == "on next start"
+    vm.start()
+    resumed = count(vm)  # no boot: the shell and the counter are already there
+    assert before <= resumed < later
+    assert [(s.name, s.current) for s in vm.snapshots()] == [("s1", True)]
+
+
+def test_forks_run_at_once_and_diverge(guest):
+    made, make = guest
+    vm = make("origin")
+    vm.start()
+    wait_shell(vm)
+    run(vm, "printf 'origin\\n' | dd of=/dev/vda conv=fsync 2>/dev/null; echo o-$((1+1))", "o-2")
+    vm.snapshot("base")
+    a = vm.fork("base", "fork-a", start=True)
+    b = vm.fork("base", "fork-b", start=True)
+    made += [a, b]
+    assert a.config.network.mac != b.config.network.mac != vm.config.network.mac
+    for f, word in ((a, "apple"), (b, "berry")):
+        assert "origin" in run(f, "head -c 6 /dev/vda; echo", "origin")
+        run(f, f"printf '{word}\\n' | dd of=/dev/vda conv=fsync 2>/dev/null; echo x-$((1+1))", "x-2")
+        run(f, f"echo {word} > /tmp/who; echo y-$((1+1))", "y-2")
+    assert value(a, "$(cat /tmp/who) $(head -c 5 /dev/vda)", "a") == "apple apple"
+    assert value(b, "$(cat /tmp/who) $(head -c 5 /dev/vda)", "b") == "berry berry"
+    assert "origin" in run(vm, "head -c 6 /dev/vda; echo", "origin")
