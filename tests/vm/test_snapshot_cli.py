@@ -75,3 +75,20 @@ def test_snapshot_errors_are_one_line(tiny_vm, capsys):
     assert main(["fork", "tiny", "d1", "tiny"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(["snapshot", "ls", "nosuchvm"]) == 2
+
+
+def test_restore_into_a_changed_machine_is_refused(tiny_vm, capsys):
+    tiny_vm.start()
+    _echoes(tiny_vm, "abc")
+    assert main(["snapshot", "create", "tiny", "s1"]) == 0
+    tiny_vm.stop(force=True)
+    assert main(["set", "tiny", "--memory", "64M"]) == 0
+    capsys.readouterr()
+    before = tiny_vm.paths.config.read_text()
+    assert main(["snapshot", "restore", "tiny", "s1"]) == 2  # stopped: checked against vm.toml
+    assert "memory: snapshot 32 MiB, VM 64 MiB" in capsys.readouterr().err
+    assert tiny_vm.paths.config.read_text() == before
+    tiny_vm.start()
+    assert main(["snapshot", "restore", "tiny", "s1"]) == 2  # running: checked against the machine
+    assert "memory: snapshot 32 MiB, VM 64 MiB" in capsys.readouterr().err
+    _echoes(tiny_vm, "still")

@@ -21,6 +21,7 @@ of a stopped VM and by fork).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -160,41 +161,54 @@ class VMSnapshots:
         return path, os.path.relpath(path, self.paths.root)
 
     def freeze_disks(self, cfg: VMConfig, open_disks: list[Any] | None = None) -> tuple[list[dict[str, Any]], list[DiskConfig]]:
-        """Freeze every writable disk; returns the snapshot's disk records and the new disk configs.
+        """Give every writable disk a new overlay on its current file; returns the snapshot's disk
+        records and the new disk configs.
 
         `open_disks` are the running VM's disk proxies (`runner.CountingDisk`, one per disk, the
-        VM paused): each is flushed and closed before its file is frozen, then pointed at the new
-        overlay. The caller commits the new configs to vm.toml (that is the switch-over point:
-        until then the old files are still the VM's disks, and new overlays are garbage).
+        VM paused): their files are closed (flushed, dirty flag cleared) first. The caller then
+        commits the configs to vm.toml (`commit_disks`: the switch-over point; a process killed
+        before it leaves the old files in use and the new overlays as garbage), points the
+        proxies at the files vm.toml names (`reopen`) and seals the frozen files (`seal`).
         """
         records, new_disks = [], []
-        for i, d in enumerate(cfg.disks):
-            path = self.paths.disk(d.path)
-            if d.read_only:
-                records.append({"index": i, "read_only": True, "path": d.path, "format": d.format})
-                new_disks.append(d)
-                continue
-            proxy = open_disks[i] if open_disks is not None else None
-            if proxy is not None:
-                proxy._disk.close()  # flushed, and its dirty flag cleared: the file is final now
-            try:
-                os.chmod(path, 0o400)  # frozen: never written again
-                new_path, rel = self._new_overlay(path)
-            except BaseException:
-                os.chmod(path, 0o600)
-                if proxy is not None:  # the VM keeps its disk as it was
-                    proxy._disk = _open(path, d.format)
-                raise
-            records.append({"index": i, "read_only": False, "layer": os.path.relpath(path, self.paths.root),
-                            "format": d.format, "size": d.size})
-            new_disks.append(DiskConfig(rel, "qcow2", d.size, False))
-            if proxy is not None:
-                proxy._disk = _open(new_path, "qcow2")
+        if open_disks is not None:
+            for proxy, d in zip(open_disks, cfg.disks):
+                if not d.read_only:
+                    proxy._disk.close()
+        try:
+            for i, d in enumerate(cfg.disks):
+                if d.read_only:
+                    records.append({"index": i, "read_only": True, "path": d.path, "format": d.format})
+                    new_disks.append(d)
+                    continue
+                path = self.paths.disk(d.path)
+                _, rel = self._new_overlay(path)
+                records.append({"index": i, "read_only": False, "layer": os.path.relpath(path, self.paths.root),
+                                "format": d.format, "size": d.size})
+                new_disks.append(DiskConfig(rel, "qcow2", d.size, False))
+        except BaseException:
+            if open_disks is not None:
+                self.reopen(open_disks, cfg.disks)  # the VM keeps its disks as they were
+            raise
         return records, new_disks
 
-    def revert_disks(self, cfg: VMConfig, body: dict[str, Any],
-                     open_disks: list[Any] | None = None) -> list[DiskConfig]:
-        """New overlays on the snapshot's frozen layers; returns the new disk configs (caller commits)."""
+    def reopen(self, open_disks: list[Any], disks: list[DiskConfig]) -> None:
+        """Point a running VM's writable disk proxies at the files `disks` names (closing old ones)."""
+        for proxy, d in zip(open_disks, disks):
+            if not d.read_only:
+                old, proxy._disk = proxy._disk, _open(self.paths.disk(d.path), d.format)
+                with contextlib.suppress(Exception):
+                    old.close()  # already closed by freeze_disks: closing twice is harmless
+
+    def seal(self, records: list[dict[str, Any]]) -> None:
+        """Make the snapshot's frozen disk files read-only: they are never written again."""
+        for r in records:
+            if r.get("layer"):
+                os.chmod(self.paths.root / r["layer"], 0o400)
+
+    def revert_disks(self, cfg: VMConfig, body: dict[str, Any]) -> list[DiskConfig]:
+        """New overlays on the snapshot's frozen layers; returns the new disk configs (the caller
+        commits them, then points a running VM's disks at them with `reopen`)."""
         records = body.get("disks", [])
         if len(records) != len(cfg.disks) or any(r.get("read_only") != d.read_only for r, d in zip(records, cfg.disks)):
             raise WirtError(f"snapshot {body.get('name')!r} has {len(records)} disks "
@@ -205,14 +219,12 @@ class VMSnapshots:
                 raise WirtError(f"{self.paths.root / r['layer']} is missing: snapshot {body.get('name')!r} "
                                 "lost its disk layer; delete the snapshot")
         new_disks = []
-        for i, (r, d) in enumerate(zip(records, cfg.disks)):
+        for r, d in zip(records, cfg.disks):
             if r.get("read_only"):
                 new_disks.append(d)
                 continue
-            new_path, rel = self._new_overlay(self.paths.root / r["layer"])
+            _, rel = self._new_overlay(self.paths.root / r["layer"])
             new_disks.append(DiskConfig(rel, "qcow2", max(d.size, int(r.get("size", 0))), False))
-            if open_disks is not None:
-                _swap(open_disks[i], new_path)
         return new_disks
 
     def commit_disks(self, store: VMStore, cfg: VMConfig, disks: list[DiskConfig]) -> None:
@@ -254,10 +266,11 @@ class VMSnapshots:
     def create_disk_only(self, store: VMStore, cfg: VMConfig, name: str) -> dict[str, Any]:
         """A disk-only snapshot of a stopped VM."""
         folder = self._new_folder(name)
-        records, disks = self.freeze_disks(cfg)
-        body = self._body(cfg, name, "disk", records)
         try:
+            records, disks = self.freeze_disks(cfg)
+            body = self._body(cfg, name, "disk", records)
             self.commit_disks(store, cfg, disks)
+            self.seal(records)
             write_state_file(folder, body)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
@@ -365,13 +378,6 @@ def _open(path: Path, fmt: str) -> Any:
     return open_image(path, read_only=False, format=fmt)
 
 
-def _swap(proxy: Any, path: Path) -> None:
-    """Point a running VM's disk proxy at a new image file (the VM is paused)."""
-    new = _open(path, "qcow2")
-    old, proxy._disk = proxy._disk, new
-    old.close()
-
-
 # ---- operations in the VM process (the machine paused by the caller) ------------------------------
 def live_create(store: VMStore, paths: VMPaths, cfg: VMConfig, machine: Any, disks: list[Any],
                 name: str) -> dict[str, Any]:
@@ -379,8 +385,15 @@ def live_create(store: VMStore, paths: VMPaths, cfg: VMConfig, machine: Any, dis
     snaps = VMSnapshots(paths)
     folder = snaps._new_folder(name)
     try:
+        old_disks = list(cfg.disks)
         records, new_disks = snaps.freeze_disks(cfg, disks)
-        snaps.commit_disks(store, cfg, new_disks)
+        try:
+            snaps.commit_disks(store, cfg, new_disks)
+        except BaseException:
+            snaps.reopen(disks, old_disks)
+            raise
+        snaps.reopen(disks, new_disks)
+        snaps.seal(records)
         body = save_machine(machine, folder, snaps._body(cfg, name, "full", records))
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
@@ -404,8 +417,9 @@ def live_restore(store: VMStore, paths: VMPaths, cfg: VMConfig, machine: Any, di
     if diffs:
         raise WirtError(f"snapshot {name!r} does not fit the running VM: " + "; ".join(diffs))
     check_memory_image(paths.snapshots / name / MEMORY_FILE, body["memory"], machine.memory.size)
-    new_disks = snaps.revert_disks(cfg, body, disks)
+    new_disks = snaps.revert_disks(cfg, body)
     snaps.commit_disks(store, cfg, new_disks)
+    snaps.reopen(disks, new_disks)
     restore_machine(machine, paths.snapshots / name, body)
     snaps._set_tree(current=name, resume=None)
     snaps.collect_garbage(cfg)
