@@ -48,8 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="attach a raw or qcow2 disk on virtio-blk (/dev/vda, /dev/vdb, ...); repeatable")
     p.add_argument("--root", action="store_true",
                    help="boot from the first --disk (a root disk from `wirt image build`)")
-    p.add_argument("--net", default="none", choices=("none", "user"),
-                   help="network card: user = user-mode networking through passt (default none)")
+    p.add_argument("--net", default="none", metavar="NET",
+                   help="network card (virtio-net): none (default), user (user-mode networking through "
+                        "passt), socket:PATH (join the hub of `wirt net hub PATH`, or a peer listening "
+                        "there), socket-listen:PATH (wait there for one peer), tap:IFNAME (a host tap device)")
+    p.add_argument("--mac", metavar="MAC",
+                   help="the network card's MAC address (default: fixed for --net user, new each run otherwise)")
     p.add_argument("--port", action="append", default=[], metavar="HOST:GUEST[/udp]",
                    help="forward a host port to the guest (with --net user); repeatable")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS",
@@ -172,10 +176,19 @@ def _run(args: argparse.Namespace) -> int:
     command = _command(args.command)
     if args.root and not args.disk:
         raise WirtError("--root boots from a disk: give one with --disk FILE (see `wirt image build`)")
-    if args.port and args.net != "user":
-        raise WirtError("--port forwards to the guest's network card: add --net user")
+    from wirt.netback import parse_net_spec
+
+    args.net_spec = parse_net_spec(args.net)
+    if args.port and args.net_spec.kind != "user":
+        raise WirtError("--port forwards to the guest's network card through passt: add --net user")
+    if args.mac is not None:
+        from wirt.netback.mac import parse_mac
+
+        if args.net_spec.kind == "none":
+            raise WirtError("--mac sets the network card's address: add --net")
+        args.mac_bytes = parse_mac(args.mac)
     firmware, kernel, initrd = _images(args)
-    bootargs = _bootargs(command, args.append, devices=bool(args.disk) or args.net != "none",
+    bootargs = _bootargs(command, args.append, devices=bool(args.disk) or args.net_spec.kind != "none",
                          root=args.root)
 
     if args.dtb_out:
@@ -217,11 +230,22 @@ def _attach_devices(machine, args: argparse.Namespace) -> None:
         if not Path(path).is_file():
             raise WirtError(f"--disk {path}: no such file; create one with `wirt disk create` or `wirt image build`")
         attach_disk(machine, open_image(path, read_only=flags == "ro"), serial=f"wirt-disk{i}")
-    if args.net == "user":
-        from wirt.netback import open_backend
-        from wirt.netback.mac import vm_mac
+    spec = getattr(args, "net_spec", None)
+    if spec is not None and spec.kind != "none":
+        attach_net(machine, spec.open(port_forwards=args.port), _mac(args))
 
-        attach_net(machine, open_backend("user", port_forwards=args.port), vm_mac("wirt-run"))
+
+def _mac(args: argparse.Namespace) -> bytes:
+    """--mac, else a fixed address behind passt (the only host on its link) and a fresh one per
+    run on shared links (socket, tap), so that two `wirt run`s on one hub differ."""
+    from wirt.netback.mac import vm_mac
+
+    given = getattr(args, "mac_bytes", None)
+    if given is not None:
+        return given
+    if args.net_spec.kind == "user":
+        return vm_mac("wirt-run")
+    return vm_mac(f"wirt-run {os.getpid()} {os.urandom(8).hex()}")
 
 
 def _run_command(args, firmware, kernel, initrd, bootargs, memory) -> int:
