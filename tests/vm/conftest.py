@@ -40,6 +40,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """WIRT_HOME in a temporary directory (for this process and the VM processes it starts)."""
     h = tmp_path / "home"
     monkeypatch.setenv("WIRT_HOME", str(h))
+    # No warm zygote per test home (each would load the core in the background); the tests
+    # that check the zygote path turn it on and stop it (tests/vm/test_zygote.py).
+    monkeypatch.setenv("WIRT_ZYGOTE", "0")
     return h
 
 

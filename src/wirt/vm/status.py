@@ -24,6 +24,7 @@ from wirt.vm.store import VMPaths, read_json
 __all__ = ["VMStatus", "vm_status", "pid_alive", "read_pid", "PROCESS_MODULE"]
 
 PROCESS_MODULE = "wirt.vm.process"
+ZYGOTE_MODULE = "wirt.vm.zygote"
 
 
 def read_pid(path: Path) -> int | None:
@@ -47,7 +48,12 @@ def pid_alive(pid: int | None, name: str | None = None) -> bool:
             return False
         if name is not None:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            if PROCESS_MODULE.encode() not in argv or name.encode() not in argv:
+            if ZYGOTE_MODULE.encode() in argv:
+                # forked by the zygote (wirt.vm.zygote): its argv is the zygote's; a VM process
+                # works in its VM's folder, the zygote itself in /
+                if Path(os.readlink(f"/proc/{pid}/cwd")).parts[-2:] != ("vms", name):
+                    return False
+            elif PROCESS_MODULE.encode() not in argv or name.encode() not in argv:
                 return False
     except (OSError, ValueError):
         try:
