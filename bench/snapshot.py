@@ -4,9 +4,11 @@ For each memory size (default 512M and 2G) a VM (kernel + busybox initramfs, no 
 to its shell, fills --fill MiB of tmpfs with random data (so RAM holds real data), and then:
 - wirt: `VM.snapshot()` (full: CPU, devices, RAM; the VM pauses meanwhile), size on disk of the
   snapshot, `VM.restore()` of the running VM (what `wirt snapshot restore` does), and
-  `VM.fork(start=True)`: from the command to the new VM process running the guest.
-- QEMU (same kernel, initramfs, firmware, memory): HMP `migrate "exec:cat > FILE"` (the usual way
-  to save a running guest to a file; savevm needs a qcow2 disk for its RAM), the file's size,
+  `VM.fork(start=True)`: from the command to the new VM process running the guest (forked from
+  the warm zygote that the first `wirt start` leaves running, see vm/zygote.py).
+- QEMU (same kernel, initramfs, firmware, memory): HMP `migrate "exec:cat > FILE"` with the
+  bandwidth limit lifted (the usual way to save a running guest to a file; savevm needs a qcow2
+  disk for its RAM), the file's size,
   and a restore: a new QEMU started with `-incoming "exec:cat FILE"` until it reports running.
 Times are wall-clock seconds on this host; ratios are wirt/QEMU (lower is better for wirt).
 
@@ -126,6 +128,7 @@ def bench_qemu(qemu: str, size: str, fill: int, tmp: Path) -> dict[str, float]:
         proc.stdin.flush()
         wait(b"FILLED-Q")
         image = tmp / f"qemu-{size}.mig"
+        hmp(mon, "migrate_set_parameter max-bandwidth 64G")  # no throttle: as fast as it can write
         t0 = time.perf_counter()
         hmp(mon, f'migrate "exec:cat > {image}"')
         while "completed" not in hmp(mon, "info migrate"):
@@ -178,6 +181,9 @@ def main() -> None:
             else:
                 print(f"{size:>5} qemu : not run (qemu-system-riscv64 not installed or --no-qemu)")
             sys.stdout.flush()
+        from wirt.vm import zygote
+
+        zygote.stop(Path(os.environ["WIRT_HOME"]))
 
 
 if __name__ == "__main__":
