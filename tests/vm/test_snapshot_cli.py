@@ -92,3 +92,21 @@ def test_restore_into_a_changed_machine_is_refused(tiny_vm, capsys):
     assert main(["snapshot", "restore", "tiny", "s1"]) == 2  # running: checked against the machine
     assert "memory: snapshot 32 MiB, VM 64 MiB" in capsys.readouterr().err
     _echoes(tiny_vm, "still")
+
+
+def test_truncated_memory_image_is_refused_and_the_vm_runs_on(tiny_vm, capsys):
+    import os
+
+    tiny_vm.start()
+    _echoes(tiny_vm, "abc")
+    assert main(["snapshot", "create", "tiny", "s1"]) == 0
+    image = tiny_vm.paths.snapshots / "s1" / "memory.img"
+    os.chmod(image, 0o600)
+    with open(image, "r+b") as f:
+        f.truncate(image.stat().st_size // 2)
+    disks = tiny_vm.config.disks
+    capsys.readouterr()
+    assert main(["snapshot", "restore", "tiny", "s1"]) == 2
+    assert "truncated" in capsys.readouterr().err
+    assert tiny_vm.config.disks == disks  # no new overlay was switched in
+    _echoes(tiny_vm, "xyz")
