@@ -9,11 +9,9 @@ data, which other host users must not read.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 import tomli_w
 
 from wirt.errors import WirtError
+from wirt.fileio import atomic_write
 from wirt.vm.schema import VMConfig, validate_name
 
 __all__ = ["wirt_home", "atomic_write", "VMPaths", "VMStore", "DIR_MODE", "FILE_MODE"]
@@ -36,35 +35,6 @@ def wirt_home() -> Path:
         return Path(os.environ["WIRT_HOME"]).expanduser()
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "wirt"
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes | str, mode: int = FILE_MODE) -> None:
-    """Replace `path` with `data` atomically and durably (temp file + fsync + rename + dir fsync)."""
-    path = Path(path)
-    if isinstance(data, str):
-        data = data.encode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
