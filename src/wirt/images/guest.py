@@ -16,6 +16,7 @@ from pathlib import Path
 
 from wirt.errors import WirtError
 from wirt.images import deb, scripts, ui
+from wirt.images.agent import AGENT
 from wirt.images.archive import Archive, Package, PackageIndex, deb_path
 from wirt.images.cache import atomic_write, cache_root, sha256_file
 from wirt.images.initramfs import FORMAT_VERSION, build_initramfs
@@ -181,7 +182,7 @@ def default_guest(
     busybox_path = root / "busybox" / _safe(pkgs.busybox.version) / "busybox"
     key = hashlib.sha256(
         json.dumps(
-            [FORMAT_VERSION, scripts.INIT, scripts.UDHCPC_SCRIPT, requested, compress,
+            [FORMAT_VERSION, scripts.INIT, scripts.UDHCPC_SCRIPT, AGENT, requested, compress,
              pkgs.kernel.sha256, pkgs.busybox.sha256]  # fmt: skip
         ).encode()
     ).hexdigest()[:12]

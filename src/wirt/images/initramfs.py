@@ -14,17 +14,18 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from wirt.images import scripts
+from wirt.images import agent, scripts
 from wirt.images.cache import atomic_path
 from wirt.images.cpio import CpioWriter
 
-FORMAT_VERSION = 2  # bump when the layout below changes, so cached images are rebuilt
+FORMAT_VERSION = 3  # bump when the layout below changes, so cached images are rebuilt
 
 # What /init and the udhcpc script call, used if the applet table cannot be found in the binary.
 FALLBACK_APPLETS = (
     "sh", "ash", "mount", "umount", "mkdir", "hostname", "ip", "insmod", "rmmod", "lsmod", "modprobe",
     "printf", "base64", "devmem", "poweroff", "reboot", "setsid", "cttyhack", "cat", "echo", "ls",
     "dmesg", "udhcpc", "sleep", "sync", "ps", "kill", "grep", "sed", "awk", "wget", "ifconfig", "route",
+    "stty", "dd", "tr", "mkfifo", "head", "rm", "wc", "true",  # wirt-agent
 )  # fmt: skip
 
 
@@ -55,7 +56,7 @@ def content_key(modules: Sequence[tuple[str, bytes]], init_script: str, busybox:
     """A short hash of everything that decides the image, for its cache file name."""
     h = hashlib.sha256()
     h.update(f"format={FORMAT_VERSION}\0".encode())
-    h.update(init_script.encode() + b"\0" + scripts.UDHCPC_SCRIPT.encode() + b"\0")
+    h.update(init_script.encode() + b"\0" + scripts.UDHCPC_SCRIPT.encode() + b"\0" + agent.AGENT.encode() + b"\0")
     h.update(hashlib.sha256(busybox).digest())
     for name, ko in modules:
         h.update(name.encode() + b"\0" + hashlib.sha256(ko).digest())
@@ -90,6 +91,7 @@ def write_initramfs(
         if name != "busybox":
             cpio.add_symlink(f"bin/{name}", "busybox")
     cpio.add_file("init", init_script.encode(), 0o755)
+    cpio.add_file(agent.AGENT_PATH.replace("/usr/sbin/", "bin/"), agent.AGENT.encode(), 0o755)  # /usr/sbin -> /bin
     # Debian builds busybox with CONFIG_UDHCPC_DEFAULT_SCRIPT=/etc/udhcpc/default.script;
     # upstream's default is /usr/share/udhcpc/default.script: provide both.
     cpio.add_file("etc/udhcpc/default.script", scripts.UDHCPC_SCRIPT.encode(), 0o755)

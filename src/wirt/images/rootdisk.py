@@ -31,7 +31,9 @@ from wirt.images.cache import atomic_path, atomic_write, cache_root, sha256_file
 from wirt.images.depsolve import Universe
 from wirt.images.guest import ARCH, DEFAULT_MODULES, SUITE, default_guest
 from wirt.images.mirror import find_mirror
+from wirt.images.agent import AGENT
 from wirt.images.rootinit import KERNEL_CMDLINE, ROOT_INIT
+from wirt.images.scripts import UDHCPC_SCRIPT
 from wirt.storage.convert import convert
 
 FORMAT_VERSION = 1  # bump when the tree layout changes, so cached disks are rebuilt
@@ -109,7 +111,7 @@ def plan_root_disk(
         atomic_write(manifest, (json.dumps(record, indent=1) + "\n").encode())
     key = hashlib.sha256(
         json.dumps(
-            [FORMAT_VERSION, ROOT_INIT, KERNEL_CMDLINE, url, size, plain,
+            [FORMAT_VERSION, ROOT_INIT, AGENT, UDHCPC_SCRIPT, KERNEL_CMDLINE, url, size, plain,
              sorted((p.name, p.version, p.sha256) for p in pkgs), kernel.sha256]  # fmt: skip
         ).encode()
     ).hexdigest()[:16]

@@ -26,7 +26,9 @@ from pathlib import Path
 from wirt.errors import WirtError
 from wirt.images import deb, dpkgdb, ui
 from wirt.images.depsolve import Candidate, Universe, conflicts, resolve
+from wirt.images.agent import AGENT, AGENT_PATH
 from wirt.images.rootinit import INIT_PATH, ROOT_DEVICE, ROOT_INIT
+from wirt.images.scripts import UDHCPC_SCRIPT
 
 # Beyond `Priority: required`: a package manager that works, python3, module tools, networking
 # tools, busybox-static for devmem/poweroff in wirt-init, and CA certificates for https mirrors.
@@ -363,7 +365,7 @@ def seed_ca_certificates(tree: Path) -> int:
 
 
 def seed_system(tree: Path, *, mirror: str, suite: str, components: str = "main") -> None:
-    """fstab, hostname, hosts, resolv.conf, timezone, apt sources, the init helper."""
+    """fstab, hostname, hosts, resolv.conf, timezone, apt sources, the init helper and the guest agent."""
     etc = tree / "etc"
     _write(etc / "fstab", f"# <file system> <mount point> <type> <options> <dump> <pass>\n"
                           f"{ROOT_DEVICE} / ext4 rw,errors=remount-ro 0 1\n")  # fmt: skip
@@ -385,6 +387,10 @@ def seed_system(tree: Path, *, mirror: str, suite: str, components: str = "main"
     init = tree / INIT_PATH.lstrip("/")
     init.parent.mkdir(parents=True, exist_ok=True)
     _write(init, ROOT_INIT, 0o755)
+    # The guest agent (wirt exec) and the DHCP script it runs busybox udhcpc with.
+    _write(tree / AGENT_PATH.lstrip("/"), AGENT, 0o755)
+    (etc / "udhcpc").mkdir(parents=True, exist_ok=True)
+    _write(etc / "udhcpc/default.script", UDHCPC_SCRIPT, 0o755)
     for d, mode in (("dev", 0o755), ("proc", 0o555), ("sys", 0o555), ("run", 0o755), ("tmp", 0o1777), ("root", 0o700)):
         (tree / d).mkdir(exist_ok=True)
         os.chmod(tree / d, mode)

@@ -4,7 +4,9 @@ Debian's required packages bring no init system (systemd-sysv is optional), so t
 a small PID 1 (dash) with the same contract as the initramfs /init (wirt.images.scripts):
 `wirt.run=<base64>` runs a command and reports `wirt: exit status N` plus the SiFive test
 finisher code; without it an interactive login shell runs on the console. Either way the root
-filesystem is remounted read-only before power-off, so the disk stays clean.
+filesystem is remounted read-only before power-off, so the disk stays clean. The guest agent
+(`/usr/sbin/wirt-agent`, wirt.images.agent) starts in the background before the command or the
+shell, as in the initramfs.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ finish() {
     echo o > /proc/sysrq-trigger
     sleep 5
 }
+
+# The guest agent (wirt exec) on /dev/hvc0, when the hypervisor gave the VM that channel.
+[ -x /usr/sbin/wirt-agent ] && /usr/sbin/wirt-agent </dev/null >/dev/null 2>&1 &
 
 run=
 for arg in $(cat /proc/cmdline); do

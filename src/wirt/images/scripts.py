@@ -9,7 +9,9 @@
 - no command: an interactive shell on the console; power-off when it exits;
 - `root=DEVICE` (with `rw`/`ro`, `rootfstype=`, `init=`): after loading the modules, mount DEVICE
   and `switch_root` to its init (default /sbin/init), which then handles `wirt.run=` itself;
-  if DEVICE cannot be mounted, status 1 with a command, else the shell.
+  if DEVICE cannot be mounted, status 1 with a command, else the shell;
+- otherwise the guest agent (`wirt-agent`, wirt.images.agent) starts in the background before
+  the command or the shell; it exits at once when the VM has no agent channel (/dev/hvc0).
 """
 
 from __future__ import annotations
@@ -95,6 +97,9 @@ if [ -n "$root" ]; then
     echo "wirt: cannot mount root=$root" >&2
     [ -n "$run" ] && finish 1
 fi
+
+# The guest agent (wirt exec) on /dev/hvc0, when the hypervisor gave the VM that channel.
+[ -x /usr/sbin/wirt-agent ] && /usr/sbin/wirt-agent </dev/null >/dev/null 2>&1 &
 
 if [ -n "$run" ]; then
     if ! cmd=$(printf '%s' "$run" | base64 -d 2>/dev/null) || [ -z "$cmd" ]; then
