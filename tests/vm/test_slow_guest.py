@@ -46,7 +46,7 @@ def debian(home):
     made = []
 
     def make(name: str):
-        vm = VM.create(name, memory="256M", disk="64M", net="none")
+        vm = VM.create(name, memory="256M", disk="64M", net="none", image="initramfs")
         made.append(vm)
         return vm
 

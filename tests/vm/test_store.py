@@ -55,7 +55,7 @@ def test_permissions_of_created_vm(home):
 
     old = os.umask(0o022)
     try:
-        vm = VM.create("web", memory="64M", disk="1M", net="none")
+        vm = VM.create("web", memory="64M", disk="1M", net="none", image="initramfs")
     finally:
         os.umask(old)
     root = vm.paths.root
@@ -74,9 +74,9 @@ def test_permissions_of_created_vm(home):
 def test_create_refuses_bad_input_and_duplicates(home):
     from wirt.vm.api import VM
 
-    VM.create("web", memory="64M", disk="1M", net="none")
+    VM.create("web", memory="64M", disk="1M", net="none", image="initramfs")
     with pytest.raises(WirtError, match="already exists"):
-        VM.create("web", disk="1M")
+        VM.create("web", disk="1M", image="initramfs")
     for kwargs in ({"memory": "-1G"}, {"memory": "100T" * 1}, {"disk": "-5"}, {"disk": -5}, {"disk": "100P"},
                    {"cpus": 0}, {"net": "bogus"}, {"ports": ["x"]}):
         with pytest.raises(WirtError) as e:
@@ -84,14 +84,14 @@ def test_create_refuses_bad_input_and_duplicates(home):
         assert "\n" not in str(e.value)
     for name in ("a/b", "..", ".x", ""):
         with pytest.raises(WirtError):
-            VM.create(name, disk="1M")
+            VM.create(name, disk="1M", image="initramfs")
     assert [v.name for v in VM.list()] == ["web"]  # failed creates leave nothing behind
 
 
 def test_set_grows_only_and_validates(home):
     from wirt.vm.api import VM
 
-    vm = VM.create("web", memory="64M", disk="1M", net="none")
+    vm = VM.create("web", memory="64M", disk="1M", net="none", image="initramfs")
     vm.set(memory="128M", disk_size="2M")
     assert vm.config.memory == 128 << 20 and vm.config.disks[0].size == 2 << 20
     with pytest.raises(WirtError, match="only grow"):
@@ -108,7 +108,7 @@ def test_lock_serializes(home):
     from wirt.vm.api import VM
     from wirt.vm.locks import vm_lock
 
-    vm = VM.create("web", memory="64M", disk=None, net="none")
+    vm = VM.create("web", memory="64M", disk=None, net="none", image="initramfs")
     held, release = threading.Event(), threading.Event()
 
     def holder():

@@ -1,4 +1,4 @@
-"""VM lifecycle commands: create, ls, start, stop, restart, pause, resume, console, logs, set, rm, top.
+"""VM lifecycle commands: create, ls, start, stop, restart, pause, resume, console, exec, logs, set, rm, top.
 
 Thin: each command turns its arguments into a call on `wirt.vm.api.VM` (the Python API has the
 same operations), and prints the result.
@@ -21,13 +21,15 @@ __all__ = ["register"]
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the VM lifecycle commands as top-level sub-commands."""
     p = subparsers.add_parser("create", help="create a VM (configuration and disk)",
-                              description="Create a VM in $WIRT_HOME/vms/NAME. The disk is a qcow2 overlay on "
-                                          "the image's cached base disk when there is one, else a blank qcow2.")
+                              description="Create a VM in $WIRT_HOME/vms/NAME. Image debian (default): the disk "
+                                          "is a qcow2 overlay on the Debian root disk of `wirt image build` (built "
+                                          "now if not cached) and the VM boots from it. Image initramfs: the kernel "
+                                          "and busybox initramfs only (fast to boot), with a blank disk.")
     p.add_argument("name")
     p.add_argument("--cpus", type=int, default=1, help="virtual CPUs (default 1)")
     p.add_argument("--memory", "-m", default="512M", help="guest RAM (default 512M)")
     p.add_argument("--disk", default="8G", help="disk size (default 8G); 'none' for no disk")
-    p.add_argument("--image", default="debian", help="guest image (default debian)")
+    p.add_argument("--image", default="debian", help="debian (root disk, default), initramfs or none")
     p.add_argument("--net", default="user", help="user | tap:IF | socket:HUB | none (default user)")
     p.add_argument("--port", action="append", default=[], metavar="H:G[/udp]",
                    help="forward host port H to guest port G (user network; repeatable)")
@@ -73,6 +75,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("name")
     p.set_defaults(func=_console)
 
+    p = subparsers.add_parser(
+        "exec", help="run a command in a running VM through its guest agent", parents=[_exec_options()],
+        description="Run CMD in the guest (with sh -c; several words are quoted into one command line), "
+                    "print its stdout and stderr here and exit with its exit status. Waits up to --timeout "
+                    "seconds for the guest agent of a VM that is still booting. Options may come before or "
+                    "after NAME, before the --.")
+    p.add_argument("name")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="command to run in the guest")
+    p.set_defaults(func=_exec)
+
     p = subparsers.add_parser("logs", help="print a VM's console log")
     p.add_argument("name")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new output")
@@ -95,6 +107,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--interval", "-n", type=float, default=1.0, help="seconds between updates (default 1)")
     p.add_argument("--once", action="store_true", help="print one sample and exit")
     p.set_defaults(func=_top)
+
+
+class _OptionParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one-line WirtErrors (for options found in a remainder)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise WirtError(f"exec: {message}; options go before --, see `wirt exec --help`")
+
+
+def _exec_options(cls: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of `wirt exec` (also parsed again from between NAME and --)."""
+    p = cls(add_help=False, prog="wirt exec")
+    p.add_argument("--timeout", "-t", type=float, default=120.0,
+                   help="seconds to wait for the guest agent to come up (default 120)")
+    p.add_argument("--kill-after", type=float, metavar="SECONDS",
+                   help="end the command if it runs longer than this (default: no limit)")
+    p.add_argument("--stdin", "-i", action="store_true",
+                   help="send this command's standard input to the guest command (at most 64 KiB)")
+    return p
 
 
 def _vm(name: str):  # type: ignore[no-untyped-def]
@@ -197,7 +228,11 @@ def _status(args: argparse.Namespace) -> int:
     for i, d in enumerate(cfg.disks):
         print(f"disk{i}:    {d.path} {d.format} {human_size(d.size)}" + (" read-only" if d.read_only else ""))
     net = cfg.network
-    print(f"network:  {net.mode} mac {net.mac}" + (f" ports {' '.join(map(str, net.ports))}" if net.ports else ""))
+    print(f"network:  {net.mode} mac {net.mac}" + (f" ports {' '.join(map(str, net.ports))}" if net.ports else "")
+          + (f" ip {st.live['ip']}" if st.live.get("ip") else ""))
+    print(f"image:    {cfg.image}" + (" (boots from disk0)" if cfg.boot.root else ""))
+    if st.running:
+        print(f"agent:    {'up' if st.live.get('agent') else 'not up (yet)'}")
     for w in st.live.get("warnings", []):
         print(f"warning:  {w}")
     if st.live.get("limits"):
@@ -334,6 +369,42 @@ def _attach(vm: Any) -> int:
         client.close()
     print(f"\nwirt: {reason}", file=sys.stderr)
     return 0
+
+
+def _exec(args: argparse.Namespace) -> int:
+    """`wirt exec NAME -- CMD`: stream the guest command's output, exit with its status."""
+    import shlex
+
+    from wirt.vm.agent import MAX_STDIN, ExecEvent
+
+    argv = list(args.command)
+    if "--" in argv and argv[0].startswith("-"):  # options between NAME and -- stay in the remainder
+        cut = argv.index("--")
+        _exec_options(_OptionParser).parse_args(argv[:cut], namespace=args)
+        argv = argv[cut + 1:]
+    if not argv:
+        raise WirtError("exec: give the command after the VM name, e.g. `wirt exec web -- uname -a`")
+    command = argv[0] if len(argv) == 1 else shlex.join(argv)
+    if args.timeout < 0 or (args.kill_after is not None and args.kill_after <= 0):
+        raise WirtError("--timeout and --kill-after must be positive numbers of seconds")
+    stdin = b""
+    if args.stdin:
+        stdin = sys.stdin.buffer.read(MAX_STDIN + 1)
+        if len(stdin) > MAX_STDIN:
+            raise WirtError(f"--stdin: standard input is longer than {MAX_STDIN} bytes")
+    vm = _vm(args.name)
+    st = vm.status()
+    if st.state not in ("running", "paused"):
+        raise WirtError(f"VM {args.name!r} is {st.state}; start it with `wirt start {args.name}`")
+
+    def show(ev: ExecEvent) -> None:
+        if ev.kind in ("stdout", "stderr"):
+            out = sys.stdout.buffer if ev.kind == "stdout" else sys.stderr.buffer
+            out.write(ev.data)
+            out.flush()
+
+    result = vm.exec(command, timeout=args.kill_after, stdin=stdin, wait=args.timeout, on_event=show)
+    return result.status
 
 
 def _logs(args: argparse.Namespace) -> int:

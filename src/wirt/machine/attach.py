@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
-from wirt.devices.virtio import VirtioBlk, VirtioMmio, VirtioNet
+from wirt.devices.virtio import VirtioBlk, VirtioConsole, VirtioMmio, VirtioNet
 from wirt.errors import WirtError
 from wirt.machine import devicetree as dt
 
@@ -29,5 +29,14 @@ def attach_net(machine: Any, backend: Any, mac: bytes) -> VirtioMmio:
     """Put a netback backend on virtio-net in the next free slot."""
     n = free_slot(machine)
     dev = VirtioMmio(VirtioNet(backend, mac), machine.memory, machine.plic.line(dt.VIRTIO_IRQ_BASE + n))
+    machine.virtio[n].device = dev
+    return dev
+
+
+def attach_console(machine: Any, on_output: Callable[[bytes], None]) -> VirtioMmio:
+    """Put a single-port virtio-console (the guest's /dev/hvc0) in the next free slot;
+    `device.feed(bytes)` sends to the guest, `on_output` gets what the guest writes."""
+    n = free_slot(machine)
+    dev = VirtioMmio(VirtioConsole(on_output), machine.memory, machine.plic.line(dt.VIRTIO_IRQ_BASE + n))
     machine.virtio[n].device = dev
     return dev

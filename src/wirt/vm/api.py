@@ -4,6 +4,7 @@
     vm = VM.create("web", cpus=1, memory="512M", disk="8G", net="user", ports=["8080:80"])
     vm.start()
     print(vm.status().state)       # "running"
+    r = vm.exec("uname -r")        # through the guest agent: r.stdout, r.stderr (bytes), r.status
     vm.stop()                      # asks the guest to power off; force=True halts / kills
     vm.remove()
 
@@ -28,20 +29,25 @@ from wirt.errors import WirtError
 from wirt.units import parse_size
 from wirt.vm import disks as diskmod
 from wirt.vm.admission import Demand, admit
+from wirt.vm.agent import ExecEvent, ExecResult
 from wirt.vm.control import ControlClient, call
 from wirt.vm.inventory import HostInventory, host_inventory
 from wirt.vm.locks import vm_lock
+from wirt.vm import snapshots as snapmod
+from wirt.vm import zygote
+from wirt.vm.snapshots import SnapshotInfo
 from wirt.vm.schema import MAX_DISK, MIN_DISK, VMConfig, format_size
 from wirt.vm.settings import Settings, load_settings
 from wirt.vm.status import VMStatus, clean_stale, pid_alive, read_pid, vm_status
 from wirt.vm.store import DIR_MODE, VMPaths, VMStore, atomic_write, read_json
 
-__all__ = ["VM", "VMStatus"]
+__all__ = ["VM", "VMStatus", "ExecResult", "ExecEvent"]
 
 START_TIMEOUT = 300.0   # a cold start compiles the CPU core (minutes); a warm one takes about 1 s
 STOP_TIMEOUT = 30.0
 POWEROFF_RETRY = 5.0    # seconds between repeated power-off requests (a booting guest drops input)
 HALT_GRACE = 5.0        # --force: host-side halt first, SIGKILL after this long
+AGENT_WAIT = 120.0      # how long exec waits for the guest agent of a booting VM
 
 
 def _size_arg(value: int | str, what: str) -> int:
@@ -88,12 +94,22 @@ class VM:
                initrd: str = "", home: Path | str | None = None) -> VM:
         """Create a VM: its directory, vm.toml and (unless disk is None) disk0.qcow2.
 
-        The disk is a qcow2 overlay on the cached base image of `image` when there is one,
-        else a blank qcow2 of `disk` bytes (see wirt.vm.disks). `firmware`/`kernel`/`initrd`
-        override the image's boot files (image "none": bare firmware only).
+        image "debian": disk0 is a qcow2 overlay (at least `disk` bytes) on the Debian root disk
+        of `wirt image build` (built now if the cache has none) and the VM boots from it;
+        "initramfs": the kernel and busybox initramfs only, disk0 blank; "none": bare firmware
+        (give `firmware`). `firmware`/`kernel`/`initrd` override the image's boot files.
         """
+        from wirt.vm.schema import IMAGES
+
+        if image not in IMAGES:
+            raise WirtError(f"--image {image}: unknown image; use one of: "
+                            + "; ".join(f"{k} ({v})" for k, v in IMAGES.items()))
+        if image == "debian" and disk is None:
+            raise WirtError("image debian boots from its disk; give a disk size (e.g. --disk 8G) "
+                            "or use --image initramfs")
         cfg = VMConfig.new(name, cpus=cpus, memory=memory, image=image, net=net, ports=list(ports),
                            mac=mac, cpu_affinity=list(cpu_affinity), append=append)
+        cfg.boot.root = image == "debian"
         for key, val in (("firmware", firmware), ("kernel", kernel), ("initrd", initrd)):
             if val:
                 setattr(cfg.boot, key, str(Path(val).resolve()))
@@ -103,11 +119,12 @@ class VM:
             if not MIN_DISK <= size <= MAX_DISK:
                 raise WirtError(f"--disk {disk}: use a size from {format_size(MIN_DISK)} to {format_size(MAX_DISK)}")
         store = VMStore(home)
+        base = diskmod.base_image(image) if size is not None else None  # may build it: before the VM exists
         paths = store.create(cfg)
         try:
             with vm_lock(paths.root):
                 if size is not None:
-                    dk, note = diskmod.create_disk(paths.root, 0, size, image)
+                    dk, note = diskmod.create_disk(paths.root, 0, size, base)
                     cfg.disks.append(dk)
                     store.save(cfg)
                     atomic_write(paths.root / "disk0.note", note + "\n")
@@ -179,19 +196,22 @@ class VM:
             log = os.open(self.paths.console_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             env = dict(os.environ, WIRT_HOME=str(self.store.home.resolve()))
             try:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "wirt.vm.process", self.name], stdin=subprocess.DEVNULL,
-                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.paths.root,
-                    env=env, close_fds=True)
+                # A fork of the warm zygote when one runs (milliseconds), else a new interpreter.
+                proc: Any = zygote.spawn(self.store.home, self.name, log, env, self.paths.root)
+                if proc is None:
+                    proc = subprocess.Popen(
+                        [sys.executable, "-m", "wirt.vm.process", self.name], stdin=subprocess.DEVNULL,
+                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.paths.root,
+                        env=env, close_fds=True)
             finally:
                 os.close(log)
             if not wait:
                 return self.status(query=False)
             return self._wait_ready(proc, timeout)
 
-    def _wait_ready(self, proc: subprocess.Popen[bytes], timeout: float) -> VMStatus:
+    def _wait_ready(self, proc: Any, timeout: float) -> VMStatus:
         deadline = time.monotonic() + timeout
-        delay = 0.02
+        delay = 0.005  # a zygote fork is ready in tens of milliseconds, a fresh process in ~1 s
         while time.monotonic() < deadline:
             if self.paths.control.exists():
                 with contextlib.suppress(WirtError):
@@ -203,7 +223,7 @@ class VM:
                 raise WirtError(f"VM {self.name!r} failed to start: {st.reason or 'the process exited'}"
                                 + (f"\n{tail}" if tail else "") + f"\n(full log: {self.paths.last_console})")
             time.sleep(delay)
-            delay = min(delay * 1.5, 0.25)
+            delay = min(delay * 1.3, 0.1)
         raise WirtError(f"VM {self.name!r} did not come up within {timeout:g} s; see `wirt logs {self.name}`")
 
     def _sync_disks(self, cfg: VMConfig) -> None:
@@ -308,11 +328,80 @@ class VM:
             self._require_running()
             call(self.paths.control, "resume")
 
+    # ---- snapshots (vm/snapshots.py) -----------------------------------------------------------------
+    def snapshot(self, name: str) -> SnapshotInfo:
+        """Take snapshot `name`: full (CPU, devices, RAM, disks) if the VM runs, else disk-only."""
+        return snapmod.vm_snapshot(self, name)
+
+    def restore(self, name: str) -> str:
+        """Go back to snapshot `name`. A running VM continues from it at once ("running"); a stopped
+        one gets its disks back and, for a full snapshot, resumes its saved state at the next start."""
+        return snapmod.vm_restore(self, name)
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        """This VM's snapshots (each names its parent: they form a tree)."""
+        return snapmod.VMSnapshots(self.paths).list()
+
+    def pending_resume(self) -> str | None:
+        """The full snapshot the next start resumes instead of booting, if any."""
+        return snapmod.VMSnapshots(self.paths).resume()
+
+    def remove_snapshot(self, name: str) -> None:
+        """Delete snapshot `name` (disk layers stay while anything is backed by them)."""
+        snapmod.vm_remove_snapshot(self, name)
+
+    def fork(self, snap: str, new_name: str, start: bool = False) -> VM:
+        """A new VM from snapshot `snap`: memory mapped copy-on-write, disks as overlays, new MAC.
+        With `start`, it is started (from the snapshot's running state for a full snapshot)."""
+        new, _ = snapmod.vm_fork(self, snap, new_name)
+        if start:
+            new.start()
+        return new
+
     def _require_running(self) -> VMStatus:
         st = self.status(query=False)
         if not st.running:
             raise WirtError(f"VM {self.name!r} is not running ({st.state}); start it with `wirt start {self.name}`")
         return st
+
+    def exec(self, command: str | list[str], timeout: float | None = None, *, stdin: bytes = b"",
+             wait: float = AGENT_WAIT, on_event: Any = None) -> ExecResult:
+        """Run `command` in the guest through its agent and return stdout, stderr and exit status.
+
+        A string runs with `sh -c`; a list is quoted into one (shlex.join). `wait`: seconds to
+        wait for the agent of a guest that is still booting; `timeout`: seconds the command may
+        run (then it is killed and WirtError raised); `stdin`: bytes for its standard input;
+        `on_event(ExecEvent)` sees output as it arrives.
+        """
+        import base64
+        import shlex
+
+        st = self._require_running()
+        if st.state == "paused":
+            raise WirtError(f"VM {self.name!r} is paused; `wirt resume {self.name}` first")
+        text = command if isinstance(command, str) else shlex.join(command)
+        if not text.strip():
+            raise WirtError("exec: the command is empty")
+        req: dict[str, Any] = {"command": text, "wait": float(wait)}
+        if timeout is not None:
+            req["timeout"] = float(timeout)
+        if stdin:
+            req["stdin"] = base64.b64encode(stdin).decode()
+        out, err = bytearray(), bytearray()
+        limit = None if timeout is None else wait + timeout + 10.0
+        with ControlClient(self.paths.control, timeout=limit if limit is not None else 3600.0 * 24) as c:
+            for reply in c.stream("exec", **req):
+                if "exit" in reply:
+                    ev = ExecEvent("exit", status=int(reply["exit"]))
+                else:
+                    data = base64.b64decode(reply.get("data", ""))
+                    ev = ExecEvent(reply.get("stream", "stdout"), data)
+                    (err if ev.kind == "stderr" else out).extend(data)
+                if on_event is not None:
+                    on_event(ev)
+                if ev.kind == "exit":
+                    return ExecResult(bytes(out), bytes(err), ev.status)
+        raise WirtError(f"VM {self.name!r} closed the exec stream before the command's exit status")
 
     def console_input(self, text: str | bytes) -> None:
         """Type on the guest's console."""

@@ -8,8 +8,9 @@ Malformed JSON, a non-object, a missing or unknown command, or arguments of the 
 structured error and the connection (and the VM) carries on. Peers are checked with
 SO_PEERCRED (unix(7)): only the VM owner's uid (and root) may connect; the socket file is
 0600 in a 0700 directory as a second fence. `console-attach` turns the connection into a raw
-byte stream (guest console both ways) until the client closes it. docs/control-protocol.md
-is the reference.
+byte stream (guest console both ways) until the client closes it. A handler may return a
+`Stream` (`exec`): its items go out as several reply lines with the request's id, the last one
+ending the request. docs/control-protocol.md is the reference.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from wirt.errors import WirtError
 
-__all__ = ["ControlError", "ControlServer", "ControlClient", "MAX_LINE", "peer_credentials"]
+__all__ = ["ControlError", "ControlServer", "ControlClient", "Stream", "MAX_LINE", "peer_credentials"]
 
 MAX_LINE = 1 << 20  # a request longer than this is refused (and the connection closed)
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
@@ -39,6 +40,22 @@ class ControlError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class Stream:
+    """A handler result sent as several replies: each item (a dict) becomes `{"id", "ok": true, ...}`.
+
+    An error raised while iterating becomes an error reply that ends the stream. If the client
+    goes away, the iterator is closed (a generator's `finally` runs), so work can be cancelled."""
+
+    def __init__(self, items: Iterator[dict[str, Any]]) -> None:
+        self.items = items
+        self.rid: Any = None
+
+    def close(self) -> None:
+        close = getattr(self.items, "close", None)
+        if close is not None:
+            close()
 
 
 def peer_credentials(conn: socket.socket) -> tuple[int, int, int]:
@@ -130,6 +147,9 @@ class ControlServer:
                 if not line.strip():
                     continue
                 reply, attach = self.dispatch(line)
+                if isinstance(reply, Stream):
+                    self._send_stream(conn, reply)
+                    continue
                 self._send(conn, reply)
                 if attach and self.console is not None:
                     self.console(conn, buf)  # returns when the client detaches
@@ -140,8 +160,25 @@ class ControlServer:
             with contextlib.suppress(OSError):
                 conn.close()
 
-    def dispatch(self, line: bytes) -> tuple[dict[str, Any], bool]:
-        """One request line -> (reply, whether the connection becomes a console stream)."""
+    def _send_stream(self, conn: socket.socket, stream: Stream) -> None:
+        """Send a Stream's items as replies; an error ends it with an error reply."""
+        rid = stream.rid
+        try:
+            for item in stream.items:
+                self._send(conn, {"id": rid, "ok": True, **item})
+        except ControlError as exc:
+            self._send(conn, _error(rid, exc.code, exc.message))
+        except WirtError as exc:
+            self._send(conn, _error(rid, "failed", str(exc)))
+        except OSError:
+            raise  # the client went away; `finally` below cancels the work
+        except Exception as exc:  # noqa: BLE001 -- a bug in a handler must not kill the VM
+            self._send(conn, _error(rid, "internal", f"{type(exc).__name__}: {exc}"))
+        finally:
+            stream.close()
+
+    def dispatch(self, line: bytes) -> tuple[dict[str, Any] | Stream, bool]:
+        """One request line -> (reply or Stream of replies, whether the connection becomes a console stream)."""
         try:
             req = json.loads(line)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -170,6 +207,9 @@ class ControlServer:
             return _error(rid, "failed", str(exc)), False
         except Exception as exc:  # noqa: BLE001 -- a bug in a handler must not kill the VM
             return _error(rid, "internal", f"{type(exc).__name__}: {exc}"), False
+        if isinstance(result, Stream):
+            result.rid = rid
+            return result, False
         return {"id": rid, "ok": True, **result}, False
 
 
@@ -232,6 +272,13 @@ class ControlClient:
         data = request if isinstance(request, bytes) else json.dumps(request).encode() + b"\n"
         try:
             self.sock.sendall(data)
+        except OSError as exc:
+            raise WirtError(f"control socket {self.path}: {exc.strerror or exc}") from None
+        return self.read_reply()
+
+    def read_reply(self) -> dict[str, Any]:
+        """The next reply line (also the further replies of a streamed command)."""
+        try:
             while b"\n" not in self._buf:
                 chunk = self.sock.recv(65536)
                 if not chunk:
@@ -253,6 +300,21 @@ class ControlClient:
             err = reply.get("error") or {}
             raise WirtError(f"{cmd}: {err.get('message', 'failed')}")
         return reply
+
+    def stream(self, cmd: str, end: str = "exit", **args: Any) -> Iterator[dict[str, Any]]:
+        """Send `cmd` and yield its replies up to and including the one carrying key `end`;
+        an error reply raises WirtError with its message."""
+        rid = self._next
+        self._next += 1
+        reply = self.raw({"id": rid, "cmd": cmd, **args})
+        while True:
+            if not reply.get("ok"):
+                err = reply.get("error") or {}
+                raise WirtError(f"{cmd}: {err.get('message', 'failed')}")
+            yield reply
+            if end in reply:
+                return
+            reply = self.read_reply()
 
     def leftover(self) -> bytes:
         """Bytes received after the last reply (console output already in flight)."""

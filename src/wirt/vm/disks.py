@@ -1,10 +1,10 @@
-"""A VM's disk files: create (overlay on a base image, or blank), grow, measure.
+"""A VM's disk files: create (a qcow2 overlay on the image's root disk, or blank), grow, measure.
 
-Base images: a root-filesystem image of `image` is looked up in the image cache as
-`$WIRT_CACHE/base/IMAGE.qcow2` (then `.raw`/`.img`). The image layer does not build one
-yet, so `wirt create` usually makes a blank qcow2 disk; when a base exists, the disk is a
-qcow2 overlay on it (copy-on-write: the base is never written, and only the VM's changes
-take space).
+Image "debian": disk 0 is a qcow2 overlay on the Debian trixie root disk of `wirt image build`
+(`wirt.images.rootdisk.root_disk()`: the cached image, built now with progress bars when the
+cache has none), so the base is never written and only the VM's changes take space on the host;
+the VM boots from it (boot.root, wirt.images.rootinit.KERNEL_CMDLINE). Other images (initramfs,
+none) get a blank qcow2 disk of the requested size.
 """
 
 from __future__ import annotations
@@ -13,29 +13,27 @@ import os
 from pathlib import Path
 
 from wirt.errors import WirtError
-from wirt.paths import cache_dir
 from wirt.vm.schema import DiskConfig
 
-__all__ = ["find_base_image", "create_disk", "grow_disk", "disk_usage", "disk_growth"]
+__all__ = ["base_image", "create_disk", "grow_disk", "disk_usage", "disk_growth"]
 
 
-def find_base_image(image: str) -> Path | None:
-    """The cached root-filesystem image for `image`, if there is one."""
-    base = cache_dir().expanduser() / "base"
-    for ext in (".qcow2", ".raw", ".img"):
-        p = base / f"{image}{ext}"
-        if p.is_file():
-            return p
-    return None
+def base_image(image: str | None) -> Path | None:
+    """The root disk a VM of `image` boots from (building it if needed), or None for a blank disk."""
+    if image != "debian":
+        return None
+    from wirt.images.rootdisk import root_disk
+
+    return root_disk()
 
 
-def create_disk(vm_dir: Path, index: int, size: int, image: str | None) -> tuple[DiskConfig, str]:
-    """Create disk<index>.qcow2 in the VM directory; returns its config and a note saying how."""
+def create_disk(vm_dir: Path, index: int, size: int, base: Path | None) -> tuple[DiskConfig, str]:
+    """Create disk<index>.qcow2 in the VM directory, an overlay on `base` (at least its size) or
+    blank; returns its config and a note saying how."""
     from wirt.storage.qcow2_create import create_qcow2
 
     name = f"disk{index}.qcow2"
     path = Path(vm_dir) / name
-    base = find_base_image(image) if image else None
     if base is not None:
         from wirt.storage import open_image, probe_format
 
@@ -46,7 +44,7 @@ def create_disk(vm_dir: Path, index: int, size: int, image: str | None) -> tuple
         note = f"qcow2 overlay on {base}"
     else:
         create_qcow2(str(path), size)
-        note = f"blank qcow2 (no base image for {image!r} in {cache_dir() / 'base'})" if image else "blank qcow2"
+        note = "blank qcow2"
     os.chmod(path, 0o600)
     return DiskConfig(name, "qcow2", size, False), note
 

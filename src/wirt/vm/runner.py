@@ -9,15 +9,20 @@ Machine's API touches only this file:
     halt (host side)  -> Machine.stop()
     console input     -> Machine.feed_input(bytes)
     graceful poweroff -> the board has no power button the guest listens to (QEMU's riscv virt
-                         has none either), so "poweroff -f" is typed on the console
+                         has none either): the guest agent is asked (`poweroff`: sync, root
+                         read-only, power off); without an agent "poweroff -f" is typed on the console
     counters          -> Machine.hart.instret
-    disks             -> VirtioMmio(VirtioBlk(image)) set into Machine.virtio[n].device
-What is missing from Machine today is listed by `missing_features()` (the network card).
+    devices           -> wirt.machine.attach: disks on virtio-blk, the network card on virtio-net
+                         (a wirt.netback backend: passt for "user", a tap device, a socket hub), and
+                         a virtio-console port as the guest agent channel (wirt.vm.agent)
+What is missing from Machine today is listed by `missing_features()` (nothing at the moment).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -25,10 +30,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from wirt.errors import WirtError
-from wirt.vm.schema import VMConfig
+from wirt.vm.agent import GuestAgent
+from wirt.vm.schema import IMAGES, VMConfig
 
 __all__ = ["BootFiles", "RunResult", "Runner", "resolve_boot", "check_supported", "missing_features",
-           "BASE_BOOTARGS", "POWEROFF_KEYS"]
+           "root_cmdline", "hub_socket", "CountingBackend", "BASE_BOOTARGS", "POWEROFF_KEYS"]
 
 BASE_BOOTARGS = "console=ttyS0 panic=1"
 # Typed on the console by a graceful stop (Ctrl-C, Ctrl-U clear a half-typed line first).
@@ -66,9 +72,75 @@ def missing_features() -> list[str]:
     """What the hypervisor would use but the machine layer does not offer yet."""
     out = []
     if importlib.util.find_spec("wirt.devices.virtio") is None:
-        out.append("virtio devices (wirt.devices.virtio): disks are not attached")
-    out.append("virtio-net wired to a netback (network modes are accepted but not attached)")
+        out.append("virtio devices (wirt.devices.virtio): disks, network and agent are not attached")
     return out
+
+
+class CountingBackend:
+    """A netback backend proxy counting the bytes of frames received and sent (for `stats`)."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.rx_bytes = 0
+        self.tx_bytes = 0
+
+    def start(self, deliver: Callable[[bytes], None]) -> None:
+        def counted(frame: bytes) -> None:
+            self.rx_bytes += len(frame)
+            deliver(frame)
+
+        self.backend.start(counted)
+
+    def send(self, frame: bytes) -> None:
+        self.tx_bytes += len(frame)
+        self.backend.send(frame)
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+HUB_START_TIMEOUT = 5.0
+
+
+def hub_socket(hub: str) -> str:
+    """The socket of `socket:HUB`: HUB itself when it is a path, else $WIRT_HOME/hubs/HUB.sock,
+    whose hub process (`python -m wirt.netback.socket`) is started here if none listens there."""
+    import socket as so
+
+    from wirt.vm.store import wirt_home
+
+    if "/" in hub:
+        return hub
+    hubs = wirt_home() / "hubs"
+    hubs.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = str(hubs / f"{hub}.sock")
+
+    def listening() -> bool:
+        s = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+        try:
+            s.connect(path)
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
+
+    if listening():
+        return path
+    proc = subprocess.Popen([sys.executable, "-m", "wirt.netback.socket", path], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            close_fds=True)
+    deadline = time.monotonic() + HUB_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if listening():
+            return path
+        if proc.poll() is not None and not listening():
+            time.sleep(0.05)  # another VM may have won the race to start it
+            if listening():
+                return path
+            raise WirtError(f"the socket hub {hub!r} at {path} could not be started")
+        time.sleep(0.05)
+    raise WirtError(f"the socket hub {hub!r} at {path} did not come up within {HUB_START_TIMEOUT:g} s")
 
 
 class CountingDisk:
@@ -95,8 +167,20 @@ class CountingDisk:
         self.bytes_written += len(data)
 
 
+def root_cmdline(cfg: VMConfig) -> str:
+    """The kernel arguments that boot disk 0 as the root filesystem, when the VM boots from it."""
+    if not cfg.boot.root:
+        return ""
+    from wirt.images.rootinit import KERNEL_CMDLINE
+
+    return KERNEL_CMDLINE
+
+
 def check_supported(cfg: VMConfig) -> None:
     """Refuse, before spawning anything, a configuration the machine cannot run."""
+    if cfg.boot.root and not cfg.disks:
+        raise WirtError(f"VM {cfg.name!r} boots from disk 0 (boot.root) but has no disk; "
+                        "add one or set root = false in its [boot] section")
     if cfg.cpus != 1:
         raise WirtError(f"VM {cfg.name!r} has {cfg.cpus} CPUs but the emulated board supports only 1 "
                         f"so far; run `wirt set {cfg.name} --cpus 1`")
@@ -119,8 +203,9 @@ def resolve_boot(cfg: VMConfig, vm_dir: Path) -> BootFiles:
             raise WirtError(f"{vm_dir / 'vm.toml'}: image \"none\" needs boot.firmware; set it or use image = \"debian\"")
         return BootFiles(files["firmware"], files.get("kernel", ""), files.get("initrd", ""))
     if len(files) < 3 and not (b.kernel and b.firmware):
-        if cfg.image != "debian":
-            raise WirtError(f"{vm_dir / 'vm.toml'}: image: unknown image {cfg.image!r}; use \"debian\"")
+        if cfg.image not in IMAGES:
+            raise WirtError(f"{vm_dir / 'vm.toml'}: image: unknown image {cfg.image!r}; use one of "
+                            + ", ".join(f'"{i}"' for i in IMAGES))
         from wirt.images.guest import default_guest
 
         g = default_guest()
@@ -139,6 +224,8 @@ class Runner:
         self.cfg = cfg
         self.vm_dir = Path(vm_dir) if vm_dir is not None else Path.cwd()
         self.disks: list[CountingDisk] = []
+        self.nets: list[CountingBackend] = []
+        self.agent = GuestAgent()
         self.boot = boot
         self.on_output = on_output
         self.warnings: list[str] = []
@@ -149,6 +236,7 @@ class Runner:
         self._paused_now = threading.Event()
         self.started = time.time()
         self.boots = 0
+        self.resumed_from: str | None = None  # the snapshot this run continued from
         self._rate = (time.monotonic(), 0, 0.0)  # (when, instret, mips) of the last sample
 
     # ---- building -----------------------------------------------------------------------------
@@ -161,18 +249,28 @@ class Runner:
         fw = read_image(self.boot.firmware, "firmware")
         kernel = read_image(self.boot.kernel, "kernel") if self.boot.kernel else None
         initrd = read_image(self.boot.initrd, "initrd") if self.boot.initrd else None
-        bootargs = " ".join(x for x in (BASE_BOOTARGS, self.cfg.boot.append.strip()) if x)
+        bootargs = " ".join(x for x in (BASE_BOOTARGS, root_cmdline(self.cfg), self.cfg.boot.append.strip()) if x)
         self.machine = Machine(fw, kernel, initrd, memory_size=self.cfg.memory, bootargs=bootargs,
                                on_output=self.on_output)
         self._attach_devices()
+        self._resume_snapshot()
+
+    def _resume_snapshot(self) -> None:
+        """Continue from the full snapshot a restore of the stopped VM, or a fork, left to resume."""
+        from wirt.vm.snapshots import resume_pending
+        from wirt.vm.store import VMPaths
+
+        try:
+            name = resume_pending(VMPaths(self.vm_dir), self.cfg, self.machine)
+        except WirtError as exc:  # checked before anything changed: the guest boots afresh instead
+            self.warnings.append(f"the saved state was not resumed ({exc}); the guest boots afresh")
+            return
+        if name is not None:
+            self.resumed_from = name
 
     def _attach_devices(self) -> None:
-        """Disks on virtio-blk, in virtio-mmio slots 0.. (IRQ 1 + slot, DESIGN.md memory map).
-
-        The board does not plug devices itself yet, so they are set into `Machine.virtio[n]`
-        (a `VirtioSlot` whose `device` takes any virtio-mmio transport). The network card
-        needs a netback wired to virtio-net: not done yet, warned about.
-        """
+        """Disks on virtio-blk, then the network card on virtio-net and the agent's virtio-console,
+        in virtio-mmio slots 0.. (IRQ 1 + slot, DESIGN.md memory map), via wirt.machine.attach."""
         try:
             import wirt.devices.virtio  # noqa: F401
         except ImportError:
@@ -191,12 +289,44 @@ class Runner:
             img = CountingDisk(open_image(path, read_only=d.read_only, format=d.format))
             self.disks.append(img)
             attach_disk(m, img, serial=f"wirt-disk{i}")
-        if self.cfg.network.mode != "none":
-            self.warnings.append(f"network ({self.cfg.network.mode}) not attached: virtio-net is not wired "
-                                 "to a netback by the hypervisor yet")
+        self._attach_network()
+        from wirt.machine.attach import attach_console
+
+        console = attach_console(m, self.agent.on_output)
+        self.agent.send = console.device.feed
+
+    def _attach_network(self) -> None:
+        """The [network] of vm.toml on virtio-net: user (passt with the port forwards), tap:IF, socket:HUB."""
+        from wirt.machine.attach import attach_net
+        from wirt.netback import open_backend
+        from wirt.netback.mac import parse_mac
+
+        net = self.cfg.network
+        if net.mode == "none":
+            return
+        kind, _, arg = net.mode.partition(":")
+        if kind == "user":
+            backend = open_backend("user", port_forwards=[str(p) for p in net.ports])
+        elif kind == "tap":
+            backend = open_backend("tap", tap=arg)
+        else:
+            backend = open_backend("socket", path=hub_socket(arg))
+        counted = CountingBackend(backend)
+        try:
+            attach_net(self.machine, counted, parse_mac(net.mac))
+        except BaseException:
+            counted.close()
+            raise
+        self.nets.append(counted)
 
     def close(self) -> None:
-        """Flush and close the disks (after run() returned)."""
+        """Close the network backends (passt ends) and flush and close the disks (after run() returned)."""
+        for net in self.nets:
+            try:
+                net.close()
+            except Exception as exc:  # noqa: BLE001 -- report, keep closing the others
+                self.warnings.append(f"closing the network backend: {exc}")
+        self.nets.clear()
         for img in self.disks:
             try:
                 img.close()
@@ -223,6 +353,7 @@ class Runner:
                 continue  # pause or halt asked for it; the top of the loop decides
             if ex.reason == "reset":
                 m.reset()  # the guest rebooted
+                self.agent.reset()
                 self.boots += 1
                 continue
             if ex.reason == "limit":
@@ -252,9 +383,12 @@ class Runner:
             self.machine.stop()
 
     def request_poweroff(self) -> None:
-        """Ask the guest to power off (typed on its console; see the module docstring)."""
+        """Ask the guest to power off: through its agent, else typed on its console (module docstring)."""
         if self._pause:
             self.resume()
+        if self.agent.ready and self.agent.send is not None:
+            self.agent.poweroff()
+            return
         self.feed_input(POWEROFF_KEYS)
 
     def feed_input(self, data: bytes) -> None:
@@ -276,5 +410,6 @@ class Runner:
             "instructions": insns, "mips": round(mips, 3), "boots": self.boots,
             "disk_read_bytes": sum(d.bytes_read for d in self.disks),
             "disk_write_bytes": sum(d.bytes_written for d in self.disks),
-            "net_rx_bytes": 0, "net_tx_bytes": 0,  # once virtio-net is wired
+            "net_rx_bytes": sum(n.rx_bytes for n in self.nets),
+            "net_tx_bytes": sum(n.tx_bytes for n in self.nets),
         }

@@ -10,14 +10,15 @@ checks every value and raises a one-line `WirtError` naming the file, the key an
     created = "2026-01-01T00:00:00Z"
     cpus = 1
     memory = "512M"
-    image = "debian"
+    image = "debian"             # debian (root disk) | initramfs | none (see IMAGES)
     cpu_affinity = []            # host CPUs the VM process may run on ([] = any)
     [network]
     mode = "user"                # user | tap:IF | socket:HUB | none
-    mac = "52:54:00:12:34:56"
+    mac = "52:54:00:12:34:56"    # default: derived from the uuid (wirt.netback.mac.vm_mac)
     ports = ["8080:80", "5353:53/udp"]
     [boot]
     append = ""                  # extra kernel command-line arguments
+    root = true                  # boot disk 0 as the root filesystem (image "debian")
     [[disks]]
     path = "disk0.qcow2"         # relative to the VM directory, or absolute
     format = "qcow2"
@@ -40,7 +41,7 @@ from wirt.errors import WirtError
 from wirt.units import parse_size
 
 __all__ = [
-    "SCHEMA_VERSION", "VMConfig", "DiskConfig", "NetworkConfig", "PortForward", "BootConfig",
+    "SCHEMA_VERSION", "IMAGES", "VMConfig", "DiskConfig", "NetworkConfig", "PortForward", "BootConfig",
     "validate_name", "parse_port", "parse_net_mode", "random_mac", "format_size",
     "MIN_MEMORY", "MAX_MEMORY", "MIN_DISK", "MAX_DISK", "MAX_CPUS", "MAX_NAME",
 ]
@@ -53,6 +54,12 @@ MIN_DISK = 1 << 20
 MAX_DISK = 64 << 40           # qcow2 with 64 KiB clusters addresses 64 TiB comfortably
 MAX_CPUS = 64
 NET_MODES = ("user", "tap:IF", "socket:HUB", "none")
+#: Guest images a VM can be created from.
+IMAGES = {
+    "debian": "Debian trixie root disk (`wirt image build`) as a qcow2 overlay on disk 0, booted from it",
+    "initramfs": "Debian's kernel with wirt's busybox initramfs only (fast to boot; disks start blank)",
+    "none": "no default guest: boot.firmware (and kernel/initrd) must be given",
+}
 DISK_FORMATS = ("qcow2", "raw")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _IFNAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,15}")  # Linux IFNAMSIZ is 16 with the NUL
@@ -258,12 +265,14 @@ def check_ports(ports: list[PortForward], where: str) -> None:
 
 @dataclass
 class BootConfig:
-    """How the VM boots: the image's kernel/initrd/firmware unless given, plus extra arguments."""
+    """How the VM boots: the image's kernel/initrd/firmware unless given, plus extra arguments;
+    `root`: disk 0 is the root filesystem (wirt.images.rootinit.KERNEL_CMDLINE is added)."""
 
     append: str = ""
     kernel: str = ""
     initrd: str = ""
     firmware: str = ""
+    root: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v or k == "append"}
@@ -272,14 +281,17 @@ class BootConfig:
     def from_dict(cls, d: object, where: _Where) -> BootConfig:
         if not isinstance(d, dict):
             raise where.error("boot", "is not a table", "write it as a [boot] section")
-        _unknown(where, "boot", d, {"append", "kernel", "initrd", "firmware"})
-        vals = {}
+        _unknown(where, "boot", d, {"append", "kernel", "initrd", "firmware", "root"})
+        vals: dict[str, Any] = {}
         for k in ("append", "kernel", "initrd", "firmware"):
             v = d.get(k, "")
             if not isinstance(v, str) or "\0" in v or "\n" in v:
                 raise where.error(f"boot.{k}", f"{v!r} is not a one-line string", f"write boot.{k} as a quoted string")
             vals[k] = v
-        return cls(**vals)
+        root = d.get("root", False)
+        if not isinstance(root, bool):
+            raise where.error("boot.root", f"{root!r} is not a boolean", "write true or false")
+        return cls(**vals, root=root)
 
 
 @dataclass
@@ -302,9 +314,14 @@ class VMConfig:
     def new(cls, name: str, *, cpus: int = 1, memory: int | str = "512M", image: str = "debian",
             net: str = "user", ports: list[str] | None = None, mac: str | None = None,
             cpu_affinity: list[int] | None = None, append: str = "") -> VMConfig:
-        """A fresh configuration (new uuid, creation time now), validated like a loaded file."""
+        """A fresh configuration (new uuid, creation time now), validated like a loaded file.
+        Without `mac`, the MAC address is derived from the new uuid (stable, see wirt.netback.mac)."""
+        from wirt.netback.mac import format_mac, vm_mac
+
+        uid = str(uuidlib.uuid4())
+        mac = mac or format_mac(vm_mac(uid))
         d: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION, "name": name, "uuid": str(uuidlib.uuid4()),
+            "schema_version": SCHEMA_VERSION, "name": name, "uuid": uid,
             "created": now_iso(), "cpus": cpus, "memory": memory, "image": image,
             "network": {"mode": net, "ports": list(ports or [])} | ({"mac": mac} if mac else {}),
             "boot": {"append": append}, "cpu_affinity": list(cpu_affinity or []), "disks": [],

@@ -8,11 +8,17 @@ the reply fields, or raises ControlError with a code the client can act on.
 from __future__ import annotations
 
 import base64
+import binascii
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
-from wirt.vm.control import ControlError, Handler, arg
+from wirt.errors import WirtError
+from wirt.vm.agent import MAX_COMMAND, MAX_STDIN, ExecTimeout
+from wirt.vm.control import ControlError, Handler, Stream, arg
+
+MAX_WAIT = 3600.0  # longest `wait` for the guest agent an exec request may ask for
 
 __all__ = ["VMService", "proc_stats"]
 
@@ -58,6 +64,9 @@ class VMService:
             "stop": self.stop,
             "console-input": self.console_input,
             "console-tail": self.console_tail,
+            "snapshot-create": self.snapshot_create,
+            "snapshot-restore": self.snapshot_restore,
+            "exec": self.exec,
         }
 
     def status(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -66,8 +75,12 @@ class VMService:
             "name": self.cfg.name, "pid": os.getpid(), "paused": bool(r.paused),
             "state": "paused" if r.paused else "running", "started": self.started,
             "uptime": round(time.time() - self.started, 3), "cpus": self.cfg.cpus, "memory": self.cfg.memory,
-            "warnings": list(getattr(r, "warnings", [])), "ip": None,
+            "warnings": list(getattr(r, "warnings", [])), "ip": None, "agent": False,
         }
+        agent = getattr(r, "agent", None)
+        if agent is not None:
+            out["ip"] = agent.ip
+            out["agent"] = agent.ready
         if self.limits is not None:
             out["limits"] = {"method": self.limits.method, "cgroup": self.limits.cgroup,
                              "details": list(self.limits.details)}
@@ -121,3 +134,73 @@ class VMService:
         if not 1 <= lines <= 10000:
             raise ControlError("bad-argument", "\"lines\" must be from 1 to 10000")
         return {"text": self.hub.tail(lines)}
+
+    def exec(self, req: dict[str, Any]) -> Stream:
+        """Run a command through the guest agent; output and the exit status are streamed back."""
+        command = arg(req, "command", str)
+        if command is None or not command.strip():
+            raise ControlError("bad-argument", "\"command\" is required (the shell command to run)")
+        wait = arg(req, "wait", (int, float), 0.0)
+        if not 0 <= wait <= MAX_WAIT:
+            raise ControlError("bad-argument", f"\"wait\" must be from 0 to {MAX_WAIT:g} seconds")
+        timeout = arg(req, "timeout", (int, float), None)
+        if timeout is not None and not timeout > 0:
+            raise ControlError("bad-argument", "\"timeout\" must be a positive number of seconds")
+        try:
+            stdin = base64.b64decode(arg(req, "stdin", str, ""), validate=True)
+        except (binascii.Error, ValueError):
+            raise ControlError("bad-argument", "\"stdin\" is not valid base64") from None
+        if len(command.encode()) > MAX_COMMAND:
+            raise ControlError("bad-argument", f"\"command\" is longer than {MAX_COMMAND} bytes")
+        if len(stdin) > MAX_STDIN:
+            raise ControlError("bad-argument", f"\"stdin\" is longer than {MAX_STDIN} bytes")
+        agent = getattr(self.runner, "agent", None)
+        if agent is None or agent.send is None:
+            raise ControlError("unsupported", "this VM has no guest agent channel")
+        if self.runner.paused:
+            raise ControlError("invalid-state", "the VM is paused; resume it first")
+        if not agent.wait_ready(wait):
+            raise ControlError("agent-unavailable",
+                               f"the guest agent is not up{f' after {wait:g} s' if wait else ''}: the guest is "
+                               "still booting, or its image does not start wirt-agent")
+        try:
+            session = agent.start(command, stdin)
+        except WirtError as exc:
+            raise ControlError("failed", str(exc)) from None
+        return Stream(self._exec_events(agent, session, timeout))
+
+    def _exec_events(self, agent: Any, session: Any, timeout: float | None) -> Iterator[dict[str, Any]]:
+        finished = False
+        try:
+            try:
+                for ev in agent.events(session, timeout):
+                    if ev.kind == "exit":
+                        finished = True
+                        yield {"exit": ev.status}
+                    else:
+                        yield {"stream": ev.kind, "data": base64.b64encode(ev.data).decode()}
+            except WirtError as exc:
+                finished = True  # events() killed it on timeout; a lost agent has nothing to kill
+                raise ControlError("timeout" if isinstance(exc, ExecTimeout) else "failed", str(exc)) from None
+        finally:
+            if not finished:  # the client went away: end the command in the guest
+                agent.kill(session.id)
+                agent.forget(session.id)
+
+    def snapshot_create(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Full snapshot "name" (the VM pauses while RAM is written, then runs on)."""
+        from wirt.vm.snapshots import runner_snapshot
+
+        name = arg(req, "name", str)
+        if name is None:
+            raise ControlError("bad-argument", "\"name\" is required (the snapshot's name)")
+        return runner_snapshot(self.runner, name)
+
+    def snapshot_restore(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Put the VM back into full snapshot "name"; it continues from there."""
+        from wirt.vm.snapshots import runner_restore
+
+        name = arg(req, "name", str)
+        if name is None:
+            raise ControlError("bad-argument", "\"name\" is required (the snapshot's name)")
+        return runner_restore(self.runner, name)

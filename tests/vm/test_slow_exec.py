@@ -1,0 +1,135 @@
+"""`wirt exec` and the network of real Debian guests in VM processes (slow: each boot takes 30-60 s).
+
+One initramfs VM (user network through passt) is booted once and shared by the checks of exec,
+network and stats; one VM boots the Debian root disk (`wirt create --image debian`).
+"""
+
+from __future__ import annotations
+
+import http.server
+import subprocess
+import sys
+import threading
+
+import pytest
+
+pytestmark = pytest.mark.slow
+AGENT_WAIT = 300.0  # boot to agent on a loaded 2-core machine
+_MAIN = "import sys, wirt.cli as c; sys.exit(c.main(sys.argv[1:]))"
+
+
+def wirt(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", _MAIN, *args], capture_output=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+class _Page(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        body = b"hello from the host through passt\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def guest(tmp_path_factory):
+    """A running initramfs VM with user networking, its agent up."""
+    import os
+
+    from wirt.vm.api import VM
+
+    home = tmp_path_factory.mktemp("home")
+    old = os.environ.get("WIRT_HOME")
+    os.environ["WIRT_HOME"] = str(home)
+    vm = VM.create("g", memory="192M", disk="16M", image="initramfs", net="user")
+    vm.start()
+    try:
+        r = vm.exec("true", wait=AGENT_WAIT)
+        assert r.status == 0
+        yield vm
+    finally:
+        if vm.status(query=False).running:
+            vm.stop(force=True)
+        if old is None:
+            os.environ.pop("WIRT_HOME", None)
+        else:
+            os.environ["WIRT_HOME"] = old
+
+
+def test_exec_separates_stdout_stderr_and_status(guest) -> None:
+    r = guest.exec("echo to-out; echo to-err >&2; exit 7")
+    assert (r.stdout, r.stderr, r.status) == (b"to-out\n", b"to-err\n", 7)
+    r = guest.exec(["printf", "%s|", "two words", "$HOME", "'q'"])  # a list is quoted, not re-split
+    assert r.stdout == b"two words|$HOME|'q'|" and r.ok
+
+
+def test_exec_is_binary_safe_both_ways(guest) -> None:
+    blob = bytes(range(256)) * 64  # 16 KiB: several chunks, every byte value, NULs
+    r = guest.exec("cat; cat >&2", stdin=blob)
+    assert r.stdout == blob and r.status == 0 and r.stderr == b""
+    r = guest.exec("printf '\\000\\377\\r\\n'; printf '\\001' >&2; exit 255")
+    assert (r.stdout, r.stderr, r.status) == (b"\x00\xff\r\n", b"\x01", 255)
+
+
+def test_wirt_exec_cli_streams_and_exits_with_the_status(guest) -> None:
+    r = wirt("exec", "g", "--", "echo a; echo b >&2; exit 5")
+    assert (r.returncode, r.stdout, r.stderr) == (5, b"a\n", b"b\n")
+    r = wirt("exec", "g", "--kill-after", "2", "--", "sleep 60")
+    assert r.returncode == 2 and b"did not finish within 2 s" in r.stderr and b"Traceback" not in r.stderr
+    assert guest.exec("ps -o comm | grep -c '^sleep$' || true").stdout.strip() == b"0"  # killed in the guest
+
+
+def test_network_reaches_a_host_server_and_is_counted(guest) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    before = guest.stats()
+    try:
+        # The agent ran DHCP at boot; passt maps the gateway address to the host's loopback.
+        r = guest.exec("gw=$(ip route | sed -n 's/^default via \\([0-9.]*\\).*/\\1/p'); "
+                       f"wget -qO- http://$gw:{port}/", timeout=60)
+    finally:
+        server.shutdown()
+    assert r.status == 0, r.stderr
+    assert r.stdout == b"hello from the host through passt\n"
+    after = guest.stats()
+    assert after["net_rx_bytes"] > before["net_rx_bytes"] and after["net_tx_bytes"] > before["net_tx_bytes"]
+    st = guest.status()
+    assert st.live["ip"] and st.live["agent"] is True and st.live["warnings"] == []
+    mac = guest.exec("cat /sys/class/net/eth0/address").stdout.decode().strip()
+    assert mac == guest.config.network.mac
+
+
+def test_graceful_stop_goes_through_the_agent(guest) -> None:
+    st = guest.stop(timeout=60)
+    assert st.state == "stopped" and st.reason == "poweroff"
+    r = wirt("exec", "g", "--", "true")
+    assert r.returncode == 2 and b"is stopped" in r.stderr
+
+
+def test_debian_root_disk_vm_runs_python3_through_exec(home) -> None:
+    from wirt.images.rootdisk import root_disk
+    from wirt.vm.api import VM
+
+    base = root_disk()
+    r = wirt("create", "deb", "--image", "debian", "--memory", "256M", "--disk", "4G", "--net", "none")
+    assert r.returncode == 0 and b"overlay" in r.stdout, r.stderr
+    vm = VM.get("deb")
+    assert vm.config.boot.root
+    vm.start()
+    try:
+        r = vm.exec("python3 -c 'import sys; print(6*7, sys.version_info[0])' && "
+                    "findmnt -no SOURCE / && echo kept > /root/f", wait=AGENT_WAIT)
+        assert r.status == 0, r.stderr
+        assert r.stdout.split() == [b"42", b"3", b"/dev/vda"]
+        assert vm.stop(timeout=60).reason == "poweroff"  # the agent synced and remounted read-only
+    finally:
+        if vm.status(query=False).running:
+            vm.stop(force=True)
+    check = subprocess.run(["qemu-img", "check", str(vm.paths.disk("disk0.qcow2"))], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert root_disk() == base
