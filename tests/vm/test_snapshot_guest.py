@@ -69,9 +69,14 @@ def test_counter_keeps_running_after_restore(guest):
     # a stopped VM restores its disks now and resumes the saved state at the next start
     vm.stop(force=True)
     assert vm.restore("s1") == "on next start"
+    time.sleep(10)  # the snapshot is old now: without a clock fix the guest would lag by this much
     vm.start()
     resumed = count(vm)  # no boot: the shell and the counter are already there
     assert before <= resumed < later
+    deadline = time.monotonic() + 30
+    while abs(int(value(vm, "$(date +%s)", "t")) - time.time()) > 4:  # the agent sets the clock
+        assert time.monotonic() < deadline, "the guest's clock was not brought forward"
+        time.sleep(1)
     assert [(s.name, s.current) for s in vm.snapshots()] == [("s1", True)]
 
 

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from wirt.errors import WirtError
 
@@ -139,6 +140,21 @@ class GuestAgent:
         self.ip = None
         self._buf.clear()
         self._fail_all()
+
+    def state(self) -> dict[str, Any]:
+        """What a snapshot keeps of the channel: whether the agent was up, its version and address."""
+        return {"ready": self.ready, "version": self.version, "ip": self.ip,
+                "partial": base64.b64encode(bytes(self._buf)).decode()}
+
+    def load_state(self, d: dict[str, Any] | None) -> None:
+        """The guest went back to a snapshot: commands in flight are lost, the agent is as it was."""
+        self.reset()
+        d = d or {}
+        self.version = d.get("version")
+        self.ip = d.get("ip")
+        self._buf += base64.b64decode(d.get("partial", ""))
+        if d.get("ready"):
+            self._ready.set()
 
     def _fail_all(self) -> None:
         with self._lock:

@@ -261,12 +261,15 @@ class Runner:
         from wirt.vm.store import VMPaths
 
         try:
-            name = resume_pending(VMPaths(self.vm_dir), self.cfg, self.machine)
+            body = resume_pending(VMPaths(self.vm_dir), self.cfg, self.machine)
         except WirtError as exc:  # checked before anything changed: the guest boots afresh instead
             self.warnings.append(f"the saved state was not resumed ({exc}); the guest boots afresh")
             return
-        if name is not None:
-            self.resumed_from = name
+        if body is not None:
+            from wirt.vm.snapshots import after_restore
+
+            self.resumed_from = body.get("name")
+            after_restore(self, body)
 
     def _attach_devices(self) -> None:
         """Disks on virtio-blk, then the network card on virtio-net and the agent's virtio-console,

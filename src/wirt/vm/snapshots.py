@@ -380,8 +380,9 @@ def _open(path: Path, fmt: str) -> Any:
 
 # ---- operations in the VM process (the machine paused by the caller) ------------------------------
 def live_create(store: VMStore, paths: VMPaths, cfg: VMConfig, machine: Any, disks: list[Any],
-                name: str) -> dict[str, Any]:
-    """A full snapshot of a paused running VM: RAM, CPU and devices, and its disks frozen."""
+                name: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A full snapshot of a paused running VM: RAM, CPU and devices, and its disks frozen.
+    `extra` goes into the body (the runner adds its guest agent's state)."""
     snaps = VMSnapshots(paths)
     folder = snaps._new_folder(name)
     try:
@@ -394,7 +395,7 @@ def live_create(store: VMStore, paths: VMPaths, cfg: VMConfig, machine: Any, dis
             raise
         snaps.reopen(disks, new_disks)
         snaps.seal(records)
-        body = save_machine(machine, folder, snaps._body(cfg, name, "full", records))
+        body = save_machine(machine, folder, {**snaps._body(cfg, name, "full", records), **(extra or {})})
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -426,8 +427,8 @@ def live_restore(store: VMStore, paths: VMPaths, cfg: VMConfig, machine: Any, di
     return body
 
 
-def resume_pending(paths: VMPaths, cfg: VMConfig, machine: Any) -> str | None:
-    """At VM start: load the snapshot a restore or fork left to resume; returns its name, or None.
+def resume_pending(paths: VMPaths, cfg: VMConfig, machine: Any) -> dict[str, Any] | None:
+    """At VM start: load the snapshot a restore or fork left to resume; returns its body, or None.
 
     The disks were reverted when the resume was set up, so only the machine state loads here.
     The pointer is cleared either way: a later reboot or crash starts the guest afresh.
@@ -439,7 +440,7 @@ def resume_pending(paths: VMPaths, cfg: VMConfig, machine: Any) -> str | None:
     snaps.clear_resume()
     body = snaps.read(name)
     restore_machine(machine, paths.snapshots / name, body)
-    return name
+    return body
 
 
 # ---- fork ------------------------------------------------------------------------------------------
@@ -539,7 +540,8 @@ def runner_snapshot(runner: Any, name: str) -> dict[str, Any]:
     t0 = time.monotonic()
     paused = _paused(runner)
     try:
-        body = live_create(store, paths, runner.cfg, runner.machine, runner.disks, snapshot_name(name))
+        body = live_create(store, paths, runner.cfg, runner.machine, runner.disks, snapshot_name(name),
+                           {"agent": runner.agent.state()})
     finally:
         if paused:
             runner.resume()
@@ -553,11 +555,35 @@ def runner_restore(runner: Any, name: str) -> dict[str, Any]:
     t0 = time.monotonic()
     paused = _paused(runner)
     try:
-        live_restore(store, paths, runner.cfg, runner.machine, runner.disks, snapshot_name(name))
+        body = live_restore(store, paths, runner.cfg, runner.machine, runner.disks, snapshot_name(name))
+        after_restore(runner, body)
     finally:
         if paused:
             runner.resume()
     return {"name": name, "seconds": round(time.monotonic() - t0, 4)}
+
+
+def after_restore(runner: Any, body: dict[str, Any]) -> None:
+    """Host-side follow-up of a restored guest: the agent channel as it was at the snapshot, and
+    (real-time mode) the guest's system clock set to the host's, in the background once it runs.
+
+    The guest's timer continues from the saved value (jumping it would make Linux report RCU
+    stalls), so its wall clock would lag by the time since the snapshot; the agent fixes that
+    with `date -s`. Guests without an agent keep the lag (the RTC is brought forward anyway).
+    """
+    import threading
+
+    runner.agent.load_state(body.get("agent"))
+    if runner.machine.deterministic or not runner.agent.ready:
+        return
+
+    def set_clock() -> None:
+        with contextlib.suppress(Exception):  # best effort: a busy or rebooting guest may not answer
+            session = runner.agent.start(f"date -s @{int(time.time())} >/dev/null")
+            for _ in runner.agent.events(session, timeout=30.0):
+                pass
+
+    threading.Thread(target=set_clock, name="clock-sync", daemon=True).start()
 
 
 # ---- the Python API's operations (wirt.VM methods delegate here) ------------------------------------
