@@ -22,8 +22,8 @@ def guest(home):
 
     made = []
 
-    def make(name: str):
-        vm = VM.create(name, memory="256M", disk="16M", net="none", image="initramfs")
+    def make(name: str, net: str = "none"):
+        vm = VM.create(name, memory="256M", disk="16M", net=net, image="initramfs")
         made.append(vm)
         return vm
 
@@ -82,7 +82,7 @@ def test_counter_keeps_running_after_restore(guest):
 
 def test_forks_run_at_once_and_diverge(guest):
     made, make = guest
-    vm = make("origin")
+    vm = make("origin", net="user")
     vm.start()
     wait_shell(vm)
     run(vm, "printf 'origin\\n' | dd of=/dev/vda conv=fsync 2>/dev/null; echo o-$((1+1))", "o-2")
@@ -98,3 +98,9 @@ def test_forks_run_at_once_and_diverge(guest):
     assert value(a, "$(cat /tmp/who) $(head -c 5 /dev/vda)", "a") == "apple apple"
     assert value(b, "$(cat /tmp/who) $(head -c 5 /dev/vda)", "b") == "berry berry"
     assert "origin" in run(vm, "head -c 6 /dev/vda; echo", "origin")
+    for f in (a, b):  # each fork's guest took on its own MAC address (set through the agent)
+        mac = f.config.network.mac
+        deadline = time.monotonic() + 30
+        while mac not in value(f, "$(cat /sys/class/net/*/address)", "mac"):
+            assert time.monotonic() < deadline, f"{f.name} still has the source's MAC address"
+            time.sleep(1)

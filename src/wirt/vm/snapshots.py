@@ -488,7 +488,7 @@ def fork_vm(store: VMStore, source: str, snap: str, new_name: str) -> tuple[VMCo
             os.link(src.snapshots / snap / MEMORY_FILE, folder / MEMORY_FILE)
             fork_body = dict(body, vm={"name": cfg.name, "uuid": cfg.uuid}, parent=None,
                              config=cfg.to_dict(), forked_from={"vm": source, "snapshot": snap,
-                                                                "uuid": src_cfg.uuid})
+                                                                "uuid": src_cfg.uuid, "mac": base.network.mac})
             write_state_file(folder, fork_body)
             snaps._set_tree(current=snap, resume=snap)
     except BaseException:
@@ -565,7 +565,8 @@ def runner_restore(runner: Any, name: str) -> dict[str, Any]:
 
 def after_restore(runner: Any, body: dict[str, Any]) -> None:
     """Host-side follow-up of a restored guest: the agent channel as it was at the snapshot, and
-    (real-time mode) the guest's system clock set to the host's, in the background once it runs.
+    (real-time mode) the guest's system clock set to the host's, in the background once it runs;
+    in a fork, the guest's network interface gets the fork's own MAC address.
 
     The guest's timer continues from the saved value (jumping it would make Linux report RCU
     stalls), so its wall clock would lag by the time since the snapshot; the agent fixes that
@@ -577,13 +578,21 @@ def after_restore(runner: Any, body: dict[str, Any]) -> None:
     if runner.machine.deterministic or not runner.agent.ready:
         return
 
-    def set_clock() -> None:
-        with contextlib.suppress(Exception):  # best effort: a busy or rebooting guest may not answer
-            session = runner.agent.start(f"date -s @{int(time.time())} >/dev/null")
-            for _ in runner.agent.events(session, timeout=30.0):
-                pass
+    commands = [f"date -s @{int(time.time())} >/dev/null"]
+    old_mac, new_mac = (body.get("forked_from") or {}).get("mac"), runner.cfg.network.mac
+    if old_mac and old_mac != new_mac and runner.cfg.network.mode != "none":
+        # a fork's card has a new MAC address; the guest's driver still uses the source's
+        commands.append(f"for i in /sys/class/net/*; do [ \"$(cat $i/address)\" = {old_mac} ] && "
+                        f"ip link set dev ${{i##*/}} address {new_mac}; done; true")
 
-    threading.Thread(target=set_clock, name="clock-sync", daemon=True).start()
+    def follow_up() -> None:
+        for command in commands:
+            with contextlib.suppress(Exception):  # best effort: a busy or rebooting guest may not answer
+                session = runner.agent.start(command)
+                for _ in runner.agent.events(session, timeout=30.0):
+                    pass
+
+    threading.Thread(target=follow_up, name="after-restore", daemon=True).start()
 
 
 # ---- the Python API's operations (wirt.VM methods delegate here) ------------------------------------
