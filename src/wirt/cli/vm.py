@@ -30,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--memory", "-m", default="512M", help="guest RAM (default 512M)")
     p.add_argument("--disk", default="8G", help="disk size (default 8G); 'none' for no disk")
     p.add_argument("--image", default="debian", help="debian (root disk, default), initramfs or none")
-    p.add_argument("--net", default="user", help="user | tap:IF | socket:HUB | none (default user)")
+    p.add_argument("--net", default="user",
+                   help="user (passt) | tap:IF | socket:HUB (a socket path, or a name: a hub at "
+                        "$WIRT_HOME/hubs/HUB.sock, started when needed) | none (default user)")
     p.add_argument("--port", action="append", default=[], metavar="H:G[/udp]",
                    help="forward host port H to guest port G (user network; repeatable)")
     p.add_argument("--mac", help="MAC address (default: random 52:54:00:xx:xx:xx)")
