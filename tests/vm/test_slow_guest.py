@@ -8,35 +8,13 @@ import time
 
 import pytest
 
-from wirt.vm.control import call
+from guestconsole import PROMPT
+from guestconsole import run as _run
+from guestconsole import wait_shell as _shell
+
 from wirt.vm.status import read_pid
 
 pytestmark = pytest.mark.slow
-PROMPT = "wirt:/# "
-BOOT_TIMEOUT = 240.0
-
-
-def _shell(vm, timeout: float = BOOT_TIMEOUT) -> None:
-    """Wait until the guest's busybox shell prompt is on the console."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        st = vm.status()
-        assert st.state == "running", f"VM {vm.name} is {st.state}: {st.reason}"
-        if PROMPT in call(vm.paths.control, "console-tail", lines=5)["text"]:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"no shell prompt on {vm.name}'s console within {timeout} s")
-
-
-def _run(vm, command: str, marker: str, timeout: float = 30.0) -> str:
-    vm.console_input(command + "\n")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = call(vm.paths.control, "console-tail", lines=20)["text"]
-        if marker in text.replace(command, ""):
-            return text
-        time.sleep(0.2)
-    raise AssertionError(f"{command!r} printed no {marker!r}")
 
 
 @pytest.fixture
