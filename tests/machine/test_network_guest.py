@@ -3,18 +3,17 @@ point-to-point socket, a host tap device; and the one-line errors of --net/--mac
 
 from __future__ import annotations
 
-import http.server
 import os
 import secrets
 import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
+from hostpage import serve_page
 
 _MAIN = "import sys, wirt.cli as c; sys.exit(c.main(sys.argv[1:]))"
 
@@ -177,19 +176,6 @@ def test_two_vms_on_a_point_to_point_socket(tmp_path: Path) -> None:
 
 
 # ---- tap ---------------------------------------------------------------------------------------------
-class _Page(http.server.BaseHTTPRequestHandler):
-    body = b""
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        self.wfile.write(self.body)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def tap_device():
     """A host tap device with 10.213.77.1/24 (needs root and the ip tool; removed afterwards)."""
@@ -208,17 +194,11 @@ def tap_device():
 
 @pytest.mark.slow
 def test_guest_reaches_the_host_through_a_tap_device(tap_device: str) -> None:
-    _Page.body = f"hello over {tap_device}\n".encode()
-    server = http.server.ThreadingHTTPServer(("10.213.77.1", 0), _Page)
-    port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serve_page(f"hello over {tap_device}\n".encode(), host="10.213.77.1") as port:
         r = wirt("run", "--net", f"tap:{tap_device}", "--mac", "52:54:00:77:77:02", "--",
                  static_ip("10.213.77.2") + "cat /sys/class/net/eth0/address; "
                  "i=0; until ping -c 1 -W 1 10.213.77.1 >/tmp/ping; do i=$((i+1)); [ $i -lt 60 ] || exit 3; done; "
                  f"cat /tmp/ping; wget -qO- http://10.213.77.1:{port}/", timeout=900)
-    finally:
-        server.shutdown()
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert "52:54:00:77:77:02" in r.stdout  # --mac reached the guest
     assert "64 bytes from 10.213.77.1" in r.stdout

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
+from hostpage import serve_page
 
 pytestmark = pytest.mark.slow
 
@@ -45,27 +44,10 @@ def test_block_data_survives_a_reboot_and_read_only_disks_refuse_writes(tmp_path
     assert disk.read_bytes() == before
 
 
-class _Page(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        body = b"hello from the host through passt\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 def test_guest_fetches_a_page_from_the_host_through_passt() -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
-    port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serve_page(b"hello from the host through passt\n") as port:
         r = wirt("run", "--net", "user", "--",
                  f"udhcpc -i eth0 -q -n -t 5 >/dev/null 2>&1; wget -qO- http://192.0.2.1:{port}/")
-    finally:
-        server.shutdown()
     assert r.returncode == 0, r.stderr
     assert "hello from the host through passt" in r.stdout
 

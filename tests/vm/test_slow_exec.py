@@ -6,12 +6,11 @@ network and stats; one VM boots the Debian root disk (`wirt create --image debia
 
 from __future__ import annotations
 
-import http.server
 import subprocess
 import sys
-import threading
 
 import pytest
+from hostpage import serve_page
 
 pytestmark = pytest.mark.slow
 AGENT_WAIT = 300.0  # boot to agent on a loaded 2-core machine
@@ -21,18 +20,6 @@ _MAIN = "import sys, wirt.cli as c; sys.exit(c.main(sys.argv[1:]))"
 def wirt(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", _MAIN, *args], capture_output=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
-
-
-class _Page(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        body = b"hello from the host through passt\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -84,16 +71,11 @@ def test_wirt_exec_cli_streams_and_exits_with_the_status(guest) -> None:
 
 
 def test_network_reaches_a_host_server_and_is_counted(guest) -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
-    port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     before = guest.stats()
-    try:
+    with serve_page(b"hello from the host through passt\n") as port:
         # The agent ran DHCP at boot; passt maps the gateway address to the host's loopback.
         r = guest.exec("gw=$(ip route | sed -n 's/^default via \\([0-9.]*\\).*/\\1/p'); "
                        f"wget -qO- http://$gw:{port}/", timeout=60)
-    finally:
-        server.shutdown()
     assert r.status == 0, r.stderr
     assert r.stdout == b"hello from the host through passt\n"
     after = guest.stats()
