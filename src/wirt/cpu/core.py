@@ -35,11 +35,30 @@ CHUNK = 1 << 14
 def translate(s, c, tlb, ram64, addr, acc, priv, sum_, mxr, vm):
     """Virtual to physical for one access: TLB, then page walk; PMP for untranslated S/U.
 
-    Returns (physical address, cause) with cause -1 on success.
+    Returns (physical address, cause) with cause -1 on success. A TLB hit is used under
+    the same conditions and permission rules as the core's inline lookups.
     """
+    pmp = s[PMP_ACTIVE] != 0 and (priv != PRV_M or s[PMP_LOCKED] != 0)
+    if vm or pmp:
+        idx = (addr >> 12) & TLB_MASK
+        if tlb[idx] == (addr >> 12):
+            e = tlb[TLB_ENTRIES + idx]
+            if acc == ACC_FETCH:
+                ok = (e & PTE_X) != 0 and ((e & PTE_U) != 0) == (priv == PRV_U)
+            else:
+                if acc == ACC_STORE:
+                    ok = (e & (PTE_W | PTE_D)) == (PTE_W | PTE_D)
+                else:
+                    ok = (e & PTE_R) != 0 or (mxr != 0 and (e & PTE_X) != 0)
+                if priv == PRV_U:
+                    ok = ok and (e & PTE_U) != 0
+                elif sum_ == 0:
+                    ok = ok and (e & PTE_U) == 0
+            if ok:
+                return (e & ~0xFFF) | (addr & 0xFFF), -1
     if vm:
         return walk(s, c, ram64, tlb, addr, acc, priv, sum_, mxr)
-    if s[PMP_ACTIVE] != 0 and (priv != PRV_M or s[PMP_LOCKED] != 0):
+    if pmp:
         cause = pmp_fill(s, tlb, addr, acc, priv)
         if cause >= 0:
             return 0, cause
@@ -80,7 +99,9 @@ def store_bytes(s, c, tlb, ram8, ram64, addr, size, value, priv, sum_, mxr, vm):
             return -2, addr + i
     for i in range(size):
         pa, cause = translate(s, c, tlb, ram64, addr + i, ACC_STORE, priv, sum_, mxr, vm)
-        ram8[pa - base] = (value >> (8 * i)) & 0xFF
+        off = pa - base
+        if cause < 0 and off >= 0 and off < n:  # same result as above; checked all the same
+            ram8[off] = (value >> (8 * i)) & 0xFF
     return -1, 0
 
 
@@ -415,17 +436,23 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                         c[CSR_MSTATUS] |= MS_FS
                     s[dest] = v
                 elif (addr & (size - 1)) != 0:
-                    v, cause, tval = load_bytes(s, c, tlb, ram8, ram64, addr, size, dpriv, sum_,
-                                                mxr, dvm)
-                    if cause == -2:
-                        cause = EXC_LOAD_ACCESS
-                    if cause >= 0:
-                        s[ICOUNT] = icount
-                        pc = take_trap(s, c, cause, tval, pc)
-                        recompute = True
-                        end -= 1  # a trap uses budget too, so a trap loop still returns
-                        limit = 0
-                        continue
+                    if off >= 0 and off <= nram - size and (addr & 0xFFF) <= 4096 - size:
+                        # Misaligned within one page: one translation covers every byte.
+                        v = 0
+                        for i in range(size):
+                            v |= ram8[off + i] << (8 * i)
+                    else:
+                        v, cause, tval = load_bytes(s, c, tlb, ram8, ram64, addr, size, dpriv,
+                                                    sum_, mxr, dvm)
+                        if cause == -2:
+                            cause = EXC_LOAD_ACCESS
+                        if cause >= 0:
+                            s[ICOUNT] = icount
+                            pc = take_trap(s, c, cause, tval, pc)
+                            recompute = True
+                            end -= 1  # a trap uses budget too, so a trap loop still returns
+                            limit = 0
+                            continue
                     if fp:
                         if f3 == 2:
                             v = (v & 0xFFFFFFFF) | NAN_BOX
@@ -494,8 +521,14 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                         s[ICOUNT] = icount + 1
                         return EXIT_HTIF
                 elif (addr & (size - 1)) != 0:
-                    cause, tval = store_bytes(s, c, tlb, ram8, ram64, addr, size, val, dpriv, sum_,
-                                              mxr, dvm)
+                    if off >= 0 and off <= nram - size and (addr & 0xFFF) <= 4096 - size:
+                        # Misaligned within one page: one translation covers every byte.
+                        for i in range(size):
+                            ram8[off + i] = (val >> (8 * i)) & 0xFF
+                        cause = -1
+                    else:
+                        cause, tval = store_bytes(s, c, tlb, ram8, ram64, addr, size, val, dpriv,
+                                                  sum_, mxr, dvm)
                     if cause == -2:
                         cause = EXC_STORE_ACCESS
                     if cause >= 0:
