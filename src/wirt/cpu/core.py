@@ -6,6 +6,7 @@ the reason into the exit record and returns it. Every guest physical address is 
 against RAM before it indexes the RAM arrays: anything outside RAM leaves as an exit.
 """
 
+import numpy as np
 from numba import njit
 
 from wirt.cpu.alu import div, divu, ltu, mulh, mulhsu, mulhu, rem, remu, sext32, srl
@@ -122,7 +123,7 @@ def fetch_slow(s, c, tlb, ram16, ram64, rom8, rvc, pc, priv, vm):
         lo = ram16[off >> 1]
         page = off - (pc & 0xFFF)
         if (lo & 3) != 3:
-            return rvc[lo], 2, -1, lo, page
+            return np.int64(rvc[lo]), 2, -1, np.int64(lo), page
         if (pc & 0xFFF) != 0xFFE:
             if off > n - 4:
                 return 0, 0, EXC_INSN_ACCESS, pc, -1
@@ -139,7 +140,7 @@ def fetch_slow(s, c, tlb, ram16, ram64, rom8, rvc, pc, priv, vm):
     if roff >= 0 and roff <= s[ROM_SIZE] - 2:
         lo = rom8[roff] | (rom8[roff + 1] << 8)
         if (lo & 3) != 3:
-            return rvc[lo], 2, -1, lo, -1
+            return np.int64(rvc[lo]), 2, -1, np.int64(lo), -1
         if roff > s[ROM_SIZE] - 4:
             return 0, 0, EXC_INSN_ACCESS, pc, -1
         hi = rom8[roff + 2] | (rom8[roff + 3] << 8)
@@ -249,9 +250,9 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
             off = foff + (pc & 0xFFF)
             lo = ram16[off >> 1]
             if (lo & 3) != 3:
-                inst = rvc[lo]
+                inst = np.int64(rvc[lo])
                 ilen = 2
-                raw = lo
+                raw = np.int64(lo)
                 if inst == 0:
                     s[ICOUNT] = icount
                     pc = take_trap(s, c, EXC_ILLEGAL, lo, pc)
@@ -276,7 +277,7 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                         continue
             inst, ilen, cause, tval, page = fetch_slow(s, c, tlb, ram16, ram64, rom8, rvc, pc,
                                                        priv, fvm)
-            raw = tval
+            raw = np.int64(tval)
             if cause >= 0:
                 s[ICOUNT] = icount
                 pc = take_trap(s, c, cause, tval, pc)
@@ -753,11 +754,13 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                             ram64[off >> 3] = new
                         s[rd] = old
         elif op == 0x53 or op == 0x43 or op == 0x47 or op == 0x4B or op == 0x4F:  # F and D
-            if (c[CSR_MSTATUS] & MS_FS) == 0:
+            mst = c[CSR_MSTATUS]
+            if (mst & MS_FS) == 0:
                 illegal = True  # FS = Off: FP instructions are illegal (priv spec 3.1.6.6)
             else:
+                fcsr = c[CSR_FCSR]
                 act, v, flags = fp_compute(inst, s[F0 + rs1], s[F0 + rs2], s[F0 + ((inst >> 27) & 31)],
-                                           s[rs1], c[CSR_FCSR])
+                                           s[rs1], fcsr)
                 if act == FP_WRITE_F:
                     s[F0 + rd] = v
                 elif act == FP_WRITE_X:
@@ -765,9 +768,11 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                 else:
                     illegal = True
                 if not illegal:
-                    if flags != 0:
-                        c[CSR_FCSR] |= flags
-                    c[CSR_MSTATUS] |= MS_FS  # FP state changed: FS = Dirty
+                    # Store only what changes: most FP code keeps NX set and FS Dirty.
+                    if (fcsr | flags) != fcsr:
+                        c[CSR_FCSR] = fcsr | flags
+                    if (mst & MS_FS) != MS_FS:
+                        c[CSR_MSTATUS] = mst | MS_FS  # FP state changed: FS = Dirty
         elif op == 0x0F:  # MISC-MEM: fence, fence.i
             # Single hart, in-order, instructions fetched from RAM every time: both are no-ops.
             if f3 > 1:
