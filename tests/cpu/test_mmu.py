@@ -719,3 +719,23 @@ def test_atomics_are_translated_as_stores() -> None:
                          ("lr on X-only: count", 2), ("cause", 13), ("stval", 0x3000),
                          ("amoswap old", mark(6)), ("amoswap new", 9), ("total", 2)])
     assert r.m.memory.read_u64(ptes[6]) & (A | D) == A | D, "the AMO did not set A and D"
+
+
+def test_flushed_tlb_entry_grants_nothing_at_the_top_page() -> None:
+    """The TLB marks a flushed slot with tag -1, which is also the page number of the top
+    page (0xffff_ffff_ffff_f000). After sfence.vma, a load there must walk (and fault on the
+    unmapped page), not reuse the flushed slot's old translation of another page."""
+    text = """
+    li t1, 0x3ff000            /* vpn 0x3ff: the same TLB slot as the top page */
+    ld a0, 0(t1)
+    REC a0
+    sfence.vma
+""" + load_probe("top page after sfence.vma", -4096)
+
+    def setup(r):
+        pt = base_tables(r, 39)
+        pt.map(0x3FF000, DATA + 0x1000, V | R | A)
+
+    r = K.run(body_in("S", 39, text), "mmu-tlb-top-page", ram=RAM, setup=setup)
+    K.expect_results(r, [("mapped page", mark(1)), ("count", 1), ("cause", 13), ("tval", -4096),
+                         ("top page", -1)])

@@ -6,6 +6,7 @@ the reason into the exit record and returns it. Every guest physical address is 
 against RAM before it indexes the RAM arrays: anything outside RAM leaves as an exit.
 """
 
+import numpy as np
 from numba import njit
 
 from wirt.cpu.alu import div, divu, ltu, mulh, mulhsu, mulhu, rem, remu, sext32, srl
@@ -35,11 +36,30 @@ CHUNK = 1 << 14
 def translate(s, c, tlb, ram64, addr, acc, priv, sum_, mxr, vm):
     """Virtual to physical for one access: TLB, then page walk; PMP for untranslated S/U.
 
-    Returns (physical address, cause) with cause -1 on success.
+    Returns (physical address, cause) with cause -1 on success. A TLB hit is used under
+    the same conditions and permission rules as the core's inline lookups.
     """
+    pmp = s[PMP_ACTIVE] != 0 and (priv != PRV_M or s[PMP_LOCKED] != 0)
+    if vm or pmp:
+        idx = (addr >> 12) & TLB_MASK
+        if tlb[idx] == (addr >> 12):
+            e = tlb[TLB_ENTRIES + idx]
+            if acc == ACC_FETCH:
+                ok = (e & PTE_X) != 0 and ((e & PTE_U) != 0) == (priv == PRV_U)
+            else:
+                if acc == ACC_STORE:
+                    ok = (e & (PTE_W | PTE_D)) == (PTE_W | PTE_D)
+                else:
+                    ok = (e & PTE_R) != 0 or (mxr != 0 and (e & PTE_X) != 0)
+                if priv == PRV_U:
+                    ok = ok and (e & PTE_U) != 0
+                elif sum_ == 0:
+                    ok = ok and (e & PTE_U) == 0
+            if ok:
+                return (e & ~0xFFF) | (addr & 0xFFF), -1
     if vm:
         return walk(s, c, ram64, tlb, addr, acc, priv, sum_, mxr)
-    if s[PMP_ACTIVE] != 0 and (priv != PRV_M or s[PMP_LOCKED] != 0):
+    if pmp:
         cause = pmp_fill(s, tlb, addr, acc, priv)
         if cause >= 0:
             return 0, cause
@@ -80,7 +100,9 @@ def store_bytes(s, c, tlb, ram8, ram64, addr, size, value, priv, sum_, mxr, vm):
             return -2, addr + i
     for i in range(size):
         pa, cause = translate(s, c, tlb, ram64, addr + i, ACC_STORE, priv, sum_, mxr, vm)
-        ram8[pa - base] = (value >> (8 * i)) & 0xFF
+        off = pa - base
+        if cause < 0 and off >= 0 and off < n:  # same result as above; checked all the same
+            ram8[off] = (value >> (8 * i)) & 0xFF
     return -1, 0
 
 
@@ -101,7 +123,7 @@ def fetch_slow(s, c, tlb, ram16, ram64, rom8, rvc, pc, priv, vm):
         lo = ram16[off >> 1]
         page = off - (pc & 0xFFF)
         if (lo & 3) != 3:
-            return rvc[lo], 2, -1, lo, page
+            return np.int64(rvc[lo]), 2, -1, np.int64(lo), page
         if (pc & 0xFFF) != 0xFFE:
             if off > n - 4:
                 return 0, 0, EXC_INSN_ACCESS, pc, -1
@@ -118,7 +140,7 @@ def fetch_slow(s, c, tlb, ram16, ram64, rom8, rvc, pc, priv, vm):
     if roff >= 0 and roff <= s[ROM_SIZE] - 2:
         lo = rom8[roff] | (rom8[roff + 1] << 8)
         if (lo & 3) != 3:
-            return rvc[lo], 2, -1, lo, -1
+            return np.int64(rvc[lo]), 2, -1, np.int64(lo), -1
         if roff > s[ROM_SIZE] - 4:
             return 0, 0, EXC_INSN_ACCESS, pc, -1
         hi = rom8[roff + 2] | (rom8[roff + 3] << 8)
@@ -228,9 +250,9 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
             off = foff + (pc & 0xFFF)
             lo = ram16[off >> 1]
             if (lo & 3) != 3:
-                inst = rvc[lo]
+                inst = np.int64(rvc[lo])
                 ilen = 2
-                raw = lo
+                raw = np.int64(lo)
                 if inst == 0:
                     s[ICOUNT] = icount
                     pc = take_trap(s, c, EXC_ILLEGAL, lo, pc)
@@ -255,7 +277,7 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                         continue
             inst, ilen, cause, tval, page = fetch_slow(s, c, tlb, ram16, ram64, rom8, rvc, pc,
                                                        priv, fvm)
-            raw = tval
+            raw = np.int64(tval)
             if cause >= 0:
                 s[ICOUNT] = icount
                 pc = take_trap(s, c, cause, tval, pc)
@@ -415,17 +437,23 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                         c[CSR_MSTATUS] |= MS_FS
                     s[dest] = v
                 elif (addr & (size - 1)) != 0:
-                    v, cause, tval = load_bytes(s, c, tlb, ram8, ram64, addr, size, dpriv, sum_,
-                                                mxr, dvm)
-                    if cause == -2:
-                        cause = EXC_LOAD_ACCESS
-                    if cause >= 0:
-                        s[ICOUNT] = icount
-                        pc = take_trap(s, c, cause, tval, pc)
-                        recompute = True
-                        end -= 1  # a trap uses budget too, so a trap loop still returns
-                        limit = 0
-                        continue
+                    if off >= 0 and off <= nram - size and (addr & 0xFFF) <= 4096 - size:
+                        # Misaligned within one page: one translation covers every byte.
+                        v = 0
+                        for i in range(size):
+                            v |= ram8[off + i] << (8 * i)
+                    else:
+                        v, cause, tval = load_bytes(s, c, tlb, ram8, ram64, addr, size, dpriv,
+                                                    sum_, mxr, dvm)
+                        if cause == -2:
+                            cause = EXC_LOAD_ACCESS
+                        if cause >= 0:
+                            s[ICOUNT] = icount
+                            pc = take_trap(s, c, cause, tval, pc)
+                            recompute = True
+                            end -= 1  # a trap uses budget too, so a trap loop still returns
+                            limit = 0
+                            continue
                     if fp:
                         if f3 == 2:
                             v = (v & 0xFFFFFFFF) | NAN_BOX
@@ -494,8 +522,14 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                         s[ICOUNT] = icount + 1
                         return EXIT_HTIF
                 elif (addr & (size - 1)) != 0:
-                    cause, tval = store_bytes(s, c, tlb, ram8, ram64, addr, size, val, dpriv, sum_,
-                                              mxr, dvm)
+                    if off >= 0 and off <= nram - size and (addr & 0xFFF) <= 4096 - size:
+                        # Misaligned within one page: one translation covers every byte.
+                        for i in range(size):
+                            ram8[off + i] = (val >> (8 * i)) & 0xFF
+                        cause = -1
+                    else:
+                        cause, tval = store_bytes(s, c, tlb, ram8, ram64, addr, size, val, dpriv,
+                                                  sum_, mxr, dvm)
                     if cause == -2:
                         cause = EXC_STORE_ACCESS
                     if cause >= 0:
@@ -720,11 +754,13 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                             ram64[off >> 3] = new
                         s[rd] = old
         elif op == 0x53 or op == 0x43 or op == 0x47 or op == 0x4B or op == 0x4F:  # F and D
-            if (c[CSR_MSTATUS] & MS_FS) == 0:
+            mst = c[CSR_MSTATUS]
+            if (mst & MS_FS) == 0:
                 illegal = True  # FS = Off: FP instructions are illegal (priv spec 3.1.6.6)
             else:
+                fcsr = c[CSR_FCSR]
                 act, v, flags = fp_compute(inst, s[F0 + rs1], s[F0 + rs2], s[F0 + ((inst >> 27) & 31)],
-                                           s[rs1], c[CSR_FCSR])
+                                           s[rs1], fcsr)
                 if act == FP_WRITE_F:
                     s[F0 + rd] = v
                 elif act == FP_WRITE_X:
@@ -732,9 +768,11 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                 else:
                     illegal = True
                 if not illegal:
-                    if flags != 0:
-                        c[CSR_FCSR] |= flags
-                    c[CSR_MSTATUS] |= MS_FS  # FP state changed: FS = Dirty
+                    # Store only what changes: most FP code keeps NX set and FS Dirty.
+                    if (fcsr | flags) != fcsr:
+                        c[CSR_FCSR] = fcsr | flags
+                    if (mst & MS_FS) != MS_FS:
+                        c[CSR_MSTATUS] = mst | MS_FS  # FP state changed: FS = Dirty
         elif op == 0x0F:  # MISC-MEM: fence, fence.i
             # Single hart, in-order, instructions fetched from RAM every time: both are no-ops.
             if f3 > 1:

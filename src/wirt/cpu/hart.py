@@ -106,6 +106,7 @@ class Hart:
         s[L.CYCLE_OFF] = -s[L.ICOUNT]
         c[:] = 0
         c[L.CSR_STIMECMP] = -1
+        self.tlb[:] = 0  # data words too (see mmu.tlb_flush)
         self.tlb[: L.TLB_ENTRIES] = -1
 
     # ---- running ---------------------------------------------------------------------
@@ -166,5 +167,6 @@ class Hart:
     def load_state(self, d: dict) -> None:
         self.s[:] = np.asarray(d["s"], dtype=np.int64)
         self.c[:] = np.asarray(d["c"], dtype=np.int64)
+        self.tlb[:] = 0  # data words too (see mmu.tlb_flush)
         self.tlb[: L.TLB_ENTRIES] = -1
 

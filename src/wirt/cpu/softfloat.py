@@ -748,7 +748,7 @@ def _fma_slow(a: int, b: int, c: int, rm: int, is_d: bool) -> tuple[int, int]:
 # binary64 arithmetic.
 # ---------------------------------------------------------------------------------------
 
-@njit(**_JIT)
+@njit(**_JIT_INLINE)
 def add_d(a: int, b: int, rm: int) -> tuple[int, int]:
     """fadd.d: a + b rounded per rm."""
     if (a & _EXP_D) == _EXP_D or (b & _EXP_D) == _EXP_D:
@@ -781,7 +781,7 @@ def sub_d(a: int, b: int, rm: int) -> tuple[int, int]:
     return add_d(a, b ^ _SIGN_D, rm)
 
 
-@njit(**_JIT)
+@njit(**_JIT_INLINE)
 def mul_d(a: int, b: int, rm: int) -> tuple[int, int]:
     """fmul.d: a * b rounded per rm."""
     if (a & _EXP_D) == _EXP_D or (b & _EXP_D) == _EXP_D:
@@ -807,7 +807,7 @@ def mul_d(a: int, b: int, rm: int) -> tuple[int, int]:
     return _mul_slow(a, b, rm, _opaque(True))
 
 
-@njit(**_JIT)
+@njit(**_JIT_INLINE)
 def div_d(a: int, b: int, rm: int) -> tuple[int, int]:
     """fdiv.d: a / b rounded per rm."""
     ea = (a >> 52) & 0x7FF
@@ -860,7 +860,7 @@ def sqrt_d(a: int, rm: int) -> tuple[int, int]:
     return _f2i(y), flags
 
 
-@njit(**_JIT)
+@njit(**_JIT_INLINE)
 def fma_d(a: int, b: int, c: int, rm: int, negate_product: bool,
           negate_addend: bool) -> tuple[int, int]:
     """fmadd.d family: (+-a*b) + (+-c) with a single rounding.
