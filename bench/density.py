@@ -8,7 +8,8 @@ forked from it are not counted twice; RSS where smaps_rollup is missing), and th
 idle VM over --sample seconds. Where qemu-system-riscv64 is installed it does the same with N
 QEMU VMs booting the very same firmware, kernel, initramfs and kernel command line, with a
 virtio console on a Unix socket so the same wirt-agent answers there, and prints the ratios.
-The host's available memory divided by the memory per idle VM estimates how many such VMs fit.
+The host's available memory divided by the memory per idle VM estimates how many such VMs fit,
+and wirt's own admission control (default settings) says how many it would start before refusing.
 
 Usage: python bench/density.py [-n 4] [--memory 128M] [--settle 10] [--sample 10] [--no-qemu]
 """
@@ -217,6 +218,8 @@ def main() -> None:
         ready = [s.ready_s for s in samples]
         print(f"{name:6s} {statistics.mean(ready):11.1f} s / {max(ready):6.1f} s {human_size(int(rss)):>16s} "
               f"{cpu:17.1f}% {int(avail // rss) if rss else 0:>21d}")
+    n, why = admitted(args.memory)
+    print(f"admission: wirt admits {n} idle VMs of {args.memory} on this host before it refuses one ({why})")
     if "qemu" in rows:
         (ws, wr, wc), (qs, qr, qc) = rows["wirt"], rows["qemu"]
         wm, qm = statistics.mean(s.ready_s for s in ws), statistics.mean(s.ready_s for s in qs)
@@ -224,6 +227,27 @@ def main() -> None:
               f"CPU {wc / qc:.1f}x" if qc > 0 else f"ratio  wirt/qemu: start->agent {wm / qm:.1f}x, memory {wr / qr:.1f}x")
     else:
         print("qemu  : not run (qemu-system-riscv64 not installed or --no-qemu)")
+
+
+def admitted(memory: str, cap: int = 100_000) -> tuple[int, str]:
+    """How many VMs of `memory` (1 vCPU, no disk) wirt's admission control lets run at once here,
+    with the default settings, and the refusal that stops the next one."""
+    from wirt.units import parse_size
+    from wirt.vm.admission import AdmissionError, Demand, admit
+    from wirt.vm.inventory import host_inventory
+    from wirt.vm.settings import load_settings
+
+    home = Path(tempfile.mkdtemp(prefix="wirt-density-"))
+    host, settings = host_inventory(home), load_settings(home)
+    running: list[Demand] = []
+    while len(running) < cap:
+        vm = Demand(f"vm{len(running)}", parse_size(memory), 1)
+        try:
+            admit(vm, running, host, settings)
+        except AdmissionError as exc:
+            return len(running), str(exc).split(": ", 1)[-1].split(" -- ")[0]
+        running.append(vm)
+    return cap, "cap reached"
 
 
 if __name__ == "__main__":
