@@ -1,0 +1,243 @@
+"""TCP throughput through user-mode networking: wirt (virtio-net + passt) beside QEMU.
+
+One guest boot per hypervisor runs bench/netio.c (a static riscv64 program added to the default
+initramfs; 64 KiB writes and reads, so the guest's own copying stays small next to the network
+path):
+- upload (guest -> host): `netio send GATEWAY PORT MIB` to a sink on the host's loopback (the
+  gateway address reaches the host's loopback, in passt and in slirp alike); the host times
+  the first byte to the end of the stream;
+- download (host -> guest): `netio recv 5001` behind a port forward; once it says it listens,
+  the host connects to 127.0.0.1, sends the data, half-closes and times until the guest
+  closes (so the guest has read everything); the guest's byte count is checked.
+QEMU runs `qemu-system-riscv64 -M virt` with the same firmware, kernel, initramfs and kernel
+command line, its NIC on `virtio-net-device`, through
+- passt (default): the same passt binary and options as wirt, over a socketpair handed to QEMU
+  as `-netdev stream,addr.type=fd` (QEMU 7.2's stream netdev speaks passt's framing), and/or
+- slirp: QEMU's built-in `-netdev user` with `hostfwd`.
+
+    python bench/net.py [--mb 32] [--qemu passt,slirp|none] [--runs 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import guestbench as gb
+
+GUEST_PORT = 5001
+READY = "netio listening"
+
+
+def guest_script(upload_port: int, mb: int) -> str:
+    """The guest's part: DHCP, upload to the host, then receive the download."""
+    return ("udhcpc -i eth0 -q -n -t 10 >/dev/null 2>&1; "
+            "gw=$(ip route | awk '/^default/ {print $3; exit}'); "
+            f"netio send $gw {upload_port} {mb} && netio recv {GUEST_PORT}")
+
+
+@dataclass
+class Result:
+    """Throughput in MB/s each way, and what went wrong."""
+
+    upload: float | None = None
+    download: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def free_port() -> int:
+    """An unused TCP port on the host's loopback (for the port forward)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sink(server: socket.socket, result: Result, expected: int) -> None:
+    """Accept the guest's upload; time first byte to end of stream."""
+    server.settimeout(900)
+    try:
+        conn, _ = server.accept()
+    except OSError:
+        return
+    with conn:
+        got, t0 = 0, None
+        while chunk := conn.recv(1 << 20):
+            if t0 is None:
+                t0 = time.perf_counter()
+            got += len(chunk)
+        if t0 is not None and got == expected:
+            result.upload = got / (time.perf_counter() - t0) / 1e6
+        else:
+            result.notes.append(f"upload: received {got} of {expected} bytes")
+
+
+def download(port: int, total: int, deadline: float) -> float | None:
+    """Send `total` bytes to the guest through the forward; MB/s up to the guest's close."""
+    chunk = b"\0" * (1 << 16)
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
+                t0 = time.perf_counter()
+                sent = 0
+                while sent < total:
+                    sent += s.send(chunk[: min(len(chunk), total - sent)])
+                s.shutdown(socket.SHUT_WR)
+                while s.recv(65536):
+                    pass
+                return total / (time.perf_counter() - t0) / 1e6
+        except OSError:
+            time.sleep(0.5)  # the forwarder took the connection before the guest listened
+    return None
+
+
+def measure(cmd: list[str], port: int, upload_server: socket.socket, mb: int,
+            pass_fds: tuple[int, ...] = ()) -> Result:
+    """Boot one guest and run both directions against it."""
+    total = mb << 20
+    result = Result()
+    t_sink = threading.Thread(target=sink, args=(upload_server, result, total), daemon=True)
+    t_sink.start()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            pass_fds=pass_fds, text=True, errors="replace")
+    ready = threading.Event()
+    lines: list[str] = []
+
+    def reader() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if READY in line:
+                ready.set()
+
+    t_out = threading.Thread(target=reader, daemon=True)
+    t_out.start()
+    deadline = time.monotonic() + 1200
+    while not ready.wait(1):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            break
+    if ready.is_set():
+        result.download = download(port, total, deadline)
+    try:
+        proc.wait(timeout=max(30.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    t_out.join(5)
+    t_sink.join(5)
+    received = re.search(r"netio received (\d+)", "".join(lines))
+    if result.download is not None and (received is None or int(received.group(1)) != total):
+        result.notes.append(f"download: guest counted {received.group(1) if received else 'nothing'} "
+                            f"of {total} bytes")
+        result.download = None
+    if proc.returncode != 0:
+        err = (proc.stderr.read() if proc.stderr else "").strip().splitlines()[-3:]
+        result.notes.append(f"exit status {proc.returncode}: {' | '.join(err)}")
+    return result
+
+
+def run_wirt(mb: int, initrd: Path) -> Result:
+    """wirt run --net user --port P:5001."""
+    with socket.create_server(("127.0.0.1", 0)) as up:
+        port = free_port()
+        cmd = gb.wirt_cmd(guest_script(up.getsockname()[1], mb), "--initrd", str(initrd), "--net", "user",
+                          "--port", f"{port}:{GUEST_PORT}")
+        return measure(cmd, port, up, mb)
+
+
+def run_qemu(mb: int, backend: str, initrd: Path) -> Result:
+    """QEMU's virt board with passt over a socketpair, or with slirp."""
+    with socket.create_server(("127.0.0.1", 0)) as up:
+        port = free_port()
+        script = guest_script(up.getsockname()[1], mb)
+        nic = ["-device", "virtio-net-device,netdev=n0"]
+        if backend == "slirp":
+            slirp = f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_PORT}"
+            cmd = gb.qemu_cmd(script, initrd=str(initrd), devices=["-netdev", slirp, *nic])
+            return measure(cmd, port, up, mb)
+        # passt exactly as wirt's PasstBackend starts it (wirt.netback.passt), QEMU on the other end.
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        passt = subprocess.Popen([shutil.which("passt") or "passt", "-f", "-q", "-F", str(theirs.fileno()),
+                                  "-m", "1500", "-t", f"{port}:{GUEST_PORT}"], pass_fds=[theirs.fileno()],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        theirs.close()
+        try:
+            stream = f"stream,id=n0,server=off,addr.type=fd,addr.str={ours.fileno()}"
+            cmd = gb.qemu_cmd(script, initrd=str(initrd), devices=["-netdev", stream, *nic])
+            return measure(cmd, port, up, mb, pass_fds=(ours.fileno(),))
+        finally:
+            ours.close()
+            passt.terminate()
+            passt.wait(10)
+
+
+def best(results: list[Result]) -> Result:
+    """The best figure of several runs each way (notes of all runs kept)."""
+    r = Result()
+    for x in results:
+        for attr in ("upload", "download"):
+            v = getattr(x, attr)
+            if v is not None and (getattr(r, attr) is None or v > getattr(r, attr)):
+                setattr(r, attr, v)
+        r.notes += x.notes
+    return r
+
+
+def fmt(v: float | None) -> str:
+    return f"{v:8.1f}" if v is not None else f"{'failed':>8s}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mb", type=int, default=32, help="MiB sent each way (default 32)")
+    ap.add_argument("--qemu", default="passt", help="QEMU backends: passt, slirp, both (passt,slirp) or none")
+    ap.add_argument("--runs", type=int, default=1, help="runs per configuration; the best is shown")
+    args = ap.parse_args()
+    qemu_backends = [b.strip() for b in args.qemu.replace("both", "passt,slirp").split(",") if b.strip()]
+    if qemu_backends == ["none"] or not gb.qemu_exe():
+        qemu_backends = []
+    if bad := [b for b in qemu_backends if b not in ("passt", "slirp")]:
+        raise SystemExit(f"--qemu: {', '.join(bad)} unknown; use passt, slirp, both or none")
+    if not shutil.which("passt"):
+        raise SystemExit("passt not found: install Debian's passt package (make test does)")
+
+    program = gb.build_guest_program(Path(__file__).with_name("netio.c"))
+    with tempfile.TemporaryDirectory(prefix="wirt-bench-net-") as tmp:
+        initrd = gb.initrd_with({"bin/netio": program}, Path(tmp))
+        return report(args, qemu_backends, initrd)
+
+
+def report(args: argparse.Namespace, qemu_backends: list[str], initrd: Path) -> int:
+    """Measure and print the table."""
+    print(f"TCP, {args.mb} MiB each way, bench/netio.c in the guest (64 KiB writes and reads), "
+          "MB/s = 10^6 bytes/s")
+    print(f"{'hypervisor':30s} {'guest->host':>11s} {'host->guest':>11s}")
+    w = best([run_wirt(args.mb, initrd) for _ in range(args.runs)])
+    print(f"{'wirt (passt)':30s} {fmt(w.upload):>11s} {fmt(w.download):>11s}", flush=True)
+    for note in w.notes:
+        print(f"  wirt: {note}")
+    if not qemu_backends:
+        print("qemu: not run (qemu-system-riscv64 not installed or --qemu none)")
+    for backend in qemu_backends:
+        q = best([run_qemu(args.mb, backend, initrd) for _ in range(args.runs)])
+        label = "qemu 7.2 (passt, stream fd)" if backend == "passt" else "qemu 7.2 (slirp -netdev user)"
+        print(f"{label:30s} {fmt(q.upload):>11s} {fmt(q.download):>11s}", flush=True)
+        for note in q.notes:
+            print(f"  qemu: {note}")
+        ratios = [f"{a / b:.2f}" if a and b else "-" for a, b in ((w.upload, q.upload), (w.download, q.download))]
+        print(f"{'wirt/qemu (' + backend + ')':30s} {ratios[0]:>11s} {ratios[1]:>11s}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,170 @@
+/* netio: TCP bulk transfer inside a riscv64 Linux guest, for bench/net.py.
+ *
+ *   netio send IPV4 PORT MIB   connect, send MIB MiB in 64 KiB writes, half-close, wait for the
+ *                              peer to close, print `netio sent BYTES`
+ *   netio recv PORT            listen on PORT, print `netio listening` once it does, accept one
+ *                              connection, read it to the end in 64 KiB reads, close,
+ *                              print `netio received BYTES`
+ *
+ * Large buffers keep the guest's own copying small next to the network path (busybox nc moves
+ * the data in small pieces). No libc: Linux system calls through `ecall` (a7 = number from
+ * asm-generic/unistd.h, a0-a5 = arguments), built with the bare-metal riscv64-unknown-elf-gcc.
+ */
+
+typedef unsigned long u64;
+typedef long i64;
+
+#define SYS_close 57
+#define SYS_write 64
+#define SYS_exit_group 94
+#define SYS_socket 198
+#define SYS_bind 200
+#define SYS_listen 201
+#define SYS_accept 202
+#define SYS_connect 203
+#define SYS_sendto 206
+#define SYS_recvfrom 207
+#define SYS_setsockopt 208
+#define SYS_shutdown 210
+
+#define AF_INET 2
+#define SOCK_STREAM 1
+#define SOL_SOCKET 1
+#define SO_REUSEADDR 2
+#define SHUT_WR 1
+#define CHUNK 65536
+
+static char buf[CHUNK] __attribute__((aligned(4096)));
+
+static i64 sys6(i64 n, i64 a, i64 b, i64 c, i64 d, i64 e, i64 f) {
+    register i64 a0 __asm__("a0") = a;
+    register i64 a1 __asm__("a1") = b;
+    register i64 a2 __asm__("a2") = c;
+    register i64 a3 __asm__("a3") = d;
+    register i64 a4 __asm__("a4") = e;
+    register i64 a5 __asm__("a5") = f;
+    register i64 a7 __asm__("a7") = n;
+    __asm__ volatile("ecall" : "+r"(a0) : "r"(a1), "r"(a2), "r"(a3), "r"(a4), "r"(a5), "r"(a7) : "memory");
+    return a0;
+}
+
+static u64 len(const char *s) {
+    u64 n = 0;
+    while (s[n]) n++;
+    return n;
+}
+
+static void put(const char *s) { sys6(SYS_write, 1, (i64)s, (i64)len(s), 0, 0, 0); }
+
+static void put_u64(u64 v) {
+    char tmp[24];
+    int i = 23;
+    tmp[i] = 0;
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    put(tmp + i);
+}
+
+static void die(const char *what, i64 err) {
+    put("netio: ");
+    put(what);
+    put(" failed, errno ");
+    put_u64((u64)-err);
+    put("\n");
+    sys6(SYS_exit_group, 1, 0, 0, 0, 0, 0);
+}
+
+static u64 parse(const char **s) {
+    u64 v = 0;
+    while (**s >= '0' && **s <= '9') v = v * 10 + (u64)(*(*s)++ - '0');
+    return v;
+}
+
+static int streq(const char *a, const char *b) {
+    while (*a && *a == *b) a++, b++;
+    return *a == *b;
+}
+
+struct sockaddr_in { /* netinet/in.h: port and address in network byte order */
+    unsigned short family, port;
+    unsigned int addr;
+    char zero[8];
+};
+
+static struct sockaddr_in address(const char *ip, const char *port) {
+    struct sockaddr_in sa = {AF_INET, 0, 0, {0}};
+    u64 p = parse(&port);
+    sa.port = (unsigned short)(((p & 0xff) << 8) | (p >> 8));
+    for (int i = 0; i < 4 && ip; i++) {
+        sa.addr |= (unsigned int)(parse(&ip) & 0xff) << (8 * i);
+        if (*ip == '.') ip++;
+    }
+    return sa;
+}
+
+static int do_send(const char *ip, const char *port, const char *mib) {
+    struct sockaddr_in sa = address(ip, port);
+    u64 total = parse(&mib) << 20, sent = 0;
+    for (u64 i = 0; i < CHUNK; i++) buf[i] = (char)(i * 131 + 7);
+    i64 fd = sys6(SYS_socket, AF_INET, SOCK_STREAM, 0, 0, 0, 0);
+    if (fd < 0) die("socket", fd);
+    i64 r = sys6(SYS_connect, fd, (i64)&sa, sizeof sa, 0, 0, 0);
+    if (r < 0) die("connect", r);
+    while (sent < total) {
+        u64 n = total - sent < CHUNK ? total - sent : CHUNK;
+        r = sys6(SYS_sendto, fd, (i64)buf, (i64)n, 0, 0, 0);
+        if (r <= 0) die("send", r);
+        sent += (u64)r;
+    }
+    sys6(SYS_shutdown, fd, SHUT_WR, 0, 0, 0, 0);
+    while (sys6(SYS_recvfrom, fd, (i64)buf, CHUNK, 0, 0, 0) > 0) {
+    }
+    sys6(SYS_close, fd, 0, 0, 0, 0, 0);
+    put("netio sent ");
+    put_u64(sent);
+    put("\n");
+    return 0;
+}
+
+static int do_recv(const char *port) {
+    struct sockaddr_in sa = address("0.0.0.0", port);
+    int one = 1;
+    i64 ls = sys6(SYS_socket, AF_INET, SOCK_STREAM, 0, 0, 0, 0);
+    if (ls < 0) die("socket", ls);
+    sys6(SYS_setsockopt, ls, SOL_SOCKET, SO_REUSEADDR, (i64)&one, sizeof one, 0);
+    i64 r = sys6(SYS_bind, ls, (i64)&sa, sizeof sa, 0, 0, 0);
+    if (r < 0) die("bind", r);
+    r = sys6(SYS_listen, ls, 1, 0, 0, 0, 0);
+    if (r < 0) die("listen", r);
+    put("netio listening\n");
+    i64 fd = sys6(SYS_accept, ls, 0, 0, 0, 0, 0);
+    if (fd < 0) die("accept", fd);
+    u64 got = 0;
+    while ((r = sys6(SYS_recvfrom, fd, (i64)buf, CHUNK, 0, 0, 0)) > 0) got += (u64)r;
+    if (r < 0) die("recv", r);
+    sys6(SYS_close, fd, 0, 0, 0, 0, 0);
+    sys6(SYS_close, ls, 0, 0, 0, 0, 0);
+    put("netio received ");
+    put_u64(got);
+    put("\n");
+    return 0;
+}
+
+int cmain(i64 *sp) {
+    i64 argc = sp[0];
+    char **argv = (char **)(sp + 1);
+    if (argc == 5 && streq(argv[1], "send")) return do_send(argv[2], argv[3], argv[4]);
+    if (argc == 3 && streq(argv[1], "recv")) return do_recv(argv[2]);
+    put("usage: netio send IPV4 PORT MIB | netio recv PORT\n");
+    return 2;
+}
+
+__asm__(".globl _start\n"
+        "_start:\n"
+        "  mv a0, sp\n"
+        "  andi sp, sp, -16\n"
+        "  call cmain\n"
+        "  li a7, 94\n" /* exit_group(cmain's result) */
+        "  ecall\n");
