@@ -6,8 +6,11 @@ network and stats; one VM boots the Debian root disk (`wirt create --image debia
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from hostpage import serve_page
@@ -32,7 +35,12 @@ def guest(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     old = os.environ.get("WIRT_HOME")
     os.environ["WIRT_HOME"] = str(home)
-    vm = VM.create("g", memory="192M", disk="16M", image="initramfs", net="user")
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]  # a free host port for the forward to the guest's port 8080
+    probe.close()
+    vm = VM.create("g", memory="192M", disk="16M", image="initramfs", net="user", ports=[f"{port}:8080"])
+    vm.host_port = port
     vm.start()
     try:
         r = vm.exec("true", wait=AGENT_WAIT)
@@ -41,6 +49,9 @@ def guest(tmp_path_factory):
     finally:
         if vm.status(query=False).running:
             vm.stop(force=True)
+        from wirt.vm import zygote
+
+        zygote.stop(home)
         if old is None:
             os.environ.pop("WIRT_HOME", None)
         else:
@@ -84,6 +95,27 @@ def test_network_reaches_a_host_server_and_is_counted(guest) -> None:
     assert st.live["ip"] and st.live["agent"] is True and st.live["warnings"] == []
     mac = guest.exec("cat /sys/class/net/eth0/address").stdout.decode().strip()
     assert mac == guest.config.network.mac
+
+
+def test_a_vm_port_forward_reaches_a_guest_server(guest) -> None:
+    """`wirt create --port H:G`: a host client on H talks to a server in the guest on G (passt)."""
+    result = {}
+    server = threading.Thread(target=lambda: result.update(r=guest.exec("echo from-guest | nc -l -p 8080",
+                                                                         timeout=60)))
+    server.start()
+    deadline = time.monotonic() + 60
+    got = b""
+    while not got and time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", guest.host_port), timeout=5) as c:
+                c.sendall(b"from-host\n")
+                c.shutdown(socket.SHUT_WR)
+                got = c.makefile("rb").read()
+        except OSError:
+            time.sleep(0.5)  # the guest's nc is not listening yet
+    server.join(70)
+    assert got == b"from-guest\n"
+    assert result["r"].status == 0 and result["r"].stdout == b"from-host\n"
 
 
 def test_graceful_stop_goes_through_the_agent(guest) -> None:
