@@ -155,3 +155,18 @@ def test_state_is_plain_json_data(saved):
     assert doc["checksum"].startswith("sha256:")
     hart = doc["body"]["machine"]["hart"]
     assert all(isinstance(v, int) for v in hart["s"]) and np.asarray(hart["c"]).dtype == np.int64
+
+
+def test_scan_of_touched_pages_finds_what_a_full_scan_finds():
+    from wirt.machine.memory import GuestMemory
+    from wirt.machine.snapshot import _nonzero_runs
+
+    mem = GuestMemory(16 * MIB)
+    mem.array[5 * 4096 + 7] = 1
+    mem.array[100 * 4096: 103 * 4096] = 9
+    mem.array[200 * 4096] = 0  # read-only touch of a page: present, but zero
+    touched = mem.touched_pages()
+    assert touched is not None and touched[5] and touched[101] and not touched[3000]
+    assert _nonzero_runs(mem.array, touched) == _nonzero_runs(mem.array) == [[5, 1], [100, 3]]
+    mem.zero()
+    assert not mem.touched_pages()[101] and _nonzero_runs(mem.array, mem.touched_pages()) == []

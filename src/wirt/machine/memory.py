@@ -34,6 +34,7 @@ class GuestMemory:
         self.size = size
         self._map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self.array = np.frombuffer(self._map, dtype=np.uint8)
+        self.image_mapped = False  # True while RAM is a copy-on-write view of a snapshot image
 
     @property
     def address(self) -> int:
@@ -51,6 +52,32 @@ class GuestMemory:
     def zero(self) -> None:
         """All of RAM reads as zero again: a fresh anonymous mapping (pages freed lazily)."""
         self._remap(-1, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self.image_mapped = False
+
+    def touched_pages(self) -> np.ndarray | None:
+        """Which pages may hold data (bool per page), from /proc/self/pagemap, or None if unknown.
+
+        A page of an anonymous private mapping that is neither present nor swapped out has
+        never been written since the mapping was made: it reads as zero (proc(5), pagemap bits
+        63 and 62). After `map_image` untouched pages come from the image, so None.
+        """
+        if self.image_mapped:
+            return None
+        npages = self.size // PAGE
+        try:
+            fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            raw = os.pread(fd, npages * 8, self.address // PAGE * 8)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if len(raw) != npages * 8:
+            return None
+        entries = np.frombuffer(raw, dtype=np.uint64)
+        return (entries & np.uint64(0xC000_0000_0000_0000)) != 0
 
     def map_image(self, fd: int) -> None:
         """RAM becomes a copy-on-write view of a memory image file of exactly `size` bytes.
@@ -62,6 +89,7 @@ class GuestMemory:
         if st.st_size != self.size:
             raise WirtError(f"memory image is {st.st_size} bytes, guest RAM is {self.size}")
         self._remap(fd, mmap.MAP_PRIVATE)
+        self.image_mapped = True
 
     def contains(self, addr: int, length: int = 1) -> bool:
         return self.base <= addr and addr + length <= self.base + self.size

@@ -80,20 +80,28 @@ def read_state_file(folder: Path) -> dict[str, Any]:
 
 
 # ---- memory image -------------------------------------------------------------------------------
-def _nonzero_runs(array: np.ndarray) -> list[list[int]]:
-    """[first_page, page_count] runs of pages that hold a non-zero byte."""
+def _nonzero_runs(array: np.ndarray, touched: np.ndarray | None = None) -> list[list[int]]:
+    """[first_page, page_count] runs of pages that hold a non-zero byte. `touched` (bool per
+    page, see GuestMemory.touched_pages) limits the scan: pages never touched are zero."""
     words = array.view(np.uint64).reshape(-1, PAGE // 8)
-    nz = words.any(axis=1).astype(np.int8)
+    if touched is None:
+        nz = words.any(axis=1).astype(np.int8)
+    else:
+        nz = np.zeros(len(words), dtype=np.int8)
+        idx = np.flatnonzero(touched)
+        for i in range(0, len(idx), 8192):  # gather 32 MiB at a time
+            part = idx[i:i + 8192]
+            nz[part] = words[part].any(axis=1)
     edges = np.diff(np.concatenate(([0], nz, [0])))
     starts = np.flatnonzero(edges == 1)
     ends = np.flatnonzero(edges == -1)
     return [[int(a), int(b - a)] for a, b in zip(starts, ends)]
 
 
-def write_memory_image(array: np.ndarray, path: Path) -> dict[str, Any]:
+def write_memory_image(array: np.ndarray, path: Path, touched: np.ndarray | None = None) -> dict[str, Any]:
     """Write guest RAM to a sparse image at `path` (atomically); returns its description."""
     path = Path(path)
-    runs = _nonzero_runs(array)
+    runs = _nonzero_runs(array, touched)
     view = memoryview(array)
     h = hashlib.sha256()
     tmp = path.with_name(f".{path.name}.tmp")
@@ -181,7 +189,7 @@ def save_machine(machine: Any, folder: Path, extra: dict[str, Any] | None = None
     folder.mkdir(parents=True, exist_ok=True)
     machine.flush_output()
     t0 = time.monotonic()
-    memory = write_memory_image(machine.memory.array, folder / MEMORY_FILE)
+    memory = write_memory_image(machine.memory.array, folder / MEMORY_FILE, machine.memory.touched_pages())
     body = {"created": time.time(), "signature": machine.signature(), "machine": machine.state(),
             "memory": memory, "save_seconds": round(time.monotonic() - t0, 4), **(extra or {})}
     write_state_file(folder, body)
