@@ -118,6 +118,15 @@ def test_a_vm_port_forward_reaches_a_guest_server(guest) -> None:
     assert result["r"].status == 0 and result["r"].stdout == b"from-host\n"
 
 
+def test_guest_reads_host_entropy_from_virtio_rng(guest) -> None:
+    r = guest.exec("cat /sys/devices/virtual/misc/hw_random/rng_current; "
+                   "head -c 64 /dev/hwrng | od -An -tx1 | tr -d ' \\n'", timeout=60)
+    assert r.status == 0, r.stderr
+    current, data = r.stdout.decode().split("\n", 1)
+    assert current.startswith("virtio_rng")
+    assert len(data) == 128 and data != "0" * 128
+
+
 def test_graceful_stop_goes_through_the_agent(guest) -> None:
     st = guest.stop(timeout=60)
     assert st.state == "stopped" and st.reason == "poweroff"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from wirt.devices.virtio import VirtioBlk, VirtioConsole, VirtioMmio, VirtioNet
+from wirt.devices.virtio import VirtioBlk, VirtioConsole, VirtioMmio, VirtioNet, VirtioRng
 from wirt.errors import WirtError
 from wirt.machine import devicetree as dt
 
@@ -38,5 +38,14 @@ def attach_console(machine: Any, on_output: Callable[[bytes], None]) -> VirtioMm
     `device.feed(bytes)` sends to the guest, `on_output` gets what the guest writes."""
     n = free_slot(machine)
     dev = VirtioMmio(VirtioConsole(on_output), machine.memory, machine.plic.line(dt.VIRTIO_IRQ_BASE + n))
+    machine.virtio[n].device = dev
+    return dev
+
+
+def attach_rng(machine: Any) -> VirtioMmio:
+    """Put a virtio entropy device (host os.urandom; the guest's /dev/hwrng) in the next free slot.
+    Not for deterministic runs: its bytes differ every time."""
+    n = free_slot(machine)
+    dev = VirtioMmio(VirtioRng(), machine.memory, machine.plic.line(dt.VIRTIO_IRQ_BASE + n))
     machine.virtio[n].device = dev
     return dev

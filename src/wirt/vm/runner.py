@@ -272,8 +272,9 @@ class Runner:
             after_restore(self, body)
 
     def _attach_devices(self) -> None:
-        """Disks on virtio-blk, then the network card on virtio-net and the agent's virtio-console,
-        in virtio-mmio slots 0.. (IRQ 1 + slot, DESIGN.md memory map), via wirt.machine.attach."""
+        """Disks on virtio-blk, then the network card on virtio-net, the agent's virtio-console and
+        a virtio-rng, in virtio-mmio slots 0.. (IRQ 1 + slot, DESIGN.md memory map), via
+        wirt.machine.attach."""
         try:
             import wirt.devices.virtio  # noqa: F401
         except ImportError:
@@ -293,10 +294,11 @@ class Runner:
             self.disks.append(img)
             attach_disk(m, img, serial=f"wirt-disk{i}")
         self._attach_network()
-        from wirt.machine.attach import attach_console
+        from wirt.machine.attach import attach_console, attach_rng
 
         console = attach_console(m, self.agent.on_output)
         self.agent.send = console.device.feed
+        attach_rng(m)  # host entropy for the guest's kernel (virtio 1.2 section 5.4)
 
     def _attach_network(self) -> None:
         """The [network] of vm.toml on virtio-net: user (passt with the port forwards), tap:IF, socket:HUB."""
