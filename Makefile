@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # (qcow2 interop), QEMU itself (reference for benchmarks), dtc (device tree review), passt.
 SYSTEM_PACKAGES := gcc-riscv64-unknown-elf binutils-riscv64-unknown-elf picolibc-riscv64-unknown-elf \
 	qemu-utils qemu-system-misc device-tree-compiler passt opensbi debian-archive-keyring gpgv \
-	gnupg cpio e2fsprogs xz-utils zstd
+	gnupg cpio e2fsprogs xz-utils zstd iproute2
 
 .PHONY: setup system-packages venv run test bench clean
 
