@@ -9,21 +9,16 @@
  *   seqread   1 MiB blocks over the region
  *   randread  4 KiB blocks at random 4 KiB-aligned offsets, for RANDOM_SECONDS
  *   randwrite 4 KiB blocks at random offsets for RANDOM_SECONDS, then fsync
- * Time is CLOCK_MONOTONIC. No libc: Linux system calls through `ecall` (RISC-V Linux ABI: a7 is
- * the call number from asm-generic/unistd.h, a0-a5 the arguments, a0 the result), so the
- * bare-metal cross compiler riscv64-unknown-elf-gcc builds it as a static Linux program.
+ * Time is CLOCK_MONOTONIC. No libc: system calls through guestsys.h.
  */
 
-typedef unsigned long u64;
-typedef long i64;
+#define PROG "diskio"
+#include "guestsys.h"
 
 #define SYS_openat 56
-#define SYS_close 57
-#define SYS_write 64
 #define SYS_pread64 67
 #define SYS_pwrite64 68
 #define SYS_fsync 82
-#define SYS_exit_group 94
 #define SYS_clock_gettime 113
 
 #define AT_FDCWD (-100)
@@ -34,44 +29,6 @@ typedef long i64;
 
 static char buf[MIB] __attribute__((aligned(4096)));
 
-static i64 sys6(i64 n, i64 a, i64 b, i64 c, i64 d) {
-    register i64 a0 __asm__("a0") = a;
-    register i64 a1 __asm__("a1") = b;
-    register i64 a2 __asm__("a2") = c;
-    register i64 a3 __asm__("a3") = d;
-    register i64 a7 __asm__("a7") = n;
-    __asm__ volatile("ecall" : "+r"(a0) : "r"(a1), "r"(a2), "r"(a3), "r"(a7) : "memory");
-    return a0;
-}
-
-static u64 len(const char *s) {
-    u64 n = 0;
-    while (s[n]) n++;
-    return n;
-}
-
-static void put(const char *s) { sys6(SYS_write, 1, (i64)s, (i64)len(s), 0); }
-
-static void put_u64(u64 v) {
-    char tmp[24];
-    int i = 23;
-    tmp[i] = 0;
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    put(tmp + i);
-}
-
-static void die(const char *what, i64 err) {
-    put("diskio: ");
-    put(what);
-    put(" failed, errno ");
-    put_u64((u64)-err);
-    put("\n");
-    sys6(SYS_exit_group, 1, 0, 0, 0);
-}
-
 static u64 parse(const char *s) {
     u64 v = 0;
     while (*s >= '0' && *s <= '9') v = v * 10 + (u64)(*s++ - '0');
@@ -80,7 +37,7 @@ static u64 parse(const char *s) {
 
 static u64 now_ns(void) {
     i64 ts[2];
-    sys6(SYS_clock_gettime, CLOCK_MONOTONIC, (i64)ts, 0, 0);
+    sys6(SYS_clock_gettime, CLOCK_MONOTONIC, (i64)ts, 0, 0, 0, 0);
     return (u64)ts[0] * 1000000000UL + (u64)ts[1];
 }
 
@@ -108,12 +65,12 @@ static u64 next(void) { /* xorshift64 */
 static void sequential(i64 fd, u64 size, int write) {
     u64 t0 = now_ns();
     for (u64 off = 0; off < size; off += MIB) {
-        i64 r = write ? sys6(SYS_pwrite64, fd, (i64)buf, MIB, (i64)off)
-                      : sys6(SYS_pread64, fd, (i64)buf, MIB, (i64)off);
+        i64 r = write ? sys6(SYS_pwrite64, fd, (i64)buf, MIB, (i64)off, 0, 0)
+                      : sys6(SYS_pread64, fd, (i64)buf, MIB, (i64)off, 0, 0);
         if (r != (i64)MIB) die(write ? "pwrite" : "pread", r < 0 ? r : -5);
     }
     if (write) {
-        i64 r = sys6(SYS_fsync, fd, 0, 0, 0);
+        i64 r = sys6(SYS_fsync, fd, 0, 0, 0, 0, 0);
         if (r < 0) die("fsync", r);
     }
     report(write ? "seqwrite" : "seqread", MIB, size / MIB, now_ns() - t0);
@@ -125,14 +82,14 @@ static void random4k(i64 fd, u64 size, u64 seconds, int write) {
     while (t < end) {
         for (int i = 0; i < 16; i++, ops++) {
             i64 off = (i64)((next() % blocks) * 4096);
-            i64 r = write ? sys6(SYS_pwrite64, fd, (i64)buf, 4096, off)
-                          : sys6(SYS_pread64, fd, (i64)buf, 4096, off);
+            i64 r = write ? sys6(SYS_pwrite64, fd, (i64)buf, 4096, off, 0, 0)
+                          : sys6(SYS_pread64, fd, (i64)buf, 4096, off, 0, 0);
             if (r != 4096) die(write ? "pwrite" : "pread", r < 0 ? r : -5);
         }
         t = now_ns();
     }
     if (write) {
-        i64 r = sys6(SYS_fsync, fd, 0, 0, 0);
+        i64 r = sys6(SYS_fsync, fd, 0, 0, 0, 0, 0);
         if (r < 0) die("fsync", r);
     }
     report(write ? "randwrite" : "randread", 4096, ops, now_ns() - t0);
@@ -147,13 +104,13 @@ int cmain(i64 *sp) {
     }
     u64 size = parse(argv[2]) * MIB, seconds = parse(argv[3]);
     for (u64 i = 0; i < MIB; i++) buf[i] = (char)(i * 131 + 7); /* not zeros: no shortcut anywhere */
-    i64 fd = sys6(SYS_openat, AT_FDCWD, (i64)argv[1], O_RDWR | O_DIRECT, 0);
+    i64 fd = sys6(SYS_openat, AT_FDCWD, (i64)argv[1], O_RDWR | O_DIRECT, 0, 0, 0);
     if (fd < 0) die("open", fd);
     sequential(fd, size, 1);
     sequential(fd, size, 0);
     random4k(fd, size, seconds, 0);
     random4k(fd, size, seconds, 1);
-    sys6(SYS_close, fd, 0, 0, 0);
+    sys6(SYS_close, fd, 0, 0, 0, 0, 0);
     return 0;
 }
 

@@ -83,13 +83,14 @@ def initrd_with(files: dict[str, bytes], work: Path) -> Path:
 
 
 def build_guest_program(source: Path) -> bytes:
-    """A static riscv64 Linux program from one freestanding C file (no libc), cached by content."""
+    """A static riscv64 Linux program from one freestanding C file (no libc) and the headers beside
+    it (guestsys.h), cached by their content."""
     from wirt.paths import cache_dir
 
     cc = shutil.which("riscv64-unknown-elf-gcc")
     if cc is None:
         raise SystemExit("riscv64-unknown-elf-gcc not found: install gcc-riscv64-unknown-elf (make test does)")
-    text = source.read_bytes()
+    text = source.read_bytes() + b"".join(h.read_bytes() for h in sorted(source.parent.glob("*.h")))
     out = cache_dir() / "programs" / f"{source.stem}-{hashlib.sha256(text).hexdigest()[:12]}"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
