@@ -17,35 +17,31 @@ def free_slot(machine: Any) -> int:
     raise WirtError(f"all {len(machine.virtio)} virtio slots are used; attach fewer devices")
 
 
-def attach_disk(machine: Any, disk: Any, serial: str) -> VirtioMmio:
-    """Put a storage.BlockDevice on virtio-blk in the next free slot."""
+def plug(machine: Any, device: Any) -> VirtioMmio:
+    """Put a virtio device model on a virtio-mmio transport in the next free slot (IRQ 1 + slot)."""
     n = free_slot(machine)
-    dev = VirtioMmio(VirtioBlk(disk, serial=serial), machine.memory, machine.plic.line(dt.VIRTIO_IRQ_BASE + n))
+    dev = VirtioMmio(device, machine.memory, machine.plic.line(dt.VIRTIO_IRQ_BASE + n))
     machine.virtio[n].device = dev
     return dev
+
+
+def attach_disk(machine: Any, disk: Any, serial: str) -> VirtioMmio:
+    """Put a storage.BlockDevice on virtio-blk in the next free slot."""
+    return plug(machine, VirtioBlk(disk, serial=serial))
 
 
 def attach_net(machine: Any, backend: Any, mac: bytes) -> VirtioMmio:
     """Put a netback backend on virtio-net in the next free slot."""
-    n = free_slot(machine)
-    dev = VirtioMmio(VirtioNet(backend, mac), machine.memory, machine.plic.line(dt.VIRTIO_IRQ_BASE + n))
-    machine.virtio[n].device = dev
-    return dev
+    return plug(machine, VirtioNet(backend, mac))
 
 
 def attach_console(machine: Any, on_output: Callable[[bytes], None]) -> VirtioMmio:
     """Put a single-port virtio-console (the guest's /dev/hvc0) in the next free slot;
     `device.feed(bytes)` sends to the guest, `on_output` gets what the guest writes."""
-    n = free_slot(machine)
-    dev = VirtioMmio(VirtioConsole(on_output), machine.memory, machine.plic.line(dt.VIRTIO_IRQ_BASE + n))
-    machine.virtio[n].device = dev
-    return dev
+    return plug(machine, VirtioConsole(on_output))
 
 
 def attach_rng(machine: Any) -> VirtioMmio:
     """Put a virtio entropy device (host os.urandom; the guest's /dev/hwrng) in the next free slot.
     Not for deterministic runs: its bytes differ every time."""
-    n = free_slot(machine)
-    dev = VirtioMmio(VirtioRng(), machine.memory, machine.plic.line(dt.VIRTIO_IRQ_BASE + n))
-    machine.virtio[n].device = dev
-    return dev
+    return plug(machine, VirtioRng())

@@ -80,29 +80,30 @@ class _Where:
         return WirtError(f"{self.at(key)}: {problem}; {fix}")
 
 
-def validate_name(name: object) -> str:
-    """Check a VM name (it becomes a directory name, a cgroup name and a hostname).
+def validate_name(name: object, what: str = "VM name") -> str:
+    """Check a VM name (it becomes a directory name, a cgroup name and a hostname), or with
+    `what` another name that becomes a directory name (a snapshot's).
 
     Refused: non-strings, empty, longer than MAX_NAME, '/' or '..', a leading dot or dash,
     control characters, and anything outside letters, digits, '.', '_' and '-'.
     """
     if not isinstance(name, str):
-        raise WirtError(f"VM name must be text, not {type(name).__name__}")
+        raise WirtError(f"{what} must be text, not {type(name).__name__}")
     hint = "use letters, digits, '.', '_' and '-', starting with a letter or digit (e.g. web-1)"
     if not name:
-        raise WirtError(f"VM name is empty; {hint}")
+        raise WirtError(f"{what} is empty; {hint}")
     if len(name) > MAX_NAME:
-        raise WirtError(f"VM name {name[:20]!r}... is {len(name)} characters long; use at most {MAX_NAME}")
+        raise WirtError(f"{what} {name[:20]!r}... is {len(name)} characters long; use at most {MAX_NAME}")
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
-        raise WirtError(f"VM name {name!r} contains control characters; {hint}")
+        raise WirtError(f"{what} {name!r} contains control characters; {hint}")
     if "/" in name or "\\" in name:
-        raise WirtError(f"VM name {name!r} contains a path separator; {hint}")
+        raise WirtError(f"{what} {name!r} contains a path separator; {hint}")
     if ".." in name:
-        raise WirtError(f"VM name {name!r} contains '..'; {hint}")
+        raise WirtError(f"{what} {name!r} contains '..'; {hint}")
     if name.startswith("."):
-        raise WirtError(f"VM name {name!r} starts with a dot; {hint}")
+        raise WirtError(f"{what} {name!r} starts with a dot; {hint}")
     if not _NAME_RE.fullmatch(name):
-        raise WirtError(f"VM name {name!r} is not allowed; {hint}")
+        raise WirtError(f"{what} {name!r} is not allowed; {hint}")
     return name
 
 

@@ -34,6 +34,7 @@ from typing import Any
 from wirt.errors import WirtError
 from wirt.fileio import atomic_write, fsync_dir
 from wirt.machine.snapshot import MEMORY_FILE, read_state_file, restore_machine, save_machine, write_state_file
+from wirt.vm.disks import disk_usage
 from wirt.vm.schema import DiskConfig, VMConfig, validate_name
 from wirt.vm.store import VMPaths, VMStore
 
@@ -46,10 +47,7 @@ _RESERVED = {LAYERS, TREE}
 
 def snapshot_name(name: object) -> str:
     """Check a snapshot name (a folder name, same rules as VM names)."""
-    try:
-        name = validate_name(name)
-    except WirtError as exc:
-        raise WirtError(str(exc).replace("VM name", "snapshot name")) from None
+    name = validate_name(name, "snapshot name")
     if name in _RESERVED:
         raise WirtError(f"snapshot name {name!r} is reserved; pick another")
     return name
@@ -143,7 +141,7 @@ class VMSnapshots:
             except WirtError:
                 out.append(SnapshotInfo(name, None, 0.0, "damaged", 0, 0, False))
                 continue
-            disk = sum(_usage(self.paths.root / d["layer"]) for d in body.get("disks", []) if d.get("layer"))
+            disk = sum(disk_usage(self.paths.root / d["layer"]) for d in body.get("disks", []) if d.get("layer"))
             out.append(SnapshotInfo(name, body.get("parent"), float(body.get("created", 0)), body.get("kind", "?"),
                                     int((body.get("memory") or {}).get("stored_bytes", 0)), disk, name == cur))
         return out
@@ -355,13 +353,6 @@ def config_differences(body: dict[str, Any], cfg: VMConfig) -> list[str]:
     return out
 
 
-def _usage(path: Path) -> int:
-    try:
-        return os.stat(path).st_blocks * 512
-    except OSError:
-        return 0
-
-
 def _format(path: Path) -> str:
     from wirt.storage import probe_format
 
@@ -462,22 +453,22 @@ def fork_vm(store: VMStore, source: str, snap: str, new_name: str) -> tuple[VMCo
     ports = [str(p) for p in base.network.ports]
     if ports:
         notes.append(f"port forwards {', '.join(ports)} were not copied; add them with `wirt set`")
-    cfg = VMConfig.new(new_name, cpus=base.cpus, memory=base.memory, image=base.image, net=_net_spec(base),
+    cfg = VMConfig.new(new_name, cpus=base.cpus, memory=base.memory, image=base.image, net=base.network.mode,
                        append=base.boot.append, cpu_affinity=list(base.cpu_affinity))
     cfg.boot = base.boot
     paths = store.create(cfg)
+    root = Path(os.path.abspath(src.root))  # files under it are linked; others (the base image) shared
     try:
         snaps = VMSnapshots(paths)
         disks = []
         for r, d in zip(body.get("disks", []), base.disks):
             if r.get("read_only"):
-                p = src.disk(d.path)
-                disks.append(DiskConfig(str(p) if not p.is_relative_to(src.root) else _link_in(src, paths, p),
+                p = Path(os.path.abspath(src.disk(d.path)))
+                disks.append(DiskConfig(_link_in(src, paths, p) if p.is_relative_to(root) else str(p),
                                         d.format, d.size, True))
                 continue
-            layer = src.root / r["layer"]
-            for f in _chain(layer):
-                if f.is_relative_to(src.root.resolve()) or f.is_relative_to(src.root):
+            for f in _chain(src.root / r["layer"]):
+                if f.is_relative_to(root):
                     _link_in(src, paths, f)
             _, rel = snaps._new_overlay(paths.root / r["layer"])
             disks.append(DiskConfig(rel, "qcow2", d.size, False))
@@ -495,10 +486,6 @@ def fork_vm(store: VMStore, source: str, snap: str, new_name: str) -> tuple[VMCo
         store.destroy(cfg.name)
         raise
     return cfg, notes
-
-
-def _net_spec(cfg: VMConfig) -> str:
-    return cfg.network.mode
 
 
 def _link_in(src: VMPaths, dst: VMPaths, f: Path) -> str:
