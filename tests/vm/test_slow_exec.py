@@ -59,17 +59,17 @@ def guest(tmp_path_factory):
 
 
 def test_exec_separates_stdout_stderr_and_status(guest) -> None:
-    r = guest.exec("echo to-out; echo to-err >&2; exit 7")
+    r = guest.exec("echo to-out; echo to-err >&2; exit 7", timeout=120)
     assert (r.stdout, r.stderr, r.status) == (b"to-out\n", b"to-err\n", 7)
-    r = guest.exec(["printf", "%s|", "two words", "$HOME", "'q'"])  # a list is quoted, not re-split
+    r = guest.exec(["printf", "%s|", "two words", "$HOME", "'q'"], timeout=120)  # a list is quoted, not re-split
     assert r.stdout == b"two words|$HOME|'q'|" and r.ok
 
 
 def test_exec_is_binary_safe_both_ways(guest) -> None:
     blob = bytes(range(256)) * 64  # 16 KiB: several chunks, every byte value, NULs
-    r = guest.exec("cat; cat >&2", stdin=blob)
+    r = guest.exec("cat; cat >&2", stdin=blob, timeout=120)
     assert r.stdout == blob and r.status == 0 and r.stderr == b""
-    r = guest.exec("printf '\\000\\377\\r\\n'; printf '\\001' >&2; exit 255")
+    r = guest.exec("printf '\\000\\377\\r\\n'; printf '\\001' >&2; exit 255", timeout=120)
     assert (r.stdout, r.stderr, r.status) == (b"\x00\xff\r\n", b"\x01", 255)
 
 
@@ -78,7 +78,7 @@ def test_wirt_exec_cli_streams_and_exits_with_the_status(guest) -> None:
     assert (r.returncode, r.stdout, r.stderr) == (5, b"a\n", b"b\n")
     r = wirt("exec", "g", "--kill-after", "2", "--", "sleep 60")
     assert r.returncode == 2 and b"did not finish within 2 s" in r.stderr and b"Traceback" not in r.stderr
-    assert guest.exec("ps -o comm | grep -c '^sleep$' || true").stdout.strip() == b"0"  # killed in the guest
+    assert guest.exec("ps -o comm | grep -c '^sleep$' || true", timeout=120).stdout.strip() == b"0"  # killed in the guest
 
 
 def test_network_reaches_a_host_server_and_is_counted(guest) -> None:
@@ -93,7 +93,7 @@ def test_network_reaches_a_host_server_and_is_counted(guest) -> None:
     assert after["net_rx_bytes"] > before["net_rx_bytes"] and after["net_tx_bytes"] > before["net_tx_bytes"]
     st = guest.status()
     assert st.live["ip"] and st.live["agent"] is True and st.live["warnings"] == []
-    mac = guest.exec("cat /sys/class/net/eth0/address").stdout.decode().strip()
+    mac = guest.exec("cat /sys/class/net/eth0/address", timeout=120).stdout.decode().strip()
     assert mac == guest.config.network.mac
 
 

@@ -197,7 +197,13 @@ class Virtqueue:
         pending = (avail - self.last_avail) & 0xFFFF
         if pending == 0:
             self._set_avail_event()
-            return None
+            # §2.7.10: the driver (running on the CPU thread meanwhile) may have added a chain
+            # after we read idx but before it saw the new avail_event, and then it does not
+            # notify: look once more now that avail_event is published.
+            avail = self._avail_idx()
+            pending = (avail - self.last_avail) & 0xFFFF
+            if pending == 0:
+                return None
         if pending > self.num:
             # §2.7.13.3: idx may run at most one queue-size ahead of what the device consumed.
             raise VirtqueueError(f"queue {self.index}: available index moved by {pending} > size {self.num}")
