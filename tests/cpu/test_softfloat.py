@@ -178,6 +178,32 @@ def test_binop_matches_reference(op: str, fk: str) -> None:
     prop()
 
 
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "fma"])
+def test_near_overflow_operands(op: str) -> None:
+    """Operands at the top of the binary64 range, where error-free transforms can overflow.
+
+    Regression: TwoSum's intermediate s - x overflowed for add_d(0xffd0000000000003,
+    0x7fefffffffffffff, RDN), giving a result one ulp high.
+    """
+    f = FMTS["d"]
+    mants = (0, 1, 3, (1 << 52) - 1, (1 << 52) - 2, 1 << 51, 0x8000000000003)
+    vals = [(sg << 63) | (e << 52) | m for sg in (0, 1) for e in (0x7FC, 0x7FD, 0x7FE)
+            for m in mants]
+    for a in vals:
+        for b in vals:
+            for rm in RMS:
+                if op == "fma":
+                    c = 0x3FF0000000000000 | (b & (1 << 63))  # +-1.0: a*1 + b
+                    got = sf.fma_d(s64(a), s64(c), s64(b), rm, False, False)
+                    _check((u(got[0], f), got[1]), ref.fma(a, c, b, rm, f),
+                           f"fma_d({a:#x}, {c:#x}, {b:#x}, rm={rm})")
+                    continue
+                ref_fn, impls = BINOPS[op]
+                y = b if op != "mul" else (b & ~(0x7FF << 52)) | (0x3FF << 52)  # b scaled to ~1
+                _check(call(impls["d"], f, a, y, rm), ref_fn(a, y, rm, f),
+                       f"{op}_d({a:#x}, {y:#x}, rm={rm})")
+
+
 @pytest.mark.parametrize("fk", ["s", "d"])
 def test_sqrt_matches_reference(fk: str) -> None:
     f = FMTS[fk]

@@ -763,7 +763,11 @@ def add_d(a: int, b: int, rm: int) -> tuple[int, int]:
             return sb, OF | NX
         return _add_slow(a, b, rm, _opaque(True))
     # TwoSum (Knuth): err = (x + y) - s exactly, for any finite x, y without overflow.
+    # Its intermediate s - x can overflow when both operands are near the top of the
+    # range (|s - x| ~ |y| rounds up to infinity): then the error term is meaningless.
     bb = s - x
+    if bb == math.inf or bb == -math.inf:
+        return _add_slow(a, b, rm, _opaque(True))
     err = (x - (s - bb)) + (y - bb)
     if err == 0.0:
         # Exact.  (A tiny sum of two binary64 values is always exact, so UF never arises.)
