@@ -51,16 +51,18 @@ def fp_compute(inst, a, b, cc, xs1, fcsr):
     if frm == 7:
         frm = (fcsr >> 5) & 7
     rm_ok = frm <= 4  # 5 and 6 are reserved, and 7 in frm is invalid (spec 13.2)
+    nx = (fcsr & sf.NX) != 0  # inexact already raised: RNE results need no error term
     flags = 0
     res = 0
     to_int = False
     if op != 0x53:  # fused multiply-add: rs3 in bits 31:27
         if not rm_ok:
             return FP_ILLEGAL, 0, 0
-        neg_p = op == 0x4B or op == 0x4F  # fnmsub, fnmadd: -(a*b)
-        neg_c = op == 0x47 or op == 0x4F  # fmsub, fnmadd: -c
+        # 0x43 fmadd, 0x47 fmsub (-c), 0x4B fnmsub (-(a*b)), 0x4F fnmadd (both negated)
+        neg_p = (op & 8) != 0
+        neg_c = (op & 4) != 0
         if is_d:
-            res, flags = sf.fma_d(a, b, cc, frm, neg_p, neg_c)
+            res, flags = sf.fma_d(a, b, cc, frm, neg_p, neg_c, nx)
         else:
             res, flags = sf.fma_s(unbox(a), unbox(b), unbox(cc), frm, neg_p, neg_c)
     else:
@@ -72,14 +74,15 @@ def fp_compute(inst, a, b, cc, xs1, fcsr):
         if f5 <= 3 or f5 == 0x0B:  # add, sub, mul, div, sqrt
             if not rm_ok:
                 return FP_ILLEGAL, 0, 0
-            if f5 == 0:
-                res, flags = sf.add_d(a, b, frm) if is_d else sf.add_s(a, b, frm)
-            elif f5 == 1:
-                res, flags = sf.sub_d(a, b, frm) if is_d else sf.sub_s(a, b, frm)
+            if f5 <= 1:  # fadd; fsub as a + (-b), which rounds and flags identically
+                if is_d:
+                    res, flags = sf.add_d(a, b ^ (f5 << 63), frm, nx)
+                else:
+                    res, flags = sf.add_s(a, b ^ (f5 << 31), frm)
             elif f5 == 2:
-                res, flags = sf.mul_d(a, b, frm) if is_d else sf.mul_s(a, b, frm)
+                res, flags = sf.mul_d(a, b, frm, nx) if is_d else sf.mul_s(a, b, frm)
             elif f5 == 3:
-                res, flags = sf.div_d(a, b, frm) if is_d else sf.div_s(a, b, frm)
+                res, flags = sf.div_d(a, b, frm, nx) if is_d else sf.div_s(a, b, frm)
             else:
                 if rs2 != 0:
                     return FP_ILLEGAL, 0, 0

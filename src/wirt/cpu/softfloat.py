@@ -746,11 +746,18 @@ def _fma_slow(a: int, b: int, c: int, rm: int, is_d: bool) -> tuple[int, int]:
 
 # ---------------------------------------------------------------------------------------
 # binary64 arithmetic.
+#
+# nx_sticky: the caller's fflags.NX is already set.  Under RNE the host's result is then the
+# answer in the fast paths (no overflow or underflow can occur there) and the only flag
+# left to find, NX, would change nothing; the error term that detects it is skipped and
+# the returned flags may omit NX.  QEMU's hard-float path rests on the same observation.
 # ---------------------------------------------------------------------------------------
 
 @njit(**_JIT_INLINE)
-def add_d(a: int, b: int, rm: int) -> tuple[int, int]:
-    """fadd.d: a + b rounded per rm."""
+def add_d(a: int, b: int, rm: int, nx_sticky: bool = False) -> tuple[int, int]:
+    """fadd.d: a + b rounded per rm.
+
+    nx_sticky says fflags.NX is already set (see the section comment)."""
     if (a & _EXP_D) == _EXP_D or (b & _EXP_D) == _EXP_D:
         return _add_special(a, b, _opaque(True))
     x = _i2f(a)
@@ -762,6 +769,8 @@ def add_d(a: int, b: int, rm: int) -> tuple[int, int]:
         if rm == RNE or rm == RMM:
             return sb, OF | NX
         return _add_slow(a, b, rm, _opaque(True))
+    if nx_sticky and rm == RNE:
+        return sb, 0
     # TwoSum (Knuth): err = (x + y) - s exactly, for any finite x, y without overflow.
     # Its intermediate s - x can overflow when both operands are near the top of the
     # range (|s - x| ~ |y| rounds up to infinity): then the error term is meaningless.
@@ -780,14 +789,14 @@ def add_d(a: int, b: int, rm: int) -> tuple[int, int]:
 
 
 @njit(**_JIT)
-def sub_d(a: int, b: int, rm: int) -> tuple[int, int]:
+def sub_d(a: int, b: int, rm: int, nx_sticky: bool = False) -> tuple[int, int]:
     """fsub.d: a - b rounded per rm."""
-    return add_d(a, b ^ _SIGN_D, rm)
+    return add_d(a, b ^ _SIGN_D, rm, nx_sticky)
 
 
 @njit(**_JIT_INLINE)
-def mul_d(a: int, b: int, rm: int) -> tuple[int, int]:
-    """fmul.d: a * b rounded per rm."""
+def mul_d(a: int, b: int, rm: int, nx_sticky: bool = False) -> tuple[int, int]:
+    """fmul.d: a * b rounded per rm (nx_sticky as for add_d)."""
     if (a & _EXP_D) == _EXP_D or (b & _EXP_D) == _EXP_D:
         return _mul_special(a, b, _opaque(True))
     x = _i2f(a)
@@ -798,6 +807,8 @@ def mul_d(a: int, b: int, rm: int) -> tuple[int, int]:
     if 64 <= ep < 0x7FF:
         # |p| >= 2**-959, so the exponents of x and y sum to >= -960 and the product error
         # (a multiple of ulp(x)*ulp(y) >= 2**-1064) is exactly representable: fma gives it.
+        if nx_sticky and rm == RNE:
+            return pb, 0
         err = _fma(x, y, -p)
         if err == 0.0:
             return pb, 0
@@ -812,8 +823,8 @@ def mul_d(a: int, b: int, rm: int) -> tuple[int, int]:
 
 
 @njit(**_JIT_INLINE)
-def div_d(a: int, b: int, rm: int) -> tuple[int, int]:
-    """fdiv.d: a / b rounded per rm."""
+def div_d(a: int, b: int, rm: int, nx_sticky: bool = False) -> tuple[int, int]:
+    """fdiv.d: a / b rounded per rm (nx_sticky as for add_d)."""
     ea = (a >> 52) & 0x7FF
     eb = (b >> 52) & 0x7FF
     if ea == 0x7FF or eb == 0x7FF or (a & _MAG_D) == 0 or (b & _MAG_D) == 0:
@@ -827,6 +838,8 @@ def div_d(a: int, b: int, rm: int) -> tuple[int, int]:
         # Remainder r = x - q*y is a multiple of ulp(q)*ulp(y) >= 2**-1074 (|x| >= 2**-959),
         # so fma returns it exactly; exact quotient = q + r/y.  A quotient of two p-bit
         # numbers is never a midpoint, so RMM == RNE here.
+        if nx_sticky and rm == RNE:
+            return qb, 0
         r = _fma(-q, y, x)
         if r == 0.0:
             return qb, 0
@@ -866,15 +879,13 @@ def sqrt_d(a: int, rm: int) -> tuple[int, int]:
 
 @njit(**_JIT_INLINE)
 def fma_d(a: int, b: int, c: int, rm: int, negate_product: bool,
-          negate_addend: bool) -> tuple[int, int]:
-    """fmadd.d family: (+-a*b) + (+-c) with a single rounding.
+          negate_addend: bool, nx_sticky: bool = False) -> tuple[int, int]:
+    """fmadd.d family: (+-a*b) + (+-c) with a single rounding (nx_sticky as for add_d).
 
     fmadd: (F, F); fmsub: (F, T); fnmsub: (T, F) = -(a*b) + c; fnmadd: (T, T) = -(a*b) - c.
     """
-    if negate_product:
-        a ^= _SIGN_D
-    if negate_addend:
-        c ^= _SIGN_D
+    a ^= int(negate_product) << 63  # branch-free sign flips
+    c ^= int(negate_addend) << 63
     ea = (a >> 52) & 0x7FF
     eb = (b >> 52) & 0x7FF
     ec = (c >> 52) & 0x7FF
@@ -888,6 +899,8 @@ def fma_d(a: int, b: int, c: int, rm: int, negate_product: bool,
         rb = _f2i(r1)
         er = (rb >> 52) & 0x7FF
         if 123 <= er <= 2044:
+            if nx_sticky and rm == RNE:
+                return rb, 0
             # Boldo & Muller, "Exact and approximated error of the FMA" (ErrFma): with no
             # underflow, a*b + c = r1 + r2 + r3 exactly, r2 = RN(r2 + r3).  The exact error
             # is r2 + r3: zero iff r2 == 0, same sign as r2, a tie iff |r2| = ulp/2, r3 = 0.
