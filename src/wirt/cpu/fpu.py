@@ -41,7 +41,6 @@ def fp_compute(inst, a, b, cc, xs1, fcsr):
     """
     op = inst & 0x7F
     rm = (inst >> 12) & 7
-    rs1 = (inst >> 15) & 31
     rs2 = (inst >> 20) & 31
     fmt = (inst >> 25) & 3
     if fmt > 1:
