@@ -247,8 +247,10 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
 
         # ---- fetch ---------------------------------------------------------------------
         if (pc >> 12) == fpage and (pc & 0xFFF) != 0xFFE:
-            off = foff + (pc & 0xFFF)
-            lo = ram16[off >> 1]
+            # foff was range-checked when fpage was set: an unsigned index spares numba's
+            # negative-index wraparound on the hottest load of the loop.
+            hw = np.uint64((foff + (pc & 0xFFF)) >> 1)
+            lo = ram16[hw]
             if (lo & 3) != 3:
                 inst = np.int64(rvc[lo])
                 ilen = 2
@@ -261,7 +263,7 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                     limit = 0
                     continue
             else:
-                inst = sext32(lo | (ram16[(off >> 1) + 1] << 16))
+                inst = sext32(lo | (ram16[hw + np.uint64(1)] << 16))
                 ilen = 4
                 raw = 0
         else:
