@@ -73,11 +73,10 @@ def fp_compute(inst, a, b, cc, xs1, fcsr):
         if f5 <= 3 or f5 == 0x0B:  # add, sub, mul, div, sqrt
             if not rm_ok:
                 return FP_ILLEGAL, 0, 0
-            if f5 <= 1:  # fadd; fsub as a + (-b), which rounds and flags identically
-                if is_d:
-                    res, flags = sf.add_d(a, b ^ (f5 << 63), frm, nx)
-                else:
-                    res, flags = sf.add_s(a, b ^ (f5 << 31), frm)
+            if f5 == 0:
+                res, flags = sf.add_d(a, b, frm, nx) if is_d else sf.add_s(a, b, frm)
+            elif f5 == 1:
+                res, flags = sf.sub_d(a, b, frm, nx) if is_d else sf.sub_s(a, b, frm)
             elif f5 == 2:
                 res, flags = sf.mul_d(a, b, frm, nx) if is_d else sf.mul_s(a, b, frm)
             elif f5 == 3:
