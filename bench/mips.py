@@ -92,7 +92,7 @@ def main() -> None:
             costs[label] = min(costs[label], dt / insns * 1e9)
     base = costs["add"]
     print("ns per instruction (16-fold unrolled loop, thread CPU time, best of 5): " + ", ".join(
-        f"{k} {v:.1f}" + ("" if k == "add" else f" ({v / base:.1f}x add)") for k, v in costs.items()))
+        f"{k} {v:.1f}" + ("" if k == "add" else f" ({v / base:.2f}x add)") for k, v in costs.items()))
     if not have_qemu:
         print("QEMU not installed: no comparison (apt-get install qemu-system-misc)")
     if not args.skip_compile:
