@@ -8,9 +8,10 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_write", "fsync_dir"]
+__all__ = ["atomic_path", "atomic_write", "fsync_dir"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -23,17 +24,26 @@ def fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes | str, mode: int = 0o600) -> Path:
-    """Replace `path` with `data` atomically and durably; the file gets permission bits `mode`."""
+@contextlib.contextmanager
+def atomic_path(path: Path, mode: int = 0o600, parents: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `path` to fill; on success make it `path` durably (fsync,
+    permission bits `mode`, rename, fsync the folder), on any error delete it.
+
+    `parents` creates missing folders first (caches); state files leave it off, so a folder
+    removed meanwhile is an error rather than silently made again.
+    """
     path = Path(path)
-    if isinstance(data, str):
-        data = data.encode()
+    if parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield Path(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -41,4 +51,12 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o600) -> Path:
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
-    return path
+
+
+def atomic_write(path: Path, data: bytes | str, mode: int = 0o600, parents: bool = False) -> Path:
+    """Replace `path` with `data` atomically and durably (see atomic_path)."""
+    if isinstance(data, str):
+        data = data.encode()
+    with atomic_path(path, mode, parents) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)

@@ -39,7 +39,7 @@ def test_build_and_warm_cache(fake_mirror: Any, cache_dir: Path, helpers: Any, m
     assert entries["lib/modules/load-order"].data.decode().split() == helpers.DEFAULT_ORDER
     for name in helpers.DEFAULT_ORDER:
         assert entries[f"lib/modules/{name}.ko"].data.startswith(b"\x7fELF")  # decompressed
-    assert not list(cache_dir.rglob("*.part"))
+    assert not list(cache_dir.rglob(".*.tmp"))  # no temporary file of wirt.fileio.atomic_path left
 
     # Warm: no network at all, same answer; another module set only rebuilds the initramfs.
     monkeypatch.setattr(cache, "urlopen", _no_network)
@@ -73,7 +73,7 @@ def test_deb_checksum_mismatch(fake_mirror: Any, cache_dir: Path) -> None:
     with pytest.raises(WirtError, match="SHA256 mismatch for .*opensbi_1.0-1_all.deb"):
         _build(fake_mirror, cache_dir)
     assert not (cache_dir / "debs" / "opensbi_1.0-1_all.deb").exists()
-    assert not list(cache_dir.rglob("*.part"))
+    assert not list(cache_dir.rglob(".*.tmp"))  # no temporary file of wirt.fileio.atomic_path left
 
 
 def test_index_checksum_mismatch(fake_mirror: Any, cache_dir: Path) -> None:

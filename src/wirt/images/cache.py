@@ -6,22 +6,20 @@ Every file lands in the cache through a temporary file in the same directory and
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 from wirt.errors import WirtError
+from wirt.fileio import atomic_path
 from wirt.images import ui
 from wirt.images.mirror import HINT
 from wirt.paths import cache_dir
 
 TIMEOUT = 60.0  # seconds without progress before a download is abandoned
 CHUNK = 1 << 16
+CACHE_MODE = 0o644  # cached files are ordinary readable files
 
 # The one place where the image layer touches the network (tests replace it to prove a
 # warm cache does no I/O).
@@ -35,29 +33,6 @@ class NotFound(WirtError):
 def cache_root() -> Path:
     """`$WIRT_CACHE`, else `$XDG_CACHE_HOME/wirt`, else `~/.cache/wirt` (see wirt.paths)."""
     return cache_dir().expanduser()
-
-
-@contextlib.contextmanager
-def atomic_path(dest: Path) -> Iterator[Path]:
-    """Yield a temporary path next to `dest`; on success rename it to `dest`, else delete it."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; cached files are ordinary readable files
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write(dest: Path, data: bytes) -> Path:
-    """Write `data` to `dest` atomically."""
-    with atomic_path(dest) as tmp:
-        tmp.write_bytes(data)
-    return dest
 
 
 def sha256_file(path: Path) -> str:
@@ -94,7 +69,7 @@ def download(
         raise WirtError(f"cannot reach the Debian mirror at {url}: {reason}; check the network or {HINT}") from None
     h = hashlib.sha256()
     got = 0
-    with response, atomic_path(dest) as tmp:
+    with response, atomic_path(dest, CACHE_MODE, parents=True) as tmp:
         total = size if size is not None else _content_length(response)
         try:
             with open(tmp, "wb") as out, ui.byte_progress() as bar:

@@ -18,7 +18,8 @@ from wirt.errors import WirtError
 from wirt.images import deb, scripts, ui
 from wirt.images.agent import AGENT
 from wirt.images.archive import Archive, Package, PackageIndex, deb_path
-from wirt.images.cache import atomic_write, cache_root, sha256_file
+from wirt.fileio import atomic_write
+from wirt.images.cache import CACHE_MODE, cache_root, sha256_file
 from wirt.images.initramfs import FORMAT_VERSION, build_initramfs
 from wirt.images.mirror import find_mirror
 from wirt.images.modules import KernelModules, normalize_name, parse_builtin, parse_builtin_aliases
@@ -125,7 +126,7 @@ class _Builder:
         ui.info(f"reading the {SUITE} {ARCH} package index from {archive.mirror}")
         pkgs = _Packages.from_index(archive, archive.packages())
         record = {"suite": SUITE, "arch": ARCH, "release_date": archive.release().date, "packages": pkgs.to_json()}
-        atomic_write(self.manifest, (json.dumps(record, indent=2) + "\n").encode())
+        atomic_write(self.manifest, (json.dumps(record, indent=2) + "\n").encode(), CACHE_MODE, parents=True)
         return pkgs
 
     def deb(self, pkg: Package) -> Path:
@@ -194,13 +195,13 @@ def default_guest(
         fw = builder.unpack(pkgs.opensbi, [FIRMWARE_MEMBER])
         if FIRMWARE_MEMBER not in fw:
             raise WirtError(f"{OPENSBI} {pkgs.opensbi.version} lacks /{FIRMWARE_MEMBER}; the package layout changed")
-        atomic_write(firmware_path, fw[FIRMWARE_MEMBER].data)
+        atomic_write(firmware_path, fw[FIRMWARE_MEMBER].data, CACHE_MODE, parents=True)
 
     if not busybox_path.is_file():
         bb = builder.unpack(pkgs.busybox, [BUSYBOX_MEMBER])
         if BUSYBOX_MEMBER not in bb:
             raise WirtError(f"{BUSYBOX} {pkgs.busybox.version} lacks /{BUSYBOX_MEMBER}; the package layout changed")
-        atomic_write(busybox_path, bb[BUSYBOX_MEMBER].data)
+        atomic_write(busybox_path, bb[BUSYBOX_MEMBER].data, CACHE_MODE, parents=True)
         busybox_path.chmod(0o755)
 
     need_initrd = not (initrd_path.is_file() and order_path.is_file())
@@ -217,10 +218,11 @@ def default_guest(
             image = got[vmlinux].data
             if not is_riscv_image(image[:64]):
                 raise WirtError(f"/{vmlinux} in {pkgs.kernel.name} is not a RISC-V Image; the package changed")
-            atomic_write(kernel_path, image)
+            atomic_write(kernel_path, image, CACHE_MODE, parents=True)
         if need_initrd:
             order = _build_initrd(got, moddirs, requested, busybox_path.read_bytes(), initrd_path, compress)
-            atomic_write(order_path, (json.dumps({"modules": order, "requested": requested}) + "\n").encode())
+            order_doc = json.dumps({"modules": order, "requested": requested}) + "\n"
+            atomic_write(order_path, order_doc, CACHE_MODE, parents=True)
 
     order = json.loads(order_path.read_text())["modules"]
     return GuestImage(

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from wirt.images import agent, scripts
-from wirt.images.cache import atomic_path
+from wirt.fileio import atomic_path
+from wirt.images.cache import CACHE_MODE
 from wirt.images.cpio import CpioWriter
 
 FORMAT_VERSION = 3  # bump when the layout below changes, so cached images are rebuilt
@@ -120,6 +121,6 @@ def build_initramfs(
     data = buf.getvalue()
     if compress:
         data = gzip.compress(data, compresslevel=6, mtime=0)
-    with atomic_path(dest) as tmp:
+    with atomic_path(dest, CACHE_MODE, parents=True) as tmp:
         tmp.write_bytes(data)
     return dest

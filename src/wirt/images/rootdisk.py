@@ -27,7 +27,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from wirt.errors import WirtError
 from wirt.images import ext4, moddb, rootfs, ui
 from wirt.images.archive import Archive, Package, deb_path
-from wirt.images.cache import atomic_path, atomic_write, cache_root, sha256_file
+from wirt.fileio import atomic_path, atomic_write
+from wirt.images.cache import CACHE_MODE, cache_root, sha256_file
 from wirt.images.depsolve import Universe
 from wirt.images.guest import ARCH, DEFAULT_MODULES, SUITE, default_guest
 from wirt.images.mirror import find_mirror
@@ -108,7 +109,7 @@ def plan_root_disk(
             "packages": [dataclasses.asdict(p) for p in pkgs], "kernel": dataclasses.asdict(kernel),
             "kernel_version": kver, "plain_modules": list(plain),
         }  # fmt: skip
-        atomic_write(manifest, (json.dumps(record, indent=1) + "\n").encode())
+        atomic_write(manifest, (json.dumps(record, indent=1) + "\n").encode(), CACHE_MODE, parents=True)
     key = hashlib.sha256(
         json.dumps(
             [FORMAT_VERSION, ROOT_INIT, AGENT, UDHCPC_SCRIPT, KERNEL_CMDLINE, url, size, plain,
@@ -201,7 +202,7 @@ def _build(plan: RootDiskPlan, root: Path, dest: Path, fmt: str, keyring: Path |
 
 def _convert(src: Path, dest: Path, fmt: str) -> None:
     """Copy a disk image into format `fmt` through wirt's storage layer, with a progress bar."""
-    with atomic_path(dest) as tmp, ui.byte_progress() as bar:
+    with atomic_path(dest, CACHE_MODE, parents=True) as tmp, ui.byte_progress() as bar:
         task = bar.add_task(f"write {fmt}", total=src.stat().st_size)
         tmp.unlink()  # convert() creates the file itself
         convert(str(src), str(tmp), fmt, progress=lambda done, total: bar.update(task, completed=done, total=total))
