@@ -113,11 +113,3 @@ int cmain(i64 *sp) {
     sys6(SYS_close, fd, 0, 0, 0, 0, 0);
     return 0;
 }
-
-__asm__(".globl _start\n"
-        "_start:\n"
-        "  mv a0, sp\n"
-        "  andi sp, sp, -16\n"
-        "  call cmain\n"
-        "  li a7, 94\n" /* exit_group(cmain's result) */
-        "  ecall\n");

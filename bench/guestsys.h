@@ -3,7 +3,8 @@
  * No libc: Linux system calls through `ecall` (RISC-V Linux ABI: a7 is the call number from
  * asm-generic/unistd.h, a0-a5 the arguments, a0 the result or -errno), so the bare-metal cross
  * compiler riscv64-unknown-elf-gcc builds them as static Linux programs. A program defines
- * PROG (its name, for error messages) before including this file.
+ * PROG (its name, for error messages) before including this file, and its entry point
+ * `int cmain(i64 *sp)` (sp: the initial stack, argc then the argv pointers).
  */
 
 typedef unsigned long u64;
@@ -52,3 +53,14 @@ static void die(const char *what, i64 err) {
     put("\n");
     sys6(SYS_exit_group, 1, 0, 0, 0, 0, 0);
 }
+
+int cmain(i64 *sp);
+
+/* The process entry: the kernel leaves argc, argv... at sp; cmain's result is the exit status. */
+__asm__(".globl _start\n"
+        "_start:\n"
+        "  mv a0, sp\n"
+        "  andi sp, sp, -16\n"
+        "  call cmain\n"
+        "  li a7, 94\n" /* exit_group(cmain's result) */
+        "  ecall\n");

@@ -116,11 +116,3 @@ int cmain(i64 *sp) {
     put("usage: netio send IPV4 PORT MIB | netio recv PORT\n");
     return 2;
 }
-
-__asm__(".globl _start\n"
-        "_start:\n"
-        "  mv a0, sp\n"
-        "  andi sp, sp, -16\n"
-        "  call cmain\n"
-        "  li a7, 94\n" /* exit_group(cmain's result) */
-        "  ecall\n");

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from wirt.errors import WirtError
-from wirt.fileio import atomic_write, fsync_dir
+from wirt.fileio import atomic_path, atomic_write
 from wirt.machine.memory import PAGE
 
 __all__ = ["FORMAT", "VERSION", "STATE_FILE", "MEMORY_FILE", "write_state_file", "read_state_file",
@@ -104,24 +104,18 @@ def write_memory_image(array: np.ndarray, path: Path, touched: np.ndarray | None
     runs = _nonzero_runs(array, touched)
     view = memoryview(array)
     h = hashlib.sha256()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.ftruncate(fd, len(array))  # all holes: zero pages are never written
-        for first, count in runs:
-            pos, end = first * PAGE, (first + count) * PAGE
-            h.update(view[pos:end])
-            while pos < end:
-                pos += os.pwrite(fd, view[pos:min(end, pos + _CHUNK)], pos)
-        os.fsync(fd)
-        os.fchmod(fd, 0o400)  # never rewritten: restored guests map it copy-on-write
-    except BaseException:
-        os.close(fd)
-        os.unlink(tmp)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    # Read-only: never rewritten, restored guests map it copy-on-write.
+    with atomic_path(path, 0o400) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        try:
+            os.ftruncate(fd, len(array))  # all holes: zero pages are never written
+            for first, count in runs:
+                pos, end = first * PAGE, (first + count) * PAGE
+                h.update(view[pos:end])
+                while pos < end:
+                    pos += os.pwrite(fd, view[pos:min(end, pos + _CHUNK)], pos)
+        finally:
+            os.close(fd)
     return {"file": path.name, "size": len(array), "page_size": PAGE, "extents": runs,
             "stored_bytes": sum(c for _, c in runs) * PAGE, "sha256": h.hexdigest()}
 
