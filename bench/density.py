@@ -95,7 +95,7 @@ def run_wirt(n: int, memory: str, settle: float, sample: float) -> tuple[list[Sa
             vms.append(vm)
             t0 = time.perf_counter()
             vm.start()
-            r = vm.exec("true", wait=AGENT_WAIT)
+            r = vm.exec("true", timeout=AGENT_WAIT)
             ready = time.perf_counter() - t0
             if r.status != 0:
                 raise SystemExit(f"wirt VM {vm.name}: `true` exited with {r.status}")
@@ -153,7 +153,7 @@ class QemuVM:
             raise SystemExit("the QEMU guest's agent did not come up")
         session = self.agent.start("true")
         status = 0
-        for ev in self.agent.events(session, timeout=120):
+        for ev in self.agent.events(session, kill_after=120):
             status = ev.status
         return status
 

@@ -43,7 +43,7 @@ def guest(tmp_path_factory):
     vm.host_port = port
     vm.start()
     try:
-        r = vm.exec("true", wait=AGENT_WAIT)
+        r = vm.exec("true", timeout=AGENT_WAIT)
         assert r.status == 0
         yield vm
     finally:
@@ -59,17 +59,17 @@ def guest(tmp_path_factory):
 
 
 def test_exec_separates_stdout_stderr_and_status(guest) -> None:
-    r = guest.exec("echo to-out; echo to-err >&2; exit 7", timeout=120)
+    r = guest.exec("echo to-out; echo to-err >&2; exit 7", kill_after=120)
     assert (r.stdout, r.stderr, r.status) == (b"to-out\n", b"to-err\n", 7)
-    r = guest.exec(["printf", "%s|", "two words", "$HOME", "'q'"], timeout=120)  # a list is quoted, not re-split
+    r = guest.exec(["printf", "%s|", "two words", "$HOME", "'q'"], kill_after=120)  # a list is quoted, not re-split
     assert r.stdout == b"two words|$HOME|'q'|" and r.ok
 
 
 def test_exec_is_binary_safe_both_ways(guest) -> None:
     blob = bytes(range(256)) * 64  # 16 KiB: several chunks, every byte value, NULs
-    r = guest.exec("cat; cat >&2", stdin=blob, timeout=120)
+    r = guest.exec("cat; cat >&2", stdin=blob, kill_after=120)
     assert r.stdout == blob and r.status == 0 and r.stderr == b""
-    r = guest.exec("printf '\\000\\377\\r\\n'; printf '\\001' >&2; exit 255", timeout=120)
+    r = guest.exec("printf '\\000\\377\\r\\n'; printf '\\001' >&2; exit 255", kill_after=120)
     assert (r.stdout, r.stderr, r.status) == (b"\x00\xff\r\n", b"\x01", 255)
 
 
@@ -78,7 +78,7 @@ def test_wirt_exec_cli_streams_and_exits_with_the_status(guest) -> None:
     assert (r.returncode, r.stdout, r.stderr) == (5, b"a\n", b"b\n")
     r = wirt("exec", "g", "--kill-after", "2", "--", "sleep 60")
     assert r.returncode == 2 and b"did not finish within 2 s" in r.stderr and b"Traceback" not in r.stderr
-    assert guest.exec("ps -o comm | grep -c '^sleep$' || true", timeout=120).stdout.strip() == b"0"  # killed in the guest
+    assert guest.exec("ps -o comm | grep -c '^sleep$' || true", kill_after=120).stdout.strip() == b"0"  # killed in the guest
 
 
 def test_network_reaches_a_host_server_and_is_counted(guest) -> None:
@@ -86,14 +86,14 @@ def test_network_reaches_a_host_server_and_is_counted(guest) -> None:
     with serve_page(b"hello from the host through passt\n") as port:
         # The agent ran DHCP at boot; passt maps the gateway address to the host's loopback.
         r = guest.exec("gw=$(ip route | sed -n 's/^default via \\([0-9.]*\\).*/\\1/p'); "
-                       f"wget -qO- http://$gw:{port}/", timeout=60)
+                       f"wget -qO- http://$gw:{port}/", kill_after=60)
     assert r.status == 0, r.stderr
     assert r.stdout == b"hello from the host through passt\n"
     after = guest.stats()
     assert after["net_rx_bytes"] > before["net_rx_bytes"] and after["net_tx_bytes"] > before["net_tx_bytes"]
     st = guest.status()
     assert st.live["ip"] and st.live["agent"] is True and st.live["warnings"] == []
-    mac = guest.exec("cat /sys/class/net/eth0/address", timeout=120).stdout.decode().strip()
+    mac = guest.exec("cat /sys/class/net/eth0/address", kill_after=120).stdout.decode().strip()
     assert mac == guest.config.network.mac
 
 
@@ -101,7 +101,7 @@ def test_a_vm_port_forward_reaches_a_guest_server(guest) -> None:
     """`wirt create --port H:G`: a host client on H talks to a server in the guest on G (passt)."""
     result = {}
     server = threading.Thread(target=lambda: result.update(r=guest.exec("echo from-guest | nc -l -p 8080",
-                                                                         timeout=60)))
+                                                                         kill_after=60)))
     server.start()
     deadline = time.monotonic() + 60
     got = b""
@@ -120,7 +120,7 @@ def test_a_vm_port_forward_reaches_a_guest_server(guest) -> None:
 
 def test_guest_reads_host_entropy_from_virtio_rng(guest) -> None:
     r = guest.exec("cat /sys/devices/virtual/misc/hw_random/rng_current; "
-                   "head -c 64 /dev/hwrng | od -An -tx1 | tr -d ' \\n'", timeout=60)
+                   "head -c 64 /dev/hwrng | od -An -tx1 | tr -d ' \\n'", kill_after=60)
     assert r.status == 0, r.stderr
     current, data = r.stdout.decode().split("\n", 1)
     assert current.startswith("virtio_rng")
@@ -146,7 +146,7 @@ def test_debian_root_disk_vm_runs_python3_through_exec(home) -> None:
     vm.start()
     try:
         r = vm.exec("python3 -c 'import sys; print(6*7, sys.version_info[0])' && "
-                    "findmnt -no SOURCE / && echo kept > /root/f", wait=AGENT_WAIT)
+                    "findmnt -no SOURCE / && echo kept > /root/f", timeout=AGENT_WAIT)
         assert r.status == 0, r.stderr
         assert r.stdout.split() == [b"42", b"3", b"/dev/vda"]
         assert vm.stop(timeout=60).reason == "poweroff"  # the agent synced and remounted read-only

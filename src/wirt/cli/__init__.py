@@ -13,11 +13,12 @@ import sys
 from wirt.errors import WirtError
 
 # Modules under wirt.cli that contribute sub-commands, in help order.
-COMMAND_MODULES = ["run", "vm", "run_elf", "image", "disk", "net", "snapshot"]
+COMMAND_MODULES = ["run", "vm", "run_elf", "image", "disk", "net", "snapshot", "complete"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wirt", description="wirt: RISC-V virtual machines in Python")
+    parser.add_argument("--version", action="version", version=f"wirt {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -30,8 +31,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def version() -> str:
+    """The installed package's version (pyproject.toml)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("wirt")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    from wirt.cli.complete import autocomplete
+
+    autocomplete(parser)  # a shell asking for completions (argcomplete's environment): answers and exits
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

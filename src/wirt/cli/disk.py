@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+from typing import Any
 
 from wirt.errors import WirtError
 from wirt.units import human_size, parse_size
@@ -29,12 +30,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("info", help="show an image and its backing chain")
     p.add_argument("-f", "--format", choices=("qcow2", "raw"))
+    p.add_argument("--output", choices=("human", "json"), default="human",
+                   help="json: qemu-img info --output=json's field names (docs/cli.md)")
+    p.add_argument("--json", action="store_const", const="json", dest="output", help="same as --output json")
+    p.add_argument("--backing-chain", action="store_true",
+                   help="with JSON output, a list: the image and every backing file under it")
     p.add_argument("file")
     p.set_defaults(func=_info)
 
     p = sub.add_parser("convert", help="copy an image into a new raw or qcow2 image")
     p.add_argument("-f", "--format", choices=("qcow2", "raw"), help="source format (default: probe)")
-    p.add_argument("-O", "--output-format", choices=("qcow2", "raw"), default="qcow2")
+    p.add_argument("-O", "--output-format", choices=("qcow2", "raw"),
+                   help="output format (default: qcow2 for a DEST named *.qcow2, else raw, as qemu-img)")
     p.add_argument("-c", "--compress", action="store_true", help="compress clusters (qcow2 output)")
     p.add_argument("--cluster-size", default="64K", help="qcow2 output cluster size (default 64K)")
     p.add_argument("source")
@@ -115,11 +122,45 @@ def _describe(img: BlockDevice) -> list[str]:
     return lines
 
 
+def info_dict(img: BlockDevice) -> dict[str, Any]:
+    """One image as `qemu-img info --output=json` names it (the fields wirt knows)."""
+    from wirt.storage.qcow2 import Qcow2Image
+
+    st = os.stat(img.path)
+    d: dict[str, Any] = {"filename": img.path, "format": img.format_name, "virtual-size": img.size,
+                         "actual-size": st.st_blocks * 512, "dirty-flag": False}
+    if isinstance(img, Qcow2Image):
+        h = img.header
+        d["cluster-size"] = img.cluster_size
+        d["dirty-flag"] = bool(h.incompatible_features & 1)
+        if h.backing_file:
+            d["backing-filename"] = h.backing_file
+            if img.backing is not None:
+                d["full-backing-filename"] = img.backing.path
+            if h.backing_format:
+                d["backing-filename-format"] = h.backing_format
+        if img.snapshots:
+            d["snapshots"] = [{"id": s.id, "name": s.name, "vm-state-size": s.vm_state_size,
+                               "date-sec": s.date_sec, "date-nsec": s.date_nsec,
+                               "vm-clock-sec": s.vm_clock_nsec // 10**9, "vm-clock-nsec": s.vm_clock_nsec % 10**9}
+                              for s in img.list_snapshots()]
+        d["format-specific"] = {"type": "qcow2", "data": {
+            "compat": "1.1" if h.version >= 3 else "0.10", "refcount-bits": 1 << h.refcount_order,
+            "corrupt": bool(h.incompatible_features & 2)}}
+    return d
+
+
 def _info(args: argparse.Namespace) -> int:
     with open_image(args.file, read_only=True, format=args.format) as img:
         chain: list[BlockDevice] = [img]
         while getattr(chain[-1], "backing", None) is not None:
             chain.append(chain[-1].backing)  # type: ignore[attr-defined]
+        if args.output == "json":
+            import json
+
+            out: Any = [info_dict(i) for i in chain] if args.backing_chain else info_dict(img)
+            print(json.dumps(out, indent=4))
+            return 0
         blocks = ["\n".join(_describe(i)) for i in chain]
         print("\n\n".join(blocks))
         if len(chain) > 1:
@@ -128,9 +169,15 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    import sys
+
     from wirt.storage.convert import convert
 
-    convert(args.source, args.dest, args.output_format, src_format=args.format, compress=args.compress,
+    fmt = args.output_format
+    if fmt is None:
+        fmt = "qcow2" if args.dest.endswith(".qcow2") else "raw"
+        print(f"wirt: writing {args.dest} as {fmt} (from its name; -O chooses)", file=sys.stderr)
+    convert(args.source, args.dest, fmt, src_format=args.format, compress=args.compress,
             cluster_size=_cluster_size(args.cluster_size))
     return 0
 

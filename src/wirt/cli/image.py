@@ -55,6 +55,30 @@ def register(subparsers: Any) -> None:
     build.add_argument("--json", action="store_true", help="print the result as JSON")
     build.set_defaults(func=_build)
 
+    ls = actions.add_parser("ls", help="list the guest images in the cache (kernels, initramfs, firmware, root disks)")
+    ls.add_argument("--json", action="store_true", help="machine-readable output (docs/cli.md)")
+    ls.set_defaults(func=_ls)
+
+
+def _ls(args: argparse.Namespace) -> int:
+    import time
+
+    from wirt.images.cache import cache_root, cached_images
+    from wirt.units import human_size
+
+    rows = cached_images()
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        print(f"no guest images in {cache_root()}; `wirt image fetch` gets the default guest")
+        return 0
+    print(f"{'KIND':<9} {'SIZE':>9} {'MODIFIED':<16} NAME")
+    for r in rows:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["mtime"]))  # type: ignore[arg-type]
+        print(f"{r['kind']:<9} {human_size(r['size']):>9} {when:<16} {r['name']}")  # type: ignore[arg-type]
+    return 0
+
 
 def _fetch(args: argparse.Namespace) -> int:
     modules = DEFAULT_MODULES if args.modules is None else [m for m in args.modules.split(",") if m.strip()]

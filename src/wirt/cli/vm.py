@@ -26,13 +26,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "now if not cached) and the VM boots from it. Image initramfs: the kernel "
                                           "and busybox initramfs only (fast to boot), with a blank disk.")
     p.add_argument("name")
-    p.add_argument("--cpus", type=int, default=1, help="virtual CPUs (default 1)")
-    p.add_argument("--memory", "-m", default="512M", help="guest RAM (default 512M)")
-    p.add_argument("--disk", default="8G", help="disk size (default 8G); 'none' for no disk")
-    p.add_argument("--image", default="debian", help="debian (root disk, default), initramfs or none")
-    p.add_argument("--net", default="user",
+    p.add_argument("--cpus", type=int, help="virtual CPUs (default 1, or config.toml [create] cpus)")
+    p.add_argument("--memory", "-m", help="guest RAM (default 512M, or config.toml [create] memory)")
+    p.add_argument("--disk", help="disk size (default 8G); 'none' for no disk")
+    p.add_argument("--image", help="debian (root disk, default), initramfs or none")
+    p.add_argument("--net",
                    help="user (passt) | tap:IF | socket:HUB (a socket path, or a name: a hub at "
-                        "$WIRT_HOME/hubs/HUB.sock, started when needed) | none (default user)")
+                        "$WIRT_HOME/hubs/HUB.sock, started when needed) | none (default user; "
+                        "config.toml [create] sets the defaults of these five)")
     p.add_argument("--port", action="append", default=[], metavar="H:G[/udp]",
                    help="forward host port H to guest port G (user network; repeatable)")
     p.add_argument("--mac", help="MAC address (default: random 52:54:00:xx:xx:xx)")
@@ -49,11 +50,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("status", help="show one VM in detail")
     p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="machine-readable output (docs/cli.md)")
     p.set_defaults(func=_status)
 
     p = subparsers.add_parser("start", help="start a VM in the background")
     p.add_argument("name")
     p.add_argument("--console", "-c", action="store_true", help="attach to the console once started")
+    p.add_argument("--wait", "-w", action="store_true",
+                   help="return only when the guest agent answers (the guest has booted)")
+    p.add_argument("--timeout", "-t", type=float, default=120.0,
+                   help="with --wait: seconds to wait for the agent (default 120)")
     p.set_defaults(func=_start)
 
     p = subparsers.add_parser("stop", help="power a VM off (asks the guest; --force halts it)")
@@ -108,6 +114,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("top", help="live CPU, memory, MIPS, disk and network of running VMs")
     p.add_argument("--interval", "-n", type=float, default=1.0, help="seconds between updates (default 1)")
     p.add_argument("--once", action="store_true", help="print one sample and exit")
+    p.add_argument("--json", action="store_true",
+                   help="machine-readable output: one JSON array per sample, one per line (docs/cli.md)")
     p.set_defaults(func=_top)
 
 
@@ -151,7 +159,7 @@ def _create(args: argparse.Namespace) -> int:
     from wirt.vm.api import VM
 
     vm = VM.create(args.name, cpus=args.cpus, memory=args.memory,
-                   disk=None if args.disk == "none" else args.disk, image=args.image, net=args.net,
+                   disk="default" if args.disk is None else args.disk, image=args.image, net=args.net,
                    ports=args.port, mac=args.mac, cpu_affinity=_affinity(args.cpu_affinity) or [],
                    append=args.append, firmware=args.firmware, kernel=args.kernel, initrd=args.initrd)
     cfg = vm.config
@@ -217,8 +225,33 @@ def _ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def status_dict(vm: Any) -> dict[str, Any]:
+    """`wirt status --json`: the VM's configuration and run state under stable names (docs/cli.md)."""
+    st = vm.status()
+    cfg = vm.config
+    used, _ = vm.disk_usage()
+    return {
+        "name": cfg.name, "uuid": cfg.uuid, "state": st.state, "pid": st.pid if st.running else None,
+        "uptime": st.uptime, "reason": st.reason or "", "cpus": cfg.cpus, "cpu_affinity": list(cfg.cpu_affinity),
+        "memory": cfg.memory, "image": cfg.image, "boots_from_disk": cfg.boot.root,
+        "disks": [{"path": str(vm.paths.disk(d.path)), "format": d.format, "size": d.size,
+                   "read_only": d.read_only} for d in cfg.disks],
+        "disk_used": used,
+        "network": {"mode": cfg.network.mode, "mac": cfg.network.mac,
+                    "ports": [str(p) for p in cfg.network.ports], "ip": st.live.get("ip")},
+        "agent": bool(st.live.get("agent")) if st.running else False,
+        "warnings": list(st.live.get("warnings", [])),
+        "limits": st.live.get("limits"),
+    }
+
+
 def _status(args: argparse.Namespace) -> int:
     vm = _vm(args.name)
+    if args.json:
+        import json
+
+        print(json.dumps(status_dict(vm), indent=1))
+        return 0
     st = vm.status()
     cfg = vm.config
     print(f"name:     {cfg.name} ({cfg.uuid})")
@@ -251,10 +284,19 @@ def _status(args: argparse.Namespace) -> int:
 # ---- lifecycle ------------------------------------------------------------------------------------
 def _start(args: argparse.Namespace) -> int:
     vm = _vm(args.name)
+    if args.timeout <= 0:
+        raise WirtError(f"--timeout {args.timeout:g}: give a positive number of seconds")
     st = vm.start()
-    print(f"started VM {args.name} (pid {st.pid})")
     for w in st.live.get("warnings", []):
         print(f"wirt: warning: {w}", file=sys.stderr)
+    if args.wait:
+        t0 = time.monotonic()
+        st = vm.wait_agent(timeout=args.timeout)
+        ip = st.live.get("ip")
+        print(f"started VM {args.name} (pid {st.pid}); guest agent up after {time.monotonic() - t0:.1f} s"
+              + (f", ip {ip}" if ip else ""))
+    else:
+        print(f"started VM {args.name} (pid {st.pid})")
     if args.console:
         return _attach(vm)
     return 0
@@ -405,7 +447,7 @@ def _exec(args: argparse.Namespace) -> int:
             out.write(ev.data)
             out.flush()
 
-    result = vm.exec(command, timeout=args.kill_after, stdin=stdin, wait=args.timeout, on_event=show)
+    result = vm.exec(command, timeout=args.timeout, kill_after=args.kill_after, stdin=stdin, on_event=show)
     return result.status
 
 
@@ -434,7 +476,7 @@ def _logs(args: argparse.Namespace) -> int:
 
 # ---- top --------------------------------------------------------------------------------------------------
 def _top(args: argparse.Namespace) -> int:
-    from wirt.vm.top import render, sample_all
+    from wirt.vm.top import json_rows, render, sample_all
 
     if args.interval <= 0:
         raise WirtError("--interval must be positive")
@@ -443,6 +485,13 @@ def _top(args: argparse.Namespace) -> int:
         while True:
             time.sleep(args.interval)  # rates need two samples
             rows, prev = sample_all(prev)
+            if args.json:
+                import json
+
+                print(json.dumps(json_rows(rows)), flush=True)
+                if args.once:
+                    return 0
+                continue
             if args.once:
                 print(render(rows))
                 return 0

@@ -35,6 +35,28 @@ def cache_root() -> Path:
     return cache_dir().expanduser()
 
 
+#: Folders of the cache that hold guest images (bootable files), and what each kind is.
+IMAGE_KINDS = {"kernel": "Linux kernel Image", "initrd": "initramfs", "firmware": "OpenSBI firmware",
+               "rootdisk": "Debian root disk"}
+
+
+def cached_images(root: Path | None = None) -> list[dict[str, object]]:
+    """The guest images in the cache (`wirt image ls`): kind, path, size (bytes), mtime (seconds)."""
+    root = root or cache_root()
+    out: list[dict[str, object]] = []
+    for kind in IMAGE_KINDS:
+        base = root / kind
+        if not base.is_dir():
+            continue
+        for p in sorted(base.rglob("*")):
+            if not p.is_file() or p.name.endswith(".json") or p.name.startswith("."):
+                continue
+            st = p.stat()
+            out.append({"kind": kind, "path": str(p), "name": p.name, "size": st.st_size,
+                        "disk_used": st.st_blocks * 512, "mtime": int(st.st_mtime)})
+    return out
+
+
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file."""
     h = hashlib.sha256()

@@ -5,6 +5,7 @@
     vm.start()
     print(vm.status().state)       # "running"
     r = vm.exec("uname -r")        # through the guest agent: r.stdout, r.stderr (bytes), r.status
+    vm.wait_agent(timeout=120)     # a timeout is always how long to wait; kill_after= limits a command
     vm.stop()                      # asks the guest to power off; force=True halts / kills
     vm.remove()
 
@@ -88,18 +89,32 @@ class VM:
         return [cls(n, home) for n in store.names()]
 
     @classmethod
-    def create(cls, name: str, cpus: int = 1, memory: int | str = "512M", disk: int | str | None = "8G", *,
-               image: str = "debian", net: str = "user", ports: Iterable[str] = (), mac: str | None = None,
-               cpu_affinity: Iterable[int] = (), append: str = "", firmware: str = "", kernel: str = "",
-               initrd: str = "", home: Path | str | None = None) -> VM:
-        """Create a VM: its directory, vm.toml and (unless disk is None) disk0.qcow2.
+    def create(cls, name: str, cpus: int | None = None, memory: int | str | None = None,
+               disk: int | str | None = "default", *, image: str | None = None, net: str | None = None,
+               ports: Iterable[str] = (), mac: str | None = None, cpu_affinity: Iterable[int] = (),
+               append: str = "", firmware: str = "", kernel: str = "", initrd: str = "",
+               home: Path | str | None = None) -> VM:
+        """Create a VM: its directory, vm.toml and (unless disk is None or "none") disk0.qcow2.
 
         image "debian": disk0 is a qcow2 overlay (at least `disk` bytes) on the Debian root disk
         of `wirt image build` (built now if the cache has none) and the VM boots from it;
         "initramfs": the kernel and busybox initramfs only, disk0 blank; "none": bare firmware
         (give `firmware`). `firmware`/`kernel`/`initrd` override the image's boot files.
+        cpus, memory, disk ("default"), image and net not given come from config.toml's [create]
+        section (wirt.vm.settings.CreateDefaults).
         """
         from wirt.vm.schema import IMAGES
+        from wirt.vm.settings import load_create_defaults
+
+        defaults = load_create_defaults(VMStore(home).home)
+        cpus = defaults.cpus if cpus is None else cpus
+        memory = defaults.memory if memory is None else memory
+        image = defaults.image if image is None else image
+        net = defaults.net if net is None else net
+        if disk == "default":
+            disk = defaults.disk
+        if disk == "none":
+            disk = None
 
         if image not in IMAGES:
             raise WirtError(f"--image {image}: unknown image; use one of: "
@@ -364,14 +379,15 @@ class VM:
             raise WirtError(f"VM {self.name!r} is not running ({st.state}); start it with `wirt start {self.name}`")
         return st
 
-    def exec(self, command: str | list[str], timeout: float | None = None, *, stdin: bytes = b"",
-             wait: float = AGENT_WAIT, on_event: Any = None) -> ExecResult:
+    def exec(self, command: str | list[str], *, timeout: float = AGENT_WAIT, kill_after: float | None = None,
+             stdin: bytes = b"", on_event: Any = None) -> ExecResult:
         """Run `command` in the guest through its agent and return stdout, stderr and exit status.
 
-        A string runs with `sh -c`; a list is quoted into one (shlex.join). `wait`: seconds to
-        wait for the agent of a guest that is still booting; `timeout`: seconds the command may
-        run (then it is killed and WirtError raised); `stdin`: bytes for its standard input;
-        `on_event(ExecEvent)` sees output as it arrives.
+        A string runs with `sh -c`; a list is quoted into one (shlex.join). `timeout`: seconds to
+        wait for the agent of a guest that is still booting (as everywhere in wirt, a timeout is
+        how long to wait); `kill_after`: seconds the command may run (then it is killed and
+        WirtError raised); `stdin`: bytes for its standard input; `on_event(ExecEvent)` sees
+        output as it arrives.
         """
         import base64
         import shlex
@@ -382,13 +398,13 @@ class VM:
         text = command if isinstance(command, str) else shlex.join(command)
         if not text.strip():
             raise WirtError("exec: the command is empty")
-        req: dict[str, Any] = {"command": text, "wait": float(wait)}
-        if timeout is not None:
-            req["timeout"] = float(timeout)
+        req: dict[str, Any] = {"command": text, "wait": float(timeout)}
+        if kill_after is not None:
+            req["timeout"] = float(kill_after)
         if stdin:
             req["stdin"] = base64.b64encode(stdin).decode()
         out, err = bytearray(), bytearray()
-        limit = None if timeout is None else wait + timeout + 10.0
+        limit = None if kill_after is None else timeout + kill_after + 10.0
         with ControlClient(self.paths.control, timeout=limit if limit is not None else 3600.0 * 24) as c:
             for reply in c.stream("exec", **req):
                 if "exit" in reply:
@@ -402,6 +418,23 @@ class VM:
                 if ev.kind == "exit":
                     return ExecResult(bytes(out), bytes(err), ev.status)
         raise WirtError(f"VM {self.name!r} closed the exec stream before the command's exit status")
+
+    def wait_agent(self, timeout: float = AGENT_WAIT) -> VMStatus:
+        """Wait up to `timeout` s for the guest agent to answer (the guest has booted); the status then.
+
+        WirtError when the VM is not running, stops while waiting, or the agent is not up in time."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.status()
+            if not st.running:
+                raise WirtError(f"VM {self.name!r} is {st.state}" + (f" ({st.reason})" if st.reason else "")
+                                + f"; see `wirt logs {self.name}`")
+            if st.live.get("agent"):
+                return st
+            if time.monotonic() >= deadline:
+                raise WirtError(f"the guest agent of VM {self.name!r} did not answer within {timeout:g} s; "
+                                f"see `wirt logs {self.name}` (a longer --timeout helps a slow boot)")
+            time.sleep(0.2)
 
     def console_input(self, text: str | bytes) -> None:
         """Type on the guest's console."""

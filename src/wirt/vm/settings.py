@@ -8,6 +8,15 @@
     thin_provisioning = false  # true: start VMs whose disks could outgrow the free space
     rlimit_headroom = "8G"     # RLIMIT_AS above guest RAM when no cgroup v2 is available
     io_weight = 100            # cgroup v2 io.weight of each VM (1-10000)
+
+    [create]                   # defaults of `wirt create` / VM.create (arguments override them)
+    cpus = 1
+    memory = "512M"
+    disk = "8G"                # or "none"
+    image = "debian"           # debian | initramfs | none
+    net = "user"               # user | tap:IF | socket:HUB | none
+
+docs/cli.md ("config.toml") is the reference.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from wirt.errors import WirtError
 from wirt.units import parse_size
 from wirt.vm.store import wirt_home
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "CreateDefaults", "load_settings", "load_create_defaults"]
 
 
 @dataclass(frozen=True)
@@ -34,15 +43,68 @@ class Settings:
     io_weight: int = 100
 
 
-def load_settings(home: Path | None = None) -> Settings:
-    """Settings from config.toml (absent file: defaults); bad values raise one-line WirtErrors."""
+@dataclass(frozen=True)
+class CreateDefaults:
+    """What `wirt create` uses for an option not given (config.toml [create])."""
+
+    cpus: int = 1
+    memory: str = "512M"
+    disk: str = "8G"
+    image: str = "debian"
+    net: str = "user"
+
+
+def _read(home: Path | None) -> tuple[Path, dict[str, object]]:
     path = (home or wirt_home()) / "config.toml"
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
-        return Settings()
+        return path, {}
     except tomllib.TOMLDecodeError as exc:
         raise WirtError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
+    return path, data
+
+
+def load_create_defaults(home: Path | None = None) -> CreateDefaults:
+    """config.toml's [create] defaults (absent: the built-in ones), each value checked."""
+    from wirt.vm.schema import IMAGES, parse_net_mode
+
+    path, data = _read(home)
+    sec = data.get("create", {})
+    if not isinstance(sec, dict):
+        raise WirtError(f"{path}: create: is not a table; write a [create] section")
+    out: dict[str, object] = {}
+    for key, value in sec.items():
+        where = f"{path}: create.{key}"
+        if key not in CreateDefaults.__dataclass_fields__:
+            raise WirtError(f"{where}: is not a known setting; use one of: " + ", ".join(CreateDefaults.__dataclass_fields__))
+        if key == "cpus":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise WirtError(f"{where}: {value!r} is not a CPU count; write e.g. 1")
+        elif key in ("memory", "disk"):
+            ok = isinstance(value, str) and (value == "none" and key == "disk" or _is_size(value))
+            if not ok:
+                raise WirtError(f"{where}: {value!r} is not a size; write e.g. \"512M\"" + (" or \"none\"" if key == "disk" else ""))
+        elif key == "image":
+            if value not in IMAGES:
+                raise WirtError(f"{where}: {value!r} is not an image; use one of: " + ", ".join(IMAGES))
+        else:
+            parse_net_mode(value, where)
+        out[key] = value
+    return CreateDefaults(**{**CreateDefaults().__dict__, **out})
+
+
+def _is_size(text: str) -> bool:
+    try:
+        parse_size(text)
+    except WirtError:
+        return False
+    return True
+
+
+def load_settings(home: Path | None = None) -> Settings:
+    """Settings from config.toml (absent file: defaults); bad values raise one-line WirtErrors."""
+    path, data = _read(home)
     res = data.get("resources", {})
     if not isinstance(res, dict):
         raise WirtError(f"{path}: resources: is not a table; write a [resources] section")

@@ -11,7 +11,7 @@ from typing import Any
 from wirt.errors import WirtError
 from wirt.units import human_size
 
-__all__ = ["sample_all", "render"]
+__all__ = ["sample_all", "render", "json_rows"]
 
 _RATES = ("cpu_seconds", "instructions", "disk_read_bytes", "disk_write_bytes", "net_rx_bytes", "net_tx_bytes")
 
@@ -64,3 +64,21 @@ def render(rows: list[dict[str, Any]]) -> str:
                       _rate(r["disk_write_bytes"]), _rate(r["net_rx_bytes"]), _rate(r["net_tx_bytes"])))
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table)
+
+
+def json_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`wirt top --json`: per VM its state, rss (bytes), cpu_percent, mips and byte rates per second
+    (disk_read, disk_write, net_rx, net_tx); null where no rate is known yet (docs/cli.md)."""
+    out = []
+    for r in rows:
+        def get(key: str) -> float | None:
+            v = r.get(key)
+            return None if v is None else round(v, 3)
+
+        cpu, insns = get("cpu_seconds"), get("instructions")
+        out.append({"name": r["name"], "state": r["state"], "rss": r.get("rss"),
+                    "cpu_percent": None if cpu is None else round(cpu * 100, 1),
+                    "mips": None if insns is None else round(insns / 1e6, 3),
+                    "disk_read": get("disk_read_bytes"), "disk_write": get("disk_write_bytes"),
+                    "net_rx": get("net_rx_bytes"), "net_tx": get("net_tx_bytes")})
+    return out
