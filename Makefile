@@ -20,7 +20,7 @@ system-packages:
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e '.[test]'
+	@$(PY) -m pip install -q -e '.[test,serve]'
 	@touch $@
 
 venv: $(VENV)/.installed

@@ -14,8 +14,20 @@ from typing import Any
 
 from wirt.errors import WirtError
 from wirt.units import human_size
+from wirt.vm.schema import CREATE_OPTIONS, SET_OPTIONS, Option, create_arguments, set_arguments
 
-__all__ = ["register"]
+__all__ = ["register", "add_options"]
+
+
+def add_options(parser: argparse.ArgumentParser, options: tuple[Option, ...]) -> None:
+    """Add the flags of an option table (wirt.vm.schema: the same table validates REST bodies)."""
+    for o in options:
+        kw: dict[str, Any] = {"dest": o.name, "help": o.help, "default": o.default}
+        if o.kind == "integer":
+            kw["type"] = int
+        if o.kind == "list":
+            kw.update(action="append", default=[], metavar="H:G[/udp]")
+        parser.add_argument(*o.cli_flags(), **kw)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,22 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "now if not cached) and the VM boots from it. Image initramfs: the kernel "
                                           "and busybox initramfs only (fast to boot), with a blank disk.")
     p.add_argument("name")
-    p.add_argument("--cpus", type=int, help="virtual CPUs (default 1, or config.toml [create] cpus)")
-    p.add_argument("--memory", "-m", help="guest RAM (default 512M, or config.toml [create] memory)")
-    p.add_argument("--disk", help="disk size (default 8G); 'none' for no disk")
-    p.add_argument("--image", help="debian (root disk, default), initramfs or none")
-    p.add_argument("--net",
-                   help="user (passt) | tap:IF | socket:HUB (a socket path, or a name: a hub at "
-                        "$WIRT_HOME/hubs/HUB.sock, started when needed) | none (default user; "
-                        "config.toml [create] sets the defaults of these five)")
-    p.add_argument("--port", action="append", default=[], metavar="H:G[/udp]",
-                   help="forward host port H to guest port G (user network; repeatable)")
-    p.add_argument("--mac", help="MAC address (default: random 52:54:00:xx:xx:xx)")
-    p.add_argument("--cpu-affinity", metavar="LIST", help="pin the VM process to host CPUs, e.g. 0,1 or 0-3")
-    p.add_argument("--append", default="", help="extra kernel command-line arguments")
-    p.add_argument("--firmware", default="", help="firmware file instead of the image's")
-    p.add_argument("--kernel", default="", help="kernel Image instead of the image's")
-    p.add_argument("--initrd", default="", help="initramfs instead of the image's")
+    add_options(p, CREATE_OPTIONS)
     p.set_defaults(func=_create)
 
     p = subparsers.add_parser("ls", help="list VMs: state, CPUs, memory, disk, IP, uptime")
@@ -100,10 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("set", help="change a VM's resources (applies at the next start)")
     p.add_argument("name")
-    p.add_argument("--memory", "-m")
-    p.add_argument("--cpus", type=int)
-    p.add_argument("--disk-size", help="grow disk 0 to this size (disks only grow)")
-    p.add_argument("--cpu-affinity", metavar="LIST", help="host CPUs, e.g. 0,1; 'none' removes pinning")
+    add_options(p, SET_OPTIONS)
     p.set_defaults(func=_set)
 
     p = subparsers.add_parser("rm", help="delete a VM and its disks")
@@ -144,24 +138,11 @@ def _vm(name: str):  # type: ignore[no-untyped-def]
     return VM.get(name)
 
 
-def _affinity(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    if text == "none":
-        return []
-    from wirt.vm.limits import parse_affinity
-
-    return parse_affinity(text)
-
-
 # ---- create / ls / status -----------------------------------------------------------------------
 def _create(args: argparse.Namespace) -> int:
     from wirt.vm.api import VM
 
-    vm = VM.create(args.name, cpus=args.cpus, memory=args.memory,
-                   disk="default" if args.disk is None else args.disk, image=args.image, net=args.net,
-                   ports=args.port, mac=args.mac, cpu_affinity=_affinity(args.cpu_affinity) or [],
-                   append=args.append, firmware=args.firmware, kernel=args.kernel, initrd=args.initrd)
+    vm = VM.create(args.name, **create_arguments({o.name: getattr(args, o.name) for o in CREATE_OPTIONS}))
     cfg = vm.config
     note = vm.paths.root / "disk0.note"
     disk = f", disk {human_size(cfg.disks[0].size)} ({note.read_text().strip()})" if cfg.disks and note.exists() else ""
@@ -182,23 +163,10 @@ def _uptime(seconds: float | None) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
-def _row(vm: Any) -> dict[str, Any]:
-    st = vm.status()
-    try:
-        cfg = vm.config
-        cpus, memory = int(st.info.get("cpus", cfg.cpus)), int(st.info.get("memory", cfg.memory))
-        used, size = vm.disk_usage()
-    except WirtError as exc:
-        return {"name": vm.name, "state": "invalid", "reason": str(exc)}
-    return {"name": vm.name, "state": st.state, "cpus": cpus, "memory": memory, "disk_used": used,
-            "disk_size": size, "ip": st.live.get("ip"), "uptime": st.uptime, "pid": st.pid,
-            "reason": st.reason if st.state == "crashed" else ""}
-
-
 def _ls(args: argparse.Namespace) -> int:
     from wirt.vm.api import VM
 
-    rows = [_row(vm) for vm in VM.list()]
+    rows = [vm.summary() for vm in VM.list()]
     if args.json:
         import json
 
@@ -327,8 +295,7 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _set(args: argparse.Namespace) -> int:
-    changes = _vm(args.name).set(memory=args.memory, cpus=args.cpus, disk_size=args.disk_size,
-                                 cpu_affinity=_affinity(args.cpu_affinity))
+    changes = _vm(args.name).set(**set_arguments({o.name: getattr(args, o.name) for o in SET_OPTIONS}))
     if not changes:
         raise WirtError("nothing to change; give --memory, --cpus, --disk-size or --cpu-affinity")
     print(f"VM {args.name}: " + ", ".join(changes) + " (applies at the next start)")

@@ -26,9 +26,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from wirt.errors import WirtError
+from wirt.errors import StateError, WirtError
 from wirt.units import parse_size
 from wirt.vm import disks as diskmod
+from wirt.vm import events
 from wirt.vm.admission import Demand, admit
 from wirt.vm.agent import ExecEvent, ExecResult
 from wirt.vm.control import ControlClient, call
@@ -146,6 +147,7 @@ class VM:
         except BaseException:
             store.destroy(name)
             raise
+        events.emit(store.home, name, "created")
         return cls(name, home)
 
     # ---- reading ---------------------------------------------------------------------------------
@@ -170,6 +172,19 @@ class VM:
         """The console log: of the current run while running, else of the last run."""
         return self.paths.console_log if self.paths.console_log.exists() else self.paths.last_console
 
+    def summary(self) -> dict[str, Any]:
+        """One row of `wirt ls --json` and of the REST VM list: state, resources, disk, IP, uptime."""
+        st = self.status()
+        try:
+            cfg = self.config
+            cpus, memory = int(st.info.get("cpus", cfg.cpus)), int(st.info.get("memory", cfg.memory))
+            used, size = self.disk_usage()
+        except WirtError as exc:
+            return {"name": self.name, "state": "invalid", "reason": str(exc)}
+        return {"name": self.name, "state": st.state, "cpus": cpus, "memory": memory, "disk_used": used,
+                "disk_size": size, "ip": st.live.get("ip"), "uptime": st.uptime, "pid": st.pid,
+                "reason": st.reason if st.state == "crashed" else ""}
+
     def disk_usage(self) -> tuple[int, int]:
         """(bytes used on the host, virtual size) summed over the VM's disks."""
         cfg = self.config
@@ -189,14 +204,18 @@ class VM:
         with vm_lock(self.paths.root):
             st = self.status()
             if st.running:
-                raise WirtError(f"VM {self.name!r} is already {st.state} (pid {st.pid})")
+                raise StateError(f"VM {self.name!r} is already {st.state} (pid {st.pid})")
             clean_stale(self.paths)
             cfg = self.config
             runner.check_supported(cfg)
             settings = settings or load_settings(self.store.home)
             self._sync_disks(cfg)
             host = inventory or host_inventory(self.store.home)
-            admit(self._demand(cfg), self._running_demands(), host, settings)
+            try:
+                admit(self._demand(cfg), self._running_demands(), host, settings)
+            except WirtError as exc:
+                events.emit(self.store.home, self.name, "admission-refused", reason=str(exc))
+                raise
             boot = runner.resolve_boot(cfg, self.paths.root)
             run = self.paths.run
             run.mkdir(mode=DIR_MODE)
@@ -261,22 +280,7 @@ class VM:
         return Demand(cfg.name, cfg.memory, cfg.cpus, growth)
 
     def _running_demands(self) -> list[Demand]:
-        out = []
-        for name in self.store.names():
-            if name == self.name:
-                continue
-            p = self.store.paths(name)
-            st = vm_status(p, query=False)
-            if not st.running:
-                continue
-            try:
-                cfg = self.store.load(name)
-            except WirtError:
-                continue
-            growth = sum(diskmod.disk_growth(p.disk(d.path), d.size, d.read_only) for d in cfg.disks)
-            out.append(Demand(name, int(st.info.get("memory", cfg.memory)), int(st.info.get("cpus", cfg.cpus)),
-                              growth))
-        return out
+        return running_demands(self.store, exclude=self.name)
 
     def stop(self, force: bool = False, timeout: float = STOP_TIMEOUT) -> VMStatus:
         """Ask the guest to power off and wait up to `timeout` s.
@@ -288,7 +292,7 @@ class VM:
             st = self.status(query=False)
             if not st.running:
                 clean_stale(self.paths)
-                raise WirtError(f"VM {self.name!r} is not running ({self.status(query=False).state})")
+                raise StateError(f"VM {self.name!r} is not running ({self.status(query=False).state})")
             if force:
                 return self._force_off()
             deadline = time.monotonic() + timeout
@@ -337,21 +341,27 @@ class VM:
         with vm_lock(self.paths.root):
             self._require_running()
             call(self.paths.control, "pause")
+        events.emit(self.store.home, self.name, "paused")
 
     def resume(self) -> None:
         with vm_lock(self.paths.root):
             self._require_running()
             call(self.paths.control, "resume")
+        events.emit(self.store.home, self.name, "resumed")
 
     # ---- snapshots (vm/snapshots.py) -----------------------------------------------------------------
     def snapshot(self, name: str) -> SnapshotInfo:
         """Take snapshot `name`: full (CPU, devices, RAM, disks) if the VM runs, else disk-only."""
-        return snapmod.vm_snapshot(self, name)
+        info = snapmod.vm_snapshot(self, name)
+        events.emit(self.store.home, self.name, "snapshot-created", snapshot=name, kind=info.kind)
+        return info
 
     def restore(self, name: str) -> str:
         """Go back to snapshot `name`. A running VM continues from it at once ("running"); a stopped
         one gets its disks back and, for a full snapshot, resumes its saved state at the next start."""
-        return snapmod.vm_restore(self, name)
+        state = snapmod.vm_restore(self, name)
+        events.emit(self.store.home, self.name, "snapshot-restored", snapshot=name)
+        return state
 
     def snapshots(self) -> list[SnapshotInfo]:
         """This VM's snapshots (each names its parent: they form a tree)."""
@@ -364,11 +374,13 @@ class VM:
     def remove_snapshot(self, name: str) -> None:
         """Delete snapshot `name` (disk layers stay while anything is backed by them)."""
         snapmod.vm_remove_snapshot(self, name)
+        events.emit(self.store.home, self.name, "snapshot-removed", snapshot=name)
 
     def fork(self, snap: str, new_name: str, start: bool = False) -> VM:
         """A new VM from snapshot `snap`: memory mapped copy-on-write, disks as overlays, new MAC.
         With `start`, it is started (from the snapshot's running state for a full snapshot)."""
         new, _ = snapmod.vm_fork(self, snap, new_name)
+        events.emit(self.store.home, self.name, "forked", snapshot=snap, new=new_name)
         if start:
             new.start()
         return new
@@ -376,7 +388,7 @@ class VM:
     def _require_running(self) -> VMStatus:
         st = self.status(query=False)
         if not st.running:
-            raise WirtError(f"VM {self.name!r} is not running ({st.state}); start it with `wirt start {self.name}`")
+            raise StateError(f"VM {self.name!r} is not running ({st.state}); start it with `wirt start {self.name}`")
         return st
 
     def exec(self, command: str | list[str], *, timeout: float = AGENT_WAIT, kill_after: float | None = None,
@@ -394,7 +406,7 @@ class VM:
 
         st = self._require_running()
         if st.state == "paused":
-            raise WirtError(f"VM {self.name!r} is paused; `wirt resume {self.name}` first")
+            raise StateError(f"VM {self.name!r} is paused; `wirt resume {self.name}` first")
         text = command if isinstance(command, str) else shlex.join(command)
         if not text.strip():
             raise WirtError("exec: the command is empty")
@@ -449,9 +461,10 @@ class VM:
             st = self.status(query=False)
             if st.running:
                 if not force:
-                    raise WirtError(f"VM {self.name!r} is {st.state}; stop it first or use `wirt rm --force {self.name}`")
+                    raise StateError(f"VM {self.name!r} is {st.state}; stop it first or use `wirt rm --force {self.name}`")
                 self._force_off()
             self.store.destroy(self.name)
+        events.emit(self.store.home, self.name, "removed")
 
     def set(self, *, memory: int | str | None = None, cpus: int | None = None,
             disk_size: int | str | None = None, cpu_affinity: Iterable[int] | None = None) -> list[str]:
@@ -485,3 +498,36 @@ class VM:
             self.store.save(new_cfg)
             return changes
 
+
+def running_demands(store: VMStore, exclude: str | None = None) -> list[Demand]:
+    """What the running VMs of a store (but `exclude`) take from the host, for admission control."""
+    out = []
+    for name in store.names():
+        if name == exclude:
+            continue
+        p = store.paths(name)
+        st = vm_status(p, query=False)
+        if not st.running:
+            continue
+        try:
+            cfg = store.load(name)
+        except WirtError:
+            continue
+        growth = sum(diskmod.disk_growth(p.disk(d.path), d.size, d.read_only) for d in cfg.disks)
+        out.append(Demand(name, int(st.info.get("memory", cfg.memory)), int(st.info.get("cpus", cfg.cpus)),
+                          growth))
+    return out
+
+
+def check_admission(memory: int | str, cpus: int = 1, disk: int | str = 0,
+                    home: Path | str | None = None) -> str | None:
+    """Would a VM of this size be admitted now? None if so, else the refusal's one-line reason."""
+    from wirt.vm.admission import AdmissionError
+
+    store = VMStore(home)
+    demand = Demand("new VM", _size_arg(memory, "memory"), cpus, _size_arg(disk, "disk"))
+    try:
+        admit(demand, running_demands(store), host_inventory(store.home), load_settings(store.home))
+    except AdmissionError as exc:
+        return str(exc)
+    return None

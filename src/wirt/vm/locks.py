@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from wirt.errors import WirtError
+from wirt.errors import NotFoundError, StateError
 
 __all__ = ["vm_lock"]
 
@@ -25,7 +25,7 @@ def vm_lock(vm_dir: Path, wait: float = DEFAULT_WAIT) -> Iterator[None]:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except FileNotFoundError:
-        raise WirtError(f"VM {Path(vm_dir).name!r} does not exist; see `wirt ls`") from None
+        raise NotFoundError(f"VM {Path(vm_dir).name!r} does not exist; see `wirt ls`") from None
     try:
         deadline = time.monotonic() + wait
         while True:
@@ -34,7 +34,7 @@ def vm_lock(vm_dir: Path, wait: float = DEFAULT_WAIT) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise WirtError(f"VM {Path(vm_dir).name!r} is busy with another wirt command; "
+                    raise StateError(f"VM {Path(vm_dir).name!r} is busy with another wirt command; "
                                     "wait for it to finish and try again") from None
                 time.sleep(0.05)
         yield

@@ -78,6 +78,13 @@ def monitor(paths: VMPaths, child: int) -> int:
     if info.get("started"):
         record["started"] = info["started"]
     atomic_write(paths.last_exit, json.dumps(record, indent=1))
+    from wirt.vm import events
+
+    home = paths.root.parent.parent
+    tail = record.get("console_tail") or _tail(paths.console_log)
+    if any("Kernel panic" in line for line in tail):
+        events.emit(home, paths.name, "panic", line=next(x for x in tail if "Kernel panic" in x).strip())
+    events.emit(home, paths.name, record["state"], reason=record["reason"])
     if paths.console_log.exists():
         os.replace(paths.console_log, paths.last_console)
     shutil.rmtree(paths.run, ignore_errors=True)
@@ -117,6 +124,9 @@ def worker(store: VMStore, paths: VMPaths) -> int:
         service = VMService(cfg, run, hub, applied)
         server = ControlServer(paths.control, service.commands(), console=hub.attach)
         server.start()
+        from wirt.vm import events
+
+        events.emit(store.home, cfg.name, "started", pid=os.getpid())
 
         def on_term(signum: int, frame: object) -> None:
             run.halt()

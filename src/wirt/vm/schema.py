@@ -44,6 +44,8 @@ __all__ = [
     "SCHEMA_VERSION", "IMAGES", "VMConfig", "DiskConfig", "NetworkConfig", "PortForward", "BootConfig",
     "validate_name", "parse_port", "parse_net_mode", "random_mac", "format_size",
     "MIN_MEMORY", "MAX_MEMORY", "MIN_DISK", "MAX_DISK", "MAX_CPUS", "MAX_NAME",
+    "Option", "CREATE_OPTIONS", "SET_OPTIONS", "check_options", "options_json_schema", "create_arguments",
+    "set_arguments",
 ]
 
 SCHEMA_VERSION = 1
@@ -414,3 +416,108 @@ def _unknown(where: _Where, prefix: str, d: dict[str, Any], known: set[str]) -> 
 def now_iso() -> str:
     """The current UTC time as 2026-01-01T00:00:00Z."""
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---- the options of `wirt create` / `wirt set`: one table for the CLI, the Python API and REST ----
+@dataclass(frozen=True)
+class Option:
+    """One user-facing option. `name` is the argparse dest and the REST body key; `kind` is
+    "string", "integer" or "list" (of strings, a repeatable flag); `flags` are the CLI spellings.
+    Values are checked here for type only: VMConfig.from_dict checks their meaning."""
+
+    name: str
+    kind: str
+    default: Any
+    help: str
+    flags: tuple[str, ...] = ()
+
+    def cli_flags(self) -> tuple[str, ...]:
+        return self.flags or ("--" + self.name.replace("_", "-"),)
+
+
+CREATE_OPTIONS: tuple[Option, ...] = (
+    Option("cpus", "integer", None, "virtual CPUs (default 1, or config.toml [create] cpus)"),
+    Option("memory", "string", None, "guest RAM (default 512M, or config.toml [create] memory)", ("--memory", "-m")),
+    Option("disk", "string", None, "disk size (default 8G); 'none' for no disk"),
+    Option("image", "string", None, "debian (root disk, default), initramfs or none"),
+    Option("net", "string", None, "user (passt) | tap:IF | socket:HUB (a socket path, or a name: a hub at "
+           "$WIRT_HOME/hubs/HUB.sock, started when needed) | none (default user; "
+           "config.toml [create] sets the defaults of these five)"),
+    Option("port", "list", [], "forward host port H to guest port G, H:G[/udp] (user network; repeatable)"),
+    Option("mac", "string", None, "MAC address (default: derived from the VM's uuid, 52:54:00:xx:xx:xx)"),
+    Option("cpu_affinity", "string", None, "pin the VM process to host CPUs, e.g. 0,1 or 0-3"),
+    Option("append", "string", "", "extra kernel command-line arguments"),
+    Option("firmware", "string", "", "firmware file instead of the image's"),
+    Option("kernel", "string", "", "kernel Image instead of the image's"),
+    Option("initrd", "string", "", "initramfs instead of the image's"),
+)
+SET_OPTIONS: tuple[Option, ...] = (
+    Option("memory", "string", None, "guest RAM, e.g. 1G", ("--memory", "-m")),
+    Option("cpus", "integer", None, "virtual CPUs"),
+    Option("disk_size", "string", None, "grow disk 0 to this size (disks only grow)"),
+    Option("cpu_affinity", "string", None, "host CPUs, e.g. 0,1; 'none' removes pinning"),
+)
+_JSON_TYPES = {"string": {"type": "string"}, "integer": {"type": "integer"},
+               "list": {"type": "array", "items": {"type": "string"}}}
+
+
+def check_options(body: object, options: tuple[Option, ...], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Type-check request data against an option table; returns every option (defaults filled in).
+    Unknown keys and wrong types are one-line WirtErrors naming the option and the fix."""
+    if not isinstance(body, dict):
+        raise WirtError("the request body is not a JSON object; send e.g. {\"name\": \"web\", \"memory\": \"512M\"}")
+    known = {o.name for o in options} | set(required)
+    for k in body:
+        if k not in known:
+            raise WirtError(f"{k!r} is not a known option; use one of: {', '.join(sorted(known))}")
+    out: dict[str, Any] = {}
+    for k in required:
+        if k not in body:
+            raise WirtError(f"{k!r} is missing; give it in the request body")
+        out[k] = body[k]
+    for o in options:
+        v = body.get(o.name, o.default)
+        if o.name in body and v is not None:
+            ok = {"string": lambda x: isinstance(x, str),
+                  "integer": lambda x: isinstance(x, int) and not isinstance(x, bool),
+                  "list": lambda x: isinstance(x, list) and all(isinstance(i, str) for i in x)}[o.kind](v)
+            if not ok:
+                want = {"string": "a string", "integer": "a whole number", "list": "a list of strings"}[o.kind]
+                raise WirtError(f"{o.name}: {v!r} is not {want}; {o.help}")
+        out[o.name] = v
+    return out
+
+
+def options_json_schema(options: tuple[Option, ...], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The JSON Schema (OpenAPI 3) of a request body made of these options."""
+    props: dict[str, Any] = {k: {"type": "string", "description": "the VM's name"} for k in required}
+    for o in options:
+        props[o.name] = dict(_JSON_TYPES[o.kind], description=o.help)
+        if o.default is not None:
+            props[o.name]["default"] = o.default
+    return {"type": "object", "properties": props, "required": list(required), "additionalProperties": False}
+
+
+def _affinity(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    if text == "none":
+        return []
+    from wirt.vm.limits import parse_affinity
+
+    return parse_affinity(text)
+
+
+def create_arguments(values: dict[str, Any]) -> dict[str, Any]:
+    """CREATE_OPTIONS values (from argparse or a REST body) -> keyword arguments of VM.create."""
+    v = dict(values)
+    return {"cpus": v["cpus"], "memory": v["memory"], "disk": "default" if v["disk"] is None else v["disk"],
+            "image": v["image"], "net": v["net"], "ports": list(v["port"]), "mac": v["mac"],
+            "cpu_affinity": _affinity(v["cpu_affinity"]) or [], "append": v["append"],
+            "firmware": v["firmware"], "kernel": v["kernel"], "initrd": v["initrd"]}
+
+
+def set_arguments(values: dict[str, Any]) -> dict[str, Any]:
+    """SET_OPTIONS values -> keyword arguments of VM.set."""
+    return {"memory": values["memory"], "cpus": values["cpus"], "disk_size": values["disk_size"],
+            "cpu_affinity": _affinity(values["cpu_affinity"])}

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wirt.errors import WirtError
+from wirt.errors import NotFoundError, StateError, WirtError
 from wirt.fileio import atomic_write, fsync_dir
 from wirt.machine.snapshot import MEMORY_FILE, read_state_file, restore_machine, save_machine, write_state_file
 from wirt.vm.disks import disk_usage
@@ -106,7 +106,7 @@ class VMSnapshots:
         folder = self.folder(name)
         if not (folder / "snapshot.json").exists():
             known = ", ".join(self.names()) or "none"
-            raise WirtError(f"VM {self.paths.name!r} has no snapshot {name!r} (snapshots: {known}); "
+            raise NotFoundError(f"VM {self.paths.name!r} has no snapshot {name!r} (snapshots: {known}); "
                             f"see `wirt snapshot ls {self.paths.name}`")
         return read_state_file(folder)
 
@@ -318,7 +318,7 @@ class VMSnapshots:
     def _new_folder(self, name: str) -> Path:
         folder = self.folder(name)
         if folder.exists():
-            raise WirtError(f"VM {self.paths.name!r} already has a snapshot {name!r}; pick another name "
+            raise StateError(f"VM {self.paths.name!r} already has a snapshot {name!r}; pick another name "
                             f"or delete it with `wirt snapshot rm {self.paths.name} {name}`")
         self.root.mkdir(mode=0o700, exist_ok=True)
         folder.mkdir(mode=0o700)

@@ -19,7 +19,7 @@ from typing import Any
 
 import tomli_w
 
-from wirt.errors import WirtError
+from wirt.errors import NotFoundError, StateError, WirtError
 from wirt.fileio import atomic_write
 from wirt.vm.schema import VMConfig, validate_name
 
@@ -143,7 +143,7 @@ class VMStore:
     def require(self, name: str) -> VMPaths:
         p = self.paths(name)
         if not p.config.is_file():
-            raise WirtError(f"no VM named {name!r}; see `wirt ls` or create it with `wirt create {name}`")
+            raise NotFoundError(f"no VM named {name!r}; see `wirt ls` or create it with `wirt create {name}`")
         return p
 
     def load(self, name: str) -> VMConfig:
@@ -173,7 +173,7 @@ class VMStore:
         try:
             p.root.mkdir(mode=DIR_MODE)
         except FileExistsError:
-            raise WirtError(f"a VM named {cfg.name!r} already exists; pick another name or "
+            raise StateError(f"a VM named {cfg.name!r} already exists; pick another name or "
                             f"remove it with `wirt rm {cfg.name}`") from None
         os.chmod(p.root, DIR_MODE)  # mkdir's mode is masked by the umask
         p.snapshots.mkdir(mode=DIR_MODE)

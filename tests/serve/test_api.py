@@ -1,0 +1,143 @@
+"""The REST API over the Unix socket and TCP, against a real `wirt serve` process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+
+import pytest
+from serverproc import Server, stop_all, tiny_body, wait_for
+
+from wirt.serve.client import Client
+
+
+@pytest.mark.parametrize("via", ["unix", "tcp"])
+def test_vm_crud(server, firmware, via):
+    c = getattr(server, via)
+    assert c.get("/v1/vms").json() == []
+    r = c.post("/v1/vms", tiny_body("a", firmware))
+    assert r.status == 201, r
+    vm = r.json()
+    assert vm["name"] == "a" and vm["state"] == "stopped" and vm["memory"] == 32 << 20
+    assert vm["config"]["network"]["mode"] == "none"
+    assert [x["name"] for x in c.get("/v1/vms").json()] == ["a"]
+    assert c.get("/v1/vms/a").json()["config"]["memory"] == "32M"
+    r = c.patch("/v1/vms/a", {"memory": "64M"})
+    assert r.status == 200 and r.json()["vm"]["memory"] == 64 << 20 and r.json()["changes"] == ["memory 32M -> 64M"]
+    assert c.patch("/v1/vms/a", {"memory": 5}).status == 400
+    assert c.get("/v1/vms/a/disks").json()[0]["size"] == 1 << 20
+    assert c.delete("/v1/vms/a").json() == {"removed": "a"}
+    assert c.get("/v1/vms/a").status == 404
+    assert c.get("/v1/vms").json() == []
+
+
+@pytest.mark.parametrize("path,body,status,words", [
+    ("/v1/vms", {"name": "b", "memroy": "1G"}, 400, "'memroy' is not a known option"),
+    ("/v1/vms", {"name": "b", "memory": "lots"}, 400, "memory: 'lots' is not a size"),
+    ("/v1/vms", {"name": "b", "cpus": "two"}, 400, "cpus: 'two' is not a whole number"),
+    ("/v1/vms", {"memory": "1G"}, 400, "'name' is missing"),
+    ("/v1/vms", {"name": "../x"}, 400, "VM name"),
+    ("/v1/vms", [1, 2], 400, "not a JSON object"),
+    ("/v1/vms/ghost/start", {}, 404, "no VM named 'ghost'"),
+    ("/v1/vms/ghost/exec", {"command": "true"}, 404, "no VM named 'ghost'"),
+    ("/v1/host/admission", {"memory": "900T"}, 200, ""),
+])
+def test_bad_requests_are_one_line_json(server, path, body, status, words):
+    r = server.unix.post(path, body)
+    assert r.status == status, r
+    data = r.json()
+    if status >= 400:
+        assert words in data["error"] and "\n" not in data["error"] and "Traceback" not in data["error"]
+    else:
+        assert data["admitted"] is False and "memory" in data["reason"]
+
+
+def test_bad_json_and_unknown_route(server):
+    r = server.unix.request("POST", "/v1/vms", raw=b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status == 400 and "not valid JSON" in r.json()["error"]
+    assert server.unix.get("/v1/nothing").status == 404
+    assert server.unix.request("PUT", "/v1/vms").status == 405
+
+
+def test_tcp_needs_the_token(server):
+    assert Client(server.base).get("/v1/vms").status == 401
+    assert Client(server.base, "wrong").get("/v1/vms").status == 401
+    r = Client(server.base, "wrong").post("/v1/vms", {"name": "x"})
+    assert r.status == 401 and "bearer token" in r.json()["error"]
+    assert server.tcp.get("/v1/vms").status == 200
+    assert not (server.home / "vms" / "x").exists()
+
+
+def test_socket_and_token_are_private(server):
+    assert stat.S_IMODE(os.stat(server.socket).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(server.home / "serve" / "token").st_mode) == 0o600
+    assert len(server.token) >= 40
+
+
+def test_openapi_document_covers_the_routes(server):
+    doc = server.unix.get("/v1/openapi.json").json()
+    assert doc["openapi"].startswith("3.")
+    paths = doc["paths"]
+    for p in ("/v1/vms", "/v1/vms/{name}", "/v1/vms/{name}/start", "/v1/vms/{name}/exec",
+              "/v1/vms/{name}/snapshots", "/v1/vms/{name}/fork", "/v1/host", "/v1/images"):
+        assert p in paths
+    # the create body is the `wirt create` option table
+    from wirt.vm.schema import CREATE_OPTIONS
+
+    props = doc["components"]["schemas"]["VMCreate"]["properties"]
+    assert set(props) == {"name"} | {o.name for o in CREATE_OPTIONS}
+    page = server.unix.get("/v1/docs")
+    assert page.status == 200 and b"/v1/vms/{name}/fork" in page.body
+
+
+def test_lifecycle_and_snapshots(server, firmware):
+    c = server.unix
+    assert c.post("/v1/vms", tiny_body("t", firmware)).status == 201
+    r = c.post("/v1/vms/t/start")
+    assert r.status == 200 and r.json()["state"] == "running", r
+    assert c.post("/v1/vms/t/start").status == 409  # already running
+    assert c.post("/v1/vms/t/pause").json()["state"] == "paused"
+    assert c.post("/v1/vms/t/resume").json()["state"] == "running"
+    r = c.post("/v1/vms/t/snapshots", {"name": "s1"})
+    assert r.status == 201 and r.json()["kind"] == "full", r
+    assert [s["name"] for s in c.get("/v1/vms/t/snapshots").json()] == ["s1"]
+    r = c.post("/v1/vms/t/snapshots", {"name": "s1"})
+    assert r.status in (400, 409) and "already has a snapshot 's1'" in r.json()["error"]
+    assert c.delete("/v1/vms/t").status == 409  # running
+    r = c.post("/v1/vms/t/fork", {"snapshot": "s1", "name": "t2"})
+    assert r.status == 201 and r.json()["name"] == "t2"
+    assert c.post("/v1/vms/t/stop?force=true").json()["state"] == "stopped"
+    assert c.post("/v1/vms/t/snapshots/s1/restore").status == 200
+    assert c.post("/v1/vms/t/snapshots/nope/restore").status == 404
+    assert c.delete("/v1/vms/t2/snapshots/s1").status in (200, 404)
+    assert c.delete("/v1/vms/t/snapshots/s1").json() == {"removed": "s1"}
+    log = c.get("/v1/vms/t/logs")
+    assert log.status == 200 and log.headers["content-type"].startswith("text/plain")
+
+
+def test_killed_server_loses_no_vm(home, firmware):
+    s = Server(home)
+    try:
+        assert s.unix.post("/v1/vms", tiny_body("k", firmware)).status == 201
+        assert s.unix.post("/v1/vms/k/start").json()["state"] == "running"
+        s.stop(signal.SIGKILL)
+        s2 = Server(home)  # takes over the stale socket
+        try:
+            rows = s2.unix.get("/v1/vms").json()
+            assert [(r["name"], r["state"]) for r in rows] == [("k", "running")]
+            assert s2.unix.post("/v1/vms/k/stop", {}).json()["state"] == "stopped"
+        finally:
+            s2.stop()
+    finally:
+        s.stop()
+        stop_all(home)
+
+
+def test_without_the_extra_serve_says_how_to_install(home):
+    code = ("import sys; sys.modules['aiohttp'] = None; import wirt.cli as c; sys.exit(c.main(['serve']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "pip install 'wirt[serve]'" in r.stderr and "Traceback" not in r.stderr
