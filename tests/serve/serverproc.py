@@ -86,3 +86,51 @@ def wait_for(pred, timeout: float = 30.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def sse_events(url: str, token: str | None, count: int, last_id: int | None = None, timeout: float = 60.0,
+               vm: str | None = None) -> list[dict]:
+    """Read `count` events from GET /v1/events as a Server-Sent Events stream (resuming after
+    `last_id` with Last-Event-ID), then hang up; each is its parsed data plus the `id:` line."""
+    import http.client
+    import json
+    import socket as so
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    if url.startswith("unix:"):
+        from wirt.serve.client import _UnixConnection
+
+        conn: http.client.HTTPConnection = _UnixConnection(url[5:], timeout)
+    else:
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    headers = {"Accept": "text/event-stream"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if last_id is not None:
+        headers["Last-Event-ID"] = str(last_id)
+    conn.request("GET", "/v1/events" + (f"?vm={vm}" if vm else ""), headers=headers)
+    r = conn.getresponse()
+    assert r.status == 200 and r.getheader("Content-Type").startswith("text/event-stream")
+    out: list[dict] = []
+    field: dict[str, str] = {}
+    try:
+        while len(out) < count:
+            line = r.fp.readline().decode()
+            if not line:
+                break
+            line = line.rstrip("\n")
+            if not line:
+                if "data" in field:
+                    ev = json.loads(field["data"])
+                    assert str(ev["id"]) == field["id"] and ev["type"] == field["event"]
+                    out.append(ev)
+                field = {}
+            elif not line.startswith(":"):
+                k, _, v = line.partition(": ")
+                field[k] = v
+    except (so.timeout, TimeoutError):
+        pass
+    finally:
+        conn.close()
+    return out

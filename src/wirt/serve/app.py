@@ -354,7 +354,7 @@ async def admission(request: web.Request) -> web.Response:
 # ---- the application ------------------------------------------------------------------------------
 def make_app(home: Path | None = None, token: str | None = None) -> web.Application:
     """The whole server: REST routes, OpenAPI document and docs, events, metrics, websockets, console UI."""
-    from wirt.serve import openapi
+    from wirt.serve import events, metrics, openapi
     from wirt.vm.store import wirt_home
 
     app = web.Application(middlewares=[errors_mw, auth_mw], client_max_size=MAX_BODY)
@@ -380,6 +380,8 @@ def make_app(home: Path | None = None, token: str | None = None) -> web.Applicat
     r.add_get("/v1/host", host)
     r.add_post("/v1/host/admission", admission)
     openapi.register(app)
+    events.register(app)
+    metrics.register(app)
 
     async def on_startup(app: web.Application) -> None:
         # vm/ calls block (locks, sockets, long execs): give them their own generous pool

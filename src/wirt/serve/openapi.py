@@ -148,6 +148,16 @@ def document() -> dict[str, Any]:
         "/v1/vms/{name}/fork": {"parameters": [_NAME], "post": _op(
             "a new VM from a snapshot (RAM copy-on-write, disk overlays)", _ref("VM"), status="201", body="Fork",
             tag="snapshots")},
+        "/v1/events": {"get": dict(_op(
+            "events after an id: a JSON list, or with `Accept: text/event-stream` a Server-Sent Events stream "
+            "(id, event type, JSON data) that resumes from `Last-Event-ID`", arr("Event"), tag="events",
+            params=[_q("after", "integer", "the last event id seen (default 0: all)"),
+                    _q("vm", "string", "only this VM's events")]))},
+        "/v1/vms/{name}/events": {"parameters": [_NAME], "get": _op(
+            "the VM's own event log", arr("Event"), tag="events",
+            params=[_q("after", "integer", "the last event id seen")])},
+        "/metrics": {"get": _op("Prometheus metrics: wirt_vm_* series with a vm label", None,
+                                content="text/plain", tag="host")},
         "/v1/images": {"get": _op("guest images a VM can be created from", arr("Image"), tag="disks")},
         "/v1/host": {"get": _op("host inventory, running VMs' demands and what fits now", _ref("Host"), tag="host")},
         "/v1/host/admission": {"post": _op("would a VM of this size be admitted now?", _ref("Admission"),

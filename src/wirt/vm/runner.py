@@ -83,16 +83,20 @@ class CountingBackend:
         self.backend = backend
         self.rx_bytes = 0
         self.tx_bytes = 0
+        self.rx_frames = 0
+        self.tx_frames = 0
 
     def start(self, deliver: Callable[[bytes], None]) -> None:
         def counted(frame: bytes) -> None:
             self.rx_bytes += len(frame)
+            self.rx_frames += 1
             deliver(frame)
 
         self.backend.start(counted)
 
     def send(self, frame: bytes) -> None:
         self.tx_bytes += len(frame)
+        self.tx_frames += 1
         self.backend.send(frame)
 
     def close(self) -> None:
@@ -150,6 +154,8 @@ class CountingDisk:
         self._disk = disk
         self.bytes_read = 0
         self.bytes_written = 0
+        self.reads = 0
+        self.writes = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._disk, name)
@@ -157,14 +163,17 @@ class CountingDisk:
     def readinto(self, offset: int, buf: Any) -> None:
         self._disk.readinto(offset, buf)
         self.bytes_read += len(buf)
+        self.reads += 1
 
     def read(self, offset: int, length: int) -> bytes:
         self.bytes_read += length
+        self.reads += 1
         return self._disk.read(offset, length)
 
     def write(self, offset: int, data: Any) -> None:
         self._disk.write(offset, data)
         self.bytes_written += len(data)
+        self.writes += 1
 
 
 def root_cmdline(cfg: VMConfig) -> str:
@@ -417,4 +426,8 @@ class Runner:
             "disk_write_bytes": sum(d.bytes_written for d in self.disks),
             "net_rx_bytes": sum(n.rx_bytes for n in self.nets),
             "net_tx_bytes": sum(n.tx_bytes for n in self.nets),
+            "disk_read_ops": sum(d.reads for d in self.disks),
+            "disk_write_ops": sum(d.writes for d in self.disks),
+            "net_rx_packets": sum(n.rx_frames for n in self.nets),
+            "net_tx_packets": sum(n.tx_frames for n in self.nets),
         }
