@@ -104,3 +104,35 @@ def test_forks_run_at_once_and_diverge(guest):
         while mac not in value(f, "$(cat /sys/class/net/*/address)", "mac"):
             assert time.monotonic() < deadline, f"{f.name} still has the source's MAC address"
             time.sleep(1)
+
+
+def test_refused_restore_leaves_the_guest_working(guest):
+    """A resealed snapshot with a bad machine state (the hart's RAM size word: the core's bounds
+    check) and one with a bad device state are refused, and `exec` still answers."""
+    import json
+    import os
+
+    from wirt.cpu import layout as L
+    from wirt.errors import WirtError
+    from wirt.machine.snapshot import write_state_file
+
+    _, make = guest
+    vm = make("refused")
+    vm.start()
+    assert vm.exec("echo up-$((6*7))", timeout=300).stdout == b"up-42\n"
+    vm.snapshot("s1")
+    folder = vm.paths.snapshots / "s1"
+    disks = vm.config.disks
+    for edit in (lambda m: m["hart"]["s"].__setitem__(L.RAM_SIZE, 1 << 40),
+                 lambda m: m["virtio"][0]["queues"][0].__setitem__("used_idx", "garbage")):
+        body = json.loads((folder / "snapshot.json").read_text())["body"]
+        edit(body["machine"])
+        os.chmod(folder / "snapshot.json", 0o600)
+        (folder / "snapshot.json").unlink()
+        write_state_file(folder, body)
+        with pytest.raises(WirtError, match="snapshot state") as err:
+            vm.restore("s1")
+        assert "\n" not in str(err.value)
+        assert vm.config.disks == disks  # no overlay was switched in
+        r = vm.exec("echo still-$((6*7))", timeout=60)
+        assert r.stdout == b"still-42\n" and r.status == 0

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from wirt.errors import WirtError
+from wirt.fileio import read_regular
 from wirt.units import parse_size
 
 __all__ = ["register", "BASE_BOOTARGS", "read_image", "StatusLineFilter"]
@@ -24,6 +25,7 @@ __all__ = ["register", "BASE_BOOTARGS", "read_image", "StatusLineFilter"]
 BASE_BOOTARGS = "console=ttyS0 panic=1"
 MIN_MEMORY = 16 << 20
 EXIT_WIRT_FAILED = 125  # the guest never reported a status (core error, reboot, ...)
+MAX_IMAGE = 1 << 30  # a boot file (firmware, kernel, initrd) larger than this is the wrong file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,16 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def read_image(path: str | os.PathLike[str], what: str) -> bytes:
     """Read a boot file or raise a one-line WirtError saying what is wrong with it."""
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise WirtError(f"{what} {p} does not exist; check the path") from None
-    except IsADirectoryError:
-        raise WirtError(f"{what} {p} is a directory, not a file") from None
-    except PermissionError:
-        raise WirtError(f"{what} {p} is not readable (permission denied)") from None
-    except OSError as exc:
-        raise WirtError(f"cannot read {what} {p}: {exc.strerror or exc}") from None
+    data = read_regular(p, what, MAX_IMAGE)
     if not data:
         raise WirtError(f"{what} {p} is empty")
     return data

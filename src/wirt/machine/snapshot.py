@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 
 from wirt.errors import WirtError
-from wirt.fileio import atomic_path, atomic_write
+from wirt.fileio import atomic_path, atomic_write, open_regular
 from wirt.machine.memory import PAGE
 
 __all__ = ["FORMAT", "VERSION", "STATE_FILE", "MEMORY_FILE", "write_state_file", "read_state_file",
            "write_memory_image", "check_memory_image", "signature_differences", "save_machine",
-           "restore_machine"]
+           "check_restorable", "restore_machine"]
 
 FORMAT = "wirt-snapshot"
 VERSION = 1
@@ -123,26 +123,34 @@ def write_memory_image(array: np.ndarray, path: Path, touched: np.ndarray | None
 def check_memory_image(path: Path, meta: dict[str, Any], ram_size: int) -> None:
     """Refuse a memory image that is missing, truncated, of another size or whose data changed."""
     path = Path(path)
+    if not isinstance(meta, dict):
+        raise WirtError(f"{path}: the snapshot has no memory description; delete the snapshot")
+    if not path.exists():
+        raise WirtError(f"{path} is missing: the snapshot's memory image is gone; delete the snapshot")
+    if meta.get("size") != ram_size or isinstance(meta.get("size"), bool):
+        raise WirtError(f"{path}: the snapshot has {str(meta.get('size'))[:40]} bytes of RAM, the machine {ram_size}")
+    extents = meta.get("extents")
+    if not isinstance(extents, list) or not all(
+            isinstance(e, list) and len(e) == 2 and all(type(x) is int for x in e) for e in extents):
+        raise WirtError(f"{path}: the snapshot's page list is not a list of page runs; delete the snapshot")
+    fd = open_regular(path, os.O_RDONLY, "memory image")
     try:
-        size = os.stat(path).st_size
-    except FileNotFoundError:
-        raise WirtError(f"{path} is missing: the snapshot's memory image is gone; delete the snapshot") from None
-    if meta.get("size") != ram_size:
-        raise WirtError(f"{path}: the snapshot has {meta.get('size')} bytes of RAM, the machine {ram_size}")
-    if size != ram_size or meta.get("page_size") != PAGE:
-        raise WirtError(f"{path} is {size} bytes, expected {ram_size}: the memory image is truncated or "
-                        "corrupted; delete the snapshot")
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        size = os.fstat(fd).st_size
+        if size != ram_size or meta.get("page_size") != PAGE:
+            raise WirtError(f"{path} is {size} bytes, expected {ram_size}: the memory image is truncated or "
+                            "corrupted; delete the snapshot")
+        h = hashlib.sha256()
+        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as m:
             view = memoryview(m)
             try:
-                for first, count in meta["extents"]:
+                for first, count in extents:
                     if first < 0 or count <= 0 or (first + count) * PAGE > size:
                         raise WirtError(f"{path}: the snapshot's page list is out of range; delete the snapshot")
                     h.update(view[first * PAGE:(first + count) * PAGE])
             finally:
                 view.release()
+    finally:
+        os.close(fd)
     if h.hexdigest() != meta.get("sha256"):
         raise WirtError(f"{path}: memory image checksum mismatch: the image is corrupted; delete the snapshot")
 
@@ -190,27 +198,55 @@ def save_machine(machine: Any, folder: Path, extra: dict[str, Any] | None = None
     return body
 
 
-def restore_machine(machine: Any, folder: Path, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Put `machine` (not running) into the state saved in `folder`; returns the snapshot's body.
+def check_restorable(machine: Any, folder: Path, body: dict[str, Any]) -> Path:
+    """Everything a restore needs, checked without changing the machine: the body's parts, the
+    machine's signature (memory size, device set), the memory image (a plain file beside the
+    state file; its size and checksum) and the saved state (wirt.machine.statecheck). Returns
+    the memory image's path."""
+    from wirt.machine.statecheck import check_state
 
-    Everything is checked before anything changes: the state file's checksum, the machine's
-    signature (memory size, device set) and the memory image's size and checksum.
-    """
     folder = Path(folder)
-    if body is None:
-        body = read_state_file(folder)
     for key in ("signature", "machine", "memory"):
         if not isinstance(body.get(key), dict):
             raise WirtError(f"{folder / STATE_FILE} has no machine {key}: it is a disk-only snapshot")
     diffs = signature_differences(body["signature"], machine.signature())
     if diffs:
         raise WirtError(f"snapshot {folder.name} does not fit this machine: " + "; ".join(diffs))
-    image = folder / body["memory"].get("file", MEMORY_FILE)
+    if body["memory"].get("file", MEMORY_FILE) != MEMORY_FILE:
+        raise WirtError(f"{folder / STATE_FILE}: the memory image must be {MEMORY_FILE} beside it, not "
+                        f"{str(body['memory'].get('file'))[:200]!r}; the snapshot was edited: delete it")
+    image = folder / MEMORY_FILE
     check_memory_image(image, body["memory"], machine.memory.size)
-    fd = os.open(image, os.O_RDONLY | os.O_CLOEXEC)
+    check_state(machine.state(), body["machine"])
+    return image
+
+
+def restore_machine(machine: Any, folder: Path, body: dict[str, Any] | None = None,
+                    checked: bool = False) -> dict[str, Any]:
+    """Put `machine` (not running) into the state saved in `folder`; returns the snapshot's body.
+
+    Everything is checked before anything changes (`check_restorable`; `checked`: the caller did
+    it already). Should loading fail all the same, the machine gets its previous state back.
+    """
+    folder = Path(folder)
+    if body is None:
+        body = read_state_file(folder)
+    image = folder / MEMORY_FILE if checked else check_restorable(machine, folder, body)
+    old = machine.state()
+    fd = open_regular(image, os.O_RDONLY, "memory image")
     try:
-        machine.memory.map_image(fd)
+        try:
+            machine.load_state(body["machine"])
+        except Exception as exc:  # noqa: BLE001 -- checked above; this is the safety net
+            machine.load_state(old)
+            raise WirtError(f"snapshot {folder.name}: its machine state could not be loaded ({type(exc).__name__}); "
+                            "the machine continues unchanged") from None
+        try:
+            machine.memory.map_image(fd)
+        except (OSError, WirtError) as exc:
+            machine.load_state(old)
+            raise WirtError(f"snapshot {folder.name}: cannot map its memory image ({getattr(exc, 'strerror', None) or exc}); "
+                            "the machine continues unchanged") from None
     finally:
         os.close(fd)  # the mapping keeps the file open
-    machine.load_state(body["machine"])
     return body

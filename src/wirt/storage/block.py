@@ -11,7 +11,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from types import TracebackType
 
+from wirt.confine.paths import PathPolicy
 from wirt.errors import WirtError
+from wirt.fileio import open_regular
 
 FORMATS = ("raw", "qcow2")
 
@@ -85,22 +87,28 @@ class BlockDevice(ABC):
 
 def probe_format(path: str) -> str:
     """'qcow2' when the file starts with the qcow2 magic, else 'raw'."""
+    if not os.path.exists(path):
+        raise WirtError(f"{path}: no such file; check the path")
+    fd = open_regular(path, os.O_RDONLY, "disk image")
     try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
-    except FileNotFoundError:
-        raise WirtError(f"{path}: no such file; check the path") from None
-    except IsADirectoryError:
-        raise WirtError(f"{path}: is a directory, not a disk image") from None
-    except PermissionError:
-        raise WirtError(f"{path}: permission denied; fix its permissions") from None
+        magic = os.pread(fd, 4, 0)
+    except OSError as exc:
+        raise WirtError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
     return "qcow2" if magic == b"QFI\xfb" else "raw"
 
 
 def open_image(path: str | os.PathLike[str], read_only: bool = True, format: str | None = None,
-               *, _chain: tuple[str, ...] = ()) -> BlockDevice:
-    """Open a disk image, probing its format unless `format` is given ('raw' or 'qcow2')."""
+               *, policy: PathPolicy | None = None) -> BlockDevice:
+    """Open a disk image, probing its format unless `format` is given ('raw' or 'qcow2').
+
+    `policy` (wirt.confine.paths) limits the files the image and its backing chain may be: a
+    VM's disks are opened with its policy; `wirt disk` commands on files the user names use none.
+    """
     path = os.fspath(path)
+    if policy is not None:
+        policy.check(path, "disk image")
     fmt = format or probe_format(path)
     if fmt == "raw":
         from wirt.storage.raw import RawImage
@@ -109,5 +117,5 @@ def open_image(path: str | os.PathLike[str], read_only: bool = True, format: str
     if fmt == "qcow2":
         from wirt.storage.qcow2 import Qcow2Image
 
-        return Qcow2Image(path, read_only=read_only, _chain=_chain)
+        return Qcow2Image(path, read_only=read_only, policy=policy)
     raise WirtError(f"unknown image format {fmt!r}; use one of: {', '.join(FORMATS)}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from wirt.errors import WirtError
+from wirt.fileio import check_regular
 
 
 class HostFile:
@@ -17,7 +18,7 @@ class HostFile:
     def __init__(self, path: str, read_only: bool):
         self.path = path
         self.read_only = read_only
-        flags = (os.O_RDONLY if read_only else os.O_RDWR) | getattr(os, "O_CLOEXEC", 0)
+        flags = (os.O_RDONLY if read_only else os.O_RDWR) | os.O_CLOEXEC | os.O_NONBLOCK  # a FIFO must not block
         try:
             self.fd = os.open(path, flags)
         except FileNotFoundError:
@@ -29,6 +30,13 @@ class HostFile:
             raise WirtError(f"{path}: permission denied opening for {mode}; "
                             f"{'fix its permissions' if read_only else 'open it read-only or fix its permissions'}"
                             ) from None
+        except OSError as exc:
+            raise WirtError(f"{path}: cannot open it ({exc.strerror or exc})") from None
+        try:
+            check_regular(self.fd, path, "disk image")
+        except BaseException:
+            os.close(self.fd)
+            raise
         self.end = os.fstat(self.fd).st_size
         self.synced = True
 

@@ -15,8 +15,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from wirt.confine.paths import PathPolicy
 from wirt.errors import WirtError
-from wirt.storage.block import BlockDevice, open_image
+from wirt.storage.block import BlockDevice
 from wirt.storage.hostfile import HostFile
 from wirt.storage.qcow2_format import (
     AUTOCLEAR_BITMAPS, COMPRESSED, EXT_BITMAPS, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, MAX_SNAPSHOT_TABLE_BYTES,
@@ -28,6 +29,82 @@ from wirt.storage.refcount import Refcounts
 _L2_CACHE_BYTES = 32 << 20
 _MAX_RUN_BYTES = 8 << 20  # clusters allocated together in one write
 _NOT_INPLACE = OFLAG_COMPRESSED | OFLAG_ZERO
+
+
+MAX_CHAIN = 256  # backing files below an image (QEMU's limit is the same order; docs/storage.md)
+
+
+def read_header(f: HostFile, path: str) -> Header:
+    """Parse the qcow2 header at the start of `f` (up to one cluster of it)."""
+    try:
+        buf = os.pread(f.fd, 65536, 0)
+        if len(buf) >= 24 and buf[:4] == b"QFI\xfb":
+            bits = struct.unpack_from(">I", buf, 20)[0]
+            if 16 < bits <= 21:
+                buf = os.pread(f.fd, 1 << bits, 0)
+    except OSError as exc:
+        raise WirtError(f"{path}: cannot read it ({exc.strerror or exc}); give a disk image file") from None
+    return parse_header(buf, f.end, path)
+
+
+def backing_target(path: str, name: str) -> str:
+    """Where backing-file name `name` of image `path` points (relative names: beside the image)."""
+    if name.startswith("json:") or "://" in name:
+        raise WirtError(f"{path}: backing file {name!r} is not a plain file name; wirt supports files only")
+    return name if os.path.isabs(name) else os.path.join(os.path.dirname(os.path.abspath(path)), name)
+
+
+def open_backing(path: str, h: Header, policy: PathPolicy | None) -> BlockDevice | None:
+    """Open the backing chain below image `path` (header `h`), bottom first, without recursion.
+
+    The chain is walked first, header by header: every name must be a plain file (`policy`, when
+    given, must allow it), no file may appear twice (a loop) and there may be at most MAX_CHAIN
+    files. Only then are the images opened, the deepest first, each handed to the one above.
+    """
+    from wirt.storage.raw import RawImage
+
+    files: list[tuple[str, str]] = []
+    seen = {os.path.realpath(path)}
+    cur, hdr = path, h
+    while hdr is not None and hdr.backing_file:
+        name = hdr.backing_file
+        target = backing_target(cur, name)
+        real = os.path.realpath(target)
+        if real in seen:
+            raise WirtError(f"{cur}: backing chain loops back to {name}; fix it with 'qemu-img rebase -u'")
+        if len(files) >= MAX_CHAIN:
+            raise WirtError(f"{path}: backing chain is deeper than {MAX_CHAIN} images; flatten it with "
+                            "'wirt disk convert' or 'qemu-img convert'")
+        seen.add(real)
+        if not os.path.lexists(target):
+            raise WirtError(f"{cur}: backing file {target} is missing; restore it or point the image at "
+                            "another one with 'qemu-img rebase -u -b NEW'")
+        if policy is not None:
+            policy.check(target, f"{cur}: backing file")
+        fmt = hdr.backing_format
+        if fmt not in (None, "raw", "qcow2"):
+            raise WirtError(f"{cur}: backing file format {fmt!r} is not supported (raw and qcow2 are)")
+        f = HostFile(target, True)
+        try:
+            if fmt is None:
+                fmt = "qcow2" if os.pread(f.fd, 4, 0) == b"QFI\xfb" else "raw"
+            hdr = read_header(f, target) if fmt == "qcow2" else None
+        except OSError as exc:
+            raise WirtError(f"{target}: cannot read it ({exc.strerror or exc}); give a disk image file") from None
+        finally:
+            f.close()
+        files.append((target, fmt))
+        cur = target
+    below: BlockDevice | None = None
+    try:
+        for target, fmt in reversed(files):
+            below = (RawImage(target, read_only=True) if fmt == "raw"
+                     else Qcow2Image(target, read_only=True, _backing=below))
+    except BaseException:
+        if below is not None:
+            below.close()
+        raise
+    return below
 
 
 class L2Table:
@@ -64,14 +141,16 @@ class Qcow2Image(BlockDevice):
 
     format_name = "qcow2"
 
-    def __init__(self, path: str, read_only: bool = True, *, _chain: tuple[str, ...] = (),
-                 repair_dirty: bool = True):
+    def __init__(self, path: str, read_only: bool = True, *, policy: PathPolicy | None = None,
+                 repair_dirty: bool = True, _backing: BlockDevice | None | bool = False):
+        """`policy`: the files this image's backing chain may name (None: any, as qemu-img).
+        `_backing`: the backing image, already opened (open_backing); False: open it here."""
         self.path = path
         self._f = HostFile(path, read_only)
         self.backing: BlockDevice | None = None
         self._closed = False
         try:
-            self._open(_chain, repair_dirty)
+            self._open(policy, repair_dirty, _backing)
         except BaseException:
             if self.backing is not None:
                 self.backing.close()
@@ -81,14 +160,9 @@ class Qcow2Image(BlockDevice):
 
     # -- opening --------------------------------------------------------------------------
 
-    def _open(self, chain: tuple[str, ...], repair_dirty: bool) -> None:
+    def _open(self, policy: PathPolicy | None, repair_dirty: bool, backing: BlockDevice | None | bool) -> None:
         f = self._f
-        buf = os.pread(f.fd, 65536, 0)
-        if len(buf) >= 24 and buf[:4] == b"QFI\xfb":
-            bits = struct.unpack_from(">I", buf, 20)[0]
-            if 16 < bits <= 21:
-                buf = os.pread(f.fd, 1 << bits, 0)
-        h = self.header = parse_header(buf, f.end, self.path)
+        h = self.header = read_header(f, self.path)
         self.cluster_bits = cb = h.cluster_bits
         self.cluster_size = cs = 1 << cb
         self._cmask = cs - 1
@@ -110,7 +184,10 @@ class Qcow2Image(BlockDevice):
         self._fixed_meta: dict[int, str] = {}
         self._index_fixed_metadata()
         self._refs.meta_check = self._fixed_meta.get
-        self._open_backing(chain)
+        if backing is False:
+            self.backing = open_backing(self.path, h, policy)
+        else:
+            self.backing = backing  # type: ignore[assignment]
         if not f.read_only:
             self._open_for_writing(repair_dirty)
 
@@ -158,28 +235,6 @@ class Qcow2Image(BlockDevice):
 
     def _snapshot_table_bytes(self) -> int:
         return sum(len(s.pack(self.header.version)) for s in self.snapshots)
-
-    def _open_backing(self, chain: tuple[str, ...]) -> None:
-        h = self.header
-        if not h.backing_file:
-            return
-        me = os.path.realpath(self.path)
-        name = h.backing_file
-        if name.startswith("json:") or "://" in name:
-            raise WirtError(f"{self.path}: backing file {name!r} is not a plain file name; wirt supports files only")
-        target = name if os.path.isabs(name) else os.path.join(os.path.dirname(os.path.abspath(self.path)), name)
-        real = os.path.realpath(target)
-        if real in chain or real == me:
-            raise WirtError(f"{self.path}: backing chain loops back to {name}; fix it with 'qemu-img rebase -u'")
-        if len(chain) > 256:
-            raise WirtError(f"{self.path}: backing chain is deeper than 256 images")
-        if not os.path.exists(target):
-            raise WirtError(f"{self.path}: backing file {target} is missing; restore it or point the image at "
-                            "another one with 'qemu-img rebase -u -b NEW'")
-        fmt = h.backing_format
-        if fmt not in (None, "raw", "qcow2"):
-            raise WirtError(f"{self.path}: backing file format {fmt!r} is not supported (raw and qcow2 are)")
-        self.backing = open_image(target, read_only=True, format=fmt, _chain=chain + (me,))
 
     def _open_for_writing(self, repair_dirty: bool) -> None:
         h = self.header

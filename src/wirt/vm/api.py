@@ -28,6 +28,7 @@ from typing import Any
 
 from wirt.errors import StateError, WirtError
 from wirt.units import parse_size
+from wirt.vm import access
 from wirt.vm import disks as diskmod
 from wirt.vm import events
 from wirt.vm.admission import Demand, admit
@@ -138,6 +139,9 @@ class VM:
         base = diskmod.base_image(image) if size is not None else None  # may build it: before the VM exists
         paths = store.create(cfg)
         try:
+            named = [getattr(cfg.boot, k) for k in ("firmware", "kernel", "initrd") if getattr(cfg.boot, k)]
+            if named:  # named by the caller: the VM may open them though they lie outside its folder
+                access.grant(store.home, cfg.uuid, named)
             with vm_lock(paths.root):
                 if size is not None:
                     dk, note = diskmod.create_disk(paths.root, 0, size, base)
@@ -146,6 +150,7 @@ class VM:
                     atomic_write(paths.root / "disk0.note", note + "\n")
         except BaseException:
             store.destroy(name)
+            access.forget_grants(store.home, cfg.uuid)
             raise
         events.emit(store.home, name, "created")
         return cls(name, home)
@@ -261,17 +266,20 @@ class VM:
         raise WirtError(f"VM {self.name!r} did not come up within {timeout:g} s; see `wirt logs {self.name}`")
 
     def _sync_disks(self, cfg: VMConfig) -> None:
-        """Disks must exist; a size raised with `wirt set --disk-size` is applied now."""
+        """Disks must exist and lie where the VM may open them (wirt.vm.access); a size raised with
+        `wirt set --disk-size` is applied now."""
         from wirt.storage import open_image
 
-        for d in cfg.disks:
+        policy = access.vm_policy(self.paths, cfg.uuid)
+        for i, d in enumerate(cfg.disks):
             p = self.paths.disk(d.path)
             if not p.exists():
                 raise WirtError(f"{self.paths.config}: disks: {p} does not exist; restore it or remove the [[disks]] entry")
+            policy.check(p, f"{self.paths.config}: disks[{i}]")
+            with open_image(p, read_only=True, format=d.format, policy=policy) as img:
+                current = img.size
             if d.read_only:
                 continue
-            with open_image(p, read_only=True, format=d.format) as img:
-                current = img.size
             if d.size > current:
                 diskmod.grow_disk(p, d.format, d.size)
 
@@ -463,7 +471,12 @@ class VM:
                 if not force:
                     raise StateError(f"VM {self.name!r} is {st.state}; stop it first or use `wirt rm --force {self.name}`")
                 self._force_off()
+            uuid = None
+            with contextlib.suppress(WirtError):
+                uuid = self.config.uuid
             self.store.destroy(self.name)
+            if uuid:
+                access.forget_grants(self.store.home, uuid)
         events.emit(self.store.home, self.name, "removed")
 
     def set(self, *, memory: int | str | None = None, cpus: int | None = None,

@@ -198,14 +198,19 @@ def check_supported(cfg: VMConfig) -> None:
 def resolve_boot(cfg: VMConfig, vm_dir: Path) -> BootFiles:
     """The firmware/kernel/initrd files of `cfg`: its [boot] overrides, else the cached default guest
     (fetched and built now if needed, so the VM process itself never touches the network)."""
+    from wirt.vm.access import vm_policy
+    from wirt.vm.store import VMPaths
+
     b = cfg.boot
     files = {}
+    policy = vm_policy(VMPaths(vm_dir), cfg.uuid)
     for key in ("firmware", "kernel", "initrd"):
         v = getattr(b, key)
         if v:
             p = Path(v) if Path(v).is_absolute() else vm_dir / v
-            if not p.is_file():
+            if not p.exists():
                 raise WirtError(f"{vm_dir / 'vm.toml'}: boot.{key}: {p} does not exist; fix the path")
+            policy.check(p, f"{vm_dir / 'vm.toml'}: boot.{key}")
             files[key] = str(p)
     if cfg.image == "none":  # bare firmware (tests, bare-metal programs): no default guest
         if "firmware" not in files:
@@ -248,6 +253,14 @@ class Runner:
         self.resumed_from: str | None = None  # the snapshot this run continued from
         self._rate = (time.monotonic(), 0, 0.0)  # (when, instret, mips) of the last sample
 
+    @property
+    def policy(self) -> Any:
+        """The host files this VM may open (wirt.vm.access)."""
+        from wirt.vm.access import vm_policy
+        from wirt.vm.store import VMPaths
+
+        return vm_policy(VMPaths(self.vm_dir), self.cfg.uuid)
+
     # ---- building -----------------------------------------------------------------------------
     def build(self) -> None:
         """Read the images and construct the Machine (compiles or loads the CPU core)."""
@@ -255,6 +268,9 @@ class Runner:
         from wirt.machine.board import Machine
 
         check_supported(self.cfg)
+        for what, path in self.boot.to_dict().items():  # run/info.json is a file too: check again
+            if path:
+                self.policy.check(path, f"boot {what}")
         fw = read_image(self.boot.firmware, "firmware")
         kernel = read_image(self.boot.kernel, "kernel") if self.boot.kernel else None
         initrd = read_image(self.boot.initrd, "initrd") if self.boot.initrd else None
@@ -294,12 +310,14 @@ class Runner:
         from wirt.storage import open_image
 
         m = self.machine
+        policy = self.policy
         for i, d in enumerate(self.cfg.disks):
             if i >= len(m.virtio):
                 self.warnings.append(f"disk {i} ({d.path}) not attached: only {len(m.virtio)} virtio slots")
                 continue
             path = Path(d.path) if Path(d.path).is_absolute() else self.vm_dir / d.path
-            img = CountingDisk(open_image(path, read_only=d.read_only, format=d.format))
+            policy.check(path, f"disks[{i}]")
+            img = CountingDisk(open_image(path, read_only=d.read_only, format=d.format, policy=policy))
             self.disks.append(img)
             attach_disk(m, img, serial=f"wirt-disk{i}")
         self._attach_network()

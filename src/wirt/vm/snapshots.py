@@ -31,11 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wirt.confine.paths import contained
 from wirt.errors import NotFoundError, StateError, WirtError
 from wirt.fileio import atomic_write, fsync_dir
 from wirt.machine.snapshot import MEMORY_FILE, read_state_file, restore_machine, save_machine, write_state_file
+from wirt.vm.access import forget_grants, grant, vm_policy
 from wirt.vm.disks import disk_usage
-from wirt.vm.schema import DiskConfig, VMConfig, validate_name
+from wirt.vm.schema import MAX_DISK, DiskConfig, VMConfig, validate_name
 from wirt.vm.store import VMPaths, VMStore
 
 __all__ = ["SnapshotInfo", "VMSnapshots", "fork_vm", "live_create", "live_restore", "resume_pending"]
@@ -70,12 +72,13 @@ class SnapshotInfo:
                 "memory_bytes": self.memory_bytes, "disk_bytes": self.disk_bytes, "current": self.current}
 
 
-def _chain(path: Path) -> list[Path]:
-    """The files of a disk's backing chain, the disk first (absolute paths)."""
+def _chain(path: Path, policy: Any = None) -> list[Path]:
+    """The files of a disk's backing chain, the disk first (absolute paths); `policy`
+    (wirt.confine.paths) limits the files the chain may name."""
     from wirt.storage import open_image
 
     out = []
-    with open_image(path, read_only=True) as img:
+    with open_image(path, read_only=True, policy=policy) as img:
         dev: Any = img
         while dev is not None:
             out.append(Path(os.path.abspath(dev.path)))
@@ -108,7 +111,13 @@ class VMSnapshots:
             known = ", ".join(self.names()) or "none"
             raise NotFoundError(f"VM {self.paths.name!r} has no snapshot {name!r} (snapshots: {known}); "
                             f"see `wirt snapshot ls {self.paths.name}`")
-        return read_state_file(folder)
+        return self.load(folder)
+
+    def load(self, folder: Path) -> dict[str, Any]:
+        """The body of the snapshot in `folder`, its seal and its content checked (`check_body`)."""
+        body = read_state_file(folder)
+        check_body(self, folder, body)
+        return body
 
     def tree(self) -> dict[str, Any]:
         try:
@@ -137,7 +146,7 @@ class VMSnapshots:
         out = []
         for name in self.names():
             try:
-                body = read_state_file(self.root / name)
+                body = self.load(self.root / name)
             except WirtError:
                 out.append(SnapshotInfo(name, None, 0.0, "damaged", 0, 0, False))
                 continue
@@ -186,15 +195,16 @@ class VMSnapshots:
                 new_disks.append(DiskConfig(rel, "qcow2", d.size, False))
         except BaseException:
             if open_disks is not None:
-                self.reopen(open_disks, cfg.disks)  # the VM keeps its disks as they were
+                self.reopen(open_disks, cfg.disks, cfg.uuid)  # the VM keeps its disks as they were
             raise
         return records, new_disks
 
-    def reopen(self, open_disks: list[Any], disks: list[DiskConfig]) -> None:
+    def reopen(self, open_disks: list[Any], disks: list[DiskConfig], uuid: str) -> None:
         """Point a running VM's writable disk proxies at the files `disks` names (closing old ones)."""
+        policy = vm_policy(self.paths, uuid)
         for proxy, d in zip(open_disks, disks):
             if not d.read_only:
-                old, proxy._disk = proxy._disk, _open(self.paths.disk(d.path), d.format)
+                old, proxy._disk = proxy._disk, _open(self.paths.disk(d.path), d.format, policy)
                 with contextlib.suppress(Exception):
                     old.close()  # already closed by freeze_disks: closing twice is harmless
 
@@ -212,10 +222,13 @@ class VMSnapshots:
             raise WirtError(f"snapshot {body.get('name')!r} has {len(records)} disks "
                             f"({_describe_disks(records)}), the VM {len(cfg.disks)}: the disk set changed; "
                             "restore into a VM with the same disks")
+        policy = vm_policy(self.paths, cfg.uuid)
         for r in records:
             if r.get("layer") and not (self.paths.root / r["layer"]).is_file():
                 raise WirtError(f"{self.paths.root / r['layer']} is missing: snapshot {body.get('name')!r} "
                                 "lost its disk layer; delete the snapshot")
+            if r.get("layer"):
+                _chain(self.paths.root / r["layer"], policy)  # its backing files must be the VM's too
         new_disks = []
         for r, d in zip(records, cfg.disks):
             if r.get("read_only"):
@@ -241,14 +254,15 @@ class VMSnapshots:
         roots = [self.paths.disk(d.path) for d in cfg.disks]
         for name in self.names():
             try:
-                body = read_state_file(self.root / name)
+                body = self.load(self.root / name)
             except WirtError:
                 continue  # a damaged snapshot keeps its layers until it is removed
             roots += [self.paths.root / d["layer"] for d in body.get("disks", []) if d.get("layer")]
+        policy = vm_policy(self.paths, cfg.uuid)
         for r in roots:
             if r.exists():
                 try:
-                    live.update(_chain(r))
+                    live.update(_chain(r, policy))
                 except WirtError:
                     live.add(Path(os.path.abspath(r)))
         removed = 0
@@ -298,7 +312,7 @@ class VMSnapshots:
             self.read(name)  # raises the "no snapshot" error
         parent = None
         try:
-            parent = read_state_file(folder).get("parent")
+            parent = self.load(folder).get("parent")
         except WirtError:
             pass
         trash = self.root / f".deleted-{name}-{os.getpid()}"
@@ -336,6 +350,46 @@ class VMSnapshots:
                             f"(uuid {owner.get('uuid')}), not to {cfg.name!r}; fork it instead")
 
 
+def check_body(snaps: VMSnapshots, folder: Path, body: dict[str, Any]) -> None:
+    """Refuse a snapshot whose content is not what wirt writes, whatever its seal says.
+
+    The seal (snapshot.json's checksum) is a plain hash anyone can recompute after editing the
+    file, so nothing security-relevant rests on it: every disk layer must be a file in this VM's
+    folder (its backing chain is checked when opened, wirt.vm.access), the memory image must be the file beside snapshot.json, and every field
+    used later has the type it should. (The machine state is checked by wirt.machine.snapshot.)
+    """
+    where = f"{folder / 'snapshot.json'}"
+
+    def bad(what: str) -> WirtError:
+        return WirtError(f"{where}: {what}; the snapshot was edited or damaged: delete it")
+
+    if body.get("kind") not in ("full", "disk"):
+        raise bad(f"kind {str(body.get('kind'))[:40]!r} is neither \"full\" nor \"disk\"")
+    if not isinstance(body.get("vm"), dict) or not isinstance(body.get("config"), dict):
+        raise bad("its VM identity or configuration is missing")
+    if not (body.get("parent") is None or isinstance(body.get("parent"), str)):
+        raise bad("its parent is not a snapshot name")
+    records = body.get("disks")
+    if not isinstance(records, list) or len(records) > 64:
+        raise bad("its disk list is not a list of disks")
+    for i, r in enumerate(records):
+        if not isinstance(r, dict) or not isinstance(r.get("read_only"), bool):
+            raise bad(f"disk {i} is not a disk record")
+        if r["read_only"]:
+            continue
+        layer, size = r.get("layer"), r.get("size", 0)
+        if (not isinstance(layer, str) or not layer or os.path.isabs(layer) or "\0" in layer
+                or ".." in Path(layer).parts or not contained(snaps.paths.root / layer, snaps.paths.root)):
+            raise bad(f"disk {i}'s layer {str(layer)[:200]!r} is not a file in the VM's folder {snaps.paths.root}")
+        if r.get("format") not in ("qcow2", "raw") or isinstance(size, bool) or not isinstance(size, int) \
+                or not 0 <= size <= MAX_DISK:
+            raise bad(f"disk {i}'s format or size is invalid")
+    if body["kind"] == "full":
+        memory = body.get("memory")
+        if not isinstance(memory, dict) or memory.get("file", MEMORY_FILE) != MEMORY_FILE:
+            raise bad(f"its memory image must be {MEMORY_FILE} beside snapshot.json")
+
+
 def config_differences(body: dict[str, Any], cfg: VMConfig) -> list[str]:
     """What a full snapshot's machine needs that `cfg` no longer gives (memory size, disks, network)."""
     from wirt.units import human_size
@@ -363,10 +417,10 @@ def _describe_disks(records: list[dict[str, Any]]) -> str:
     return ", ".join("read-only" if r.get("read_only") else "writable" for r in records) or "none"
 
 
-def _open(path: Path, fmt: str) -> Any:
+def _open(path: Path, fmt: str, policy: Any) -> Any:
     from wirt.storage import open_image
 
-    return open_image(path, read_only=False, format=fmt)
+    return open_image(path, read_only=False, format=fmt, policy=policy)
 
 
 # ---- operations in the VM process (the machine paused by the caller) ------------------------------
@@ -382,9 +436,9 @@ def live_create(store: VMStore, paths: VMPaths, cfg: VMConfig, machine: Any, dis
         try:
             snaps.commit_disks(store, cfg, new_disks)
         except BaseException:
-            snaps.reopen(disks, old_disks)
+            snaps.reopen(disks, old_disks, cfg.uuid)
             raise
-        snaps.reopen(disks, new_disks)
+        snaps.reopen(disks, new_disks, cfg.uuid)
         snaps.seal(records)
         body = save_machine(machine, folder, {**snaps._body(cfg, name, "full", records), **(extra or {})})
     except BaseException:
@@ -396,8 +450,9 @@ def live_create(store: VMStore, paths: VMPaths, cfg: VMConfig, machine: Any, dis
 
 def live_restore(store: VMStore, paths: VMPaths, cfg: VMConfig, machine: Any, disks: list[Any],
                  name: str) -> dict[str, Any]:
-    """Put a paused running VM back into full snapshot `name` (checked before anything changes)."""
-    from wirt.machine.snapshot import check_memory_image, signature_differences
+    """Put a paused running VM back into full snapshot `name` (checked before anything changes:
+    the snapshot's content, its machine state and memory image, its disk layers' chains)."""
+    from wirt.machine.snapshot import check_restorable, signature_differences
 
     snaps = VMSnapshots(paths)
     body = snaps.read(name)
@@ -405,14 +460,21 @@ def live_restore(store: VMStore, paths: VMPaths, cfg: VMConfig, machine: Any, di
     if body.get("kind") != "full":
         raise WirtError(f"snapshot {name!r} is disk-only: stop the VM to restore it "
                         f"(`wirt stop {cfg.name}`, then `wirt snapshot restore {cfg.name} {name}`)")
-    diffs = signature_differences(body["signature"], machine.signature())
+    diffs = signature_differences(body["signature"], machine.signature()) \
+        if isinstance(body.get("signature"), dict) else []
     if diffs:
         raise WirtError(f"snapshot {name!r} does not fit the running VM: " + "; ".join(diffs))
-    check_memory_image(paths.snapshots / name / MEMORY_FILE, body["memory"], machine.memory.size)
+    check_restorable(machine, paths.snapshots / name, body)
     new_disks = snaps.revert_disks(cfg, body)
+    old_disks = list(cfg.disks)
     snaps.commit_disks(store, cfg, new_disks)
-    snaps.reopen(disks, new_disks)
-    restore_machine(machine, paths.snapshots / name, body)
+    try:
+        snaps.reopen(disks, new_disks, cfg.uuid)
+        restore_machine(machine, paths.snapshots / name, body, checked=True)
+    except BaseException:
+        snaps.commit_disks(store, cfg, old_disks)  # the VM keeps its disks as they were
+        snaps.reopen(disks, old_disks, cfg.uuid)
+        raise
     snaps._set_tree(current=name, resume=None)
     snaps.collect_garbage(cfg)
     return body
@@ -456,18 +518,21 @@ def fork_vm(store: VMStore, source: str, snap: str, new_name: str) -> tuple[VMCo
     cfg = VMConfig.new(new_name, cpus=base.cpus, memory=base.memory, image=base.image, net=base.network.mode,
                        append=base.boot.append, cpu_affinity=list(base.cpu_affinity))
     cfg.boot = base.boot
+    policy = vm_policy(src, src_cfg.uuid)  # the fork may open what its source may, nothing more
     paths = store.create(cfg)
     root = Path(os.path.abspath(src.root))  # files under it are linked; others (the base image) shared
     try:
+        if policy.files:
+            grant(store.home, cfg.uuid, list(policy.files))
         snaps = VMSnapshots(paths)
         disks = []
-        for r, d in zip(body.get("disks", []), base.disks):
+        for i, (r, d) in enumerate(zip(body.get("disks", []), base.disks)):
             if r.get("read_only"):
-                p = Path(os.path.abspath(src.disk(d.path)))
+                p = Path(os.path.abspath(policy.check(src.disk(d.path), f"snapshot {snap!r}: disk {i}")))
                 disks.append(DiskConfig(_link_in(src, paths, p) if p.is_relative_to(root) else str(p),
                                         d.format, d.size, True))
                 continue
-            for f in _chain(src.root / r["layer"]):
+            for f in _chain(src.root / r["layer"], policy):
                 if f.is_relative_to(root):
                     _link_in(src, paths, f)
             _, rel = snaps._new_overlay(paths.root / r["layer"])
@@ -484,6 +549,7 @@ def fork_vm(store: VMStore, source: str, snap: str, new_name: str) -> tuple[VMCo
             snaps._set_tree(current=snap, resume=snap)
     except BaseException:
         store.destroy(cfg.name)
+        forget_grants(store.home, cfg.uuid)
         raise
     return cfg, notes
 

@@ -1,0 +1,174 @@
+"""What a VM may open (wirt.vm.access): its folder, wirt's image cache and the files named
+explicitly; paths from vm.toml, snapshot metadata and qcow2 backing names cannot widen that.
+Non-regular files (devices, FIFOs) are refused with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import tomli_w
+
+from wirt.errors import WirtError
+from wirt.machine.snapshot import _canonical, write_state_file
+from wirt.storage.qcow2_create import create_qcow2
+from wirt.vm.access import grant
+from wirt.vm.snapshots import VMSnapshots
+from wirt.vm.store import VMStore
+
+
+@pytest.fixture
+def secret(tmp_path):
+    """A host file outside every VM: what a hostile vm.toml or snapshot would point a disk at."""
+    p = tmp_path / "host-secret"
+    p.write_bytes(b"host secret!" * 4096)
+    return p
+
+
+def _set_disk(vm, path: str, fmt: str = "raw", read_only: bool = False) -> None:
+    cfg = vm.config.to_dict()
+    cfg["disks"][0] = {"path": path, "format": fmt, "size": "1M", "read_only": read_only}
+    vm.paths.config.write_text(tomli_w.dumps(cfg))
+
+
+@pytest.mark.parametrize("form", ["absolute", "dotdot", "symlink"])
+def test_vm_toml_disk_outside_the_vm_is_refused(tiny_vm, secret, form):
+    if form == "absolute":
+        path = str(secret)
+    elif form == "dotdot":
+        path = os.path.relpath(secret, tiny_vm.paths.root)
+        assert path.startswith("..")
+    else:
+        (tiny_vm.paths.root / "link.img").symlink_to(secret)
+        path = "link.img"
+    _set_disk(tiny_vm, path, read_only=form == "absolute")
+    with pytest.raises(WirtError) as err:
+        tiny_vm.start()
+    text = str(err.value)
+    assert "outside VM 'tiny'" in text and "\n" not in text
+    assert not tiny_vm.status(query=False).running
+
+
+def test_a_disk_named_explicitly_is_allowed(tiny_vm, secret):
+    grant(VMStore().home, tiny_vm.config.uuid, [str(secret)])  # what the CLI records for a named file
+    _set_disk(tiny_vm, str(secret), read_only=True)
+    tiny_vm.start()
+    assert tiny_vm.status().running
+
+
+def test_backing_file_outside_the_vm_is_refused(tiny_vm, secret):
+    disk = tiny_vm.paths.root / "evil.qcow2"
+    create_qcow2(str(disk), 1 << 20, backing=str(secret), backing_format="raw")
+    _set_disk(tiny_vm, "evil.qcow2", fmt="qcow2")
+    with pytest.raises(WirtError, match="backing file.*outside VM 'tiny'"):
+        tiny_vm.start()
+
+
+def test_boot_file_from_vm_toml_outside_the_vm_is_refused(tiny_vm, secret):
+    cfg = tiny_vm.config.to_dict()
+    cfg["boot"]["kernel"] = str(secret)
+    tiny_vm.paths.config.write_text(tomli_w.dumps(cfg))
+    with pytest.raises(WirtError, match="boot.kernel.*outside VM 'tiny'"):
+        tiny_vm.start()
+
+
+def test_dev_zero_as_a_disk_is_one_line(tiny_vm):
+    grant(VMStore().home, tiny_vm.config.uuid, ["/dev/zero"])
+    _set_disk(tiny_vm, "/dev/zero", read_only=True)
+    with pytest.raises(WirtError, match="/dev/zero is a device, not a regular file"):
+        tiny_vm.start()
+
+
+@pytest.mark.parametrize("argv", [["disk", "info", "/dev/zero"], ["disk", "check", "/dev/zero"],
+                                  ["run", "--kernel", "/dev/zero"], ["run", "--firmware", "/dev/zero"]])
+def test_non_regular_files_on_the_command_line_are_one_line(argv, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "wirt", *argv], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, WIRT_HOME=str(tmp_path)))
+    assert r.returncode == 2, r.stderr
+    assert "not a regular file" in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    from wirt.storage import open_image
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(WirtError, match="is a FIFO"):
+        open_image(fifo, format="raw")
+
+
+def _reseal(folder, edit) -> None:
+    """Edit a snapshot's body and recompute its checksum, as anyone can."""
+    path = folder / "snapshot.json"
+    body = json.loads(path.read_text())["body"]
+    edit(body)
+    os.chmod(path, 0o600)
+    path.unlink()
+    write_state_file(folder, body)
+    assert _canonical(body)
+
+
+def test_resealed_snapshot_naming_a_host_file_is_refused(tiny_vm, secret):
+    store = VMStore()
+    snaps = VMSnapshots(tiny_vm.paths)
+    snaps.create_disk_only(store, tiny_vm.config, "s1")
+    before = tiny_vm.paths.config.read_text()
+
+    for layer in (str(secret), os.path.relpath(secret, tiny_vm.paths.root)):
+        def edit(body, layer=layer):
+            body["disks"][0]["layer"] = layer
+        _reseal(snaps.folder("s1"), edit)
+        with pytest.raises(WirtError, match="layer .* is not a file in the VM's folder") as err:
+            snaps.restore_stopped(store, tiny_vm.config, "s1")
+        assert "\n" not in str(err.value)
+        assert tiny_vm.paths.config.read_text() == before
+
+
+def test_resealed_snapshot_whose_layer_is_backed_by_a_host_file_is_refused(tiny_vm, secret):
+    store = VMStore()
+    snaps = VMSnapshots(tiny_vm.paths)
+    snaps.create_disk_only(store, tiny_vm.config, "s1")
+    layer = tiny_vm.paths.root / "snapshots" / "layers" / "evil.qcow2"
+    create_qcow2(str(layer), 1 << 20, backing=str(secret), backing_format="raw")
+
+    def edit(body):
+        body["disks"][0]["layer"] = os.path.relpath(layer, tiny_vm.paths.root)
+    _reseal(snaps.folder("s1"), edit)
+    before = tiny_vm.paths.config.read_text()
+    with pytest.raises(WirtError, match="backing file.*outside VM 'tiny'"):
+        snaps.restore_stopped(store, tiny_vm.config, "s1")
+    assert tiny_vm.paths.config.read_text() == before
+
+
+def test_resealed_memory_image_path_is_refused(tiny_vm, secret):
+    tiny_vm.start()
+    tiny_vm.snapshot("s1")
+    folder = VMSnapshots(tiny_vm.paths).folder("s1")
+
+    def edit(body):
+        body["memory"]["file"] = str(secret)
+    _reseal(folder, edit)
+    with pytest.raises(WirtError, match="memory image must be memory.img"):
+        tiny_vm.restore("s1")
+    assert tiny_vm.status().state == "running"
+
+
+def test_fork_of_a_resealed_snapshot_cannot_reach_host_files(tiny_vm, secret):
+    from wirt.vm.snapshots import fork_vm
+
+    store = VMStore()
+    snaps = VMSnapshots(tiny_vm.paths)
+    snaps.create_disk_only(store, tiny_vm.config, "s1")
+
+    def edit(body):
+        body["disks"][0] = {"index": 0, "read_only": True, "path": str(secret), "format": "raw"}
+        body["config"]["disks"][0] = {"path": str(secret), "format": "raw", "size": "1M", "read_only": True}
+    _reseal(snaps.folder("s1"), edit)
+    with pytest.raises(WirtError, match="outside VM 'tiny'"):
+        fork_vm(store, "tiny", "s1", "copy")
+    assert not store.exists("copy")
