@@ -46,23 +46,34 @@ class HostFile:
 
     def pread(self, offset: int, length: int) -> bytes:
         """`length` bytes at `offset`, zero-padded past the end of the file."""
-        data = os.pread(self.fd, length, offset)
-        while len(data) < length:
-            more = os.pread(self.fd, length - len(data), offset + len(data))
-            if not more:
-                return data + bytes(length - len(data))
-            data += more
+        try:
+            data = os.pread(self.fd, length, offset)
+            while len(data) < length:
+                more = os.pread(self.fd, length - len(data), offset + len(data))
+                if not more:
+                    return data + bytes(length - len(data))
+                data += more
+        except OSError as exc:
+            raise self._read_error(offset, exc) from None
         return data
 
     def readinto(self, offset: int, view: memoryview) -> None:
         """Fill `view` from `offset`, zero-filling past the end of the file."""
         done, total = 0, len(view)
         while done < total:
-            n = os.preadv(self.fd, [view[done:]], offset + done)
+            try:
+                n = os.preadv(self.fd, [view[done:]], offset + done)
+            except OSError as exc:
+                raise self._read_error(offset + done, exc) from None
             if n <= 0:
                 view[done:] = bytes(total - done)
                 return
             done += n
+
+    def _read_error(self, offset: int, exc: OSError) -> WirtError:
+        # e.g. /proc/self/mem named as a backing file: a regular file whose reads fail (EIO)
+        return WirtError(f"{self.path}: cannot read at offset {offset} ({exc.strerror or exc}); "
+                         "is it really a disk image?")
 
     def pwrite(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         """Write all of `data` at `offset`."""

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from wirt.storage.qcow2 import Qcow2Image
 
 _U = np.uint64
+_MAX_MESSAGES = 1000
+# Spec "Standard Cluster Descriptor": bits 1-8 and 56-61 of a standard L2 entry are reserved (QEMU's
+# L2E_STD_RESERVED_MASK); bit 0 is the zero flag, 62 compressed, 63 COPIED.
+L2_STD_RESERVED_MASK = 0x3F000000000001FE
 
 
 @dataclass
@@ -54,14 +58,25 @@ class _Walker:
 
     def error(self, msg: str) -> None:
         self.report.corruptions += 1
-        self.report.messages.append(f"ERROR {msg}")
+        if len(self.report.messages) < _MAX_MESSAGES:  # a garbage table must not fill memory with text
+            self.report.messages.append(f"ERROR {msg}")
+
+    def past_end(self, offset: int, length: int) -> bool:
+        """QEMU's rule: a reference ending one cluster or more past the end of the file is an error
+        (and is not counted: the expected-refcount array stays bounded by the file's real size)."""
+        if offset + length - self.file_size >= self.cs:
+            self.error(f"counting reference for region exceeding the end of the file by one cluster or more: "
+                       f"offset 0x{offset:x} size 0x{length:x}")
+            return True
+        return False
 
     def span(self, offset: int, length: int) -> None:
-        if length > 0:
+        if length > 0 and not self.past_end(offset, length):
             self.parts.append(np.arange(offset >> self.cb, ((offset + length - 1) >> self.cb) + 1, dtype=_U))
 
     def cluster(self, offset: int) -> None:
-        self.parts.append(np.array([offset >> self.cb], dtype=_U))
+        if not self.past_end(offset, self.cs):
+            self.parts.append(np.array([offset >> self.cb], dtype=_U))
 
     def l2_entries(self, off: int) -> np.ndarray:
         t = self.img._l2cache.get(off)
@@ -84,12 +99,20 @@ class _Walker:
             ent = self.l2_entries(off)
             comp = (ent & _U(OFLAG_COMPRESSED)) != 0
             offs = ent & _U(OFFSET_MASK)
+            reserved = ~comp & ((ent & _U(L2_STD_RESERVED_MASK)) != 0)
+            for j in np.flatnonzero(reserved).tolist():
+                self.error(f"found L2 entry with reserved bits set: {int(ent[j]):x} ({label}, L1 {i}, L2 {j})")
             std = ~comp & (offs != 0)
             bad = std & ((offs % _U(self.cs)) != 0)
             if bad.any():
-                for j in np.flatnonzero(bad)[:10].tolist():
+                for j in np.flatnonzero(bad).tolist():
                     self.error(f"{label} data cluster offset 0x{int(offs[j]):x} is unaligned (L1 {i}, L2 {j})")
                 std &= ~bad
+            beyond = std & (offs >= _U(self.file_size))
+            if beyond.any():
+                for j in np.flatnonzero(beyond).tolist():
+                    self.past_end(int(offs[j]), self.cs)
+                std &= ~beyond
             self.parts.append(offs[std] >> _U(self.cb))
             if comp.any():
                 for v in ent[comp].tolist():
