@@ -5,14 +5,17 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # System packages the tests need: the RISC-V cross toolchain (test programs), qemu-img
-# (qcow2 interop), QEMU itself (reference for benchmarks), dtc (device tree review), passt.
+# (qcow2 interop), QEMU itself (reference for benchmarks), dtc (device tree review), passt,
+# chromium and its WebDriver (the web console's browser test).
 SYSTEM_PACKAGES := gcc-riscv64-unknown-elf binutils-riscv64-unknown-elf picolibc-riscv64-unknown-elf \
 	qemu-utils qemu-system-misc device-tree-compiler passt opensbi debian-archive-keyring gpgv \
-	gnupg cpio e2fsprogs xz-utils zstd iproute2
+	gnupg cpio e2fsprogs xz-utils zstd iproute2 chromium chromium-driver
 
-.PHONY: setup system-packages venv run test bench clean
+WEB := src/wirt/serve/web
 
-setup: system-packages venv
+.PHONY: setup system-packages venv webui run test bench clean
+
+setup: system-packages venv webui
 
 system-packages:
 	@bash scripts/install-system-packages.sh $(SYSTEM_PACKAGES)
@@ -25,6 +28,15 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# The web console's front-end packages (xterm.js) from the npm registry, pinned in package.json;
+# npm writes the lockfile here at setup. Neither node_modules nor the lockfile is committed.
+$(WEB)/node_modules/.installed: $(WEB)/package.json
+	@command -v npm >/dev/null || bash scripts/install-system-packages.sh npm
+	@cd $(WEB) && npm install --no-audit --no-fund --loglevel=error
+	@touch $@
+
+webui: $(WEB)/node_modules/.installed
+
 run: setup
 	$(VENV)/bin/wirt run
 
@@ -35,4 +47,4 @@ bench: setup
 	$(PY) bench/mips.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info
+	rm -rf $(VENV) build src/*.egg-info $(WEB)/node_modules $(WEB)/package-lock.json

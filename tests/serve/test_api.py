@@ -141,3 +141,21 @@ def test_without_the_extra_serve_says_how_to_install(home):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert "pip install 'wirt[serve]'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_web_console_files_and_cookie_login(server):
+    page = server.unix.get("/ui/")
+    assert page.status == 200 and b"vendor/xterm.js" in page.body and b"WIRT_LAST_EVENT" in page.body
+    js = server.unix.get("/ui/vendor/xterm.js")
+    assert js.status == 200 and b"Terminal" in js.body  # from the npm package, served locally
+    assert server.unix.get("/ui/app.js").status == 200
+    assert server.unix.get("/ui/vendor/other.js").status == 404
+    anon = Client(server.base)
+    assert anon.get("/ui/").status == 401
+    assert anon.get("/ui/?token=wrong").status == 401
+    r = anon.get(f"/ui/?token={server.token}")
+    assert r.status == 302 and r.headers["location"] == "/ui/"
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    again = anon.get("/v1/vms", headers={"Cookie": cookie.split(";")[0]})
+    assert again.status == 200

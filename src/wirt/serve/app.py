@@ -200,34 +200,40 @@ async def action(request: web.Request) -> web.Response:
     return web.json_response(await run(request, vm.summary))
 
 
-async def exec_buffered(request: web.Request) -> web.Response:
-    """POST /v1/vms/{name}/exec: run a command to its end; stdout and stderr come back whole."""
+def exec_request(b: dict[str, Any]) -> dict[str, Any]:
+    """Check an exec request (the options of `wirt exec`: timeout, kill_after; stdin as base64)
+    and return the keyword arguments of VM.exec (less on_event)."""
     from wirt.vm.agent import MAX_STDIN
 
-    b = await body(request)
     for k in b:
-        if k not in ("command", "timeout", "wait", "stdin"):
-            raise WirtError(f"{k!r} is not a known option; use command, timeout, wait, stdin")
+        if k not in ("command", "timeout", "kill_after", "stdin"):
+            raise WirtError(f"{k!r} is not a known option; use command, timeout, kill_after, stdin")
     cmd = b.get("command")
     if not (isinstance(cmd, str) or (isinstance(cmd, list) and cmd and all(isinstance(c, str) for c in cmd))):
         raise WirtError("command: give a string (run with sh -c) or a list of strings")
-    nums = {}
-    for k, default in (("timeout", None), ("wait", 120.0)):
+    out: dict[str, Any] = {"command": cmd}
+    for k, default in (("timeout", 120.0), ("kill_after", None)):
         v = b.get(k, default)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 86400):
             raise WirtError(f"{k}: {v!r} is not a number of seconds from 0 to 86400")
-        nums[k] = v
+        out[k] = v
     stdin = b.get("stdin", "")
     if not isinstance(stdin, str):
         raise WirtError("stdin: give the standard input as a base64 string")
     try:
-        data = base64.b64decode(stdin, validate=True)
+        out["stdin"] = base64.b64decode(stdin, validate=True)
     except ValueError:
         raise WirtError("stdin: not valid base64") from None
-    if len(data) > MAX_STDIN:
+    if len(out["stdin"]) > MAX_STDIN:
         raise WirtError(f"stdin: longer than {MAX_STDIN} bytes")
+    return out
+
+
+async def exec_buffered(request: web.Request) -> web.Response:
+    """POST /v1/vms/{name}/exec: run a command to its end; stdout and stderr come back whole."""
+    req = exec_request(await body(request))
     vm = the_vm(request)
-    r = await run(request, vm.exec, cmd, timeout=nums["timeout"], wait=nums["wait"], stdin=data)
+    r = await run(request, vm.exec, **req)
     return web.json_response({
         "status": r.status, "stdout": r.stdout.decode("utf-8", "replace"), "stderr": r.stderr.decode("utf-8", "replace"),
         "stdout_base64": base64.b64encode(r.stdout).decode(), "stderr_base64": base64.b64encode(r.stderr).decode()})
@@ -354,7 +360,7 @@ async def admission(request: web.Request) -> web.Response:
 # ---- the application ------------------------------------------------------------------------------
 def make_app(home: Path | None = None, token: str | None = None) -> web.Application:
     """The whole server: REST routes, OpenAPI document and docs, events, metrics, websockets, console UI."""
-    from wirt.serve import events, metrics, openapi
+    from wirt.serve import events, metrics, openapi, websockets, webui
     from wirt.vm.store import wirt_home
 
     app = web.Application(middlewares=[errors_mw, auth_mw], client_max_size=MAX_BODY)
@@ -382,6 +388,8 @@ def make_app(home: Path | None = None, token: str | None = None) -> web.Applicat
     openapi.register(app)
     events.register(app)
     metrics.register(app)
+    websockets.register(app)
+    webui.register(app)
 
     async def on_startup(app: web.Application) -> None:
         # vm/ calls block (locks, sockets, long execs): give them their own generous pool

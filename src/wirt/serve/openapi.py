@@ -52,8 +52,8 @@ SCHEMAS: dict[str, Any] = {
     "ExecRequest": {"type": "object", "required": ["command"], "additionalProperties": False, "properties": {
         "command": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
                     "description": "a string runs with sh -c; a list is quoted into one"},
-        "timeout": {"type": "number", "description": "seconds the command may run (then it is killed)"},
-        "wait": {"type": "number", "default": 120, "description": "seconds to wait for a booting guest's agent"},
+        "timeout": {"type": "number", "default": 120, "description": "seconds to wait for a booting guest's agent"},
+        "kill_after": {"type": "number", "description": "seconds the command may run (then it is killed)"},
         "stdin": {"type": "string", "format": "byte", "description": "standard input, base64 (at most 64 KiB)"}}},
     "ExecResult": {"type": "object", "required": ["status", "stdout", "stderr"], "properties": {
         "status": {"type": "integer"}, "stdout": {"type": "string"}, "stderr": {"type": "string"},

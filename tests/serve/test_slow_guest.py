@@ -1,0 +1,150 @@
+"""`wirt serve` with a real Debian guest (slow: one initramfs boot shared by the module):
+buffered exec, exec over a websocket with stdin, the console websocket, the browser console."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import time
+
+import aiohttp
+import pytest
+from serverproc import Server, stop_all
+
+pytestmark = pytest.mark.slow
+BOOT = 300.0  # boot to the guest agent on a loaded 2-core machine
+PROMPT = "wirt:/# "
+
+
+@pytest.fixture(scope="module")
+def guest(tmp_path_factory):
+    """A server and a created initramfs VM "g" (started by the first test that needs it)."""
+    home = tmp_path_factory.mktemp("home")
+    old = os.environ.get("WIRT_HOME")
+    os.environ["WIRT_HOME"] = str(home)
+    s = Server(home)
+    try:
+        r = s.unix.post("/v1/vms", {"name": "g", "image": "initramfs", "memory": "128M", "net": "none",
+                                    "disk": "none"})
+        assert r.status == 201, r
+        yield s
+    finally:
+        s.stop()
+        stop_all(home)
+        if old is None:
+            os.environ.pop("WIRT_HOME", None)
+        else:
+            os.environ["WIRT_HOME"] = old
+
+
+def running(s: Server) -> None:
+    if s.unix.get("/v1/vms/g").json()["state"] != "running":
+        assert s.unix.post("/v1/vms/g/start").json()["state"] == "running"
+
+
+def _browser(tmp_path):
+    """Debian's headless Chromium driven by Selenium (chromium and chromium-driver: make test installs them)."""
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    for tool in ("chromium", "chromedriver"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} not found: install Debian's chromium and chromium-driver (make test does this)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1200,900"):
+        opts.add_argument(arg)
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+
+
+def test_browser_console_starts_a_vm_and_runs_uname(guest, tmp_path):
+    """The issue's browser test: open the console, start the VM, see the banner, type uname -m."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    assert guest.unix.get("/v1/vms/g").json()["state"] == "stopped"
+    driver = _browser(tmp_path)
+    screen = "return term ? Array.from({length: term.buffer.active.length}, (_, i) => " \
+             "term.buffer.active.getLine(i).translateToString(true)).join('\\n') : ''"
+    try:
+        driver.get(f"{guest.base}/ui/?token={guest.token}")  # sets the token cookie, redirects to /ui/
+        wait = WebDriverWait(driver, 60)
+        row = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "tr[data-vm='g']"))
+        row.find_element(By.CSS_SELECTOR, "button[data-action='start']").click()
+        WebDriverWait(driver, 60).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, "tr[data-vm='g'] td.state").text == "running")
+        WebDriverWait(driver, BOOT, poll_frequency=1).until(lambda d: PROMPT in d.execute_script(screen))
+        assert "starting a shell" in driver.execute_script(screen)  # the initramfs banner
+        driver.find_element(By.CSS_SELECTOR, ".xterm-helper-textarea").send_keys("echo $((6*7))-mark; uname -m\n")
+        WebDriverWait(driver, 120, poll_frequency=0.5).until(
+            lambda d: "riscv64" in d.execute_script(screen).split("42-mark")[-1])
+        driver.save_screenshot(str(tmp_path / "console.png"))
+    finally:
+        driver.quit()
+
+
+def test_buffered_exec(guest):
+    running(guest)
+    r = guest.tcp.post("/v1/vms/g/exec", {"command": "uname -m; echo err >&2; exit 3", "timeout": BOOT})
+    assert r.status == 200, r
+    out = r.json()
+    assert out == {"status": 3, "stdout": "riscv64\n", "stderr": "err\n",
+                   "stdout_base64": base64.b64encode(b"riscv64\n").decode(),
+                   "stderr_base64": base64.b64encode(b"err\n").decode()}
+    r = guest.unix.post("/v1/vms/g/exec", {"command": ["tr", "a-z", "A-Z"],
+                                           "stdin": base64.b64encode(b"shout\n").decode()})
+    assert r.json()["stdout"] == "SHOUT\n"
+
+
+def test_exec_websocket_streams_stdin_and_output(guest):
+    running(guest)
+
+    async def go() -> list:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {guest.token}"}) as s:
+            async with s.ws_connect(f"{guest.base}/v1/vms/g/exec/ws") as ws:
+                await ws.send_str(json.dumps({"command": "tr a-z A-Z; echo done >&2", "stdin": True,
+                                              "timeout": BOOT}))
+                for chunk in (b"one ", b"two\n", b"three\n"):
+                    await ws.send_bytes(chunk)
+                await ws.send_str(json.dumps({"eof": True}))
+                msgs = []
+                async with asyncio.timeout(BOOT):
+                    while True:
+                        m = await ws.receive()
+                        if m.type != aiohttp.WSMsgType.TEXT:
+                            break
+                        msgs.append(json.loads(m.data))
+                return msgs
+
+    msgs = asyncio.run(go())
+    assert msgs[-1] == {"exit": 0}, msgs
+    out = b"".join(base64.b64decode(m["data"]) for m in msgs if m.get("stream") == "stdout")
+    err = b"".join(base64.b64decode(m["data"]) for m in msgs if m.get("stream") == "stderr")
+    assert (out, err) == (b"ONE TWO\nTHREE\n", b"done\n")
+
+
+def test_console_websocket_runs_a_typed_command(guest):
+    running(guest)
+    guest.unix.post("/v1/vms/g/exec", {"command": "true", "timeout": BOOT})  # booted to userland
+
+    async def go() -> str:
+        async with aiohttp.ClientSession() as s:
+            async with s.ws_connect(f"{guest.base}/v1/vms/g/console",
+                                    headers={"Authorization": f"Bearer {guest.token}"}) as ws:
+                await ws.send_bytes(b"\n")
+                seen = ""
+                async with asyncio.timeout(BOOT):
+                    while PROMPT not in seen:
+                        seen += (await ws.receive()).data.decode(errors="replace")
+                    await ws.send_bytes(b"echo $((6*7))-mark; uname -m\n")
+                    while "42-mark" not in seen or "riscv64" not in seen.split("42-mark")[-1]:
+                        seen += (await ws.receive()).data.decode(errors="replace")
+                return seen
+
+    seen = asyncio.run(go())
+    assert "riscv64" in seen.split("42-mark")[-1]

@@ -1,0 +1,106 @@
+"""Websockets of a real server on the echo-firmware VM (no Linux): console both ways, Origin
+checks, disconnects mid-stream, exec errors. tests/serve/test_slow_guest.py runs them on Debian."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+from serverproc import tiny_body
+
+
+def _session(server) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(headers={"Authorization": f"Bearer {server.token}"})
+
+
+async def _read_until(ws, text: bytes, timeout: float = 30.0) -> bytes:
+    seen = b""
+    async with asyncio.timeout(timeout):
+        while text not in seen:
+            msg = await ws.receive()
+            assert msg.type == aiohttp.WSMsgType.BINARY, msg
+            seen += msg.data
+    return seen
+
+
+def test_console_echoes_and_resizes(server, firmware):
+    c = server.unix
+    assert c.post("/v1/vms", tiny_body("w", firmware)).status == 201
+    assert c.post("/v1/vms/w/start").status == 200
+
+    async def go() -> None:
+        async with _session(server) as s:
+            async with s.ws_connect(f"{server.base}/v1/vms/w/console") as ws:
+                await ws.send_bytes(b"hello-ws")
+                assert b"hello-ws" in await _read_until(ws, b"hello-ws")
+                await ws.send_str(json.dumps({"input": "typed"}))
+                await _read_until(ws, b"typed")
+                await ws.send_str(json.dumps({"resize": [120, 40]}))
+                assert json.loads((await ws.receive()).data) == {"resized": [120, 40]}
+            # a client that vanishes mid-stream does not hurt the server or the VM
+            ws = await s.ws_connect(f"{server.base}/v1/vms/w/console")
+            await ws.send_bytes(b"x")
+            ws._response.connection.transport.abort()
+            async with s.ws_connect(f"{server.base}/v1/vms/w/console", origin=server.base) as ws:
+                await ws.send_bytes(b"again")
+                await _read_until(ws, b"again")  # replayed backlog plus the new echo
+
+    asyncio.run(go())
+    assert c.get("/v1/vms/w").json()["state"] == "running"
+    # the guest powers off on "f": the console closes and the VM is stopped
+    async def off() -> None:
+        async with _session(server) as s:
+            async with s.ws_connect(f"{server.base}/v1/vms/w/console") as ws:
+                await ws.send_bytes(b"f")
+                async with asyncio.timeout(30):
+                    while (await ws.receive()).type == aiohttp.WSMsgType.BINARY:
+                        pass
+
+    asyncio.run(off())
+
+
+def test_websockets_check_origin_and_state(server, firmware):
+    c = server.unix
+    assert c.post("/v1/vms", tiny_body("o", firmware)).status == 201
+
+    async def go() -> None:
+        async with _session(server) as s:
+            for path in ("console", "exec/ws"):
+                try:
+                    await s.ws_connect(f"{server.base}/v1/vms/o/{path}", origin="http://evil.example")
+                    raise AssertionError("a foreign origin was let in")
+                except aiohttp.WSServerHandshakeError as exc:
+                    assert exc.status == 403
+            try:
+                await s.ws_connect(f"{server.base}/v1/vms/o/console")
+                raise AssertionError("the console of a stopped VM opened")
+            except aiohttp.WSServerHandshakeError as exc:
+                assert exc.status == 409
+        async with aiohttp.ClientSession() as s:  # no token
+            try:
+                await s.ws_connect(f"{server.base}/v1/vms/o/console")
+                raise AssertionError("no token, but the websocket opened")
+            except aiohttp.WSServerHandshakeError as exc:
+                assert exc.status == 401
+
+    asyncio.run(go())
+
+
+def test_exec_ws_reports_errors_as_one_line(server, firmware):
+    c = server.unix
+    assert c.post("/v1/vms", tiny_body("x", firmware)).status == 201
+    assert c.post("/v1/vms/x/start").status == 200
+
+    async def ask(req) -> dict:
+        async with _session(server) as s:
+            async with s.ws_connect(f"{server.base}/v1/vms/x/exec/ws") as ws:
+                await ws.send_str(json.dumps(req) if not isinstance(req, str) else req)
+                return json.loads((await ws.receive(timeout=60)).data)
+
+    assert "not a JSON object" in asyncio.run(ask("[1"))["error"]
+    assert "'bogus' is not a known option" in asyncio.run(ask({"command": "true", "bogus": 1}))["error"]
+    # the echo firmware has no guest agent: the wait for it ends with a one-line error
+    got = asyncio.run(ask({"command": "true", "timeout": 1}))
+    assert "agent" in got["error"] and "\n" not in got["error"]
+    assert c.post("/v1/vms/x/stop?force=true").status == 200
