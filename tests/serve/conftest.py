@@ -34,3 +34,13 @@ def firmware(tmp_path: Path) -> Path:
     return p
 
 
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One server per module for tests that leave no VM behind (saves a server start per test)."""
+    home = tmp_path_factory.mktemp("shared-home")
+    s = Server(home)
+    yield s
+    s.stop()
+    stop_all(home)

@@ -9,14 +9,14 @@ import subprocess
 import sys
 
 import pytest
-from serverproc import Server, stop_all, tiny_body, wait_for
+from serverproc import Server, stop_all, tiny_body
 
 from wirt.serve.client import Client
 
 
 @pytest.mark.parametrize("via", ["unix", "tcp"])
-def test_vm_crud(server, firmware, via):
-    c = getattr(server, via)
+def test_vm_crud(shared, firmware, via):
+    c = getattr(shared, via)
     assert c.get("/v1/vms").json() == []
     r = c.post("/v1/vms", tiny_body("a", firmware))
     assert r.status == 201, r
@@ -45,8 +45,8 @@ def test_vm_crud(server, firmware, via):
     ("/v1/vms/ghost/exec", {"command": "true"}, 404, "no VM named 'ghost'"),
     ("/v1/host/admission", {"memory": "900T"}, 200, ""),
 ])
-def test_bad_requests_are_one_line_json(server, path, body, status, words):
-    r = server.unix.post(path, body)
+def test_bad_requests_are_one_line_json(shared, path, body, status, words):
+    r = shared.unix.post(path, body)
     assert r.status == status, r
     data = r.json()
     if status >= 400:
@@ -55,30 +55,30 @@ def test_bad_requests_are_one_line_json(server, path, body, status, words):
         assert data["admitted"] is False and "memory" in data["reason"]
 
 
-def test_bad_json_and_unknown_route(server):
-    r = server.unix.request("POST", "/v1/vms", raw=b"{not json", headers={"Content-Type": "application/json"})
+def test_bad_json_and_unknown_route(shared):
+    r = shared.unix.request("POST", "/v1/vms", raw=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status == 400 and "not valid JSON" in r.json()["error"]
-    assert server.unix.get("/v1/nothing").status == 404
-    assert server.unix.request("PUT", "/v1/vms").status == 405
+    assert shared.unix.get("/v1/nothing").status == 404
+    assert shared.unix.request("PUT", "/v1/vms").status == 405
 
 
-def test_tcp_needs_the_token(server):
-    assert Client(server.base).get("/v1/vms").status == 401
-    assert Client(server.base, "wrong").get("/v1/vms").status == 401
-    r = Client(server.base, "wrong").post("/v1/vms", {"name": "x"})
+def test_tcp_needs_the_token(shared):
+    assert Client(shared.base).get("/v1/vms").status == 401
+    assert Client(shared.base, "wrong").get("/v1/vms").status == 401
+    r = Client(shared.base, "wrong").post("/v1/vms", {"name": "x"})
     assert r.status == 401 and "bearer token" in r.json()["error"]
-    assert server.tcp.get("/v1/vms").status == 200
-    assert not (server.home / "vms" / "x").exists()
+    assert shared.tcp.get("/v1/vms").status == 200
+    assert not (shared.home / "vms" / "x").exists()
 
 
-def test_socket_and_token_are_private(server):
-    assert stat.S_IMODE(os.stat(server.socket).st_mode) == 0o600
-    assert stat.S_IMODE(os.stat(server.home / "serve" / "token").st_mode) == 0o600
-    assert len(server.token) >= 40
+def test_socket_and_token_are_private(shared):
+    assert stat.S_IMODE(os.stat(shared.socket).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(shared.home / "serve" / "token").st_mode) == 0o600
+    assert len(shared.token) >= 40
 
 
-def test_openapi_document_covers_the_routes(server):
-    doc = server.unix.get("/v1/openapi.json").json()
+def test_openapi_document_covers_the_routes(shared):
+    doc = shared.unix.get("/v1/openapi.json").json()
     assert doc["openapi"].startswith("3.")
     paths = doc["paths"]
     for p in ("/v1/vms", "/v1/vms/{name}", "/v1/vms/{name}/start", "/v1/vms/{name}/exec",
@@ -89,7 +89,7 @@ def test_openapi_document_covers_the_routes(server):
 
     props = doc["components"]["schemas"]["VMCreate"]["properties"]
     assert set(props) == {"name"} | {o.name for o in CREATE_OPTIONS}
-    page = server.unix.get("/v1/docs")
+    page = shared.unix.get("/v1/docs")
     assert page.status == 200 and b"/v1/vms/{name}/fork" in page.body
 
 
@@ -143,17 +143,17 @@ def test_without_the_extra_serve_says_how_to_install(home):
     assert "pip install 'wirt[serve]'" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_web_console_files_and_cookie_login(server):
-    page = server.unix.get("/ui/")
+def test_web_console_files_and_cookie_login(shared):
+    page = shared.unix.get("/ui/")
     assert page.status == 200 and b"vendor/xterm.js" in page.body and b"WIRT_LAST_EVENT" in page.body
-    js = server.unix.get("/ui/vendor/xterm.js")
+    js = shared.unix.get("/ui/vendor/xterm.js")
     assert js.status == 200 and b"Terminal" in js.body  # from the npm package, served locally
-    assert server.unix.get("/ui/app.js").status == 200
-    assert server.unix.get("/ui/vendor/other.js").status == 404
-    anon = Client(server.base)
+    assert shared.unix.get("/ui/app.js").status == 200
+    assert shared.unix.get("/ui/vendor/other.js").status == 404
+    anon = Client(shared.base)
     assert anon.get("/ui/").status == 401
     assert anon.get("/ui/?token=wrong").status == 401
-    r = anon.get(f"/ui/?token={server.token}")
+    r = anon.get(f"/ui/?token={shared.token}")
     assert r.status == 302 and r.headers["location"] == "/ui/"
     cookie = r.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie

@@ -463,7 +463,8 @@ _JSON_TYPES = {"string": {"type": "string"}, "integer": {"type": "integer"},
 
 def check_options(body: object, options: tuple[Option, ...], required: tuple[str, ...] = ()) -> dict[str, Any]:
     """Type-check request data against an option table; returns every option (defaults filled in).
-    Unknown keys and wrong types are one-line WirtErrors naming the option and the fix."""
+    Unknown keys and wrong types are one-line WirtErrors naming the option and the fix; null means
+    the default."""
     if not isinstance(body, dict):
         raise WirtError("the request body is not a JSON object; send e.g. {\"name\": \"web\", \"memory\": \"512M\"}")
     known = {o.name for o in options} | set(required)
@@ -476,8 +477,10 @@ def check_options(body: object, options: tuple[Option, ...], required: tuple[str
             raise WirtError(f"{k!r} is missing; give it in the request body")
         out[k] = body[k]
     for o in options:
-        v = body.get(o.name, o.default)
-        if o.name in body and v is not None:
+        v = body.get(o.name)
+        if v is None:  # absent or null: the default
+            v = o.default
+        else:
             ok = {"string": lambda x: isinstance(x, str),
                   "integer": lambda x: isinstance(x, int) and not isinstance(x, bool),
                   "list": lambda x: isinstance(x, list) and all(isinstance(i, str) for i in x)}[o.kind](v)
