@@ -183,16 +183,16 @@ class VM:
         try:
             cfg = self.config
             cpus, memory = int(st.info.get("cpus", cfg.cpus)), int(st.info.get("memory", cfg.memory))
-            used, size = self.disk_usage()
+            used, size = self.disk_usage(cfg)
         except WirtError as exc:
             return {"name": self.name, "state": "invalid", "reason": str(exc)}
         return {"name": self.name, "state": st.state, "cpus": cpus, "memory": memory, "disk_used": used,
                 "disk_size": size, "ip": st.live.get("ip"), "uptime": st.uptime, "pid": st.pid,
                 "reason": st.reason if st.state == "crashed" else ""}
 
-    def disk_usage(self) -> tuple[int, int]:
+    def disk_usage(self, cfg: VMConfig | None = None) -> tuple[int, int]:
         """(bytes used on the host, virtual size) summed over the VM's disks."""
-        cfg = self.config
+        cfg = cfg or self.config
         return (sum(diskmod.disk_usage(self.paths.disk(d.path)) for d in cfg.disks),
                 sum(d.size for d in cfg.disks))
 
