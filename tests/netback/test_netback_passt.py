@@ -79,9 +79,10 @@ def passt_available():
 
 
 def test_parse_port_forward():
-    assert parse_port_forward("8080:80") == PortForward(8080, 80, "tcp")
-    assert parse_port_forward("5353:53/udp") == PortForward(5353, 53, "udp")
-    assert parse_port_forward("2222") == PortForward(2222, 2222, "tcp")
+    assert parse_port_forward("8080:80") == PortForward(8080, 80, "tcp", "127.0.0.1")  # loopback by default
+    assert parse_port_forward("5353:53/udp") == PortForward(5353, 53, "udp", "127.0.0.1")
+    assert parse_port_forward("2222") == PortForward(2222, 2222, "tcp", "127.0.0.1")
+    assert parse_port_forward("0.0.0.0:2222:22") == PortForward(2222, 22, "tcp", "0.0.0.0")
     assert parse_port_forward("127.0.0.1:2222:22/tcp") == PortForward(2222, 22, "tcp", "127.0.0.1")
     assert PortForward(8080, 80).passt_args() == ["-t", "8080:80"]
     assert PortForward(5353, 53, "udp").passt_args() == ["-u", "5353:53"]

@@ -116,6 +116,12 @@ def test_a_vm_port_forward_reaches_a_guest_server(guest) -> None:
     server.join(70)
     assert got == b"from-guest\n"
     assert result["r"].status == 0 and result["r"].stdout == b"from-host\n"
+    from test_ports import _non_loopback_ipv4
+
+    other = _non_loopback_ipv4()
+    if other is not None:  # not asked for with an address: the forward listens on 127.0.0.1 only
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((other, guest.host_port), timeout=5).close()
 
 
 def test_guest_reads_host_entropy_from_virtio_rng(guest) -> None:

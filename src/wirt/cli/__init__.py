@@ -13,7 +13,7 @@ import sys
 from wirt.errors import WirtError
 
 # Modules under wirt.cli that contribute sub-commands, in help order.
-COMMAND_MODULES = ["run", "vm", "run_elf", "image", "disk", "net", "snapshot", "complete", "serve"]
+COMMAND_MODULES = ["run", "vm", "cp", "run_elf", "image", "disk", "net", "snapshot", "complete", "serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:

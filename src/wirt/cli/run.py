@@ -56,8 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "there), socket-listen:PATH (wait there for one peer), tap:IFNAME (a host tap device)")
     p.add_argument("--mac", metavar="MAC",
                    help="the network card's MAC address (default: fixed for --net user, new each run otherwise)")
-    p.add_argument("--port", action="append", default=[], metavar="HOST:GUEST[/udp]",
-                   help="forward a host port to the guest (with --net user); repeatable")
+    p.add_argument("--port", action="append", default=[], metavar="[ADDR:]HOST:GUEST[/udp]",
+                   help="forward a host port to the guest (with --net user; on 127.0.0.1 unless ADDR "
+                        "is given); repeatable")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS",
                    help="command to run in the guest")
     p.set_defaults(func=_run)

@@ -26,7 +26,9 @@ def add_options(parser: argparse.ArgumentParser, options: tuple[Option, ...]) ->
         if o.kind == "integer":
             kw["type"] = int
         if o.kind == "list":
-            kw.update(action="append", default=[], metavar="H:G[/udp]")
+            kw.update(action="append", default=[], metavar="[ADDR:]H:G[/udp]")
+        if o.kind == "boolean":
+            kw.update(action="store_true", default=False)
         parser.add_argument(*o.cli_flags(), **kw)
 
 
@@ -297,7 +299,7 @@ def _resume(args: argparse.Namespace) -> int:
 def _set(args: argparse.Namespace) -> int:
     changes = _vm(args.name).set(**set_arguments({o.name: getattr(args, o.name) for o in SET_OPTIONS}))
     if not changes:
-        raise WirtError("nothing to change; give --memory, --cpus, --disk-size or --cpu-affinity")
+        raise WirtError("nothing to change; give --memory, --cpus, --disk-size, --cpu-affinity, --port or --no-port")
     print(f"VM {args.name}: " + ", ".join(changes) + " (applies at the next start)")
     return 0
 

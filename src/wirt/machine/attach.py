@@ -41,6 +41,14 @@ def attach_console(machine: Any, on_output: Callable[[bytes], None]) -> VirtioMm
     return plug(machine, VirtioConsole(on_output))
 
 
+def attach_data_port(machine: Any) -> VirtioMmio:
+    """Put a MULTIPORT virtio-console with one generic port named "wirt.data" (the guest's
+    /dev/vportNp0, for `wirt cp`) in the next free slot; see wirt.devices.virtio.serial."""
+    from wirt.devices.virtio.serial import VirtioSerialPort
+
+    return plug(machine, VirtioSerialPort())
+
+
 def attach_rng(machine: Any) -> VirtioMmio:
     """Put a virtio entropy device (host os.urandom; the guest's /dev/hwrng) in the next free slot.
     Not for deterministic runs: its bytes differ every time."""

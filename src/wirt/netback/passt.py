@@ -55,8 +55,12 @@ class PortForward:
         return f"{addr}{self.host_port}:{self.guest_port}/{self.protocol}"
 
 
+LOOPBACK = "127.0.0.1"
+
+
 def parse_port_forward(text: str) -> PortForward:
-    """Parse `[ADDR:]HOST[:GUEST][/tcp|/udp]`, e.g. `8080:80`, `5353:53/udp`, `127.0.0.1:2222:22`."""
+    """Parse `[ADDR:]HOST[:GUEST][/tcp|/udp]`, e.g. `8080:80`, `5353:53/udp`, `0.0.0.0:2222:22`.
+    Without ADDR the host port listens on 127.0.0.1 only (0.0.0.0 exposes it on every interface)."""
     m = _FWD.match(text.strip())
     if not m:
         raise WirtError(f"bad port forward {text!r}; use HOST:GUEST[/tcp|/udp], e.g. 8080:80 or 5353:53/udp")
@@ -65,8 +69,8 @@ def parse_port_forward(text: str) -> PortForward:
     for port in (host, guest):
         if not 1 <= port <= 65535:
             raise WirtError(f"bad port forward {text!r}: port {port} is not in 1-65535")
-    addr = m["addr"]
-    if addr and any(int(part) > 255 for part in addr.split(".")):
+    addr = m["addr"] or LOOPBACK  # reachable from this host only unless an address is given
+    if any(int(part) > 255 for part in addr.split(".")):
         raise WirtError(f"bad port forward {text!r}: {addr} is not an IPv4 address")
     return PortForward(host, guest, m["proto"] or "tcp", addr)
 

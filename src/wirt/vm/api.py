@@ -439,6 +439,22 @@ class VM:
                     return ExecResult(bytes(out), bytes(err), ev.status)
         raise WirtError(f"VM {self.name!r} closed the exec stream before the command's exit status")
 
+    def copy_in(self, src: str | Path, dest: str, *, recursive: bool = False, timeout: float = AGENT_WAIT,
+                progress: Any = None) -> int:
+        """Copy host file (or with `recursive` tree) `src` to `dest` in the guest, modes, times and
+        symlinks kept; into `dest` when it is a directory. Returns the bytes streamed.
+        `progress(bytes_so_far)` is called as they go (wirt.vm.filecopy)."""
+        from wirt.vm.filecopy import copy_to_guest
+
+        return copy_to_guest(self, src, dest, recursive=recursive, timeout=timeout, progress=progress)
+
+    def copy_out(self, src: str, dest: str | Path, *, recursive: bool = False, timeout: float = AGENT_WAIT,
+                 progress: Any = None) -> int:
+        """Copy guest file (or tree) `src` to host `dest` (into it when it is a directory)."""
+        from wirt.vm.filecopy import copy_from_guest
+
+        return copy_from_guest(self, src, dest, recursive=recursive, timeout=timeout, progress=progress)
+
     def wait_agent(self, timeout: float = AGENT_WAIT) -> VMStatus:
         """Wait up to `timeout` s for the guest agent to answer (the guest has booted); the status then.
 
@@ -480,12 +496,28 @@ class VM:
         events.emit(self.store.home, self.name, "removed")
 
     def set(self, *, memory: int | str | None = None, cpus: int | None = None,
-            disk_size: int | str | None = None, cpu_affinity: Iterable[int] | None = None) -> list[str]:
-        """Change resources; they apply at the next start. Disks only grow. Returns what changed."""
+            disk_size: int | str | None = None, cpu_affinity: Iterable[int] | None = None,
+            ports: Iterable[str] | None = None, add_ports: Iterable[str] = ()) -> list[str]:
+        """Change resources; they apply at the next start. Disks only grow. `ports` replaces the
+        port forwards ([] removes all), `add_ports` adds to them (replacing one of the same host
+        port and protocol). Returns what changed."""
+        from wirt.vm.schema import parse_port
+
         with vm_lock(self.paths.root):
             cfg = self.config
             d = cfg.to_dict()
             changes = []
+            if ports is not None or add_ports:
+                current = [] if ports is not None else list(cfg.network.ports)
+                for text in [*(ports or []), *add_ports]:
+                    p = parse_port(text)
+                    current = [c for c in current if (c.host, c.protocol) != (p.host, p.protocol)] + [p]
+                if current and cfg.network.mode != "user":
+                    raise WirtError(f"port forwards need the user network; VM {self.name!r} has "
+                                    f"{cfg.network.mode!r}")
+                d["network"]["ports"] = [str(p) for p in current]
+                before = " ".join(str(p) for p in cfg.network.ports) or "none"
+                changes.append(f"ports {before} -> {' '.join(d['network']['ports']) or 'none'}")
             if memory is not None:
                 d["memory"] = memory
                 changes.append(f"memory {format_size(cfg.memory)} -> {memory}")

@@ -116,6 +116,7 @@ def worker(store: VMStore, paths: VMPaths) -> int:
     run = runner.Runner(cfg, boot, hub.output, paths.root)
     result: runner.RunResult | None = None
     server = None
+    data: Any = None
     try:
         run.build()
         for w in run.warnings:
@@ -124,6 +125,11 @@ def worker(store: VMStore, paths: VMPaths) -> int:
         service = VMService(cfg, run, hub, applied)
         server = ControlServer(paths.control, service.commands(), console=hub.attach)
         server.start()
+        if run.data_port is not None:
+            from wirt.vm.datachan import DataChannel
+
+            data = DataChannel(paths.data_socket, run.data_port)
+            data.start()
         from wirt.vm import events
 
         events.emit(store.home, cfg.name, "started", pid=os.getpid())
@@ -142,6 +148,8 @@ def worker(store: VMStore, paths: VMPaths) -> int:
     finally:
         if server is not None:
             server.close()
+        if data is not None:
+            data.close()
         hub.close_all()
         run.close()  # flush and close the disks
     print(f"\r\nwirt: VM {cfg.name} ended: {result.reason}"

@@ -176,6 +176,11 @@ class CountingDisk:
         self.writes += 1
 
 
+def free_slots(machine: Any) -> int:
+    """Empty virtio-mmio slots of the machine."""
+    return sum(1 for slot in machine.virtio if slot.device is None)
+
+
 def root_cmdline(cfg: VMConfig) -> str:
     """The kernel arguments that boot disk 0 as the root filesystem, when the VM boots from it."""
     if not cfg.boot.root:
@@ -240,6 +245,7 @@ class Runner:
         self.disks: list[CountingDisk] = []
         self.nets: list[CountingBackend] = []
         self.agent = GuestAgent()
+        self.data_port: Any = None  # the wirt.data port's device (VirtioSerialPort), once attached
         self.boot = boot
         self.on_output = on_output
         self.warnings: list[str] = []
@@ -326,6 +332,12 @@ class Runner:
         console = attach_console(m, self.agent.on_output)
         self.agent.send = console.device.feed
         attach_rng(m)  # host entropy for the guest's kernel (virtio 1.2 section 5.4)
+        if free_slots(m):
+            from wirt.machine.attach import attach_data_port
+
+            self.data_port = attach_data_port(m).device  # `wirt cp` (wirt.vm.datachan)
+        else:
+            self.warnings.append("no virtio slot left for the data port: `wirt cp` is unavailable")
 
     def _attach_network(self) -> None:
         """The [network] of vm.toml on virtio-net: user (passt with the port forwards), tap:IF, socket:HUB."""
@@ -338,7 +350,7 @@ class Runner:
             return
         kind, _, arg = net.mode.partition(":")
         if kind == "user":
-            backend = open_backend("user", port_forwards=[str(p) for p in net.ports])
+            backend = open_backend("user", port_forwards=[p.backend_spec() for p in net.ports])
         elif kind == "tap":
             backend = open_backend("tap", tap=arg)
         else:

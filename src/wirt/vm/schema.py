@@ -15,7 +15,7 @@ checks every value and raises a one-line `WirtError` naming the file, the key an
     [network]
     mode = "user"                # user | tap:IF | socket:HUB | none
     mac = "52:54:00:12:34:56"    # default: derived from the uuid (wirt.netback.mac.vm_mac)
-    ports = ["8080:80", "5353:53/udp"]
+    ports = ["8080:80", "5353:53/udp"]   # on 127.0.0.1; "0.0.0.0:8080:80" on every interface
     [boot]
     append = ""                  # extra kernel command-line arguments
     root = true                  # boot disk 0 as the root filesystem (image "debian")
@@ -141,31 +141,45 @@ def _size(where: _Where, key: str, value: object, lo: int, hi: int, example: str
     return n
 
 
+LOOPBACK = "127.0.0.1"
+
+
 @dataclass(frozen=True)
 class PortForward:
-    """Host port → guest port forwarding of the user-mode network ('8080:80', '53:53/udp')."""
+    """Host port → guest port forwarding of the user-mode network ('8080:80', '53:53/udp',
+    '0.0.0.0:8080:80'). The host side listens on `address`: the loopback unless one is given."""
 
     host: int
     guest: int
     protocol: str = "tcp"
+    address: str = LOOPBACK
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.guest}" + ("/udp" if self.protocol == "udp" else "")
+        addr = "" if self.address == LOOPBACK else f"{self.address}:"
+        return f"{addr}{self.host}:{self.guest}" + ("/udp" if self.protocol == "udp" else "")
+
+    def backend_spec(self) -> str:
+        """The explicit form wirt.netback.passt.parse_port_forward reads: ADDR:HOST:GUEST/PROTO."""
+        return f"{self.address}:{self.host}:{self.guest}/{self.protocol}"
 
 
 def parse_port(text: object, where: str = "--port") -> PortForward:
-    """'H:G' or 'H:G/udp' (or '/tcp') -> PortForward; ports 1..65535."""
-    fix = "write HOST:GUEST or HOST:GUEST/udp, e.g. 8080:80"
+    """'[ADDR:]H:G' or with '/udp' (or '/tcp') -> PortForward; ports 1..65535; ADDR an IPv4 address
+    (default 127.0.0.1: reachable from this host only; 0.0.0.0 listens on every interface)."""
+    fix = "write [ADDR:]HOST:GUEST[/udp], e.g. 8080:80 or 0.0.0.0:8080:80 to expose it"
     if not isinstance(text, str):
         raise WirtError(f"{where}: {text!r} is not a port forwarding; {fix}")
-    m = re.fullmatch(r"(\d{1,5}):(\d{1,5})(?:/(tcp|udp))?", text.strip())
+    m = re.fullmatch(r"(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d{1,5}):(\d{1,5})(?:/(tcp|udp))?", text.strip())
     if not m:
         raise WirtError(f"{where}: {text!r} is not a port forwarding; {fix}")
-    host, guest = int(m.group(1)), int(m.group(2))
+    addr = m.group(1) or LOOPBACK
+    if any(int(part) > 255 for part in addr.split(".")):
+        raise WirtError(f"{where}: {addr} in {text!r} is not an IPv4 address; {fix}")
+    host, guest = int(m.group(2)), int(m.group(3))
     for p in (host, guest):
         if not 1 <= p <= 65535:
             raise WirtError(f"{where}: port {p} in {text!r} is out of range; use 1 to 65535")
-    return PortForward(host, guest, m.group(3) or "tcp")
+    return PortForward(host, guest, m.group(4) or "tcp", addr)
 
 
 def parse_net_mode(text: object, where: str = "--net") -> str:
@@ -422,7 +436,8 @@ def now_iso() -> str:
 @dataclass(frozen=True)
 class Option:
     """One user-facing option. `name` is the argparse dest and the REST body key; `kind` is
-    "string", "integer" or "list" (of strings, a repeatable flag); `flags` are the CLI spellings.
+    "string", "integer", "boolean" (a flag) or "list" (of strings, a repeatable flag); `flags` are
+    the CLI spellings.
     Values are checked here for type only: VMConfig.from_dict checks their meaning."""
 
     name: str
@@ -443,7 +458,8 @@ CREATE_OPTIONS: tuple[Option, ...] = (
     Option("net", "string", None, "user (passt) | tap:IF | socket:HUB (a socket path, or a name: a hub at "
            "$WIRT_HOME/hubs/HUB.sock, started when needed) | none (default user; "
            "config.toml [create] sets the defaults of these five)"),
-    Option("port", "list", [], "forward host port H to guest port G, H:G[/udp] (user network; repeatable)"),
+    Option("port", "list", [], "forward host port H to guest port G, [ADDR:]H:G[/udp] (user network; "
+           "repeatable); H listens on 127.0.0.1 unless ADDR is given (0.0.0.0:8080:80 exposes it)"),
     Option("mac", "string", None, "MAC address (default: derived from the VM's uuid, 52:54:00:xx:xx:xx)"),
     Option("cpu_affinity", "string", None, "pin the VM process to host CPUs, e.g. 0,1 or 0-3"),
     Option("append", "string", "", "extra kernel command-line arguments"),
@@ -456,8 +472,11 @@ SET_OPTIONS: tuple[Option, ...] = (
     Option("cpus", "integer", None, "virtual CPUs"),
     Option("disk_size", "string", None, "grow disk 0 to this size (disks only grow)"),
     Option("cpu_affinity", "string", None, "host CPUs, e.g. 0,1; 'none' removes pinning"),
+    Option("port", "list", [], "add a port forward [ADDR:]H:G[/udp] (replaces one on the same host port); "
+           "repeatable"),
+    Option("no_port", "boolean", False, "remove every port forward first (then --port adds)"),
 )
-_JSON_TYPES = {"string": {"type": "string"}, "integer": {"type": "integer"},
+_JSON_TYPES = {"string": {"type": "string"}, "integer": {"type": "integer"}, "boolean": {"type": "boolean"},
                "list": {"type": "array", "items": {"type": "string"}}}
 
 
@@ -483,9 +502,11 @@ def check_options(body: object, options: tuple[Option, ...], required: tuple[str
         else:
             ok = {"string": lambda x: isinstance(x, str),
                   "integer": lambda x: isinstance(x, int) and not isinstance(x, bool),
+                  "boolean": lambda x: isinstance(x, bool),
                   "list": lambda x: isinstance(x, list) and all(isinstance(i, str) for i in x)}[o.kind](v)
             if not ok:
-                want = {"string": "a string", "integer": "a whole number", "list": "a list of strings"}[o.kind]
+                want = {"string": "a string", "integer": "a whole number", "boolean": "true or false",
+                        "list": "a list of strings"}[o.kind]
                 raise WirtError(f"{o.name}: {v!r} is not {want}; {o.help}")
         out[o.name] = v
     return out
@@ -522,5 +543,8 @@ def create_arguments(values: dict[str, Any]) -> dict[str, Any]:
 
 def set_arguments(values: dict[str, Any]) -> dict[str, Any]:
     """SET_OPTIONS values -> keyword arguments of VM.set."""
+    ports = list(values.get("port") or [])
+    no_port = bool(values.get("no_port"))
     return {"memory": values["memory"], "cpus": values["cpus"], "disk_size": values["disk_size"],
-            "cpu_affinity": _affinity(values["cpu_affinity"])}
+            "cpu_affinity": _affinity(values["cpu_affinity"]),
+            "ports": ports if no_port else None, "add_ports": [] if no_port else ports}

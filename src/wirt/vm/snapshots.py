@@ -37,7 +37,7 @@ from wirt.fileio import atomic_write, fsync_dir
 from wirt.machine.snapshot import MEMORY_FILE, read_state_file, restore_machine, save_machine, write_state_file
 from wirt.vm.access import forget_grants, grant, vm_policy
 from wirt.vm.disks import disk_usage
-from wirt.vm.schema import MAX_DISK, DiskConfig, VMConfig, validate_name
+from wirt.vm.schema import MAX_DISK, DiskConfig, PortForward, VMConfig, validate_name
 from wirt.vm.store import VMPaths, VMStore
 
 __all__ = ["SnapshotInfo", "VMSnapshots", "fork_vm", "live_create", "live_restore", "resume_pending"]
@@ -70,6 +70,16 @@ class SnapshotInfo:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "parent": self.parent, "created": self.created, "kind": self.kind,
                 "memory_bytes": self.memory_bytes, "disk_bytes": self.disk_bytes, "current": self.current}
+
+
+def free_host_port(address: str, protocol: str = "tcp") -> int:
+    """A host port nothing listens on at `address` now (the kernel's choice)."""
+    import socket
+
+    kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((address, 0))
+        return int(s.getsockname()[1])
 
 
 def _chain(path: Path, policy: Any = None) -> list[Path]:
@@ -502,8 +512,8 @@ def fork_vm(store: VMStore, source: str, snap: str, new_name: str) -> tuple[VMCo
 
     Files are hard-linked, never copied: the frozen disk layers (read-only, so safely shared) and
     the memory image (mapped copy-on-write when the fork starts). The fork gets its own overlay
-    on each disk, a new uuid and a MAC address derived from it. Host port forwards are not taken
-    over (a host port belongs to one VM).
+    on each disk, a new uuid and a MAC address derived from it. Host port forwards are kept, each
+    moved to a host port free now (a host port belongs to one VM); the notes say which.
     """
     src = store.require(source)
     src_snaps = VMSnapshots(src)
@@ -512,11 +522,14 @@ def fork_vm(store: VMStore, source: str, snap: str, new_name: str) -> tuple[VMCo
     src_snaps.check_owner(src_cfg, body)
     base = VMConfig.from_dict(body["config"], f"snapshot {snap}")
     notes = []
-    ports = [str(p) for p in base.network.ports]
+    ports = [PortForward(free_host_port(p.address, p.protocol), p.guest, p.protocol, p.address)
+             for p in base.network.ports]
     if ports:
-        notes.append(f"port forwards {', '.join(ports)} were not copied; add them with `wirt set`")
+        notes.append("port forwards moved to free host ports (the source keeps its own): " + ", ".join(
+            f"{old} -> {new}" for old, new in zip(base.network.ports, ports))
+            + f"; change them with `wirt set {new_name} --no-port --port ...`")
     cfg = VMConfig.new(new_name, cpus=base.cpus, memory=base.memory, image=base.image, net=base.network.mode,
-                       append=base.boot.append, cpu_affinity=list(base.cpu_affinity))
+                       append=base.boot.append, cpu_affinity=list(base.cpu_affinity), ports=[str(p) for p in ports])
     cfg.boot = base.boot
     policy = vm_policy(src, src_cfg.uuid)  # the fork may open what its source may, nothing more
     paths = store.create(cfg)

@@ -78,6 +78,11 @@ class VMPaths:
         return self.run / "control.sock"
 
     @property
+    def data_socket(self) -> Path:
+        """The raw byte stream to the guest's wirt.data port (wirt.vm.datachan; `wirt cp`)."""
+        return self.run / "data.sock"
+
+    @property
     def console_log(self) -> Path:
         return self.run / "console.log"
 
