@@ -19,6 +19,9 @@ COMMAND_MODULES = ["run", "vm", "cp", "run_elf", "image", "disk", "net", "snapsh
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wirt", description="wirt: RISC-V virtual machines in Python")
     parser.add_argument("--version", action="version", version=f"wirt {version()}")
+    parser.add_argument("--remote", metavar="URL",
+                        help="run the VM commands on a `wirt serve`: unix:/path/api.sock or http(s)://HOST:PORT "
+                             "(also WIRT_REMOTE; the token from WIRT_TOKEN or $WIRT_HOME/serve/token)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -48,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
 
     autocomplete(parser)  # a shell asking for completions (argcomplete's environment): answers and exits
     args = parser.parse_args(argv)
+    if getattr(args, "remote", None):
+        import os
+
+        os.environ["WIRT_REMOTE"] = args.remote
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

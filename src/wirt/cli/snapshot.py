@@ -52,9 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _vm(name: str) -> Any:
-    from wirt.vm.api import VM
+    from wirt.cli.target import vm_class
 
-    return VM(name)
+    return vm_class().get(name)
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -116,9 +116,13 @@ def _rm(args: argparse.Namespace) -> int:
 
 def _fork(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
+    from wirt.cli.target import remote
     from wirt.vm.snapshots import vm_fork
 
-    new, notes = vm_fork(_vm(args.name), args.snapshot, args.new_name)
+    if remote():  # one REST call: forked (and started) on the server
+        new, notes = _vm(args.name).fork(args.snapshot, args.new_name, start=False), []
+    else:
+        new, notes = vm_fork(_vm(args.name), args.snapshot, args.new_name)
     for n in notes:
         print(f"wirt: note: {n}")
     if args.no_start:

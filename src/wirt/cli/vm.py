@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from wirt.errors import WirtError
+from wirt.cli.target import remote, vm_class
 from wirt.units import human_size
 from wirt.vm.schema import CREATE_OPTIONS, SET_OPTIONS, Option, create_arguments, set_arguments
 
@@ -135,16 +136,12 @@ def _exec_options(cls: type[argparse.ArgumentParser] = argparse.ArgumentParser) 
 
 
 def _vm(name: str):  # type: ignore[no-untyped-def]
-    from wirt.vm.api import VM
-
-    return VM.get(name)
+    return vm_class().get(name)
 
 
 # ---- create / ls / status -----------------------------------------------------------------------
 def _create(args: argparse.Namespace) -> int:
-    from wirt.vm.api import VM
-
-    vm = VM.create(args.name, **create_arguments({o.name: getattr(args, o.name) for o in CREATE_OPTIONS}))
+    vm = vm_class().create(args.name, **create_arguments({o.name: getattr(args, o.name) for o in CREATE_OPTIONS}))
     cfg = vm.config
     note = vm.paths.root / "disk0.note"
     disk = f", disk {human_size(cfg.disks[0].size)} ({note.read_text().strip()})" if cfg.disks and note.exists() else ""
@@ -166,9 +163,7 @@ def _uptime(seconds: float | None) -> str:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    from wirt.vm.api import VM
-
-    rows = [vm.summary() for vm in VM.list()]
+    rows = [vm.summary() for vm in vm_class().list()]
     if args.json:
         import json
 
@@ -421,6 +416,8 @@ def _exec(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
+    if args.follow and remote():
+        raise WirtError("logs --follow needs the VM's own host; over --remote use the web console at /ui/")
     vm = _vm(args.name)
     path = vm.log_path()
     if not path.exists():
@@ -447,6 +444,8 @@ def _logs(args: argparse.Namespace) -> int:
 def _top(args: argparse.Namespace) -> int:
     from wirt.vm.top import json_rows, render, sample_all
 
+    if remote():
+        raise WirtError("top needs the VMs' own host; over --remote read the server's /metrics")
     if args.interval <= 0:
         raise WirtError("--interval must be positive")
     rows, prev = sample_all({})

@@ -139,7 +139,11 @@ def the_vm(request: web.Request) -> VM:
 
 def vm_detail(vm: VM) -> dict[str, Any]:
     """GET /v1/vms/{name}: the summary plus its configuration and snapshots."""
+    import dataclasses
+
     out = vm.summary()
+    out["root"] = str(vm.paths.root)
+    out["status"] = dataclasses.asdict(vm.status(query=False))
     try:
         out["config"] = vm.config.to_dict()
     except WirtError as exc:

@@ -44,7 +44,9 @@ SCHEMAS: dict[str, Any] = {
             "reason": {"type": "string"}}},
     "VM": {"allOf": [_ref("VMSummary"), {"type": "object", "properties": {
         "config": {"type": "object", "nullable": True, "description": "vm.toml as data (wirt.vm.schema)"},
-        "pending_resume": _nullable("string")}}]},
+        "pending_resume": _nullable("string"),
+        "root": {"type": "string", "description": "the VM's folder on the server"},
+        "status": {"type": "object", "description": "wirt.vm.status.VMStatus as data"}}}]},
     "VMCreate": options_json_schema(CREATE_OPTIONS, required=("name",)),
     "VMPatch": options_json_schema(SET_OPTIONS),
     "VMPatched": {"type": "object", "required": ["changes", "vm"],
