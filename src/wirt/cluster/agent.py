@@ -1,0 +1,281 @@
+"""The host agent: one per node, as a Ray actor (services.start_agent), doing on its node what
+`wirt` does on one host, through that node's wirt.vm API and its own WIRT_HOME.
+
+The agent holds no state of its own beyond its node name: VMs are files under the node's
+WIRT_HOME (DESIGN.md "A VM is files"), so an agent restarted on the same node sees them again.
+Every method returns plain data (rows, bytes, dicts), and WirtErrors travel back to the caller
+as they are (services.call turns them into one-line errors there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import time
+import uuid as uuidlib
+from pathlib import Path
+from typing import Any
+
+from wirt.errors import WirtError
+from wirt.vm.store import VMPaths, VMStore, wirt_home
+
+__all__ = ["HostAgent", "vm_row"]
+
+
+def vm_row(vm: Any) -> dict[str, Any]:
+    """One VM as `wirt ls` shows it (plain data)."""
+    st = vm.status()
+    try:
+        cfg = vm.config
+        used, size = vm.disk_usage()
+    except WirtError as exc:
+        return {"name": vm.name, "state": "invalid", "reason": str(exc)}
+    return {"name": vm.name, "state": st.state, "cpus": int(st.info.get("cpus", cfg.cpus)),
+            "memory": int(st.info.get("memory", cfg.memory)), "disk_used": used, "disk_size": size,
+            "ip": st.live.get("ip"), "uptime": st.uptime, "pid": st.pid, "uuid": cfg.uuid,
+            "mac": cfg.network.mac, "ports": [str(p) for p in cfg.network.ports],
+            "reason": st.reason if st.state == "crashed" else ""}
+
+
+class HostAgent:
+    """wirt on one node (see the module docstring)."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self.home = wirt_home()
+        self.store = VMStore(self.home)
+
+    def _vm(self, name: str) -> Any:
+        from wirt.vm.api import VM
+
+        return VM.get(name, self.home)
+
+    # ---- the node ------------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """Who and where this agent is, and the node's admission settings."""
+        from wirt.vm.settings import load_settings
+
+        s = load_settings(self.home)
+        return {"node": self.node, "home": str(self.home), "host": socket.gethostname(), "pid": os.getpid(),
+                "overhead": s.vm_overhead, "cpu_overcommit": s.cpu_overcommit,
+                "memory_overcommit": s.memory_overcommit}
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every VM of this node's store."""
+        from wirt.vm.api import VM
+
+        return [vm_row(vm) for vm in VM.list(self.home)]
+
+    def row(self, name: str) -> dict[str, Any]:
+        return vm_row(self._vm(name))
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    def create(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """VM.create on this node; `spec` holds its keyword arguments (name, cpus, memory, ...)."""
+        from wirt.vm.api import VM
+
+        vm = VM.create(home=self.home, **spec)
+        cfg = vm.config
+        return {"path": str(vm.paths.root.resolve()), "uuid": cfg.uuid, "mac": cfg.network.mac}
+
+    def start(self, name: str) -> dict[str, Any]:
+        """Start the VM here; this node's own admission control decides (wirt.vm.admission)."""
+        vm = self._vm(name)
+        vm.start()
+        return vm_row(vm)
+
+    def stop(self, name: str, force: bool = False, timeout: float = 30.0) -> dict[str, Any]:
+        vm = self._vm(name)
+        vm.stop(force=force, timeout=timeout)
+        return vm_row(vm)
+
+    def remove(self, name: str, force: bool = False) -> None:
+        self._vm(name).remove(force=force)
+
+    def exec(self, name: str, command: str, timeout: float | None, stdin: bytes, wait: float) -> tuple[bytes, bytes, int]:
+        r = self._vm(name).exec(command, timeout=timeout, stdin=stdin, wait=wait)
+        return r.stdout, r.stderr, r.status
+
+    def console_read(self, name: str, offset: int) -> tuple[bytes, int, str]:
+        """Console output from byte `offset` of the current log (at most 64 KiB), the next offset
+        and the VM's state: a remote console polls this."""
+        vm = self._vm(name)
+        state = vm.status(query=False).state
+        path = vm.log_path()
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = f.read(65536)
+        except OSError:
+            data = b""
+        return data, offset + len(data), state
+
+    def console_size(self, name: str) -> int:
+        try:
+            return os.path.getsize(self._vm(name).log_path())
+        except OSError:
+            return 0
+
+    def console_input(self, name: str, data: bytes) -> None:
+        self._vm(name).console_input(data)
+
+    # ---- migration: the source side ------------------------------------------------------------
+    def migrate_out(self, name: str, live: bool) -> dict[str, Any]:
+        """Stop the VM for a move and describe its files. A running VM (with `live`) is paused,
+        snapshotted in full (RAM, CPU, devices, disks) and halted: the guest's pause starts here."""
+        from wirt.cluster.transfer import manifest
+
+        vm = self._vm(name)
+        st = vm.status(query=False)
+        snap = None
+        paused = 0.0
+        if st.running:
+            if not live:
+                raise WirtError(f"VM {name!r} is {st.state}; stop it first or migrate it running with --live")
+            snap = f"migrate-{uuidlib.uuid4().hex[:8]}"
+            t0 = time.monotonic()
+            vm.pause()
+            try:
+                vm.snapshot(snap)
+            except BaseException:
+                with contextlib.suppress(WirtError):
+                    vm.resume()
+                raise
+            vm.stop(force=True)
+            paused = time.monotonic() - t0
+        return {"manifest": manifest(vm.paths.root), "snapshot": snap, "stop_seconds": paused}
+
+    def read(self, name: str, rel: str, offset: int, length: int) -> bytes:
+        from wirt.cluster.transfer import read_chunk
+
+        return read_chunk(self.store.paths(name).root, rel, offset, length)
+
+    def migrate_abort(self, name: str, snapshot: str | None) -> None:
+        """The move failed after migrate_out: a live VM continues here from its snapshot."""
+        if snapshot is None:
+            return
+        vm = self._vm(name)
+        vm.restore(snapshot)
+        vm.start()
+        with contextlib.suppress(WirtError):
+            vm.remove_snapshot(snapshot)
+
+    def discard(self, name: str) -> None:
+        """Delete the source copy once the VM runs (or sits) on its new node."""
+        self.store.destroy(name)
+
+    # ---- migration: the target side ------------------------------------------------------------
+    def migrate_in(self, name: str, source: Any, files: list[dict[str, Any]], snapshot: str | None,
+                   start: bool) -> dict[str, Any]:
+        """Pull the VM's files from agent `source`, put them into this node's store, and (for a
+        live move) resume the VM from the migration snapshot. Returns bytes moved and timings."""
+        import ray
+
+        from wirt.cluster.transfer import receive
+
+        t0 = time.monotonic()
+        staging = self._staging(name)
+        moved = receive(files, staging, lambda rel, off, n: source.read.remote(name, rel, off, n), ray.get)
+        t1 = time.monotonic()
+        self._install(name, staging)
+        self._check_backing(name)
+        if snapshot is not None:
+            self._resume(name, snapshot)
+        elif start:
+            self._vm(name).start()
+        return {"bytes": moved, "transfer_seconds": t1 - t0, "resume_seconds": time.monotonic() - t1,
+                "path": str(self.store.paths(name).root.resolve())}
+
+    def _staging(self, name: str) -> Path:
+        if self.store.exists(name):
+            raise WirtError(f"node {self.node} already has a VM named {name!r}; remove or rename it first")
+        self.store.ensure()
+        return self.store.vms / f".incoming-{name}-{uuidlib.uuid4().hex[:8]}"
+
+    def _install(self, name: str, staging: Path) -> None:
+        from wirt.fileio import fsync_dir
+
+        target = self.store.paths(name).root
+        try:
+            os.rename(staging, target)  # atomic: the VM appears whole or not at all
+        except OSError:
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+            raise WirtError(f"node {self.node} already has a VM named {name!r}; remove or rename it first") from None
+        fsync_dir(self.store.vms)
+
+    def _check_backing(self, name: str) -> None:
+        """Disks backed by a file outside the VM folder (the Debian base image) need it here too."""
+        from wirt.vm.snapshots import _chain
+
+        paths = self.store.paths(name)
+        cfg = self.store.load(name)
+        for d in cfg.disks:
+            try:
+                _chain(paths.disk(d.path))
+            except (WirtError, OSError) as exc:
+                raise WirtError(f"VM {name!r} on node {self.node}: disk {d.path}: {exc}; build the base image "
+                                "there with `wirt image build` (same version) and start it again") from None
+
+    def _resume(self, name: str, snapshot: str) -> None:
+        vm = self._vm(name)
+        vm.restore(snapshot)  # stopped: the next start loads the snapshot's running state
+        vm.start()
+        with contextlib.suppress(WirtError):
+            vm.remove_snapshot(snapshot)  # its memory image stays mapped until the VM ends
+
+    # ---- recovery after a node failure ----------------------------------------------------------
+    def adopt(self, name: str, path: str, uuid: str, start: bool) -> dict[str, Any]:
+        """Take over VM `name` of a failed node from its folder `path`, if this node can reach it
+        (a shared file system, or the same machine): fence a process of it still running here,
+        copy the files in, delete the old folder, start it from its disk state (or its pending
+        snapshot). WirtError "unreachable" when the files are not there."""
+        from wirt.cluster.transfer import copy_tree
+        from wirt.vm.schema import VMConfig
+
+        old = VMPaths(Path(path))
+        try:
+            import tomllib
+
+            cfg = VMConfig.from_dict(tomllib.loads(old.config.read_text()), str(old.config))
+        except (OSError, ValueError) as exc:
+            raise WirtError(f"unreachable: node {self.node} cannot read {old.config} ({exc})") from None
+        if cfg.uuid != uuid:
+            raise WirtError(f"unreachable: {old.root} holds another VM (uuid {cfg.uuid}, expected {uuid})")
+        fenced = self._fence(old)
+        staging = self._staging(name)
+        moved = copy_tree(old.root, staging)
+        self._install(name, staging)
+        import shutil
+
+        shutil.rmtree(old.root, ignore_errors=True)
+        from wirt.vm.status import clean_stale
+
+        clean_stale(self.store.paths(name))  # the old run/ was not copied; a crash record may be
+        if start:
+            self._vm(name).start()
+        return {"bytes": moved, "fenced": fenced, "path": str(self.store.paths(name).root.resolve())}
+
+    @staticmethod
+    def _fence(old: VMPaths) -> bool:
+        """Kill the VM's old process if it still runs on this host (its node died, it did not):
+        two copies of one VM must never write its disks at once."""
+        from wirt.vm.status import pid_alive, read_pid
+
+        killed = False
+        for f in (old.pid, old.run / "monitor.pid"):
+            pid = read_pid(f)
+            if pid_alive(pid, old.name):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)  # type: ignore[arg-type]
+                    killed = True
+        deadline = time.monotonic() + 10
+        while any(pid_alive(read_pid(f), old.name) for f in (old.pid, old.run / "monitor.pid")):
+            if time.monotonic() > deadline:
+                raise WirtError(f"cannot fence VM {old.name!r}: its old process does not die")
+            time.sleep(0.05)
+        return killed
+

@@ -1,0 +1,340 @@
+"""The command line of the cluster: `wirt cluster up|status|down`, `wirt migrate NAME NODE`, and
+`wirt --cluster ADDR create|start|ls|stop|exec|console|rm` (or WIRT_CLUSTER=ADDR) routed to
+the cluster instead of this host. Loaded without Ray: every command says how to install the
+extra when it is missing (wirt.cluster.require_ray).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from wirt.errors import WirtError
+from wirt.units import human_size
+
+__all__ = ["register", "route", "REMOTE_COMMANDS"]
+
+REMOTE_COMMANDS = ("create", "start", "ls", "stop", "exec", "console", "rm")
+_PLACEMENT = ("label", "affinity", "anti_affinity", "node_label", "policy", "on", "restart_policy")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `cluster` and `migrate`, and the placement options of `create` (used with --cluster)."""
+    p = subparsers.add_parser("cluster", help="a fleet of hosts on Ray: up, status, down (extra wirt[cluster])",
+                              description="Run wirt on several hosts as one pool (needs `pip install 'wirt[cluster]'`). "
+                                          "`up` starts a cluster (this host its head) or, with --address, joins one; "
+                                          "then `wirt --cluster ADDR create|start|ls|...` (or WIRT_CLUSTER=ADDR) acts on it.")
+    sub = p.add_subparsers(dest="cluster_command", metavar="SUBCOMMAND")
+    u = sub.add_parser("up", help="start a cluster here, or join one with --address")
+    u.add_argument("--address", help="HOST:PORT of the cluster's head to join (default: start a new cluster)")
+    u.add_argument("--port", type=int, default=6379, help="the head's port when starting a cluster (default 6379)")
+    u.add_argument("--name", help="this node's name (default: the host name)")
+    u.add_argument("--label", action="append", default=[], metavar="K=V", help="a node label (repeatable)")
+    u.set_defaults(func=_up)
+    s = sub.add_parser("status", help="nodes, their capacity and allocation, lost VMs")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_status)
+    d = sub.add_parser("down", help="stop this host's node (its agent, and the controller on the head)")
+    d.add_argument("--force", "-f", action="store_true", help="even while VMs are placed here")
+    d.set_defaults(func=_down)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+    m = subparsers.add_parser("migrate", help="move a VM to another cluster node (running: live, with a short pause)")
+    m.add_argument("name")
+    m.add_argument("node")
+    m.add_argument("--offline", action="store_true", help="refuse to move a running VM (only stopped ones)")
+    m.set_defaults(func=_migrate)
+
+    create = subparsers.choices.get("create")
+    if create is not None:
+        g = create.add_argument_group("placement (with --cluster or WIRT_CLUSTER)")
+        g.add_argument("--label", action="append", default=[], metavar="K=V", help="a label of this VM (repeatable)")
+        g.add_argument("--affinity", action="append", default=[], metavar="K=V",
+                       help="place beside a VM labelled K=V")
+        g.add_argument("--anti-affinity", action="append", default=[], metavar="K=V",
+                       help="never on a node with a VM labelled K=V")
+        g.add_argument("--node-label", action="append", default=[], metavar="K=V", help="only on nodes labelled K=V")
+        g.add_argument("--policy", choices=("spread", "pack"), help="spread (default) or pack")
+        g.add_argument("--on", metavar="NODE", help="on this node")
+        g.add_argument("--restart-policy", choices=("never", "on-node-failure"),
+                       help="on-node-failure: start it again elsewhere if its node dies")
+
+
+def _given(args: argparse.Namespace) -> list[str]:
+    return [k for k in _PLACEMENT if getattr(args, k, None) not in (None, [], False)]
+
+
+def route(args: argparse.Namespace) -> int | None:
+    """Run a VM command on the cluster when --cluster/WIRT_CLUSTER is set; None: not ours."""
+    from wirt.cluster.services import cluster_address
+
+    address = cluster_address(getattr(args, "cluster", None))
+    command = getattr(args, "command", None)
+    if address is None:
+        if command == "create" and _given(args):
+            opts = ", ".join("--" + k.replace("_", "-") for k in _given(args))
+            raise WirtError(f"{opts}: placement options need a cluster; add --cluster ADDR or set WIRT_CLUSTER")
+        return None
+    if command not in REMOTE_COMMANDS:
+        return None
+    from wirt.cluster import services
+
+    services.connect(address)
+    return int(_REMOTE[command](args) or 0)
+
+
+def _connect_any(args: argparse.Namespace) -> Any:
+    """Connect for `cluster status`/`migrate`: --cluster, WIRT_CLUSTER, or this host's own node."""
+    from wirt.cluster import require_ray, services
+    from wirt.cluster.node import local_node
+
+    require_ray()
+    address = services.cluster_address(getattr(args, "cluster", None))
+    if address is None:
+        st = local_node()
+        if st is None:
+            raise WirtError("which cluster? give --cluster ADDR, set WIRT_CLUSTER, or `wirt cluster up` here")
+        address = st["address"]
+    services.connect(address)
+    return services
+
+
+# ---- wirt cluster ... ----------------------------------------------------------------------------
+def _up(args: argparse.Namespace) -> int:
+    from wirt.cluster import node
+    from wirt.cluster.placement import parse_labels
+
+    st = node.up(args.address, args.port, args.name, parse_labels(args.label, "--label"),
+                 say=lambda text: print(f"wirt: {text}", file=sys.stderr))
+    print(f"node {st['name']} is up in cluster {st['address']} (WIRT_HOME {st.get('home')})")
+    if st["head"]:
+        print(f"join other hosts with `wirt cluster up --address {st['address']}`; "
+              f"use it with `wirt --cluster {st['address']} ...` or WIRT_CLUSTER={st['address']}")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from wirt.cluster import node, require_ray
+
+    require_ray()
+    print(f"node {node.down(args.force)} stopped")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    services = _connect_any(args)
+    ctl = services.controller()
+    nodes = services.call(ctl.nodes.remote(), "the controller")
+    rows = services.call(ctl.ls.remote(), "the controller")
+    if args.json:
+        print(json.dumps({"nodes": nodes, "vms": rows}, indent=1))
+        return 0
+    table = [("NODE", "STATE", "VCPUS USED/TOTAL", "MEMORY USED/TOTAL", "LABELS", "VMS")]
+    for n in nodes:
+        table.append((n["name"], "up" if n["alive"] else "down", f"{n['used_vcpus']:g}/{n['vcpus']:g}",
+                      f"{human_size(int(n['used_memory_mib']) << 20)}/{human_size(int(n['memory_mib']) << 20)}",
+                      ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items())) or "-", str(len(n["vms"]))))
+    _print_table(table)
+    for r in rows:
+        if r["state"] in ("lost", "unrecoverable"):
+            print(f"{r['name']}: {r['state']} ({r.get('reason', '')})")
+    for e in services.call(ctl.recent_events.remote(), "the controller")[-5:]:
+        print(f"event: {e}")
+    return 0
+
+
+def _print_table(table: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    services = _connect_any(args)
+    print(f"wirt: moving {args.name} to {args.node} ...", file=sys.stderr)
+    r = services.call(services.controller().migrate.remote(args.name, args.node, not args.offline), "the controller")
+    how = (f"running; guest paused {r['downtime_seconds']:.2f} s (snapshot {r['snapshot_seconds']:.2f} s, transfer "
+           f"{r['transfer_seconds']:.2f} s, resume {r['resume_seconds']:.2f} s)" if r["running"] else "stopped")
+    print(f"migrated VM {r['name']} {r['source']} -> {r['target']} in {r['total_seconds']:.2f} s, "
+          f"{human_size(r['bytes'])} moved, {how}")
+    return 0
+
+
+# ---- VM commands on the cluster ------------------------------------------------------------------
+def _ctl() -> Any:
+    from wirt.cluster import services
+
+    return services.controller()
+
+
+def _where(name: str) -> tuple[Any, str]:
+    from wirt.cluster import services
+
+    rec = services.call(_ctl().locate.remote(name), "the controller")
+    return services.agent(rec["node"]), rec["node"]
+
+
+def _create(args: argparse.Namespace) -> int:
+    from wirt.cluster import services
+    from wirt.cluster.placement import parse_labels
+
+    spec = {"name": args.name, "cpus": args.cpus, "memory": args.memory,
+            "disk": None if args.disk == "none" else args.disk, "image": args.image, "net": args.net,
+            "ports": list(args.port), "mac": args.mac, "append": args.append, "firmware": args.firmware,
+            "kernel": args.kernel, "initrd": args.initrd}
+    if args.cpu_affinity:
+        raise WirtError("--cpu-affinity names one host's CPUs; it cannot be used with --cluster")
+    wishes = {"labels": parse_labels(args.label, "--label"), "affinity": parse_labels(args.affinity, "--affinity"),
+              "anti_affinity": parse_labels(args.anti_affinity, "--anti-affinity"),
+              "node_labels": parse_labels(args.node_label, "--node-label"), "policy": args.policy or "spread"}
+    from wirt.units import parse_size
+
+    try:
+        spec["memory"] = parse_size(str(args.memory))
+    except WirtError:
+        raise WirtError(f"--memory {args.memory}: not a size; give e.g. 512M") from None
+    rec = services.call(_ctl().create.remote(spec, wishes, args.on, args.restart_policy or "never"), "the controller")
+    print(f"created VM {rec['name']} on node {rec['node']}: {rec['cpus']} CPU, {human_size(rec['memory'])} RAM"
+          + (f", restart policy {rec['restart_policy']}" if rec["restart_policy"] != "never" else ""))
+    return 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    from wirt.cluster import services
+
+    agent, node = _where(args.name)
+    row = services.call(agent.start.remote(args.name), f"the agent of {node}")
+    print(f"started VM {args.name} on node {node} (pid {row['pid']})")
+    if args.console:
+        return _console(args)
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from wirt.cluster import services
+
+    agent, node = _where(args.name)
+    services.call(agent.stop.remote(args.name, args.force, args.timeout), f"the agent of {node}")
+    print(f"VM {args.name} stopped (node {node})")
+    return 0
+
+
+def _rm(args: argparse.Namespace) -> int:
+    from wirt.cluster import services
+
+    for name in args.name:
+        services.call(_ctl().remove.remote(name, args.force), "the controller")
+        print(f"removed VM {name}")
+    return 0
+
+
+def _ls(args: argparse.Namespace) -> int:
+    from wirt.cluster import services
+
+    rows = services.call(_ctl().ls.remote(), "the controller")
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        print("no VMs in the cluster; create one with `wirt --cluster ADDR create NAME`")
+        return 0
+    table = [("NAME", "NODE", "STATE", "CPUS", "MEMORY", "LABELS")]
+    for r in rows:
+        table.append((r["name"], r["node"], r["state"], str(r["cpus"]), human_size(r["memory"]),
+                      ",".join(f"{k}={v}" for k, v in sorted((r.get("labels") or {}).items())) or "-"))
+    _print_table(table)
+    for r in rows:
+        if r.get("reason"):
+            print(f"{r['name']}: {r['reason']}", file=sys.stderr)
+    return 0
+
+
+def _exec(args: argparse.Namespace) -> int:
+    import shlex
+
+    from wirt.cli.vm import _exec_options, _OptionParser
+    from wirt.cluster import services
+    from wirt.vm.agent import MAX_STDIN
+
+    argv = list(args.command)
+    if "--" in argv and argv[0].startswith("-"):
+        cut = argv.index("--")
+        _exec_options(_OptionParser).parse_args(argv[:cut], namespace=args)
+        argv = argv[cut + 1:]
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise WirtError("exec: give the command after the VM name, e.g. `wirt exec web -- uname -a`")
+    command = argv[0] if len(argv) == 1 else shlex.join(argv)
+    stdin = sys.stdin.buffer.read(MAX_STDIN + 1) if args.stdin else b""
+    if len(stdin) > MAX_STDIN:
+        raise WirtError(f"--stdin: standard input is longer than {MAX_STDIN} bytes")
+    agent, node = _where(args.name)
+    out, err, status = services.call(agent.exec.remote(args.name, command, args.kill_after, stdin, args.timeout),
+                                     f"the agent of {node}")
+    sys.stdout.buffer.write(out)
+    sys.stdout.flush()
+    sys.stderr.buffer.write(err)
+    sys.stderr.flush()
+    return int(status)
+
+
+def _console(args: argparse.Namespace) -> int:
+    """The console of a VM on another node: its log polled through the agent, keys sent as input
+    (C-a d detaches)."""
+    import select
+
+    from wirt.cluster import services
+    from wirt.machine.console import EscapeParser
+
+    agent, node = _where(args.name)
+    offset = max(0, services.call(agent.console_size.remote(args.name), f"the agent of {node}") - 4096)
+    interactive = os.isatty(0)
+    saved = None
+    if interactive:
+        import termios
+        import tty
+
+        saved = termios.tcgetattr(0)
+        tty.setraw(0, termios.TCSANOW)
+    parser = EscapeParser()
+    print(f"wirt: attached to {args.name}'s console on node {node} -- C-a d detaches\r", file=sys.stderr)
+    reason = "detached"
+    stdin_open = True
+    try:
+        while True:
+            data, offset, state = services.call(agent.console_read.remote(args.name, offset), f"the agent of {node}")
+            if data:
+                sys.stdout.buffer.write(data)
+                sys.stdout.flush()
+            if state not in ("running", "paused", "starting"):
+                reason = f"the VM is {state}"
+                break
+            ready = select.select([0], [], [], 0.1)[0] if stdin_open else (time.sleep(0.1) or [])
+            if ready:
+                keys = os.read(0, 1024)
+                if not keys:
+                    stdin_open = False
+                    continue
+                to_guest, cmds = parser.feed(keys) if interactive else (keys, [])
+                if to_guest:
+                    services.call(agent.console_input.remote(args.name, to_guest), f"the agent of {node}")
+                if "d" in cmds or "x" in cmds:
+                    break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if saved is not None:
+            import termios
+
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+    print(f"\nwirt: {reason}", file=sys.stderr)
+    return 0
+
+
+_REMOTE = {"create": _create, "start": _start, "ls": _ls, "stop": _stop, "exec": _exec, "console": _console,
+           "rm": _rm}
