@@ -23,7 +23,7 @@ system-packages:
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e '.[test,serve]'
+	@$(PY) -m pip install -q -e '.[test,serve,cluster]'
 	@touch $@
 
 venv: $(VENV)/.installed

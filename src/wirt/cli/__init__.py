@@ -14,6 +14,9 @@ from wirt.errors import WirtError
 
 # Modules under wirt.cli that contribute sub-commands, in help order.
 COMMAND_MODULES = ["run", "vm", "cp", "run_elf", "image", "disk", "net", "snapshot", "complete", "serve"]
+# Command plug-ins of the layers above the CLI (DESIGN.md "Layers"), loaded by name: each has
+# `register(subparsers)` and `route(args)`, which runs a command itself or returns None.
+PLUGIN_MODULES = ["wirt.cluster.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,16 +25,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--remote", metavar="URL",
                         help="run the VM commands on a `wirt serve`: unix:/path/api.sock or http(s)://HOST:PORT "
                              "(also WIRT_REMOTE; the token from WIRT_TOKEN or $WIRT_HOME/serve/token)")
+    parser.add_argument("--cluster", metavar="ADDR",
+                        help="act on the wirt cluster at ADDR (HOST:PORT; also WIRT_CLUSTER): create, start, ls, "
+                             "stop, exec, console, rm")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in COMMAND_MODULES + PLUGIN_MODULES:
+        full = name if "." in name else f"wirt.cli.{name}"
         try:
-            module = importlib.import_module(f"wirt.cli.{name}")
+            module = importlib.import_module(full)
         except ModuleNotFoundError as exc:
-            if exc.name == f"wirt.cli.{name}":
+            if exc.name == full:
                 continue
             raise
         module.register(sub)
     return parser
+
+
+def _routed(args: argparse.Namespace) -> int | None:
+    """A plug-in that runs this command itself (e.g. on a cluster), or None."""
+    for name in PLUGIN_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        result = module.route(args)
+        if result is not None:
+            return result
+    return None
 
 
 def version() -> str:
@@ -59,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        routed = _routed(args)
+        return routed if routed is not None else int(args.func(args) or 0)
     except WirtError as exc:
         print(f"wirt: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -145,7 +145,10 @@ class HostAgent:
                 raise
             vm.stop(force=True)
             paused = time.monotonic() - t0
-        return {"manifest": manifest(vm.paths.root), "snapshot": snap, "stop_seconds": paused}
+        from wirt.vm.access import granted
+
+        return {"manifest": manifest(vm.paths.root), "snapshot": snap, "stop_seconds": paused,
+                "grants": granted(self.home, vm.config.uuid)}
 
     def read(self, name: str, rel: str, offset: int, length: int) -> bytes:
         from wirt.cluster.transfer import read_chunk
@@ -163,12 +166,12 @@ class HostAgent:
             vm.remove_snapshot(snapshot)
 
     def discard(self, name: str) -> None:
-        """Delete the source copy once the VM runs (or sits) on its new node."""
-        self.store.destroy(name)
+        """Delete the source copy (files and grants) once the VM runs (or sits) on its new node."""
+        self._vm(name).remove()
 
     # ---- migration: the target side ------------------------------------------------------------
     def migrate_in(self, name: str, source: Any, files: list[dict[str, Any]], snapshot: str | None,
-                   start: bool) -> dict[str, Any]:
+                   start: bool, grants: list[str] = ()) -> dict[str, Any]:
         """Pull the VM's files from agent `source`, put them into this node's store, and (for a
         live move) resume the VM from the migration snapshot. Returns bytes moved and timings."""
         import ray
@@ -180,6 +183,7 @@ class HostAgent:
         moved = receive(files, staging, lambda rel, off, n: source.read.remote(name, rel, off, n), ray.get)
         t1 = time.monotonic()
         self._install(name, staging)
+        self._grant(name, list(grants))
         self._check_backing(name)
         if snapshot is not None:
             self._resume(name, snapshot)
@@ -206,6 +210,13 @@ class HostAgent:
             shutil.rmtree(staging, ignore_errors=True)
             raise WirtError(f"node {self.node} already has a VM named {name!r}; remove or rename it first") from None
         fsync_dir(self.store.vms)
+
+    def _grant(self, name: str, files: list[str]) -> None:
+        """The files outside the VM folder it was allowed to open (wirt.vm.access) stay allowed."""
+        if files:
+            from wirt.vm.access import grant
+
+            grant(self.home, self.store.load(name).uuid, files)
 
     def _check_backing(self, name: str) -> None:
         """Disks backed by a file outside the VM folder (the Debian base image) need it here too."""
@@ -249,6 +260,11 @@ class HostAgent:
         staging = self._staging(name)
         moved = copy_tree(old.root, staging)
         self._install(name, staging)
+        from wirt.vm.access import forget_grants, granted
+
+        old_home = old.root.parent.parent
+        self._grant(name, granted(old_home, uuid))
+        forget_grants(old_home, uuid)
         import shutil
 
         shutil.rmtree(old.root, ignore_errors=True)

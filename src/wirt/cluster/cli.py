@@ -81,6 +81,8 @@ def route(args: argparse.Namespace) -> int | None:
         return None
     if command not in REMOTE_COMMANDS:
         return None
+    if getattr(args, "remote", None) or os.environ.get("WIRT_REMOTE"):
+        raise WirtError("give either --cluster (WIRT_CLUSTER) or --remote (WIRT_REMOTE), not both")
     from wirt.cluster import services
 
     services.connect(address)
@@ -182,21 +184,14 @@ def _create(args: argparse.Namespace) -> int:
     from wirt.cluster import services
     from wirt.cluster.placement import parse_labels
 
-    spec = {"name": args.name, "cpus": args.cpus, "memory": args.memory,
-            "disk": None if args.disk == "none" else args.disk, "image": args.image, "net": args.net,
-            "ports": list(args.port), "mac": args.mac, "append": args.append, "firmware": args.firmware,
-            "kernel": args.kernel, "initrd": args.initrd}
+    from wirt.vm.schema import CREATE_OPTIONS, create_arguments
+
     if args.cpu_affinity:
         raise WirtError("--cpu-affinity names one host's CPUs; it cannot be used with --cluster")
+    spec = dict(create_arguments({o.name: getattr(args, o.name) for o in CREATE_OPTIONS}), name=args.name)
     wishes = {"labels": parse_labels(args.label, "--label"), "affinity": parse_labels(args.affinity, "--affinity"),
               "anti_affinity": parse_labels(args.anti_affinity, "--anti-affinity"),
               "node_labels": parse_labels(args.node_label, "--node-label"), "policy": args.policy or "spread"}
-    from wirt.units import parse_size
-
-    try:
-        spec["memory"] = parse_size(str(args.memory))
-    except WirtError:
-        raise WirtError(f"--memory {args.memory}: not a size; give e.g. 512M") from None
     rec = services.call(_ctl().create.remote(spec, wishes, args.on, args.restart_policy or "never"), "the controller")
     print(f"created VM {rec['name']} on node {rec['node']}: {rec['cpus']} CPU, {human_size(rec['memory'])} RAM"
           + (f", restart policy {rec['restart_policy']}" if rec["restart_policy"] != "never" else ""))

@@ -47,6 +47,7 @@ class Controller:
         self.vms: dict[str, dict[str, Any]] = (read_json(self.path) or {}).get("vms", {})
         self.busy: set[str] = set()
         self.overheads: dict[str, int] = {}
+        self.seen: dict[str, dict[str, Any]] = {}
         self.events: list[str] = []
         self._stop = threading.Event()
         threading.Thread(target=self._watch, name="wirt-node-watch", daemon=True).start()
@@ -89,6 +90,13 @@ class Controller:
                 continue
             if name not in out or n.get("Alive"):
                 out[name] = n
+        # a dead node's entry loses its resources: remember what each node looked like alive
+        for name, n in out.items():
+            if n.get("Alive"):
+                self.seen[name] = n
+        for name, n in self.seen.items():
+            if name not in out or not out[name].get("Alive"):
+                out[name] = dict(n, Alive=False)
         return out
 
     def _overhead(self, node: str) -> int:
@@ -185,9 +193,18 @@ class Controller:
         name = validate_name(spec["name"])
         if restart_policy not in RESTART_POLICIES:
             raise WirtError(f"--restart-policy {restart_policy}: unknown; use one of {', '.join(RESTART_POLICIES)}")
-        memory = spec.get("memory", "512M")
-        memory = memory if isinstance(memory, int) else parse_size(str(memory))
-        cpus = int(spec.get("cpus", 1))
+        from wirt.vm.settings import load_create_defaults
+
+        defaults = load_create_defaults(wirt_home())  # the head's [create] defaults decide for the fleet
+        spec = dict(spec, cpus=spec.get("cpus") or defaults.cpus, memory=spec.get("memory") or defaults.memory,
+                    image=spec.get("image") or defaults.image, net=spec.get("net") or defaults.net)
+        try:
+            memory = spec["memory"] if isinstance(spec["memory"], int) else parse_size(str(spec["memory"]))
+        except WirtError:
+            raise WirtError(f"--memory {spec['memory']}: not a size; give e.g. 512M") from None
+        cpus = spec["cpus"]
+        if isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1:
+            raise WirtError(f"--cpus {cpus}: give a whole number of at least 1")
         with self.lock:
             if name in self.vms or name in self.busy:
                 raise WirtError(f"a VM named {name!r} already exists in the cluster (on node "
@@ -294,7 +311,7 @@ class Controller:
             out = call(src.migrate_out.remote(name, live), f"the agent of {source}")
             was_running = out["snapshot"] is not None
             try:
-                got = call(dst.migrate_in.remote(name, src, out["manifest"], out["snapshot"], False),
+                got = call(dst.migrate_in.remote(name, src, out["manifest"], out["snapshot"], False, out["grants"]),
                            f"the agent of {target}")
             except BaseException:
                 with contextlib.suppress(Exception):
