@@ -79,15 +79,6 @@ def stop_all(home: Path) -> None:
             pass
 
 
-def wait_for(pred, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def sse_events(url: str, token: str | None, count: int, last_id: int | None = None, timeout: float = 60.0,
                vm: str | None = None) -> list[dict]:
     """Read `count` events from GET /v1/events as a Server-Sent Events stream (resuming after

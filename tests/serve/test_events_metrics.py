@@ -90,3 +90,13 @@ def test_metrics(server, firmware):
 
     assert Client(server.base).get("/metrics").status == 401
     c.post("/v1/vms/m/stop?force=true")
+
+
+def test_panic_watch_sees_a_split_panic_line_once():
+    seen, out = [], []
+    w = ev.PanicWatch(out.append, seen.append)
+    for chunk in (b"[ 1.0] sysrq: Trigger a crash\r\n[ 1.1] Kernel pa", b"nic - not sync", b"ing: sysrq triggered crash\r\n",
+                  b"more output\r\n"):
+        w(chunk)
+    assert seen == ["Kernel panic - not syncing: sysrq triggered crash"]
+    assert b"".join(out).count(b"Kernel panic") == 1  # the output itself passes through untouched

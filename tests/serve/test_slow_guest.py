@@ -148,3 +148,20 @@ def test_console_websocket_runs_a_typed_command(guest):
 
     seen = asyncio.run(go())
     assert "riscv64" in seen.split("42-mark")[-1]
+
+
+def test_guest_panic_is_an_event(guest):
+    """Last in the module: the guest panics (sysrq c) and the event log says so."""
+    from wirt.vm.api import VM
+
+    running(guest)
+    guest.unix.post("/v1/vms/g/exec", {"command": "true", "timeout": BOOT})
+    VM.get("g", guest.home).console_input("echo c > /proc/sysrq-trigger\n")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        panics = [e for e in guest.unix.get("/v1/vms/g/events").json() if e["type"] == "panic"]
+        if panics:
+            break
+        time.sleep(0.5)
+    assert panics and "Kernel panic - not syncing" in panics[0]["line"]
+    assert guest.unix.post("/v1/vms/g/stop?force=true").status == 200

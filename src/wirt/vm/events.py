@@ -17,11 +17,12 @@ import json
 import os
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from wirt.vm.store import DIR_MODE, FILE_MODE
 
-__all__ = ["EVENT_TYPES", "emit", "read_events", "last_id", "host_log", "vm_log"]
+__all__ = ["EVENT_TYPES", "emit", "read_events", "last_id", "host_log", "vm_log", "PanicWatch"]
 
 #: Every event type, with what it means (also the OpenAPI document's list).
 EVENT_TYPES = {
@@ -116,3 +117,25 @@ def read_events(path: Path, after: int = 0, offset: int = 0) -> tuple[list[dict[
         if isinstance(ev, dict) and isinstance(ev.get("id"), int) and ev["id"] > after:
             out.append(ev)
     return out, offset + end
+
+
+class PanicWatch:
+    """Wraps a console output callback and calls `on_panic(line)` when the guest kernel prints
+    "Kernel panic - not syncing" (panic() in Linux's kernel/panic.c). Output may split the
+    text anywhere, so the last bytes of each chunk are kept for the next one."""
+
+    MARK = b"Kernel panic - not syncing"
+
+    def __init__(self, output: Callable[[bytes], None], on_panic: Callable[[str], None]) -> None:
+        self.output, self.on_panic = output, on_panic
+        self._carry = b""
+
+    def __call__(self, data: bytes) -> None:
+        self.output(data)
+        text = self._carry + bytes(data)
+        i = text.find(self.MARK)
+        if i >= 0:
+            line = text[i:].split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+            self.on_panic(line)
+            text = text[i + len(self.MARK):]
+        self._carry = text[-(len(self.MARK) - 1):]

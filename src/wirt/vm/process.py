@@ -80,11 +80,7 @@ def monitor(paths: VMPaths, child: int) -> int:
     atomic_write(paths.last_exit, json.dumps(record, indent=1))
     from wirt.vm import events
 
-    home = paths.root.parent.parent
-    tail = record.get("console_tail") or _tail(paths.console_log)
-    if any("Kernel panic" in line for line in tail):
-        events.emit(home, paths.name, "panic", line=next(x for x in tail if "Kernel panic" in x).strip())
-    events.emit(home, paths.name, record["state"], reason=record["reason"])
+    events.emit(paths.root.parent.parent, paths.name, record["state"], reason=record["reason"])
     if paths.console_log.exists():
         os.replace(paths.console_log, paths.last_console)
     shutil.rmtree(paths.run, ignore_errors=True)
@@ -113,7 +109,11 @@ def worker(store: VMStore, paths: VMPaths) -> int:
           flush=True)
     hub = ConsoleHub(sys.stdout.fileno())
     boot = runner.BootFiles(**info["boot"]) if "boot" in info else runner.resolve_boot(cfg, paths.root)
-    run = runner.Runner(cfg, boot, hub.output, paths.root)
+    from wirt.vm import events
+
+    # A guest kernel panic is an event (the guest reboots after it: panic=1 in the boot arguments)
+    watch = events.PanicWatch(hub.output, lambda line: events.emit(store.home, cfg.name, "panic", line=line))
+    run = runner.Runner(cfg, boot, watch, paths.root)
     result: runner.RunResult | None = None
     server = None
     data: Any = None
