@@ -159,3 +159,48 @@ def test_web_console_files_and_cookie_login(shared):
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
     again = anon.get("/v1/vms", headers={"Cookie": cookie.split(";")[0]})
     assert again.status == 200
+
+
+def test_tls_listener(home, tmp_path):
+    """--tls-cert/--tls-key: HTTPS with the user's certificate; the token is still required."""
+    import shutil
+    import ssl
+
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl not found (make test installs it)"
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    s = Server(home, ("--tls-cert", str(cert), "--tls-key", str(key)))
+    try:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        assert s.base.startswith("https://")
+        assert Client(s.base, s.token, ssl_context=ctx).get("/v1/vms").json() == []
+        assert Client(s.base, None, ssl_context=ctx).get("/v1/vms").status == 401
+        with pytest.raises(ssl.SSLError):  # not trusted without the certificate
+            Client(s.base, s.token).get("/v1/vms")
+    finally:
+        s.stop()
+
+
+def test_bad_tls_and_listen_options_are_one_line(home, tmp_path):
+    for args, words in ((["--listen", "nowhere"], "write HOST:PORT"),
+                        (["--listen", "127.0.0.1:0", "--tls-cert", str(tmp_path / "no.pem")], "both --tls-cert and"),
+                        (["--listen", "127.0.0.1:0", "--tls-cert", str(tmp_path / "no.pem"), "--tls-key",
+                          str(tmp_path / "no.key")], "cannot load them")):
+        r = subprocess.run([sys.executable, "-m", "wirt", "serve", *args], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_concurrent_requests_on_one_vm_are_serialized(server, firmware):
+    """Two starts at once: one starts the VM, the other is refused (already running or busy)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    assert server.unix.post("/v1/vms", tiny_body("c", firmware)).status == 201
+    with ThreadPoolExecutor(2) as pool:
+        replies = list(pool.map(lambda _: server.unix.post("/v1/vms/c/start"), range(2)))
+    assert sorted(r.status for r in replies) == [200, 409], replies
+    loser = next(r for r in replies if r.status == 409).json()["error"]
+    assert "already running" in loser or "busy" in loser
+    assert server.unix.post("/v1/vms/c/stop?force=true").status == 200
