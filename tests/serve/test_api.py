@@ -204,3 +204,20 @@ def test_concurrent_requests_on_one_vm_are_serialized(server, firmware):
     loser = next(r for r in replies if r.status == 409).json()["error"]
     assert "already running" in loser or "busy" in loser
     assert server.unix.post("/v1/vms/c/stop?force=true").status == 200
+
+
+def test_every_route_is_in_the_openapi_document(home):
+    from wirt.serve.app import make_app
+    from wirt.serve.openapi import document
+
+    app = make_app(home, token="t")
+    doc = document()["paths"]
+    skip = {"/", "/ui/", "/ui/{file}", "/ui/vendor/{file}", "/v1/openapi.json", "/v1/docs"}
+    for route in app.router.routes():
+        path = route.resource.canonical
+        if path in skip or route.method == "HEAD":
+            continue
+        paths = ([path.replace("{action}", a) for a in ("start", "stop", "restart", "pause", "resume")]
+                 if "{action}" in path else [path])
+        for p in paths:
+            assert route.method.lower() in doc.get(p, {}), f"{route.method} {p} is not documented"

@@ -112,6 +112,12 @@ def _op(summary: str, ok: dict[str, Any] | None, *, status: str = "200", params:
     return op
 
 
+def _ws(summary: str) -> dict[str, Any]:
+    """A websocket route: 101 Switching Protocols (RFC 6455), or a JSON error before the upgrade."""
+    return {"summary": summary, "tags": ["websockets"],
+            "responses": {"101": {"description": "switching to the websocket protocol"}, **_ERRORS}}
+
+
 def document() -> dict[str, Any]:
     """The OpenAPI 3.0 document of every REST route."""
     arr = lambda name: {"type": "array", "items": _ref(name)}  # noqa: E731
@@ -136,6 +142,12 @@ def document() -> dict[str, Any]:
         "/v1/vms/{name}/exec": {"parameters": [_NAME], "post": _op(
             "run a command through the guest agent and return its output (websocket: GET "
             "/v1/vms/{name}/exec/ws streams it)", _ref("ExecResult"), body="ExecRequest")},
+        "/v1/vms/{name}/console": {"parameters": [_NAME], "get": _ws(
+            "websocket: the console, both ways (binary frames; text frames {\"input\": TEXT} or "
+            "{\"resize\": [COLS, ROWS]}); Origin must be this server's")},
+        "/v1/vms/{name}/exec/ws": {"parameters": [_NAME], "get": _ws(
+            "websocket: the first text frame is the exec request (+ \"stdin\": true, then binary stdin frames "
+            "and {\"eof\": true}); answers {\"stream\", \"data\": BASE64} frames and {\"exit\": STATUS}")},
         "/v1/vms/{name}/logs": {"parameters": [_NAME], "get": _op(
             "the console log", None, content="text/plain", params=[_q("tail", "integer", "last bytes only")])},
         "/v1/vms/{name}/disks": {"parameters": [_NAME], "get": _op("the VM's disks", arr("Disk"), tag="disks")},
