@@ -1,5 +1,5 @@
 """Websockets of a real server on the echo-firmware VM (no Linux): console both ways, Origin
-checks, disconnects mid-stream, exec errors. tests/serve/test_slow_guest.py runs them on Debian."""
+checks, disconnects mid-stream, exec errors. tests/serve/test_slow_serve.py runs them on Debian."""
 
 from __future__ import annotations
 
