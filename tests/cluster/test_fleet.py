@@ -125,6 +125,36 @@ def test_lifecycle_and_migration_across_nodes(fleet, capsys, firmware: Path) -> 
     assert not (fleet.homes["n2"] / "vms" / "mover").exists()
 
 
+@pytest.mark.slow
+def test_running_guest_migrates_with_its_processes_and_disk(fleet, capsys) -> None:
+    """A booted Linux guest moves n0 -> n2 while a counter runs in it: the same process keeps
+    counting on the new node, and the disk holds what was written before the move."""
+    rc, out, err = wirt(fleet, capsys, "create", "live", "--image", "initramfs", "--memory", "128M", "--net", "none",
+                        "--disk", "4M", "--on", "n0")
+    assert rc == 0, err
+    assert wirt(fleet, capsys, "start", "live")[0] == 0
+    try:
+        rc, out, err = wirt(fleet, capsys, "exec", "--timeout", "900", "live", "--",
+                            "sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done' "
+                            ">/dev/null 2>&1 & echo $!; dd if=/dev/urandom of=/dev/vda bs=64k count=64 2>/dev/null; "
+                            "sync; md5sum /dev/vda")
+        assert rc == 0, err
+        pid, md5 = out.split()[0], out.split()[1]
+        rc, out, err = wirt(fleet, capsys, "exec", "live", "--", "sleep 1; cat /tmp/count")
+        before = int(out)
+        rc, out, err = wirt(fleet, capsys, "migrate", "live", "n2")
+        assert rc == 0 and "n0 -> n2" in out and "guest paused" in out, err
+        print(out)  # the downtime, for the log
+        rc, out, err = wirt(fleet, capsys, "exec", "live", "--",
+                            f"sleep 1; cat /tmp/count; kill -0 {pid} && echo alive; md5sum /dev/vda")
+        assert rc == 0, err
+        count, alive, md5_after = out.split()[0], out.split()[1], out.split()[2]
+        assert int(count) > before and alive == "alive" and md5_after == md5
+        assert ls(fleet, capsys)["live"]["node"] == "n2"
+    finally:
+        wirt(fleet, capsys, "rm", "--force", "live")
+
+
 def test_node_failure_marks_lost_and_restarts_by_policy(fleet, capsys, firmware: Path) -> None:
     tiny = ["--image", "none", "--memory", "32M", "--net", "none", "--disk", "1M", "--firmware", str(firmware)]
     for name, extra in (("phoenix", ["--restart-policy", "on-node-failure"]), ("dodo", [])):

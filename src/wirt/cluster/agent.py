@@ -94,8 +94,10 @@ class HostAgent:
     def remove(self, name: str, force: bool = False) -> None:
         self._vm(name).remove(force=force)
 
-    def exec(self, name: str, command: str, timeout: float | None, stdin: bytes, wait: float) -> tuple[bytes, bytes, int]:
-        r = self._vm(name).exec(command, timeout=timeout, stdin=stdin, wait=wait)
+    def exec(self, name: str, command: str, timeout: float, kill_after: float | None,
+             stdin: bytes) -> tuple[bytes, bytes, int]:
+        """VM.exec: `timeout` waits for the guest agent, `kill_after` bounds the command."""
+        r = self._vm(name).exec(command, timeout=timeout, kill_after=kill_after, stdin=stdin)
         return r.stdout, r.stderr, r.status
 
     def console_read(self, name: str, offset: int) -> tuple[bytes, int, str]:

@@ -49,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--offline", action="store_true", help="refuse to move a running VM (only stopped ones)")
     m.set_defaults(func=_migrate)
 
+    for name in REMOTE_COMMANDS:  # `exec` has a positional "command" that hides args.command
+        if name in subparsers.choices:
+            subparsers.choices[name].set_defaults(vm_command=name)
     create = subparsers.choices.get("create")
     if create is not None:
         g = create.add_argument_group("placement (with --cluster or WIRT_CLUSTER)")
@@ -73,7 +76,7 @@ def route(args: argparse.Namespace) -> int | None:
     from wirt.cluster.services import cluster_address
 
     address = cluster_address(getattr(args, "cluster", None))
-    command = getattr(args, "command", None)
+    command = getattr(args, "vm_command", None)
     if address is None:
         if command == "create" and _given(args):
             opts = ", ".join("--" + k.replace("_", "-") for k in _given(args))
@@ -269,7 +272,7 @@ def _exec(args: argparse.Namespace) -> int:
     if len(stdin) > MAX_STDIN:
         raise WirtError(f"--stdin: standard input is longer than {MAX_STDIN} bytes")
     agent, node = _where(args.name)
-    out, err, status = services.call(agent.exec.remote(args.name, command, args.kill_after, stdin, args.timeout),
+    out, err, status = services.call(agent.exec.remote(args.name, command, args.timeout, args.kill_after, stdin),
                                      f"the agent of {node}")
     sys.stdout.buffer.write(out)
     sys.stdout.flush()

@@ -134,7 +134,7 @@ def down(force: bool = False) -> str:
     # the node's processes share the process group of `ray start` (its own session); the VM
     # processes have sessions of their own and are not touched
     pid = int(st["pid"])
-    for sig, wait in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 10.0)):
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 10.0)):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, sig)
         deadline = time.monotonic() + wait
