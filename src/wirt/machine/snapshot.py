@@ -65,7 +65,7 @@ def read_state_file(folder: Path) -> dict[str, Any]:
         raise WirtError(f"{path}: cannot read: {exc.strerror}") from None
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise WirtError(f"{path} is not valid JSON: the snapshot is corrupted or not a wirt snapshot; "
                         "delete it") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:

@@ -30,7 +30,7 @@ def granted(home: Path, uuid: str) -> list[str]:
     """The files the user named explicitly for VM `uuid` (absolute, links resolved)."""
     try:
         data = json.loads(grants_file(home, uuid).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return []
     files = data.get("files") if isinstance(data, dict) else None
     return [f for f in files if isinstance(f, str) and os.path.isabs(f)] if isinstance(files, list) else []

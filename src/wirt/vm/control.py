@@ -183,6 +183,8 @@ class ControlServer:
             req = json.loads(line)
         except (ValueError, UnicodeDecodeError) as exc:
             return _error(None, "bad-json", f"request is not valid JSON: {exc}"), False
+        except RecursionError:
+            return _error(None, "bad-json", "request is nested too deeply"), False
         if not isinstance(req, dict):
             return _error(None, "bad-request", "request must be a JSON object with \"cmd\""), False
         rid = req.get("id")

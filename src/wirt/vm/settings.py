@@ -62,6 +62,8 @@ def _read(home: Path | None) -> tuple[Path, dict[str, object]]:
         return path, {}
     except tomllib.TOMLDecodeError as exc:
         raise WirtError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
+    except RecursionError:
+        raise WirtError(f"{path}: values are nested too deeply; fix the file") from None
     return path, data
 
 

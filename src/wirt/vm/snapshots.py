@@ -133,7 +133,7 @@ class VMSnapshots:
         try:
             d = json.loads((self.root / TREE).read_text())
             return d if isinstance(d, dict) else {}
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return {}
 
     def _set_tree(self, **changes: Any) -> None:

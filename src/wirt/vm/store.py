@@ -25,6 +25,7 @@ from wirt.vm.schema import VMConfig, validate_name
 
 __all__ = ["wirt_home", "atomic_write", "VMPaths", "VMStore", "DIR_MODE", "FILE_MODE"]
 
+MAX_CONFIG = 1 << 20  # vm.toml is a few hundred bytes; refuse megabytes before parsing them
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 
@@ -41,7 +42,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
     """A small JSON record (run/info.json, last-exit.json), or None when absent or unreadable."""
     try:
         data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -155,9 +156,14 @@ class VMStore:
         """Read and validate vm.toml (errors name the file, the key and the fix)."""
         p = self.require(name)
         try:
+            if p.config.stat().st_size > MAX_CONFIG:
+                raise WirtError(f"{p.config}: {p.config.stat().st_size} bytes is far too large for a VM "
+                                "configuration; recreate it")
             data = tomllib.loads(p.config.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise WirtError(f"{p.config}: not valid TOML ({exc}); fix the syntax") from None
+        except RecursionError:  # tomllib is recursive: [[[[...]]]] thousands deep
+            raise WirtError(f"{p.config}: values are nested too deeply; fix the file") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise WirtError(f"{p.config}: cannot read it ({exc}); check its permissions") from None
         cfg = VMConfig.from_dict(data, str(p.config))
