@@ -6,10 +6,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # System packages the tests need: the RISC-V cross toolchain (test programs), qemu-img
 # (qcow2 interop), QEMU itself (reference for benchmarks), dtc (device tree review), passt,
-# chromium and its WebDriver (the web console's browser test), openssl (a test certificate).
+# chromium and its WebDriver (the web console's browser test), openssl (a test certificate),
+# libseccomp2 (the VM process's seccomp filter, through pyseccomp).
 SYSTEM_PACKAGES := gcc-riscv64-unknown-elf binutils-riscv64-unknown-elf picolibc-riscv64-unknown-elf \
 	qemu-utils qemu-system-misc device-tree-compiler passt opensbi debian-archive-keyring gpgv \
-	gnupg cpio e2fsprogs xz-utils zstd iproute2 chromium chromium-driver openssl
+	gnupg cpio e2fsprogs xz-utils zstd iproute2 chromium chromium-driver openssl libseccomp2
 
 WEB := src/wirt/serve/web
 

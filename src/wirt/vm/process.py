@@ -37,6 +37,22 @@ def _signame(n: int) -> str:
 
 
 # ---- the monitor ------------------------------------------------------------------------------
+def _oom_killed(paths: VMPaths) -> bool:
+    """Whether the kernel's OOM killer ended the worker (its cgroup's memory.events counts it)."""
+    try:
+        cgroup = (paths.run / "cgroup").read_text().strip()
+    except OSError:
+        return False
+    for path in ([os.path.join(cgroup, "memory.events")] if cgroup else []):
+        try:
+            for line in open(path):
+                if line.startswith("oom_kill ") and int(line.split()[1]) > 0:
+                    return True
+        except (OSError, ValueError):
+            pass
+    return False
+
+
 def monitor(paths: VMPaths, child: int) -> int:
     """Wait for the worker; forward termination signals to it; record how it ended."""
     def forward(signum: int, frame: object) -> None:
@@ -59,7 +75,11 @@ def monitor(paths: VMPaths, child: int) -> int:
     from wirt.vm.status import _tail
 
     clean = read_json(paths.exit_record)
-    if os.WIFSIGNALED(status):
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGSYS:
+        how = "killed by SIGSYS: it made a system call its seccomp filter forbids (docs/security.md)"
+    elif os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL and _oom_killed(paths):
+        how = "killed by SIGKILL: out of memory (its memory limit)"
+    elif os.WIFSIGNALED(status):
         how = f"killed by {_signame(os.WTERMSIG(status))}"
     elif os.WIFEXITED(status):
         how = f"exited with status {os.WEXITSTATUS(status)}"
@@ -105,6 +125,8 @@ def worker(store: VMStore, paths: VMPaths) -> int:
                             int(info.get("rlimit_headroom", 8 << 30)), int(info.get("io_weight", 100)),
                             tuple(cfg.cpu_affinity))
     applied = limits.apply_limits(plan)
+    if applied.cgroup:  # the monitor looks there for an OOM kill
+        atomic_write(paths.run / "cgroup", applied.cgroup + "\n")
     print(f"wirt: VM {cfg.name} (pid {os.getpid()}): limits {applied.method}: {', '.join(applied.details)}",
           flush=True)
     hub = ConsoleHub(sys.stdout.fileno())
@@ -123,6 +145,18 @@ def worker(store: VMStore, paths: VMPaths) -> int:
             print(f"wirt: warning: {w}", flush=True)
         hub.feed = run.feed_input
         service = VMService(cfg, run, hub, applied)
+        from wirt.vm import events
+        from wirt.vm.confinement import confine_vm
+
+        events.emit(store.home, cfg.name, "started", pid=os.getpid())  # $WIRT_HOME: before Landlock
+        # Set-up is done: from here on the process needs no new files outside its folder, no
+        # exec, no new processes (docs/security.md). This thread runs the CPU and its devices;
+        # the control server's threads start after, so Landlock covers them too, and nothing
+        # answers on the control socket before the process is confined.
+        service.confinement = confine_vm(paths, cfg)
+        print(f"wirt: VM {cfg.name}: confined: {service.confinement.summary()}", flush=True)
+        for note in service.confinement.notices:
+            print(f"wirt: notice: {note}", flush=True)
         server = ControlServer(paths.control, service.commands(), console=hub.attach)
         server.start()
         if run.data_port is not None:
@@ -130,9 +164,6 @@ def worker(store: VMStore, paths: VMPaths) -> int:
 
             data = DataChannel(paths.data_socket, run.data_port)
             data.start()
-        from wirt.vm import events
-
-        events.emit(store.home, cfg.name, "started", pid=os.getpid())
 
         def on_term(signum: int, frame: object) -> None:
             run.halt()
@@ -144,6 +175,11 @@ def worker(store: VMStore, paths: VMPaths) -> int:
     except WirtError as exc:
         print(f"wirt: error: {exc}", flush=True)
         atomic_write(paths.exit_record, json.dumps({"clean": False, "reason": "error", "detail": str(exc)}))
+        return 1
+    except MemoryError:
+        detail = f"out of memory: the VM process hit its memory limit ({', '.join(applied.details)})"
+        print(f"wirt: error: {detail}", flush=True)
+        atomic_write(paths.exit_record, json.dumps({"clean": False, "reason": "error", "detail": detail}))
         return 1
     finally:
         if server is not None:

@@ -258,6 +258,7 @@ class Runner:
         self.boots = 0
         self.resumed_from: str | None = None  # the snapshot this run continued from
         self._rate = (time.monotonic(), 0, 0.0)  # (when, instret, mips) of the last sample
+        self._calls: list[tuple[Callable[[], Any], threading.Event, list[Any]]] = []
 
     @property
     def policy(self) -> Any:
@@ -385,11 +386,19 @@ class Runner:
         assert m is not None, "build() first"
         self.boots = 1
         while True:
+            while self._calls:
+                fn, done, box = self._calls.pop(0)
+                try:
+                    box.append(fn())
+                except Exception as exc:  # noqa: BLE001 -- handed to the caller
+                    box.append(exc)
+                done.set()
             if self._halt:
                 return RunResult("halted", 0, "", self.instructions())
             if self._pause:
                 self._paused_now.set()
-                self._resumed.wait()
+                while not self._resumed.wait(0.05) and not self._calls:
+                    pass  # paused; calls for the CPU thread (on_cpu_thread) still run
                 self._paused_now.clear()
                 continue
             ex = m.run()
@@ -403,6 +412,18 @@ class Runner:
             if ex.reason == "limit":
                 continue
             return RunResult(ex.reason, ex.code, ex.detail, ex.instructions)
+
+    def on_cpu_thread(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Run `fn` on the thread that runs the CPU (between time slices) and return its result."""
+        done, box = threading.Event(), []
+        self._calls.append((fn, done, box))
+        if self.machine is not None:
+            self.machine.stop()
+        if not done.wait(timeout):
+            raise WirtError("the VM's CPU thread did not answer; try again")
+        if isinstance(box[0], Exception):
+            raise box[0]
+        return box[0]
 
     def pause(self) -> None:
         self._resumed.clear()

@@ -16,6 +16,7 @@ from typing import Any
 
 from wirt.errors import WirtError
 from wirt.vm.agent import MAX_COMMAND, MAX_STDIN, ExecTimeout
+from wirt.vm.confinement import TEST_HOOKS_ENV
 from wirt.vm.control import ControlError, Handler, Stream, arg
 
 MAX_WAIT = 3600.0  # longest `wait` for the guest agent an exec request may ask for
@@ -52,6 +53,7 @@ class VMService:
         self.runner = runner
         self.hub = hub
         self.limits = limits
+        self.confinement: Any = None  # wirt.vm.confinement.Confinement, once applied
         self.started = time.time()
 
     def commands(self) -> dict[str, Handler]:
@@ -67,7 +69,29 @@ class VMService:
             "snapshot-create": self.snapshot_create,
             "snapshot-restore": self.snapshot_restore,
             "exec": self.exec,
+            **({"debug-forbidden-syscall": self.debug_forbidden_syscall, "debug-open": self.debug_open}
+               if os.environ.get(TEST_HOOKS_ENV) == "1" else {}),
         }
+
+    def debug_open(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Tests only (WIRT_TEST_HOOKS=1): try to open `file` for reading on the CPU thread, as a
+        compromised device model would; says whether the kernel let it."""
+        path = arg(req, "file", str)
+
+        def attempt() -> dict[str, Any]:
+            try:
+                os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+                return {"opened": True, "error": ""}
+            except OSError as exc:
+                return {"opened": False, "error": exc.strerror or str(exc)}
+
+        return self.runner.on_cpu_thread(attempt)
+
+    def debug_forbidden_syscall(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Tests only (WIRT_TEST_HOOKS=1): make a system call the seccomp filter forbids (execve of
+        /bin/true), as a compromised VM process would. The filter kills the process."""
+        os.execv("/bin/true", ["true"])
+        return {}  # not reached under the filter
 
     def status(self, req: dict[str, Any]) -> dict[str, Any]:
         r = self.runner
@@ -81,6 +105,8 @@ class VMService:
         if agent is not None:
             out["ip"] = agent.ip
             out["agent"] = agent.ready
+        if self.confinement is not None:
+            out["confinement"] = self.confinement.to_dict()
         if self.limits is not None:
             out["limits"] = {"method": self.limits.method, "cgroup": self.limits.cgroup,
                              "details": list(self.limits.details)}
