@@ -14,7 +14,7 @@ SYSTEM_PACKAGES := gcc-riscv64-unknown-elf binutils-riscv64-unknown-elf picolibc
 
 WEB := src/wirt/serve/web
 
-.PHONY: setup system-packages venv webui run test bench clean
+.PHONY: setup system-packages venv webui run test fuzz bench clean
 
 setup: system-packages venv webui
 
@@ -43,6 +43,13 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The fuzz tests (Hypothesis properties over qcow2 metadata, snapshot state, vm.toml, control
+# requests, virtio registers and rings) with WIRT_FUZZ_SCALE times the examples of `make test`.
+FUZZ_TESTS := tests/storage/test_fuzz_qcow2.py tests/machine/test_fuzz_snapshot.py tests/vm/test_fuzz_config.py \
+	tests/devices/virtio/test_virtio_fuzz.py
+fuzz: setup
+	WIRT_FUZZ_SCALE=$${WIRT_FUZZ_SCALE:-100} $(PY) -m pytest -q $(FUZZ_TESTS)
 
 bench: setup
 	$(PY) bench/mips.py

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fuzzing import examples
 from virtio_driver import F_INDIRECT, F_NEXT, F_WRITE, Echo, FakeDriver
 from wirt.devices.irq import IrqLine
 from wirt.devices.virtio import mmio as R
@@ -113,7 +114,7 @@ mmio_op = st.tuples(st.sampled_from(["r", "w"]), offsets, st.sampled_from([1, 2,
 poke = st.tuples(st.just("poke"), st.integers(0, RAM - 1), st.binary(min_size=1, max_size=32), st.just(0))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(kind=st.sampled_from(KINDS), ops=st.lists(st.one_of(mmio_op, mmio_op, poke), max_size=60))
 def test_random_register_traffic(disk_path, kind, ops):
     mem = GuardedMemory()
@@ -154,7 +155,7 @@ header_st = st.one_of(
 )
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(kind=st.sampled_from(KINDS), data=st.data())
 def test_random_queue_contents(disk_path, kind, data):
     mem = GuardedMemory()
