@@ -47,7 +47,7 @@ test: setup
 # The fuzz tests (Hypothesis properties over qcow2 metadata, snapshot state, vm.toml, control
 # requests, virtio registers and rings) with WIRT_FUZZ_SCALE times the examples of `make test`.
 FUZZ_TESTS := tests/storage/test_fuzz_qcow2.py tests/machine/test_fuzz_snapshot.py tests/vm/test_fuzz_config.py \
-	tests/devices/virtio/test_virtio_fuzz.py
+	tests/devices/virtio/test_virtio_fuzz.py tests/cpu/test_differential.py
 fuzz: setup
 	WIRT_FUZZ_SCALE=$${WIRT_FUZZ_SCALE:-100} $(PY) -m pytest -q $(FUZZ_TESTS)
 
