@@ -1,0 +1,96 @@
+"""Several wirt nodes on this one machine (ray.cluster_utils.Cluster), for tests and benchmarks:
+each node a real Ray node with its own capacities as wirt resources, labels, and WIRT_HOME (its
+processes, and so its agent, inherit it), plus the controller on the first node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wirt.cluster.resources import MEM_MIB, NODE_PREFIX, VCPU
+
+__all__ = ["NodeSpec", "LocalCluster", "local_cluster"]
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    vcpus: float
+    memory_mib: float
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class LocalCluster:
+    address: str
+    cluster: Any                      # the ray.cluster_utils.Cluster
+    homes: dict[str, Path]
+    nodes: dict[str, Any]             # name -> ray._private.node.Node (remove_node kills one)
+
+
+@contextlib.contextmanager
+def _env(**values: str) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def local_cluster(specs: list[NodeSpec], base: Path, zygote: bool = False) -> Iterator[LocalCluster]:
+    """Start the nodes (the first is the head), connect, start the controller and the agents;
+    at exit force-stop the VMs left running in the nodes' homes and end every Ray process."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from wirt.cluster import services
+
+    homes = {s.name: Path(base) / s.name for s in specs}
+    cluster = None
+    nodes: dict[str, Any] = {}
+    try:
+        for s in specs:
+            args = {"num_cpus": 1, "resources": {VCPU: s.vcpus, MEM_MIB: s.memory_mib, NODE_PREFIX + s.name: 1},
+                    "labels": dict(s.labels), "object_store_memory": 80 << 20}
+            with _env(WIRT_HOME=str(homes[s.name]), WIRT_ZYGOTE="1" if zygote else "0", RAY_DEDUP_LOGS="0"):
+                if cluster is None:
+                    cluster = Cluster(initialize_head=True, head_node_args={
+                        **args, "include_dashboard": False,
+                        # a killed node is declared dead after about 1.5 s instead of 15
+                        "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3}})
+                    nodes[s.name] = cluster.head_node
+                else:
+                    nodes[s.name] = cluster.add_node(**args)
+        services.connect(cluster.address)
+        services.start_controller(specs[0].name)
+        for s in specs:
+            services.start_agent(s.name)
+        yield LocalCluster(cluster.address, cluster, homes, nodes)
+    finally:
+        from wirt.vm.api import VM
+
+        for home in homes.values():
+            for vm in VM.list(home) if home.exists() else []:
+                with contextlib.suppress(Exception):
+                    if vm.status(query=False).running:
+                        vm.stop(force=True)
+            if zygote:
+                from wirt.vm import zygote as zyg
+
+                with contextlib.suppress(Exception):
+                    zyg.stop(home)
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
