@@ -53,6 +53,7 @@ def _put_command(dest: str, name: str) -> str:
         "dir=$(dirname -- \"$D\"); "
         "[ -d \"$dir\" ] || { echo \"$dir: no such directory\" >&2; exit 1; }; "
         "t=$(mktemp -d \"$dir/.wirt-cp.XXXXXX\") || exit 1; "
+        "trap 'rm -rf -- \"$t\"; exit 143' TERM INT HUP; "  # `wirt cp` interrupted: no leftovers
         "tar -x -f - -C \"$t\" < \"$P\" && times \"$t\" && mv -f -- \"$t/$N\" \"$D\"; s=$?; "
         "rm -rf -- \"$t\"; exit $s")
 
