@@ -31,7 +31,7 @@ import guestbench as gb
 
 _MAIN = "import sys, wirt.cli as c; sys.exit(c.main(sys.argv[1:]))"
 PORT = ("P=; for n in /sys/class/virtio-ports/*/name; do [ \"$(cat $n)\" = wirt.data ] && "
-        "P=/dev/$(basename $(dirname $n)); done; ")
+        "P=/dev/$(basename $(dirname $n)); done; export P; ")
 
 
 def wirt(*args: str) -> float:
