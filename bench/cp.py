@@ -4,14 +4,14 @@ One initramfs VM (RAM-backed /tmp) is booted with `wirt start --wait`; then, for
 --mb MiB of random bytes:
 - `wirt cp FILE vm:/tmp/` and `wirt cp vm:/tmp/FILE DIR` end to end (host wall time, from the
   command's start to its exit, including the guest agent's exec round trip);
-- the port alone, timed inside the guest (busybox `time`): `cat PORT > /tmp/x` (host -> guest,
+- the port alone, timed inside the guest (busybox `time`): `dd if=PORT of=/tmp/x bs=64K` (host -> guest,
   the host streams into the data socket) and `cat /tmp/x > PORT` (guest -> host);
 - guest instructions per byte and the VM process's host CPU seconds per MiB for each.
 QEMU (same firmware, kernel, initramfs and command line; `-device virtio-serial-device` with a
 `virtserialport` named wirt.data on a Unix socket chardev) runs the same two port commands,
 timed the same way in its guest. QEMU has no `cp`; the port figures are the comparable work.
 
-    python bench/cp.py [--mb 64] [--qemu|--no-qemu]
+    python bench/cp.py [--mb 64] [--no-qemu | --qemu-only]
 """
 
 from __future__ import annotations
@@ -75,47 +75,42 @@ def wirt_port(vm, command: str, send: int = 0, receive: bool = False) -> tuple[f
 
 
 def qemu_port(mb: int, work: Path) -> tuple[float, float] | None:
-    """QEMU: guest-timed host -> guest and guest -> host port copies of `mb` MiB."""
+    """QEMU: guest-timed host -> guest and guest -> host port copies of `mb` MiB (None if it fails).
+    The guest reads exactly `mb` MiB (QEMU may drop bytes still queued when the client hangs up)."""
     if gb.qemu_exe() is None:
         return None
     sock = work / "qemu-data.sock"
     n = mb << 20
-    cmd = (f"{PORT} time sh -c 'cat $P > /tmp/x'; echo MARK; time sh -c 'cat /tmp/x > $P'; echo SIZE $(wc -c < /tmp/x)")
+    cmd = (f"{PORT} time sh -c 'dd if=$P of=/tmp/x bs=65536 count={n >> 16} iflag=fullblock 2>/dev/null'; "
+           "time sh -c 'cat /tmp/x > $P'; echo SIZE $(wc -c < /tmp/x)")
     dev = ["-device", "virtio-serial-device", "-chardev", f"socket,id=wd,path={sock},server=on,wait=off",
            "-device", "virtserialport,chardev=wd,name=wirt.data"]
     proc = subprocess.Popen(gb.qemu_cmd(cmd, devices=dev), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, errors="replace", stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not sock.exists():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            return None
-        time.sleep(0.05)
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(str(sock))
-    block = os.urandom(1 << 20)
-    for _ in range(mb):
-        s.sendall(block)
-    time.sleep(1.0)  # QEMU tells the guest the host closed (EOF) when the socket closes
-    s.close()
     got = 0
-    s = None
-    while s is None and time.monotonic() < deadline + 600:
-        try:
-            s = socket.socket(socket.AF_UNIX)
-            s.connect(str(sock))
-        except OSError:
-            s = None
-            time.sleep(0.1)
-    assert s is not None
-    s.settimeout(600)
-    while got < n:
-        d = s.recv(1 << 20)
-        if not d:
-            break
-        got += len(d)
-    s.close()
-    out, _ = proc.communicate(timeout=600)
+    try:
+        deadline = time.monotonic() + 120
+        while not sock.exists():
+            if time.monotonic() > deadline or proc.poll() is not None:
+                return None
+            time.sleep(0.05)
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(sock))
+        s.settimeout(900)
+        block = os.urandom(1 << 20)
+        for _ in range(mb):
+            s.sendall(block)
+        while got < n:
+            d = s.recv(1 << 20)
+            if not d:
+                break
+            got += len(d)
+        s.close()
+        out, _ = proc.communicate(timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        proc.kill()
+        print(f"qemu: {exc}", file=sys.stderr)
+        return None
     times = [float(int(m.group(1) or 0) * 60) + float(m.group(2))
              for m in re.finditer(r"real\s+(?:(\d+)m\s*)?([\d.]+)s", out)]
     if len(times) < 2 or f"SIZE {n}" not in out or got != n:
@@ -128,7 +123,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mb", type=int, default=64)
     ap.add_argument("--no-qemu", action="store_true")
+    ap.add_argument("--qemu-only", action="store_true", help="only QEMU's port figures")
     args = ap.parse_args()
+    if args.qemu_only:
+        with tempfile.TemporaryDirectory(prefix="wirt-bench-cp-") as tmp:
+            q = qemu_port(args.mb, Path(tmp))
+        print("QEMU port: " + ("failed" if q is None else
+              f"host -> guest {(args.mb << 20) / q[0] / 1e6:.1f} MB/s, guest -> host {(args.mb << 20) / q[1] / 1e6:.1f} MB/s"))
+        return 0
     mb, n = args.mb, args.mb << 20
     with tempfile.TemporaryDirectory(prefix="wirt-bench-cp-") as tmp:
         work = Path(tmp)
@@ -149,7 +151,7 @@ def main() -> int:
             down = wirt("cp", "-q", "bench:/tmp/data.bin", str(work / "out"))
             assert (work / "out" / "data.bin").read_bytes() == src.read_bytes()
             vm.exec("rm /tmp/data.bin", kill_after=60)
-            pin = wirt_port(vm, "cat $P > /tmp/x", send=n)
+            pin = wirt_port(vm, f"dd if=$P of=/tmp/x bs=65536 count={n >> 16} iflag=fullblock 2>/dev/null", send=n)
             pout = wirt_port(vm, "cat /tmp/x > $P", receive=True)
         finally:
             vm.stop(force=True)
