@@ -22,29 +22,18 @@ def wirt(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def guest(tmp_path_factory):
     """A running initramfs VM (RAM-backed /tmp), started with `wirt start --wait`."""
+    from vmhome import module_home
+
     from wirt.vm.api import VM
 
-    home = tmp_path_factory.mktemp("home")
-    old = os.environ.get("WIRT_HOME")
-    os.environ["WIRT_HOME"] = str(home)
-    r = wirt("create", "cp", "--image", "initramfs", "--memory", "384M", "--disk", "none", "--net", "none")
-    assert r.returncode == 0, r.stderr
-    vm = VM.get("cp")
-    try:
+    with module_home(tmp_path_factory):
+        r = wirt("create", "cp", "--image", "initramfs", "--memory", "384M", "--disk", "none", "--net", "none")
+        assert r.returncode == 0, r.stderr
         r = wirt("start", "--wait", "--timeout", "600", "cp")
         assert r.returncode == 0 and "guest agent up after" in r.stdout, r.stderr
+        vm = VM.get("cp")
         assert vm.status().live["agent"] is True
         yield vm
-    finally:
-        if vm.status(query=False).running:
-            vm.stop(force=True)
-        from wirt.vm import zygote
-
-        zygote.stop(home)
-        if old is None:
-            os.environ.pop("WIRT_HOME", None)
-        else:
-            os.environ["WIRT_HOME"] = old
 
 
 def _sha(path) -> str:

@@ -28,34 +28,21 @@ def wirt(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def guest(tmp_path_factory):
     """A running initramfs VM with user networking, its agent up."""
-    import os
+    from vmhome import module_home
 
     from wirt.vm.api import VM
 
-    home = tmp_path_factory.mktemp("home")
-    old = os.environ.get("WIRT_HOME")
-    os.environ["WIRT_HOME"] = str(home)
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]  # a free host port for the forward to the guest's port 8080
-    probe.close()
-    vm = VM.create("g", memory="192M", disk="16M", image="initramfs", net="user", ports=[f"{port}:8080"])
-    vm.host_port = port
-    vm.start()
-    try:
+    with module_home(tmp_path_factory):
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # a free host port for the forward to the guest's port 8080
+        probe.close()
+        vm = VM.create("g", memory="192M", disk="16M", image="initramfs", net="user", ports=[f"{port}:8080"])
+        vm.host_port = port
+        vm.start()
         r = vm.exec("true", timeout=AGENT_WAIT)
         assert r.status == 0
         yield vm
-    finally:
-        if vm.status(query=False).running:
-            vm.stop(force=True)
-        from wirt.vm import zygote
-
-        zygote.stop(home)
-        if old is None:
-            os.environ.pop("WIRT_HOME", None)
-        else:
-            os.environ["WIRT_HOME"] = old
 
 
 def test_exec_separates_stdout_stderr_and_status(guest) -> None:
