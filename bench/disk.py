@@ -9,7 +9,7 @@ and random 4 KiB writes (then fsync) for SECONDS each. Each disk is a fresh file
 (QEMU's default cache=writeback). QEMU: `qemu-system-riscv64 -M virt` with the very same
 firmware, kernel, initramfs and kernel command line, the disk on `virtio-blk-device`.
 
-    python bench/disk.py [--size-mb 64] [--seconds 3] [--formats raw,qcow2] [--no-qemu] [--runs 1]
+    python bench/disk.py [--size-mb 64] [--seconds 3] [--formats raw,qcow2] [--no-qemu] [--runs 1] [--profile]
 """
 
 from __future__ import annotations
@@ -47,14 +47,16 @@ def parse(output: str) -> dict[str, float]:
     return res
 
 
-def measure(hypervisor: str, fmt: str, size_mb: int, seconds: int, initrd: Path, work: Path) -> dict[str, float]:
+def measure(hypervisor: str, fmt: str, size_mb: int, seconds: int, initrd: Path, work: Path,
+            profile: bool = False) -> dict[str, float]:
     """Run diskio once in a fresh guest on a fresh disk; the four figures."""
     disk = work / f"{hypervisor}.{fmt}"
     disk.unlink(missing_ok=True)
     make_disk(disk, fmt, (size_mb + 16) << 20)
     command = f"diskio /dev/vda {size_mb} {seconds}"
     if hypervisor == "wirt":
-        cmd = gb.wirt_cmd(command, "--initrd", str(initrd), "--disk", str(disk))
+        prof = work / "profile.jsonl" if profile else None
+        cmd = gb.wirt_cmd(command, "--initrd", str(initrd), "--disk", str(disk), profile=prof)
     else:
         cmd = gb.qemu_cmd(command, initrd=str(initrd), devices=[
             "-drive", f"file={disk},format={fmt},if=none,id=d0,cache=writeback",
@@ -65,6 +67,8 @@ def measure(hypervisor: str, fmt: str, size_mb: int, seconds: int, initrd: Path,
         tail = (r.output + r.errors).strip().splitlines()[-5:]
         raise SystemExit(f"{hypervisor} ({fmt}) failed with status {r.status}: " + " | ".join(tail))
     disk.unlink()
+    if hypervisor == "wirt" and profile:
+        gb.print_profile(f"wirt {fmt} profile", work / "profile.jsonl")
     return res
 
 
@@ -75,6 +79,8 @@ def main() -> int:
     ap.add_argument("--formats", default="raw,qcow2", help="disk formats (default raw,qcow2)")
     ap.add_argument("--runs", type=int, default=1, help="runs per configuration; the best is shown")
     ap.add_argument("--no-qemu", action="store_true", help="measure wirt only")
+    ap.add_argument("--profile", action="store_true",
+                    help="time wirt's host-side paths per phase (bench/ioprofile.py; adds a little overhead)")
     ap.add_argument("--dir", help="where the disk files go (default: a temporary folder under /var/tmp)")
     args = ap.parse_args()
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
@@ -92,13 +98,14 @@ def main() -> int:
             print("qemu : not run (qemu-system-riscv64 not installed or --no-qemu)")
         header = f"{'format':6s} {'hypervisor':10s} {'seq write MB/s':>15s} {'seq read MB/s':>14s} " \
                  f"{'rand read IOPS':>15s} {'rand write IOPS':>16s}"
+        print(gb.host_load())
         print(header)
         for fmt in formats:
             results: dict[str, dict[str, float]] = {}
             for hv in hypervisors:
                 best: dict[str, float] = {}
                 for _ in range(args.runs):
-                    r = measure(hv, fmt, args.size_mb, args.seconds, initrd, work)
+                    r = measure(hv, fmt, args.size_mb, args.seconds, initrd, work, args.profile)
                     best = {p: max(best.get(p, 0.0), r[p]) for p in PHASES}
                 results[hv] = best
                 print(f"{fmt:6s} {hv:10s} {best['seqwrite']:15.1f} {best['seqread']:14.1f} "

@@ -39,9 +39,35 @@ def run(cmd: list[str], timeout: float = 1800) -> GuestRun:
     return GuestRun(p.returncode, p.stdout, p.stderr, time.perf_counter() - t0)
 
 
-def wirt_cmd(command: str, *options: str) -> list[str]:
-    """`wirt run OPTIONS -- COMMAND` in this Python."""
+def wirt_cmd(command: str, *options: str, profile: Path | None = None) -> list[str]:
+    """`wirt run OPTIONS -- COMMAND` in this Python; with `profile`, under bench/ioprofile.py
+    writing its phase figures to that file."""
+    if profile is not None:
+        return [sys.executable, str(Path(__file__).with_name("ioprofile.py")), "--out", str(profile), "--",
+                "run", *options, "--", command]
     return [sys.executable, "-c", _MAIN, "run", *options, "--", command]
+
+
+def host_load() -> str:
+    """The host's load averages, printed with every benchmark (the figures depend on them)."""
+    import os
+
+    one, five, _ = os.getloadavg()
+    return f"host load average: {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs"
+
+
+def print_profile(label: str, path: Path) -> None:
+    """The phases bench/ioprofile.py wrote to `path`, one line each."""
+    import json
+
+    from ioprofile import phase_report
+
+    if not path.exists():
+        print(f"  {label}: no profile written")
+        return
+    for line in path.read_text().splitlines():
+        print(f"  {label}: {phase_report(json.loads(line))}")
+    path.unlink()
 
 
 def qemu_exe() -> str | None:

@@ -15,7 +15,7 @@ command line, its NIC on `virtio-net-device`, through
   as `-netdev stream,addr.type=fd` (QEMU 7.2's stream netdev speaks passt's framing), and/or
 - slirp: QEMU's built-in `-netdev user` with `hostfwd`.
 
-    python bench/net.py [--mb 32] [--qemu passt,slirp|none] [--runs 1]
+    python bench/net.py [--mb 32] [--qemu passt,slirp|none] [--runs 1] [--profile]
 """
 
 from __future__ import annotations
@@ -145,13 +145,16 @@ def measure(cmd: list[str], port: int, upload_server: socket.socket, mb: int,
     return result
 
 
-def run_wirt(mb: int, initrd: Path) -> Result:
-    """wirt run --net user --port P:5001."""
+def run_wirt(mb: int, initrd: Path, profile: Path | None = None) -> Result:
+    """wirt run --net user --port P:5001 (under bench/ioprofile.py when `profile` names a file)."""
     with socket.create_server(("127.0.0.1", 0)) as up:
         port = free_port()
         cmd = gb.wirt_cmd(guest_script(up.getsockname()[1], mb), "--initrd", str(initrd), "--net", "user",
-                          "--port", f"{port}:{GUEST_PORT}")
-        return measure(cmd, port, up, mb)
+                          "--port", f"{port}:{GUEST_PORT}", profile=profile)
+        r = measure(cmd, port, up, mb)
+    if profile is not None:
+        gb.print_profile("wirt profile", profile)
+    return r
 
 
 def run_qemu(mb: int, backend: str, initrd: Path) -> Result:
@@ -201,6 +204,8 @@ def main() -> int:
     ap.add_argument("--mb", type=int, default=32, help="MiB sent each way (default 32)")
     ap.add_argument("--qemu", default="passt", help="QEMU backends: passt, slirp, both (passt,slirp) or none")
     ap.add_argument("--runs", type=int, default=1, help="runs per configuration; the best is shown")
+    ap.add_argument("--profile", action="store_true",
+                    help="time wirt's host-side paths per phase (bench/ioprofile.py; adds a little overhead)")
     args = ap.parse_args()
     qemu_backends = [b.strip() for b in args.qemu.replace("both", "passt,slirp").split(",") if b.strip()]
     if qemu_backends == ["none"] or not gb.qemu_exe():
@@ -213,6 +218,7 @@ def main() -> int:
     program = gb.build_guest_program(Path(__file__).with_name("netio.c"))
     with tempfile.TemporaryDirectory(prefix="wirt-bench-net-") as tmp:
         initrd = gb.initrd_with({"bin/netio": program}, Path(tmp))
+        args.profile_file = Path(tmp) / "profile.jsonl" if args.profile else None
         return report(args, qemu_backends, initrd)
 
 
@@ -221,7 +227,8 @@ def report(args: argparse.Namespace, qemu_backends: list[str], initrd: Path) -> 
     print(f"TCP, {args.mb} MiB each way, bench/netio.c in the guest (64 KiB writes and reads), "
           "MB/s = 10^6 bytes/s")
     print(f"{'hypervisor':30s} {'guest->host':>11s} {'host->guest':>11s}")
-    w = best([run_wirt(args.mb, initrd) for _ in range(args.runs)])
+    print(gb.host_load())
+    w = best([run_wirt(args.mb, initrd, args.profile_file) for _ in range(args.runs)])
     print(f"{'wirt (passt)':30s} {fmt(w.upload):>11s} {fmt(w.download):>11s}", flush=True)
     for note in w.notes:
         print(f"  wirt: {note}")

@@ -68,6 +68,7 @@ static int do_send(const char *ip, const char *port, const char *mib) {
     if (fd < 0) die("socket", fd);
     i64 r = sys6(SYS_connect, fd, (i64)&sa, sizeof sa, 0, 0, 0);
     if (r < 0) die("connect", r);
+    put("netio connected\n"); /* opens the upload phase for bench/ioprofile.py */
     while (sent < total) {
         u64 n = total - sent < CHUNK ? total - sent : CHUNK;
         r = sys6(SYS_sendto, fd, (i64)buf, (i64)n, 0, 0, 0);
@@ -97,6 +98,7 @@ static int do_recv(const char *port) {
     put("netio listening\n");
     i64 fd = sys6(SYS_accept, ls, 0, 0, 0, 0, 0);
     if (fd < 0) die("accept", fd);
+    put("netio accepted\n"); /* opens the download phase for bench/ioprofile.py */
     u64 got = 0;
     while ((r = sys6(SYS_recvfrom, fd, (i64)buf, CHUNK, 0, 0, 0)) > 0) got += (u64)r;
     if (r < 0) die("recv", r);

@@ -151,3 +151,19 @@ def test_raw_block_device(tmp_path):
         assert img.read_only
         with pytest.raises(WirtError):
             img.write(0, b"x")
+
+
+def test_raw_vectored_io_beyond_iov_max(tmp_path):
+    """readv/writev of more buffers than one preadv/pwritev takes (IOV_MAX) keep their order."""
+    from wirt.iovec import IOV_MAX
+    from wirt.storage.raw import RawImage, create_raw
+
+    path = str(tmp_path / "v.raw")
+    create_raw(path, 1 << 20)
+    data = bytes((i * 7 + 3) & 0xFF for i in range((IOV_MAX + 300) * 512))
+    views = [memoryview(data)[i : i + 512] for i in range(0, len(data), 512)]
+    with RawImage(path, read_only=False) as img:
+        img.writev(4096, views)
+        back = bytearray(len(data) + 8192)
+        img.readv(0, [memoryview(back)[i : i + 512] for i in range(0, len(back), 512)])
+    assert back[4096 : 4096 + len(data)] == data and back[:4096] == bytes(4096)

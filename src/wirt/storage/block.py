@@ -48,6 +48,18 @@ class BlockDevice(ABC):
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         """Write `data` at `offset`; durable only after `flush()`."""
 
+    def readv(self, offset: int, views: list[memoryview]) -> None:
+        """Fill several buffers in order from `offset` (a request's scattered guest pages)."""
+        for v in views:
+            self.readinto(offset, v)
+            offset += v.nbytes
+
+    def writev(self, offset: int, views: list[memoryview]) -> None:
+        """Write several buffers back to back at `offset`; durable only after `flush()`."""
+        for v in views:
+            self.write(offset, v)
+            offset += v.nbytes
+
     @abstractmethod
     def flush(self) -> None:
         """Make every completed write durable (survives a crash of this process or the host)."""

@@ -10,6 +10,7 @@ import os
 
 from wirt.errors import WirtError
 from wirt.fileio import check_regular
+from wirt.iovec import IOV_MAX, take, total_len
 
 
 class HostFile:
@@ -75,6 +76,23 @@ class HostFile:
         return WirtError(f"{self.path}: cannot read at offset {offset} ({exc.strerror or exc}); "
                          "is it really a disk image?")
 
+    def readv(self, offset: int, views: list[memoryview]) -> None:
+        """Fill the buffers in order from `offset` with as few preadv calls as the kernel allows
+        (one per IOV_MAX buffers), zero-filling past the end of the file."""
+        while views:
+            batch = views[:IOV_MAX]
+            want = total_len(batch)
+            try:
+                n = os.preadv(self.fd, batch, offset)
+            except OSError as exc:
+                raise self._read_error(offset, exc) from None
+            if n <= 0:
+                for v in views:
+                    v[:] = bytes(v.nbytes)
+                return
+            offset += n
+            views = views[IOV_MAX:] if n == want else take(views, n)[1]
+
     def pwrite(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         """Write all of `data` at `offset`."""
         assert not self.read_only, "write to a read-only host file"
@@ -87,13 +105,20 @@ class HostFile:
         self.synced = False
 
     def pwritev(self, offset: int, buffers: list) -> None:
-        """Write several buffers back to back at `offset`."""
-        total = sum(len(b) for b in buffers)
-        done = os.pwritev(self.fd, buffers, offset)
-        if done < total:  # rare short write: finish the rest one buffer at a time
-            self.pwrite(offset + done, b"".join(bytes(b) for b in buffers)[done:])
-        if offset + total > self.end:
-            self.end = offset + total
+        """Write several buffers back to back at `offset` (one pwritev per IOV_MAX buffers)."""
+        assert not self.read_only, "write to a read-only host file"
+        views = [memoryview(b).cast("B") if not isinstance(b, bytes) else memoryview(b) for b in buffers]
+        end = offset + total_len(views)
+        pos = offset
+        while views:
+            batch = views[:IOV_MAX]
+            want = total_len(batch)
+            n = os.pwritev(self.fd, batch, pos)
+            pos += n
+            # a short write (rare) continues after the bytes that were taken
+            views = views[IOV_MAX:] if n == want else take(views, n)[1]
+        if end > self.end:
+            self.end = end
         self.synced = False
 
     def extend_to(self, length: int) -> None:

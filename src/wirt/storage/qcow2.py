@@ -17,6 +17,7 @@ import numpy as np
 
 from wirt.confine.paths import PathPolicy
 from wirt.errors import WirtError
+from wirt.iovec import scatter, take, total_len
 from wirt.storage.block import BlockDevice
 from wirt.storage.hostfile import HostFile
 from wirt.storage.qcow2_format import (
@@ -381,11 +382,14 @@ class Qcow2Image(BlockDevice):
     # -- reading ----------------------------------------------------------------------------
 
     def readinto(self, offset: int, buf: memoryview | bytearray) -> None:
-        view = memoryview(buf).cast("B")
-        total = len(view)
+        self.readv(offset, [memoryview(buf).cast("B")])
+
+    def readv(self, offset: int, views: list[memoryview]) -> None:
+        total = total_len(views)
         self._check_range(offset, total)
         cb, cmask, geo = self.cluster_bits, self._cmask, self._geo
         pos = 0
+        rest = views
         while pos < total:
             goff = offset + pos
             cidx = goff >> cb
@@ -405,23 +409,28 @@ class Qcow2Image(BlockDevice):
                     cidx += 1
                     host += self.cluster_size
                     n += min(self.cluster_size, total - pos - n)
-                self._f.readinto(start, view[pos : pos + n])
+                part, rest = take(rest, n)
+                self._f.readv(start, part)
             else:
                 kind = geo.kind(entry)
                 if kind == COMPRESSED:
-                    view[pos : pos + n] = self._decompress(entry)[within : within + n]
+                    part, rest = take(rest, n)
+                    scatter(part, memoryview(self._decompress(entry))[within : within + n])
                 elif kind == UNALLOCATED and self.backing is not None:
                     while pos + n < total and self._entry(cidx + 1) == 0:
                         cidx += 1
                         n += min(self.cluster_size, total - pos - n)
-                    self._read_backing(goff, view[pos : pos + n])
+                    part, rest = take(rest, n)
+                    self._read_backing(goff, part)
                 else:  # zero cluster, or unallocated without a backing file
                     zeroes = (ZERO_PLAIN, ZERO_ALLOC) if self.backing is not None else (UNALLOCATED, ZERO_PLAIN,
                                                                                          ZERO_ALLOC)
                     while pos + n < total and geo.kind(self._entry(cidx + 1)) in zeroes:
                         cidx += 1
                         n += min(self.cluster_size, total - pos - n)
-                    self._zero_fill(view[pos : pos + n])
+                    part, rest = take(rest, n)
+                    for v in part:
+                        self._zero_fill(v)
             pos += n
 
     def _zero_fill(self, view: memoryview) -> None:
@@ -429,14 +438,15 @@ class Qcow2Image(BlockDevice):
         for i in range(0, n, len(z)):
             view[i : min(n, i + len(z))] = z[: min(len(z), n - i)]
 
-    def _read_backing(self, goff: int, view: memoryview) -> None:
+    def _read_backing(self, goff: int, views: list[memoryview]) -> None:
         """Spec: unallocated clusters read from the backing file, zeros past its end."""
         assert self.backing is not None
-        avail = max(0, min(len(view), self.backing.size - goff))
-        if avail:
-            self.backing.readinto(goff, view[:avail])
-        if avail < len(view):
-            self._zero_fill(view[avail:])
+        avail = max(0, min(total_len(views), self.backing.size - goff))
+        head, tail = take(views, avail)
+        if head:
+            self.backing.readv(goff, head)
+        for v in tail:
+            self._zero_fill(v)
 
     def _decompress(self, entry: int) -> bytes:
         if self._zcache[0] == entry:
@@ -465,17 +475,20 @@ class Qcow2Image(BlockDevice):
             if goff >= self.backing.size:
                 return None
             buf = bytearray(length)
-            self._read_backing(goff, memoryview(buf))
+            self._read_backing(goff, [memoryview(buf)])
             return bytes(buf)
         return None
 
     # -- writing ----------------------------------------------------------------------------
 
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        self.writev(offset, [memoryview(data).cast("B")])
+
+    def writev(self, offset: int, views: list[memoryview]) -> None:
         self._check_writable()
-        view = memoryview(data).cast("B")
-        total = len(view)
+        total = total_len(views)
         self._check_range(offset, total)
+        rest = views
         cb, cmask, cs = self.cluster_bits, self._cmask, self.cluster_size
         l2mask = self._l2_entries - 1
         pos = 0
@@ -497,7 +510,8 @@ class Qcow2Image(BlockDevice):
                     host += cs
                     self._check_data_cluster(host)
                     n += min(cs, total - pos - n)
-                self._f.pwrite(start, view[pos : pos + n])
+                part, rest = take(rest, n)
+                self._f.pwritev(start, part)
             else:
                 # Allocate a run of clusters in the same L2 table that all need new space.
                 k = 1
@@ -508,7 +522,8 @@ class Qcow2Image(BlockDevice):
                         break
                     k += 1
                     n += min(cs, total - pos - n)
-                self._allocating_write(cidx, k, within, view[pos : pos + n])
+                part, rest = take(rest, n)
+                self._allocating_write(cidx, k, within, part)
             pos += n
 
     def _check_data_cluster(self, host: int) -> None:
@@ -516,8 +531,9 @@ class Qcow2Image(BlockDevice):
         if what or host & self._cmask:
             raise self.mark_corrupt(f"data cluster at 0x{host:x} overlaps the {what or 'cluster grid'}")
 
-    def _allocating_write(self, cidx: int, k: int, within: int, data: memoryview) -> None:
-        """Write `data` at byte `within` of guest clusters cidx..cidx+k-1 into newly allocated clusters."""
+    def _allocating_write(self, cidx: int, k: int, within: int, data: list[memoryview]) -> None:
+        """Write the buffers `data` at byte `within` of guest clusters cidx..cidx+k-1 into newly
+        allocated clusters (one pwritev with the copy-on-write head and tail)."""
         cb, cs = self.cluster_bits, self.cluster_size
         l2i = cidx & (self._l2_entries - 1)
         table = self._l2_for_write(cidx >> self._l2_bits)
@@ -525,11 +541,11 @@ class Qcow2Image(BlockDevice):
         first = self._refs.alloc(k)
         host = first << cb
         fresh = host >= self._f.end  # never written: a sparse hole that reads as zeros
-        tail_start = within + len(data)
+        tail_start = within + total_len(data)
         tail = k * cs - tail_start
         head_bytes = self._old_contents(cidx, old[0], 0, within) if within else None
         tail_bytes = self._old_contents(cidx + k - 1, old[-1], cs - tail, tail) if tail else None
-        bufs: list = [data]
+        bufs: list = list(data)
         start = host + within
         if within and (head_bytes is not None or not fresh):
             bufs.insert(0, head_bytes if head_bytes is not None else self._zero[:within])

@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator
 
 from wirt.errors import WirtError
+from wirt.iovec import total_len
 from wirt.storage.block import BlockDevice
 from wirt.storage.hostfile import HostFile
 
@@ -50,6 +51,15 @@ class RawImage(BlockDevice):
         view = memoryview(buf).cast("B")
         self._check_range(offset, len(view))
         self._f.readinto(offset, view)
+
+    def readv(self, offset: int, views: list[memoryview]) -> None:
+        self._check_range(offset, total_len(views))
+        self._f.readv(offset, views)  # one preadv straight into the buffers
+
+    def writev(self, offset: int, views: list[memoryview]) -> None:
+        self._check_writable()
+        self._check_range(offset, total_len(views))
+        self._f.pwritev(offset, views)
 
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         self._check_writable()

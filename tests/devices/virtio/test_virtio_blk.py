@@ -187,7 +187,7 @@ def test_host_io_error_is_ioerr(image, monkeypatch):
     def boom(*a, **k):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(disk, "readinto", boom)
+    monkeypatch.setattr(disk, "readv", boom)  # the device reads a request with one readv
     assert request(q, T_IN, 0, in_len=512)[0] == S_IOERR
     assert not d.r(R.STATUS) & STATUS_DEVICE_NEEDS_RESET
     disk.close()

@@ -145,10 +145,7 @@ class VirtioBlk(VirtioDevice):
         nbytes = total_len(bufs)
         if not self._range_ok(sector, nbytes):
             return S_IOERR, 0
-        pos = sector * SECTOR
-        for view in bufs:
-            self.disk.readinto(pos, view)  # straight into guest RAM
-            pos += view.nbytes
+        self.disk.readv(sector * SECTOR, bufs)  # one preadv straight into guest RAM
         return S_OK, nbytes
 
     def _write(self, sector: int, bufs: list) -> int:
@@ -156,10 +153,7 @@ class VirtioBlk(VirtioDevice):
             return S_IOERR  # §5.2.6.2: writes to a VIRTIO_BLK_F_RO device fail with IOERR
         if not self._range_ok(sector, total_len(bufs)):
             return S_IOERR
-        pos = sector * SECTOR
-        for view in bufs:
-            self.disk.write(pos, view)  # straight from guest RAM
-            pos += view.nbytes
+        self.disk.writev(sector * SECTOR, bufs)  # one pwritev straight from guest RAM
         return S_OK
 
     def _discard_or_zero(self, rtype: int, data: bytes) -> int:

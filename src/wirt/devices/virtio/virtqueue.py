@@ -13,6 +13,8 @@ from __future__ import annotations
 import struct
 from typing import Any, Protocol
 
+from wirt.iovec import scatter, take, total_len
+
 __all__ = ["GuestRam", "Chain", "Virtqueue", "VirtqueueError", "gather", "take", "scatter", "total_len"]
 
 # §2.7.5 The Virtqueue Descriptor Table
@@ -101,48 +103,11 @@ class Chain:
 
 # ---- helpers over lists of buffers (§2.6.4 Message Framing: never assume a buffer layout) ----
 
-def total_len(views: list[memoryview]) -> int:
-    """Total bytes in a list of buffers."""
-    return sum(v.nbytes for v in views)
-
-
-def take(views: list[memoryview], n: int) -> tuple[list[memoryview], list[memoryview]]:
-    """Split buffers after the first `n` bytes (fewer if the buffers hold less): (head, rest)."""
-    head: list[memoryview] = []
-    rest: list[memoryview] = []
-    for i, v in enumerate(views):
-        if n <= 0:
-            rest.extend(views[i:])
-            break
-        if v.nbytes <= n:
-            head.append(v)
-            n -= v.nbytes
-        else:
-            head.append(v[:n])
-            rest.append(v[n:])
-            rest.extend(views[i + 1:])
-            break
-    return head, rest
-
-
 def gather(views: list[memoryview], n: int | None = None) -> bytes:
     """Copy the first `n` bytes (default all) out of buffers."""
     if n is not None:
         views = take(views, n)[0]
     return b"".join(views)
-
-
-def scatter(views: list[memoryview], data: bytes | memoryview) -> int:
-    """Copy `data` into buffers in order; returns the bytes written (truncated to their size)."""
-    src = memoryview(data).cast("B")
-    done = 0
-    for v in views:
-        if done >= len(src):
-            break
-        n = min(v.nbytes, len(src) - done)
-        v[:n] = src[done: done + n]
-        done += n
-    return done
 
 
 class Virtqueue:

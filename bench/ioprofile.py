@@ -1,0 +1,202 @@
+"""Where the time of a virtio I/O benchmark goes: `wirt run` with its host-side paths timed.
+
+    python bench/ioprofile.py --out FILE -- run [wirt run options] -- COMMAND
+
+runs `wirt run` in this process with timers around the hart's run slices (the guest's own
+instructions, guest kernel included), the MMIO bus (register emulation), the virtio
+devices' request paths (blk and net transmit on the CPU thread; net receive on the backend
+thread), the image's I/O calls, the backend's sends and the idle sleeps of WFI, plus counts
+of MMIO exits, queue notifications, interrupts and requests. Every console line starting with
+`diskio ` or `netio ` (bench/diskio.c, bench/netio.c) closes a phase: the figures between two
+such lines are written to FILE as one JSON line per phase (see `phase_report`). bench/disk.py
+and bench/net.py use it with `--profile`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+_clock = time.perf_counter_ns
+COUNTERS = ("t_cpu", "t_bus", "t_blk", "t_disk", "t_net_tx", "t_net_send", "t_net_rx", "t_idle",
+            "mmio_exits", "notifies_blk", "notifies_net", "irqs_blk", "irqs_net", "requests_blk",
+            "frames_tx", "frames_rx", "bytes_blk")
+
+
+class Profile:
+    """Counters (ns and events) and the phases closed so far."""
+
+    def __init__(self, out: str) -> None:
+        self.c = dict.fromkeys(COUNTERS, 0)
+        self.lock = threading.Lock()
+        self.out = out
+        self.mark = (_clock(), dict(self.c))
+        self.pending = b""
+
+    def add(self, key: str, value: int) -> None:
+        with self.lock:
+            self.c[key] += value
+
+    def console(self, data: bytes) -> None:
+        """Console output: a benchmark line closes the phase it reports."""
+        self.pending += data
+        *lines, self.pending = self.pending.split(b"\n")
+        for raw in lines:
+            line = raw.decode("utf-8", "replace").strip()
+            if line.startswith(("diskio ", "netio ")):
+                self.close_phase(line)
+
+    def close_phase(self, line: str) -> None:
+        now = _clock()
+        with self.lock:
+            snap = dict(self.c)
+        t0, before = self.mark
+        self.mark = (now, snap)
+        delta = {k: snap[k] - before[k] for k in COUNTERS}
+        with open(self.out, "a") as f:
+            f.write(json.dumps({"line": line, "wall_ns": now - t0, **delta}) + "\n")
+
+
+def _timed(prof: Profile, key: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kw: Any) -> Any:
+        t0 = _clock()
+        try:
+            return fn(*args, **kw)
+        finally:
+            prof.add(key, _clock() - t0)
+    return wrapper
+
+
+def install(prof: Profile) -> None:
+    """Wrap the host-side paths (class attributes, so every machine built afterwards is timed)."""
+    from wirt.cpu.hart import Hart
+    from wirt.devices.virtio.blk import VirtioBlk
+    from wirt.devices.virtio.mmio import VirtioMmio
+    from wirt.devices.virtio.net import VirtioNet
+    from wirt.devices.virtio.virtqueue import Virtqueue
+    from wirt.machine.board import Machine
+    from wirt.machine.bus import MmioBus
+
+    Hart.run = _timed(prof, "t_cpu", Hart.run)
+    Machine._idle = _timed(prof, "t_idle", Machine._idle)
+    for name in ("read", "write"):
+        orig = getattr(MmioBus, name)
+
+        def bus(self: Any, *a: Any, _orig: Callable[..., Any] = orig) -> Any:
+            prof.c["mmio_exits"] += 1
+            t0 = _clock()
+            try:
+                return _orig(self, *a)
+            finally:
+                prof.add("t_bus", _clock() - t0)
+        setattr(MmioBus, name, bus)
+
+    blk_notify = VirtioBlk.queue_notify
+
+    def blk(self: Any, q: Any) -> None:
+        prof.add("notifies_blk", 1)
+        t0 = _clock()
+        try:
+            blk_notify(self, q)
+        finally:
+            prof.add("t_blk", _clock() - t0)
+    VirtioBlk.queue_notify = blk
+
+    net_notify = VirtioNet.queue_notify
+
+    def net(self: Any, q: Any) -> None:
+        prof.add("notifies_net", 1)
+        t0 = _clock()
+        try:
+            net_notify(self, q)
+        finally:
+            prof.add("t_net_tx", _clock() - t0)
+    VirtioNet.queue_notify = net
+    VirtioNet.receive = _timed(prof, "t_net_rx", VirtioNet.receive)
+
+    attach = VirtioMmio.__init__
+
+    def init(self: Any, device: Any, *a: Any, **kw: Any) -> None:
+        attach(self, device, *a, **kw)
+        kind = {"VirtioBlk": "blk", "VirtioNet": "net"}.get(type(device).__name__)
+        for q in self.queues:
+            q._prof_kind = kind
+        if kind == "blk":
+            disk = device.disk
+            for m in ("readinto", "write", "flush", "discard", "write_zeroes", "readv", "writev"):
+                if hasattr(disk, m):
+                    setattr(disk, m, _timed(prof, "t_disk", getattr(disk, m)))
+        elif kind == "net":
+            device.backend.send = _timed(prof, "t_net_send", device.backend.send)
+    VirtioMmio.__init__ = init
+
+    should = Virtqueue.should_interrupt
+
+    def should_interrupt(self: Any) -> bool:
+        r = should(self)
+        kind = getattr(self, "_prof_kind", None)
+        if r and kind:
+            prof.add(f"irqs_{kind}", 1)
+        return r
+    Virtqueue.should_interrupt = should_interrupt
+
+    push = Virtqueue.push
+
+    def counted_push(self: Any, head: int, written: int) -> None:
+        push(self, head, written)
+        kind = getattr(self, "_prof_kind", None)
+        if kind == "blk":
+            prof.c["requests_blk"] += 1
+        elif kind == "net":
+            prof.add("frames_rx" if self.index == 0 else "frames_tx", 1)
+    Virtqueue.push = counted_push
+
+
+def phase_report(p: dict[str, Any]) -> str:
+    """One phase's figures as a line: shares of wall time and events per second."""
+    wall = p["wall_ns"] or 1
+    cpu, bus, blk, tx, idle = (p[k] for k in ("t_cpu", "t_bus", "t_blk", "t_net_tx", "t_idle"))
+    dev = blk + tx
+    regs = bus - dev  # register emulation (virtio, PLIC, UART...) outside the request paths
+    host = bus + p["t_net_rx"]
+    other = wall - cpu - bus - idle
+    sec = wall / 1e9
+    parts = [f"{p['line'][:40]:40s} {sec:6.2f} s",
+             f"guest CPU {cpu / wall:5.1%}", f"host device paths {dev / wall:5.1%}",
+             f"(image I/O {p['t_disk'] / wall:5.1%}, backend send {p['t_net_send'] / wall:5.1%})",
+             f"register MMIO {regs / wall:5.1%}", f"net rx thread {p['t_net_rx'] / wall:5.1%}",
+             f"idle {idle / wall:5.1%}", f"run loop {other / wall:5.1%}",
+             f"=> host side {host / wall:5.1%}",
+             f"| per s: {p['mmio_exits'] / sec:7.0f} MMIO exits, "
+             f"{(p['notifies_blk'] + p['notifies_net']) / sec:6.0f} notifies, "
+             f"{(p['irqs_blk'] + p['irqs_net']) / sec:6.0f} irqs, {p['requests_blk'] / sec:6.0f} blk requests, "
+             f"{p['frames_tx'] / sec:6.0f} tx / {p['frames_rx'] / sec:6.0f} rx frames"]
+    return "  ".join(parts)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 3 or argv[0] != "--out" or argv[2] != "--":
+        print("usage: python bench/ioprofile.py --out FILE -- run [options] -- COMMAND", file=sys.stderr)
+        return 2
+    prof = Profile(argv[1])
+    install(prof)
+    import wirt.cli as cli
+    from wirt.machine.board import Machine
+
+    init = Machine.__init__
+
+    def machine_init(self: Any, *a: Any, on_output: Callable[[bytes], None] | None = None, **kw: Any) -> None:
+        def output(data: bytes) -> None:
+            prof.console(data)
+            if on_output is not None:
+                on_output(data)
+        init(self, *a, on_output=output, **kw)
+    Machine.__init__ = machine_init
+    return cli.main(argv[3:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
