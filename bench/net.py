@@ -11,8 +11,9 @@ path):
   closes (so the guest has read everything); the guest's byte count is checked.
 QEMU runs `qemu-system-riscv64 -M virt` with the same firmware, kernel, initramfs and kernel
 command line, its NIC on `virtio-net-device`, through
-- passt (default): the same passt binary and options as wirt, over a socketpair handed to QEMU
-  as `-netdev stream,addr.type=fd` (QEMU 7.2's stream netdev speaks passt's framing), and/or
+- passt (default): the same passt binary and options as wirt (MTU 65520), over a socketpair
+  handed to QEMU as `-netdev stream,addr.type=fd` (QEMU 7.2's stream netdev speaks passt's
+  framing), its NIC given the same MTU (`host_mtu`, as wirt's NIC offers passt's), and/or
 - slirp: QEMU's built-in `-netdev user` with `hostfwd`.
 
     python bench/net.py [--mb 32] [--qemu passt,slirp|none] [--runs 1] [--profile]
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import guestbench as gb
+from wirt.netback.passt import PASST_MTU
 
 GUEST_PORT = 5001
 READY = "netio listening"
@@ -167,10 +169,12 @@ def run_qemu(mb: int, backend: str, initrd: Path) -> Result:
             slirp = f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_PORT}"
             cmd = gb.qemu_cmd(script, initrd=str(initrd), devices=["-netdev", slirp, *nic])
             return measure(cmd, port, up, mb)
-        # passt exactly as wirt's PasstBackend starts it (wirt.netback.passt), QEMU on the other end.
+        # passt exactly as wirt's PasstBackend starts it (wirt.netback.passt), QEMU on the other end,
+        # its NIC offering the same MTU as wirt's (virtio-net's host_mtu: VIRTIO_NET_F_MTU).
+        nic = ["-device", f"virtio-net-device,netdev=n0,host_mtu={PASST_MTU}"]
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         passt = subprocess.Popen([shutil.which("passt") or "passt", "-f", "-q", "-F", str(theirs.fileno()),
-                                  "-m", "1500", "-t", f"{port}:{GUEST_PORT}"], pass_fds=[theirs.fileno()],
+                                  "-m", str(PASST_MTU), "-t", f"{port}:{GUEST_PORT}"], pass_fds=[theirs.fileno()],
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         theirs.close()
         try:

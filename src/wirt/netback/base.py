@@ -21,6 +21,9 @@ MAX_FRAME = 65536 + 64
 class NetBackend(ABC):
     """One end of an Ethernet link (user-mode via passt, tap, socket)."""
 
+    #: Largest MTU the link carries; the NIC offers it to the guest (virtio-net VIRTIO_NET_F_MTU).
+    mtu: int = 1500
+
     @abstractmethod
     def start(self, deliver: Deliver) -> None:
         """Start receiving; every incoming frame is passed to `deliver` on the backend thread."""
@@ -28,6 +31,11 @@ class NetBackend(ABC):
     @abstractmethod
     def send(self, frame: bytes) -> None:
         """Send one Ethernet frame (never blocks for long; drops when the peer is stuck)."""
+
+    def send_many(self, frames: list[bytes]) -> None:
+        """Send several frames in order; stream backends write them with one system call."""
+        for frame in frames:
+            self.send(frame)
 
     @abstractmethod
     def close(self) -> None:

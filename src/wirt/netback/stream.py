@@ -99,6 +99,27 @@ class StreamLink:
             self.loop.wake()
         return True
 
+    def send_many(self, frames: list[bytes]) -> int:
+        """Queue several frames and write them with one send; returns how many were dropped."""
+        dropped = 0
+        with self._lock:
+            out = self._out
+            for frame in frames:
+                if self.closed or len(out) + len(frame) + 4 > MAX_QUEUED:
+                    dropped += 1
+                    continue
+                out += _LEN.pack(len(frame))
+                out += frame
+            self.dropped += dropped
+            try:
+                self._flush_locked()
+            except OSError:
+                pass  # the loop sees the error on its next read and closes the link
+            pending = bool(out)
+        if pending:
+            self.loop.wake()
+        return dropped
+
     def _flush_locked(self) -> None:
         while self._out:
             try:
@@ -167,6 +188,11 @@ class StreamBackend(NetBackend):
         link = self._link
         if link is not None:
             link.send(frame)
+
+    def send_many(self, frames: list[bytes]) -> None:
+        link = self._link
+        if link is not None:
+            link.send_many(frames)
 
     def close(self) -> None:
         if self.closed:
