@@ -191,3 +191,89 @@ def test_host_io_error_is_ioerr(image, monkeypatch):
     assert request(q, T_IN, 0, in_len=512)[0] == S_IOERR
     assert not d.r(R.STATUS) & STATUS_DEVICE_NEEDS_RESET
     disk.close()
+
+
+# ---- the batched path: everything available at a notify is served together ---------------------
+
+def _queue_request(q, rtype, sector=0, out=b"", in_len=0, pieces=1, indirect=False):
+    """Make one request available without notifying; data split into `pieces` buffers."""
+    outs = [hdr(rtype, sector)]
+    step = max(1, -(-len(out) // pieces)) if out else 0
+    outs += [out[i: i + step] for i in range(0, len(out), step)] if out else []
+    ins = [in_len // pieces] * pieces if in_len else []
+    return q.add(outs, ins + [1], publish=False, indirect=indirect)
+
+
+def test_batch_of_adjacent_and_scattered_requests(image):
+    """Eight writes in one kick (adjacent ones merged into one host write, a flush between two
+    runs, one out of range), then eight reads: each request gets its own status and data."""
+    disk, t, d, q = attach(image)
+    blocks = [bytes([i + 1]) * 4096 for i in range(8)]
+    sectors = [0, 8, 16, 24, 100, 108, SIZE // 512 - 4, 200]  # two runs, one past the end, one alone
+    heads = []
+    for i, (sec, data) in enumerate(zip(sectors, blocks)):
+        heads.append(_queue_request(q, T_OUT, sec, data, pieces=4, indirect=True))
+        if i == 3:
+            heads.append(_queue_request(q, T_FLUSH, indirect=True))
+    q.publish()
+    q.kick()
+    used = dict(q.get_used())
+    assert set(used) == set(heads)
+    statuses = [q.read_in(h)[-1] for h in heads]
+    assert statuses == [S_OK] * 4 + [S_OK] + [S_OK, S_OK, S_IOERR, S_OK]
+    reads = [_queue_request(q, T_IN, sec, in_len=4096, pieces=8, indirect=True) for sec in sectors]
+    q.publish()
+    q.kick()
+    used = dict(q.get_used())
+    for i, (h, sec) in enumerate(zip(reads, sectors)):
+        back = q.read_in(h)
+        if sec + 8 > SIZE // 512:
+            assert back[-1] == S_IOERR
+        else:
+            assert back[-1] == S_OK and back[:-1] == blocks[i] and used[h] == 4097
+    disk.close()
+    with open_image(image) as img:
+        assert img.read(16 * 512, 4096) == blocks[2] and img.read(108 * 512, 4096) == blocks[5]
+
+
+def test_batch_rejects_a_head_made_available_twice(image):
+    disk, t, d, q = attach(image)
+    h = _queue_request(q, T_OUT, 0, b"x" * 512)
+    q.put_avail(h, publish=False)  # the same chain again before the device returned it
+    q.publish()
+    q.kick()
+    assert d.r(R.STATUS) & STATUS_DEVICE_NEEDS_RESET
+    disk.close()
+
+
+def test_batch_rejects_out_of_range_descriptors(image):
+    """A chain pointing outside guest RAM, queued after good ones, fails the device."""
+    disk, t, d, q = attach(image)
+    _queue_request(q, T_OUT, 0, b"a" * 512)
+    head = _queue_request(q, T_IN, 0, in_len=512)
+    # rewrite the data descriptor of the second chain: address past the end of RAM
+    q.write_desc(q.desc, (head + 1) % q.num, (2 << 20) - 256 + 0x8000_0000, 512, 3, (head + 2) % q.num)
+    q.publish()
+    q.kick()
+    assert d.r(R.STATUS) & STATUS_DEVICE_NEEDS_RESET
+    disk.close()
+
+
+@pytest.mark.parametrize("ring", ["desc", "avail", "used"])
+def test_batch_rejects_buffers_overlapping_the_rings(image, ring):
+    """A read whose data buffer overlaps the queue's own rings is refused, not performed."""
+    disk, t, d, q = attach(image)
+    with open_image(image, read_only=False) as img:
+        img.write(0, b"\xab" * 512)
+    _queue_request(q, T_OUT, 8, b"b" * 512)
+    head = _queue_request(q, T_IN, 0, in_len=512)
+    target = getattr(q, ring)
+    q.write_desc(q.desc, (head + 1) % q.num, target, 512, 3, (head + 2) % q.num)
+    before = d.mem.read(q.desc, 16 * q.num) if ring != "desc" else None
+    q.publish()
+    q.kick()
+    assert d.r(R.STATUS) & STATUS_DEVICE_NEEDS_RESET
+    assert b"\xab" * 16 not in d.mem.read(min(q.desc, q.avail, q.used), 16 * q.num + 16 * q.num)
+    if before is not None:
+        assert d.mem.read(q.desc, 16 * q.num) == before
+    disk.close()

@@ -192,6 +192,12 @@ class Virtqueue:
         table, size = self.desc, self.num
         in_indirect = False
         i, seen = head, 0
+        # The rings the device itself writes or reads: no buffer the device writes may overlap
+        # them (§2.7.4: buffers are driver memory apart from the rings), or a request's data
+        # would overwrite the queue's own state under the batch that is still reading it.
+        num = self.num
+        rings = ((self.desc, self.desc + DESC_SIZE * num), (self.driver, self.driver + 6 + 2 * num),
+                 (self.device, self.device + 6 + 8 * num))
         while True:
             seen += 1
             if seen > size:
@@ -217,6 +223,11 @@ class Virtqueue:
                 continue
             buf = ram.view(addr, length)
             if flags & VIRTQ_DESC_F_WRITE:
+                end = addr + length
+                for lo, hi in rings:
+                    if addr < hi and lo < end:
+                        raise VirtqueueError(f"queue {self.index}: device-writable buffer {addr:#x}+{length:#x} "
+                                             "overlaps the queue's rings")
                 writable.append(buf)
             elif writable:
                 # §2.7.4.2: device-readable descriptors come before device-writable ones.
