@@ -1,11 +1,12 @@
 """Disk throughput measured inside the guest: wirt's virtio-blk beside QEMU's on the same work.
 
 The guest runs bench/diskio.c (a static riscv64 program appended to the default initramfs)
-on /dev/vda with O_DIRECT, so every request reaches the virtual device and none is served
-by the guest's page cache; one request is in flight at a time. Phases: sequential 1 MiB
-writes over the first SIZE MiB then fsync, sequential 1 MiB reads of them, random 4 KiB reads
-and random 4 KiB writes (then fsync) for SECONDS each. Each disk is a fresh file on the host
-(raw, and qcow2 with 64 KiB clusters made by wirt), used with the host's page cache by both
+on /dev/vda with O_DIRECT, so every request reaches the virtual device and none is served by
+the guest's page cache. Phases, one request in flight except the last: sequential 1 MiB writes
+over the first SIZE MiB then fsync, sequential 1 MiB reads of them, random 4 KiB reads and
+random 4 KiB writes (then fsync) for SECONDS each, and a fio-style mix (70 % random 4 KiB reads,
+30 % writes, eight in flight through Linux native AIO, then fsync). Each disk is a fresh file
+on the host (raw, and qcow2 with 64 KiB clusters made by wirt), used with the host's page cache by both
 (QEMU's default cache=writeback). QEMU: `qemu-system-riscv64 -M virt` with the very same
 firmware, kernel, initramfs and kernel command line, the disk on `virtio-blk-device`.
 
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import guestbench as gb
 
-PHASES = ("seqwrite", "seqread", "randread", "randwrite")
+PHASES = ("seqwrite", "seqread", "randread", "randwrite", "mixed")
 _LINE = re.compile(r"^diskio (\w+) (\d+) (\d+) (\d+)\s*$", re.M)
 
 
@@ -97,7 +98,7 @@ def main() -> int:
         if "qemu" not in hypervisors:
             print("qemu : not run (qemu-system-riscv64 not installed or --no-qemu)")
         header = f"{'format':6s} {'hypervisor':10s} {'seq write MB/s':>15s} {'seq read MB/s':>14s} " \
-                 f"{'rand read IOPS':>15s} {'rand write IOPS':>16s}"
+                 f"{'rand read IOPS':>15s} {'rand write IOPS':>16s} {'mixed QD8 IOPS':>15s}"
         print(gb.host_load())
         print(header)
         for fmt in formats:
@@ -109,11 +110,11 @@ def main() -> int:
                     best = {p: max(best.get(p, 0.0), r[p]) for p in PHASES}
                 results[hv] = best
                 print(f"{fmt:6s} {hv:10s} {best['seqwrite']:15.1f} {best['seqread']:14.1f} "
-                      f"{best['randread']:15.0f} {best['randwrite']:16.0f}", flush=True)
+                      f"{best['randread']:15.0f} {best['randwrite']:16.0f} {best['mixed']:15.0f}", flush=True)
             if "qemu" in results:
                 w, q = results["wirt"], results["qemu"]
                 print(f"{fmt:6s} {'wirt/qemu':10s} " + " ".join(
-                    f"{w[p] / q[p]:{width}.2f}" for p, width in zip(PHASES, (15, 14, 15, 16))), flush=True)
+                    f"{w[p] / q[p]:{width}.2f}" for p, width in zip(PHASES, (15, 14, 15, 16, 15))), flush=True)
     return 0
 
 

@@ -3,12 +3,14 @@
  *   diskio DEVICE SIZE_MIB RANDOM_SECONDS
  *
  * With O_DIRECT (no guest page cache: every request reaches the virtio-blk device) and one
- * request in flight, it runs four phases on the first SIZE_MIB MiB of DEVICE and prints one
+ * request in flight (eight in the last phase), it runs four phases on the first SIZE_MIB MiB of DEVICE and prints one
  * line per phase, `diskio PHASE BLOCK_BYTES OPS NANOSECONDS`:
  *   seqwrite  1 MiB blocks over the region, then fsync (a virtio-blk FLUSH request)
  *   seqread   1 MiB blocks over the region
  *   randread  4 KiB blocks at random 4 KiB-aligned offsets, for RANDOM_SECONDS
  *   randwrite 4 KiB blocks at random offsets for RANDOM_SECONDS, then fsync
+ *   mixed     4 KiB blocks at random offsets, 70 % reads / 30 % writes, 8 in flight (Linux
+ *             native AIO), for RANDOM_SECONDS, then fsync
  * (`diskio start` comes first.) Time is CLOCK_MONOTONIC. No libc: system calls through guestsys.h.
  */
 
@@ -20,6 +22,9 @@
 #define SYS_pwrite64 68
 #define SYS_fsync 82
 #define SYS_clock_gettime 113
+#define SYS_io_setup 0 /* Linux native AIO: O_DIRECT requests in flight together */
+#define SYS_io_submit 2
+#define SYS_io_getevents 4
 
 #define AT_FDCWD (-100)
 #define O_RDWR 2
@@ -28,6 +33,25 @@
 #define MIB (1UL << 20)
 
 static char buf[MIB] __attribute__((aligned(4096)));
+
+#define DEPTH 8
+struct iocb { /* linux/aio_abi.h, little-endian 64-bit layout */
+    u64 data;
+    unsigned int key, rw_flags;
+    unsigned short opcode;
+    short reqprio;
+    unsigned int fildes;
+    u64 buf, nbytes;
+    i64 offset;
+    u64 reserved2;
+    unsigned int flags, resfd;
+};
+struct io_event {
+    u64 data, obj;
+    i64 res, res2;
+};
+#define IOCB_CMD_PREAD 0
+#define IOCB_CMD_PWRITE 1
 
 static u64 parse(const char *s) {
     u64 v = 0;
@@ -95,6 +119,51 @@ static void random4k(i64 fd, u64 size, u64 seconds, int write) {
     report(write ? "randwrite" : "randread", 4096, ops, now_ns() - t0);
 }
 
+/* Random 4 KiB requests, 70 % reads and 30 % writes, DEPTH in flight (fio's randrw,
+ * rwmixread=70, iodepth=8, libaio), for `seconds`, then fsync. */
+static void mixed(i64 fd, u64 size, u64 seconds) {
+    static struct iocb cbs[DEPTH];
+    static struct iocb *ptrs[DEPTH];
+    static struct io_event events[DEPTH];
+    u64 ctx = 0, blocks = size / 4096, ops = 0, inflight = 0;
+    i64 r = sys6(SYS_io_setup, DEPTH, (i64)&ctx, 0, 0, 0, 0);
+    if (r < 0) die("io_setup", r);
+    u64 t0 = now_ns(), end = t0 + seconds * 1000000000UL;
+    for (int i = 0; i < DEPTH; i++) ptrs[i] = &cbs[i];
+    int nsub = DEPTH;
+    for (;;) {
+        for (int i = 0; i < nsub; i++) { /* refill the slots in ptrs[0..nsub) */
+            struct iocb *cb = ptrs[i];
+            u64 slot = (u64)(cb - cbs);
+            cb->data = slot;
+            cb->opcode = next() % 10 < 7 ? IOCB_CMD_PREAD : IOCB_CMD_PWRITE;
+            cb->fildes = (unsigned int)fd;
+            cb->buf = (u64)(buf + slot * 4096);
+            cb->nbytes = 4096;
+            cb->offset = (i64)((next() % blocks) * 4096);
+        }
+        if (nsub) {
+            r = sys6(SYS_io_submit, (i64)ctx, nsub, (i64)ptrs, 0, 0, 0);
+            if (r != nsub) die("io_submit", r < 0 ? r : -5);
+            inflight += (u64)nsub;
+        }
+        r = sys6(SYS_io_getevents, (i64)ctx, 1, DEPTH, (i64)events, 0, 0);
+        if (r < 0) die("io_getevents", r);
+        int stop = now_ns() >= end;
+        nsub = 0;
+        for (int i = 0; i < r; i++) {
+            if (events[i].res != 4096) die("aio", events[i].res < 0 ? events[i].res : -5);
+            ops++;
+            inflight--;
+            if (!stop) ptrs[nsub++] = &cbs[events[i].data];
+        }
+        if (stop && inflight == 0) break;
+    }
+    r = sys6(SYS_fsync, fd, 0, 0, 0, 0, 0);
+    if (r < 0) die("fsync", r);
+    report("mixed", 4096, ops, now_ns() - t0);
+}
+
 int cmain(i64 *sp) {
     i64 argc = sp[0];
     char **argv = (char **)(sp + 1);
@@ -111,6 +180,7 @@ int cmain(i64 *sp) {
     sequential(fd, size, 0);
     random4k(fd, size, seconds, 0);
     random4k(fd, size, seconds, 1);
+    mixed(fd, size, seconds);
     sys6(SYS_close, fd, 0, 0, 0, 0, 0);
     return 0;
 }
