@@ -134,7 +134,7 @@ def test_net_config_and_features():
     nic, t, d, _ = net_device(Loopback(), "a")
     assert d.r(R.DEVICE_ID) == 1
     feats = d.device_features()
-    assert feats >> 5 & 1 and feats >> 16 & 1 and not feats >> 15 & 1  # MAC, STATUS, no MRG_RXBUF
+    assert feats >> 5 & 1 and feats >> 16 & 1 and feats >> 15 & 1  # MAC, STATUS, MRG_RXBUF
     mac = bytes(d.config(i, 1) for i in range(6))
     assert mac == vm_mac("a") and mac[0] == 0x52
     assert d.config(6, 2) == 1  # link up
@@ -148,7 +148,7 @@ def test_net_config_and_features():
 def test_net_tx_and_rx_with_pending_queue():
     be = Loopback()
     nic, t, d, irq = net_device(be)
-    rx, tx = d.init()
+    rx, tx = d.init(features=d.device_features() & ~(1 << 15))  # without MRG_RXBUF
     frame = bytes(range(60))
     tx.add([bytes(HDR_LEN), frame[:20], frame[20:]], [])
     tx.kick()
@@ -169,6 +169,27 @@ def test_net_tx_and_rx_with_pending_queue():
     assert rx.read_in(h2)[HDR_LEN:HDR_LEN + 70] == b"\x03" * 70
     assert nic.stats["rx_dropped"] == 1 and nic.pending_frames() == 0
     assert irq.level
+
+
+def test_net_rx_mergeable_buffers():
+    """With MRG_RXBUF a frame spreads over as many posted buffers as it needs (num_buffers in
+    the first header); it waits while too few are posted."""
+    be = Loopback()
+    nic, t, d, irq = net_device(be)
+    rx, tx = d.init()
+    frame = bytes(i & 0xFF for i in range(1400))
+    hs = [rx.add([], [512]) for _ in range(2)]
+    rx.kick()
+    be.deliver(frame)
+    assert nic.pending_frames() == 1 and rx.get_used() == []  # 1024 bytes posted: not enough
+    hs.append(rx.add([], [256, 256]))
+    rx.kick()
+    used = rx.get_used()
+    assert [h for h, _ in used] == hs and [n for _, n in used] == [512, 512, HDR_LEN + 1400 - 1024]
+    data = b"".join(rx.read_in(h) for h in hs)
+    assert struct.unpack("<BBHHHHH", data[:HDR_LEN])[-1] == 3
+    assert data[HDR_LEN:HDR_LEN + 1400] == frame
+    assert nic.pending_frames() == 0 and nic.stats["rx_frames"] == 1 and irq.level
 
 
 def test_net_rx_queue_is_bounded_and_dropped_without_driver():

@@ -3,9 +3,10 @@
 The device speaks to any backend with `start(deliver)`, `send(frame)` and `close()` (see
 `wirt.netback`); it does not know which one. Offered: VERSION_1, MAC, STATUS (link up), MTU
 (the backend's: 65520 behind passt, so bulk TCP moves 64 KiB frames), INDIRECT_DESC, EVENT_IDX.
-Not offered: checksum/GSO offloads, MRG_RXBUF, control queue, MQ.
+MRG_RXBUF (a frame may fill several receive buffers). Not offered: checksum/GSO
+offloads, control queue, MQ.
 Every buffer therefore starts with the 12-byte `virtio_net_hdr_v1` (§5.1.6: with VERSION_1
-the header always has `num_buffers`), and every received frame fits in one receive chain.
+the header always has `num_buffers`); without MRG_RXBUF every received frame fits in one chain.
 
 Receive: the backend's thread calls `receive(frame)`. Frames wait in a bounded queue until the
 guest has posted receive buffers (they are not dropped just because the guest has not refilled
@@ -86,7 +87,7 @@ class VirtioNet(VirtioDevice):
     # ---- features and config (§5.1.3, §5.1.4) ------------------------------------------------
 
     def features(self) -> int:
-        return COMMON_FEATURES | bit(F_MAC) | bit(F_STATUS) | bit(F_MTU)
+        return COMMON_FEATURES | bit(F_MAC) | bit(F_STATUS) | bit(F_MTU) | bit(F_MRG_RXBUF)
 
     def config(self) -> bytes:
         # mac[6], status, max_virtqueue_pairs, mtu
@@ -134,6 +135,10 @@ class VirtioNet(VirtioDevice):
         if not q.ready or not transport.driver_ok:
             return
         pending = self._pending
+        if self.negotiated(F_MRG_RXBUF):
+            self._fill_rx_mergeable(q)
+            transport.notify_used(q)
+            return
         chain: Chain | None = None
         while pending:
             if chain is None:
@@ -153,6 +158,40 @@ class VirtioNet(VirtioDevice):
         if chain is not None:
             q.unpop()
         transport.notify_used(q)
+
+    def _fill_rx_mergeable(self, q: Virtqueue) -> None:
+        """§5.1.6.4.2 with VIRTIO_NET_F_MRG_RXBUF: a frame fills as many receive chains as it
+        needs (Linux posts page-sized ones), the first header's num_buffers counting them."""
+        pending = self._pending
+        while pending:
+            frame = pending[0]
+            need = HDR_LEN + len(frame)
+            chains: list[Chain] = []
+            room = 0
+            while room < need and len(chains) < q.num:
+                chain = q.pop()
+                if chain is None:
+                    break
+                chains.append(chain)
+                room += chain.write_len
+            if room < need:
+                if len(chains) < q.num:
+                    for _ in chains:  # not enough buffers yet: wait for the guest to post more
+                        q.unpop()
+                    return
+                pending.popleft()  # larger than the whole ring could ever hold
+                self.stats["rx_dropped"] += 1
+                for _ in chains:
+                    q.unpop()
+                continue
+            pending.popleft()
+            data = memoryview(struct.pack("<BBHHHHH", 0, 0, 0, 0, 0, 0, len(chains)) + frame)
+            pos = 0
+            for chain in chains:
+                n = scatter(chain.writable, data[pos:])
+                q.push(chain.head, n)
+                pos += n
+            self.stats["rx_frames"] += 1
 
     # ---- transmit (§5.1.6.2) ----------------------------------------------------------------------
 
