@@ -3,8 +3,10 @@
 The device speaks to any backend with `start(deliver)`, `send(frame)` and `close()` (see
 `wirt.netback`); it does not know which one. Offered: VERSION_1, MAC, STATUS (link up), MTU
 (the backend's: 65520 behind passt, so bulk TCP moves 64 KiB frames), INDIRECT_DESC, EVENT_IDX.
-MRG_RXBUF (a frame may fill several receive buffers). Not offered: checksum/GSO
-offloads, control queue, MQ.
+MRG_RXBUF (a frame may fill several receive buffers), CSUM (the device completes checksums the
+guest leaves partial) and, behind backends whose frames carry correct checksums (passt),
+GUEST_CSUM (received frames are marked DATA_VALID, so the guest does not verify them again).
+Not offered: GSO/TSO, control queue, MQ.
 Every buffer therefore starts with the 12-byte `virtio_net_hdr_v1` (§5.1.6: with VERSION_1
 the header always has `num_buffers`); without MRG_RXBUF every received frame fits in one chain.
 
@@ -22,6 +24,8 @@ import struct
 from collections import deque
 from typing import Any, Callable, Protocol
 
+import numpy as np
+
 from wirt.devices.virtio.device import COMMON_FEATURES, VirtioDevice
 from wirt.devices.virtio.spec import ID_NET, bit
 from wirt.devices.virtio.virtqueue import Chain, Virtqueue, scatter, take
@@ -31,6 +35,8 @@ __all__ = ["VirtioNet", "FrameBackend", "HDR_LEN"]
 log = logging.getLogger(__name__)
 
 # §5.1.3 Feature bits
+F_CSUM = 0
+F_GUEST_CSUM = 1
 F_MTU = 3
 F_MAC = 5
 F_MRG_RXBUF = 15
@@ -44,6 +50,10 @@ QUEUE_SIZE = 256
 HDR_LEN = 12  # struct virtio_net_hdr_v1 (§5.1.6)
 # flags=0, gso_type=GSO_NONE, hdr_len, gso_size, csum_start, csum_offset = 0, num_buffers=1
 _RX_HDR = struct.pack("<BBHHHHH", 0, 0, 0, 0, 0, 0, 1)
+# §5.1.6 virtio_net_hdr flags
+HDR_F_NEEDS_CSUM = 1
+HDR_F_DATA_VALID = 2
+_HDR = struct.Struct("<BBHHHHH")
 MAX_PENDING_FRAMES = 512
 #: Largest frame accepted from the guest (no GSO is offered, so MTU + Ethernet/VLAN header).
 MAX_TX_FRAME = 65535 + 18
@@ -61,6 +71,23 @@ class FrameBackend(Protocol):
     def close(self) -> None: ...
 
 
+def complete_checksum(frame: bytes, start: int, offset: int) -> bytes | None:
+    """§5.1.6.2 VIRTIO_NET_HDR_F_NEEDS_CSUM: the Internet checksum (RFC 1071) of the frame
+    from `start` on, stored at start+offset, where the driver left the pseudo-header's partial
+    sum; None when that lies outside the frame."""
+    at = start + offset
+    if at + 2 > len(frame) or offset < 0:
+        return None
+    data = frame[start:] + (b"\0" if (len(frame) - start) & 1 else b"")
+    total = int(np.frombuffer(data, dtype=">u2").sum(dtype=np.uint64))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    # A computed 0 goes out as 0xFFFF (the same value in ones' complement; RFC 768: UDP's 0
+    # would mean "no checksum").
+    csum = ~total & 0xFFFF or 0xFFFF
+    return frame[:at] + struct.pack(">H", csum) + frame[at + 2:]
+
+
 class VirtioNet(VirtioDevice):
     """A virtio network card attached to a frame backend."""
 
@@ -73,6 +100,9 @@ class VirtioNet(VirtioDevice):
         if len(mac) != 6:
             raise ValueError("a MAC address is 6 bytes (see wirt.netback.mac.parse_mac)")
         self.backend = backend
+        # The backend vouches that every frame it delivers carries correct checksums (passt
+        # builds them all): the guest may then skip verifying them (VIRTIO_NET_F_GUEST_CSUM).
+        self.rx_checksums_valid = bool(getattr(backend, "checksums_valid", False))
         self._send_many = getattr(backend, "send_many", None) or (lambda frames: [backend.send(f) for f in frames])
         self.mac = bytes(mac)
         # The link's MTU (passt: 65520) unless given: Linux adopts VIRTIO_NET_F_MTU as the
@@ -87,7 +117,10 @@ class VirtioNet(VirtioDevice):
     # ---- features and config (§5.1.3, §5.1.4) ------------------------------------------------
 
     def features(self) -> int:
-        return COMMON_FEATURES | bit(F_MAC) | bit(F_STATUS) | bit(F_MTU) | bit(F_MRG_RXBUF)
+        f = COMMON_FEATURES | bit(F_MAC) | bit(F_STATUS) | bit(F_MTU) | bit(F_MRG_RXBUF) | bit(F_CSUM)
+        if self.rx_checksums_valid:
+            f |= bit(F_GUEST_CSUM)
+        return f
 
     def config(self) -> bytes:
         # mac[6], status, max_virtqueue_pairs, mtu
@@ -151,13 +184,19 @@ class VirtioNet(VirtioDevice):
                 # the buffer for the next frame.
                 self.stats["rx_dropped"] += 1
                 continue
-            n = scatter(chain.writable, _RX_HDR + frame)
+            n = scatter(chain.writable, self._rx_header(1) + frame)
             q.push(chain.head, n)
             self.stats["rx_frames"] += 1
             chain = None
         if chain is not None:
             q.unpop()
         transport.notify_used(q)
+
+    def _rx_header(self, num_buffers: int) -> bytes:
+        """virtio_net_hdr_v1 of a received frame (§5.1.6.4): no GSO; DATA_VALID when the
+        driver took GUEST_CSUM and the backend's checksums are known to be right."""
+        valid = self.rx_checksums_valid and self.negotiated(F_GUEST_CSUM)
+        return _HDR.pack(HDR_F_DATA_VALID if valid else 0, 0, 0, 0, 0, 0, num_buffers)
 
     def _fill_rx_mergeable(self, q: Virtqueue) -> None:
         """§5.1.6.4.2 with VIRTIO_NET_F_MRG_RXBUF: a frame fills as many receive chains as it
@@ -185,7 +224,7 @@ class VirtioNet(VirtioDevice):
                     q.unpop()
                 continue
             pending.popleft()
-            data = memoryview(struct.pack("<BBHHHHH", 0, 0, 0, 0, 0, 0, len(chains)) + frame)
+            data = memoryview(self._rx_header(len(chains)) + frame)
             pos = 0
             for chain in chains:
                 n = scatter(chain.writable, data[pos:])
@@ -204,10 +243,17 @@ class VirtioNet(VirtioDevice):
         # passt's socket), and the driver hears once, after all of them (§2.7.10 event index).
         frames: list[bytes] = []
         while (chain := queue.pop()) is not None:
+            frame = None
             if HDR_LEN < chain.read_len <= HDR_LEN + MAX_TX_FRAME:
-                frames.append(b"".join(take(chain.readable, HDR_LEN)[1]))  # one copy out of RAM
+                head, body = take(chain.readable, HDR_LEN)
+                hdr = _HDR.unpack(b"".join(head))
+                frame = b"".join(body)  # one copy out of RAM
+                if hdr[0] & HDR_F_NEEDS_CSUM:
+                    frame = complete_checksum(frame, hdr[4], hdr[5])
+            if frame is not None:
+                frames.append(frame)
             else:
-                self.stats["tx_dropped"] += 1  # empty, or larger than any frame we offered to take
+                self.stats["tx_dropped"] += 1  # empty, too large, or a checksum outside the frame
             queue.push(chain.head, 0)
         if frames:
             self.stats["tx_frames"] += len(frames)
