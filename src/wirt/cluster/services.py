@@ -45,7 +45,25 @@ def connect(address: str) -> Any:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WirtError(f"cannot reach the wirt cluster at {address}: {first}; start it with "
                         "`wirt cluster up` or check --cluster / WIRT_CLUSTER") from None
+    _events_to_stderr()
     return ray
+
+
+def _events_to_stderr() -> None:
+    """Ray's driver prints cluster events ("node ... has been marked dead") on stdout, where they
+    would break `wirt ls --json`; send them to stderr (ray._private.worker.print_to_stdstream,
+    the one function its event thread prints through)."""
+    import ray._private.worker as rw
+
+    original = getattr(rw, "print_to_stdstream", None)
+    if original is None or getattr(original, "_wirt", False):
+        return
+
+    def to_stderr(data: dict, ignore_prefix: bool = False) -> None:
+        original(dict(data, is_err=True), ignore_prefix=ignore_prefix)
+
+    to_stderr._wirt = True  # type: ignore[attr-defined]
+    rw.print_to_stdstream = to_stderr
 
 
 def call(ref: Any, what: str = "", timeout: float | None = None) -> Any:
