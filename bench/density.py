@@ -11,7 +11,13 @@ virtio console on a Unix socket so the same wirt-agent answers there, and prints
 The host's available memory divided by the memory per idle VM estimates how many such VMs fit,
 and wirt's own admission control (default settings) says how many it would start before refusing.
 
+With --boot it instead boots the Debian root disk once per init (systemd, wirt's minimal init)
+and reports the time from start until the guest agent answers, and for systemd until
+`systemctl is-system-running --wait` returns (the full multi-user boot), with QEMU beside it on a
+qcow2 overlay of the same disk with the same kernel, initramfs and kernel command line.
+
 Usage: python bench/density.py [-n 4] [--memory 128M] [--settle 10] [--sample 10] [--no-qemu]
+       python bench/density.py --boot [--memory 1G] [--no-qemu]
 """
 
 from __future__ import annotations
@@ -117,14 +123,17 @@ def run_wirt(n: int, memory: str, settle: float, sample: float) -> tuple[list[Sa
 class QemuVM:
     """A qemu-system-riscv64 VM whose virtio console (/dev/hvc0) is a Unix socket we connect to."""
 
-    def __init__(self, qemu: str, guest, memory: str, bootargs: str, workdir: Path, index: int) -> None:
+    def __init__(self, qemu: str, guest, memory: str, bootargs: str, workdir: Path, index: int,
+                 disk: Path | None = None) -> None:
         from wirt.vm.agent import GuestAgent
 
         self.sock_path = workdir / f"q{index}.sock"
+        # The disk first, as wirt attaches it (virtio-mmio slot order: /dev/vda).
+        drive = ["-drive", f"file={disk},if=none,id=d0,format=qcow2", "-device", "virtio-blk-device,drive=d0"] if disk else []
         self.proc = subprocess.Popen(
             [qemu, "-M", "virt", "-m", memory.rstrip("B"), "-smp", "1", "-nographic", "-nodefaults",
              "-serial", "null", "-monitor", "none", "-bios", str(guest.firmware), "-kernel", str(guest.kernel),
-             "-initrd", str(guest.initrd), "-append", bootargs,
+             "-initrd", str(guest.initrd), "-append", bootargs, *drive,
              "-chardev", f"socket,id=agent,path={self.sock_path},server=on,wait=off",
              "-device", "virtio-serial-device", "-device", "virtconsole,chardev=agent"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -148,12 +157,12 @@ class QemuVM:
                 return
             self.agent.on_output(data)
 
-    def exec_true(self) -> int:
+    def exec_true(self, command: str = "true", timeout: float = 120) -> int:
         if not self.agent.wait_ready(AGENT_WAIT):
             raise SystemExit("the QEMU guest's agent did not come up")
-        session = self.agent.start("true")
+        session = self.agent.start(command)
         status = 0
-        for ev in self.agent.events(session, kill_after=120):
+        for ev in self.agent.events(session, timeout=timeout):
             status = ev.status
         return status
 
@@ -190,8 +199,81 @@ def run_qemu(qemu: str, n: int, memory: str, settle: float, sample: float) -> tu
         shutil.rmtree(work, ignore_errors=True)
 
 
+# ---- boot to agent, root disk, both inits ---------------------------------------------------------
+BOOTED = "systemctl is-system-running --wait >/dev/null; true"  # returns when the boot is done
+
+
+def boot_wirt(init: str, memory: str) -> tuple[float, float | None]:
+    """(start -> agent answers, start -> boot finished or None) of a root-disk VM with `init`."""
+    from wirt.vm.api import VM
+
+    home = tempfile.mkdtemp(prefix="wirt-boot-")
+    os.environ["WIRT_HOME"] = home
+    try:
+        vm = VM.create("boot", memory=memory, disk="4G", init=init, net="none")
+        t0 = time.perf_counter()
+        vm.start()
+        if vm.exec("true", timeout=AGENT_WAIT * 2).status != 0:
+            raise SystemExit("wirt: `true` failed")
+        agent = time.perf_counter() - t0
+        done = None
+        if init == "systemd":
+            vm.exec(BOOTED, timeout=AGENT_WAIT, kill_after=AGENT_WAIT * 2)
+            done = time.perf_counter() - t0
+        vm.stop(force=True)
+        return agent, done
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def boot_qemu(qemu: str, init: str, memory: str) -> tuple[float, float | None]:
+    """The same as boot_wirt under QEMU, on a qcow2 overlay of the same root disk."""
+    from wirt.images.guest import default_guest
+    from wirt.images.rootdisk import root_disk
+    from wirt.images.rootinit import root_cmdline
+    from wirt.storage.qcow2_create import create_qcow2
+    from wirt.vm.runner import BASE_BOOTARGS
+
+    work = Path(tempfile.mkdtemp(prefix="wirt-boot-qemu-"))
+    try:
+        disk = work / "root.qcow2"
+        create_qcow2(str(disk), 4 << 30, backing=str(root_disk()), backing_format="qcow2")
+        t0 = time.perf_counter()
+        vm = QemuVM(qemu, default_guest(), memory, f"{BASE_BOOTARGS} {root_cmdline(init)}", work, 0, disk)
+        try:
+            if vm.exec_true() != 0:
+                raise SystemExit("qemu: `true` failed")
+            agent = time.perf_counter() - t0
+            done = None
+            if init == "systemd":
+                vm.exec_true(BOOTED, timeout=AGENT_WAIT)
+                done = time.perf_counter() - t0
+            return agent, done
+        finally:
+            vm.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def boot_main(memory: str, no_qemu: bool) -> None:
+    qemu = None if no_qemu else shutil.which("qemu-system-riscv64")
+    print(f"root disk boot, {memory}, start -> guest agent answers (and -> systemd boot finished)")
+    for init in ("minimal", "systemd"):
+        rows = {"wirt": boot_wirt(init, memory)}
+        if qemu:
+            rows["qemu"] = boot_qemu(qemu, init, memory)
+        for name, (agent, done) in rows.items():
+            tail = f", boot finished {done:6.1f} s" if done is not None else ""
+            print(f"  {init:8s} {name:5s} agent {agent:6.1f} s{tail}", flush=True)
+        if "qemu" in rows:
+            (wa, wd), (qa, qd) = rows["wirt"], rows["qemu"]
+            extra = f", boot finished {wd / qd:.1f}x" if wd and qd else ""
+            print(f"  {init:8s} wirt/qemu: agent {wa / qa:.1f}x{extra}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--boot", action="store_true", help="boot-to-agent of the root disk, systemd and minimal init")
     ap.add_argument("-n", "--count", type=int, default=4, help="VMs to start (default 4)")
     ap.add_argument("--memory", default="128M", help="guest RAM of each VM (default 128M)")
     ap.add_argument("--settle", type=float, default=10.0, help="idle seconds before measuring (default 10)")
@@ -200,6 +282,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.count < 1:
         raise SystemExit("-n must be at least 1")
+    if args.boot:
+        return boot_main(args.memory if args.memory != "128M" else "1G", args.no_qemu)
 
     from wirt.images.guest import default_guest
     from wirt.units import human_size

@@ -194,7 +194,7 @@ def test_seeded_etc(tiny_tree: tuple[Path, rootfs.Unpacked]) -> None:
     assert (etc / "shadow").read_text().startswith("root:*::0:99999:7:::\n")
     assert (etc / "shadow").stat().st_mode & 0o777 == 0o640
     assert (etc / "group").read_text() == "root:x:0:\nshadow:x:42:\n"
-    assert (etc / "fstab").read_text().splitlines()[-1] == "/dev/vda / ext4 rw,errors=remount-ro 0 1"
+    assert (etc / "fstab").read_text().splitlines()[-1] == "/dev/vda / ext4 rw,errors=remount-ro,x-systemd.growfs 0 1"
     assert "URIs: http://mirror.invalid/debian\nSuites: trixie\n" in (etc / "apt/sources.list.d/debian.sources").read_text()
     assert (etc / "resolv.conf").read_text().endswith("nameserver 192.0.2.1\n")
     assert (etc / "hostname").read_text() == "wirt\n"
@@ -260,23 +260,33 @@ def test_root_init_syntax_and_cmdline() -> None:
     assert KERNEL_CMDLINE == "root=/dev/vda rw init=/usr/sbin/wirt-init"
 
 
-def test_initramfs_switches_root(tmp_path: Path) -> None:
-    """The initramfs /init with root=: mounts it, moves /dev /proc /sys, execs switch_root with init=."""
+@pytest.mark.parametrize("has_init", [True, False], ids=["wirt-init", "own-disk"])
+def test_initramfs_switches_root(tmp_path: Path, has_init: bool) -> None:
+    """The initramfs /init with root=: mounts it, moves /dev /proc /sys, execs switch_root with init=
+    (or the disk's /sbin/init when init= is not on it: a user's own root disk)."""
     stubs = tmp_path / "stubs"
     stubs.mkdir()
     log = tmp_path / "calls"
-    for name in ("mount", "mkdir", "hostname", "ip", "insmod", "devmem", "poweroff", "setsid", "switch_root", "sleep"):
+    newroot = tmp_path / "newroot"
+    if has_init:
+        (newroot / "usr/sbin").mkdir(parents=True)
+        (newroot / "usr/sbin/wirt-init").write_text("#!/bin/sh\n")
+    for name in ("mount", "mkdir", "hostname", "ip", "insmod", "devmem", "poweroff", "setsid", "switch_root", "sleep",
+                 "busybox"):
         (stubs / name).write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\n')
         (stubs / name).chmod(0o755)
     (tmp_path / "cmdline").write_text(f"console=ttyS0 root=/dev/null ro init=/usr/sbin/wirt-init {scripts.run_param('true')}\n")
     script = (scripts.INIT.replace("/proc/cmdline", str(tmp_path / "cmdline"))
+              .replace("/proc/sys/kernel/hostname", str(tmp_path / "hostname"))
+              .replace("/sys/class/net/eth0", str(tmp_path / "no-eth0"))
               .replace("/lib/modules", str(tmp_path / "none"))
+              .replace("/newroot", str(newroot))
               .replace("export PATH=/bin:/sbin:/usr/bin:/usr/sbin", f"export PATH={stubs}:$PATH"))  # fmt: skip
     subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=20)
     calls = log.read_text().splitlines()
-    assert "mount -o ro /dev/null /newroot" in calls
-    assert "mount --move /proc /newroot/proc" in calls
-    assert calls[-1] == "switch_root /newroot /usr/sbin/wirt-init"
+    assert f"mount -o ro /dev/null {newroot}" in calls
+    assert f"mount --move /proc {newroot}/proc" in calls
+    assert calls[-1] == f"switch_root {newroot} " + ("/usr/sbin/wirt-init" if has_init else "/sbin/init")
     assert not any(c.startswith(("devmem", "poweroff")) for c in calls)  # the root disk reports, not the initramfs
 
 

@@ -12,7 +12,7 @@ import pytest
 from wirt.images import scripts
 from wirt.images.scripts import finisher_value, parse_exit_status, run_param
 
-STUBS = ("mount", "mkdir", "hostname", "ip", "insmod", "devmem", "poweroff", "setsid")
+STUBS = ("mount", "mkdir", "hostname", "ip", "insmod", "devmem", "poweroff", "setsid", "busybox")
 
 
 @pytest.mark.parametrize("script", [scripts.INIT, scripts.UDHCPC_SCRIPT], ids=["init", "udhcpc"])
@@ -29,8 +29,9 @@ def test_helpers() -> None:
     assert parse_exit_status("no marker") is None
 
 
-def _run_init(tmp_path: Path, cmdline: str, modules: list[str]) -> tuple[str, list[str]]:
-    """Run INIT under the host's sh with /proc/cmdline, /lib/modules and system commands redirected."""
+def _run_init(tmp_path: Path, cmdline: str, modules: list[str], nic: bool = False) -> tuple[str, list[str]]:
+    """Run INIT under the host's sh with /proc/cmdline, /lib/modules, the host name, the network
+    card (present if `nic`) and system commands redirected."""
     stubs = tmp_path / "stubs"
     stubs.mkdir(parents=True)
     log = tmp_path / "calls"
@@ -44,8 +45,11 @@ def _run_init(tmp_path: Path, cmdline: str, modules: list[str]) -> tuple[str, li
     script = (
         scripts.INIT.replace("/proc/cmdline", str(tmp_path / "cmdline"))
         .replace("/lib/modules", str(mods))
+        .replace("/proc/sys/kernel/hostname", str(tmp_path / "hostname"))
+        .replace("/sys/class/net/eth0", str(tmp_path / ("eth0" if nic else "no-eth0")))
         .replace("export PATH=/bin:/sbin:/usr/bin:/usr/sbin", f"export PATH={stubs}:$PATH")
     )
+    (tmp_path / "eth0").mkdir()
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, timeout=20)
     calls = log.read_text().splitlines() if log.exists() else []
@@ -72,3 +76,15 @@ def test_init_success_and_shell(tmp_path: Path) -> None:
     assert "setsid cttyhack sh" in calls and calls[-1] == "poweroff -f" and "devmem" not in " ".join(calls)
     out, calls = _run_init(tmp_path / "bad", "wirt.run=!!!notbase64", [])
     assert "wirt: exit status 127" in out
+
+
+@pytest.mark.skipif(shutil.which("base64") is None, reason="no base64 tool")
+def test_init_names_the_guest_and_leases_an_address_before_the_command(tmp_path: Path) -> None:
+    out, calls = _run_init(tmp_path / "nic", f"wirt.hostname=web-1 {run_param('echo ran >&2')}", [], nic=True)
+    assert (tmp_path / "nic/hostname").read_text() == "web-1\n"
+    dhcp = [c for c in calls if c.startswith("busybox udhcpc -i eth0")]
+    assert len(dhcp) == 1 and "-s /etc/udhcpc/default.script" in dhcp[0]
+    assert "wirt: exit status 0" in out
+    out, calls = _run_init(tmp_path / "none", run_param("true"), [])
+    assert not (tmp_path / "none/hostname").exists()  # the default name stays (hostname wirt)
+    assert "hostname wirt" in calls and not any(c.startswith("busybox") for c in calls)

@@ -132,16 +132,19 @@ def test_debian_root_disk_vm_runs_python3_through_exec(home) -> None:
     from wirt.vm.api import VM
 
     base = root_disk()
-    r = wirt("create", "deb", "--image", "debian", "--memory", "256M", "--disk", "4G", "--net", "none")
+    r = wirt("create", "deb", "--image", "debian", "--init", "minimal", "--memory", "256M", "--disk", "4G",
+             "--net", "none")
     assert r.returncode == 0 and b"overlay" in r.stdout, r.stderr
     vm = VM.get("deb")
     assert vm.config.boot.root
     vm.start()
     try:
         r = vm.exec("python3 -c 'import sys; print(6*7, sys.version_info[0])' && "
-                    "findmnt -no SOURCE / && echo kept > /root/f", timeout=AGENT_WAIT)
+                    "findmnt -no SOURCE / && echo kept > /root/f && hostname && df -B1M --output=size / | tail -1",
+                    timeout=AGENT_WAIT)
         assert r.status == 0, r.stderr
-        assert r.stdout.split() == [b"42", b"3", b"/dev/vda"]
+        assert r.stdout.split()[:4] == [b"42", b"3", b"/dev/vda", b"deb"]
+        assert int(r.stdout.split()[4]) > 3800  # MiB: the minimal init grew the 2 GiB file system to the 4 GiB disk
         assert vm.stop(timeout=60).reason == "poweroff"  # the agent synced and remounted read-only
     finally:
         if vm.status(query=False).running:

@@ -52,6 +52,7 @@ def register(subparsers: Any) -> None:
     build.add_argument("--mirror", metavar="URL", help="Debian mirror, e.g. http://mirror.example/debian")
     build.add_argument("--packages", metavar="LIST", default="", help="comma-separated extra packages")
     build.add_argument("--refresh", action="store_true", help="resolve the package set against the mirror again")
+    build.add_argument("--name", help="record the disk under NAME for `wirt create --image NAME`")
     build.add_argument("--json", action="store_true", help="print the result as JSON")
     build.set_defaults(func=_build)
 
@@ -66,7 +67,13 @@ def _ls(args: argparse.Namespace) -> int:
     from wirt.images.cache import cache_root, cached_images
     from wirt.units import human_size
 
+    from wirt.images.named import names_by_path
+
     rows = cached_images()
+    names = names_by_path()  # `wirt image build --name`: the names each root disk has
+    for r in rows:
+        if r["kind"] == "rootdisk":
+            r["image_names"] = names.get(str(Path(str(r["path"])).resolve()), [])
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -76,7 +83,8 @@ def _ls(args: argparse.Namespace) -> int:
     print(f"{'KIND':<9} {'SIZE':>9} {'MODIFIED':<16} NAME")
     for r in rows:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["mtime"]))  # type: ignore[arg-type]
-        print(f"{r['kind']:<9} {human_size(r['size']):>9} {when:<16} {r['name']}")  # type: ignore[arg-type]
+        label = f"{', '.join(r['image_names'])}: {r['name']}" if r.get("image_names") else r["name"]  # type: ignore[arg-type]
+        print(f"{r['kind']:<9} {human_size(r['size']):>9} {when:<16} {label}")  # type: ignore[arg-type]
     return 0
 
 
@@ -103,12 +111,16 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from wirt.images import ext4, rootdisk
+    from wirt.images import ext4, named, rootdisk
     from wirt.storage.convert import convert
 
     size = ext4.parse_size(args.size)
     extra = [p for p in args.packages.split(",") if p.strip()]
+    if args.name:
+        named.validate(args.name)  # before the build, not after minutes of it
     image = rootdisk.root_disk(args.mirror, size=size, fmt=args.format, extra_packages=extra, refresh=args.refresh)
+    if args.name:
+        named.save(args.name, image, extra)
     if args.output:
         out = Path(args.output)
         if out.exists() and out.samefile(image):
@@ -118,6 +130,8 @@ def _build(args: argparse.Namespace) -> int:
         else:
             shutil.copyfile(image, out)
     result = {"image": str(image), "format": args.format, "size": size, "cmdline": rootdisk.KERNEL_CMDLINE}
+    if args.name:
+        result["name"] = args.name
     if args.output:
         result["output"] = str(args.output)
     if args.json:
@@ -126,3 +140,4 @@ def _build(args: argparse.Namespace) -> int:
     for key, value in result.items():
         print(f"{key:15} {value}")
     return 0
+

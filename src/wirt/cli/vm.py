@@ -229,8 +229,9 @@ def _status(args: argparse.Namespace) -> int:
         print(f"disk{i}:    {d.path} {d.format} {human_size(d.size)}" + (" read-only" if d.read_only else ""))
     net = cfg.network
     print(f"network:  {net.mode} mac {net.mac}" + (f" ports {' '.join(map(str, net.ports))}" if net.ports else "")
+          + (f" ssh 127.0.0.1:{net.ssh_port} (wirt ssh {cfg.name})" if net.ssh_port else "")
           + (f" ip {st.live['ip']}" if st.live.get("ip") else ""))
-    print(f"image:    {cfg.image}" + (" (boots from disk0)" if cfg.boot.root else ""))
+    print(f"image:    {cfg.image}" + (f" (boots from disk0, init {cfg.boot.init})" if cfg.boot.root else ""))
     if st.running:
         print(f"agent:    {'up' if st.live.get('agent') else 'not up (yet)'}")
     for w in st.live.get("warnings", []):

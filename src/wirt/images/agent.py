@@ -5,9 +5,10 @@ It talks to the host over the virtio-console port the hypervisor gives every VM 
 `exec ID CMD [STDIN]`, the agent runs CMD with `sh -c` and sends back `out ID DATA`, `err ID DATA`
 chunks (base64) and one `exit ID STATUS`. It needs only what busybox and coreutils both have
 (stty, dd, base64, tr, mkfifo, setsid, kill), so the same script runs under the initramfs's
-busybox and the root disk's dash. It also brings eth0 up with DHCP (busybox udhcpc) when the VM
-has a network card and reports the address (`ip ADDR`), and powers the guest off on `poweroff`
-(sync, root remounted read-only, then `poweroff -f`: the graceful `wirt stop`).
+busybox and the root disk's dash. It reports eth0's address (`ip ADDR`) once the init's DHCP
+(wirt.images.scripts.NETUP) or systemd-networkd has set it, and powers the guest off on
+`poweroff`: under systemd `systemctl poweroff` (services stop, file systems unmount), otherwise
+sync, root remounted read-only, then `poweroff -f` (the graceful `wirt stop`).
 
 The images start it in the background (`wirt-agent &`); without /dev/hvc0 (e.g. `wirt run`)
 it waits a few seconds for the device and then exits.
@@ -89,11 +90,16 @@ run() {
     rm -rf "$d"
 }
 
+# netup: report eth0's address once the init (DHCP) or systemd-networkd has configured it.
 netup() {
     [ -e /sys/class/net/eth0 ] || return
-    busybox udhcpc -i eth0 -q -n -t 10 -T 1 -s /etc/udhcpc/default.script >/dev/null 2>&1 || return
-    addr=$(ip -4 addr show dev eth0 2>/dev/null | sed -n 's/.*inet \([0-9.]*\).*/\1/p' | head -n 1)
-    [ -n "$addr" ] && say "ip $addr"
+    i=0
+    while [ "$i" -lt 120 ]; do
+        addr=$(ip -4 addr show dev eth0 2>/dev/null | sed -n 's/.*inet \([0-9.]*\).*/\1/p' | head -n 1)
+        [ -n "$addr" ] && { say "ip $addr"; return; }
+        i=$((i + 1))
+        sleep 0.5
+    done
 }
 
 say "ready __VERSION__"
@@ -110,6 +116,9 @@ while :; do
                 pid=$(cat "$dir/x$id/pid" 2>/dev/null)
                 [ -n "$pid" ] && kill -TERM "-$pid" 2>/dev/null ;;
             poweroff)
+                if [ -d /run/systemd/system ] && systemctl --no-block poweroff 2>/dev/null; then
+                    continue
+                fi
                 sync
                 mount -o remount,ro / 2>/dev/null
                 busybox poweroff -f 2>/dev/null || poweroff -f ;;

@@ -25,7 +25,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from wirt.errors import WirtError
-from wirt.images import ext4, moddb, rootfs, ui
+from wirt.images import ext4, moddb, rootfs, systemd, ui
 from wirt.images.archive import Archive, Package, deb_path
 from wirt.fileio import atomic_path, atomic_write
 from wirt.images.cache import CACHE_MODE, cache_root, sha256_file
@@ -37,7 +37,7 @@ from wirt.images.rootinit import KERNEL_CMDLINE, ROOT_INIT
 from wirt.images.scripts import UDHCPC_SCRIPT
 from wirt.storage.convert import convert
 
-FORMAT_VERSION = 1  # bump when the tree layout changes, so cached disks are rebuilt
+FORMAT_VERSION = 2  # bump when the tree layout changes, so cached disks are rebuilt
 DEFAULT_SIZE = 2 << 30
 FORMATS = ("qcow2", "raw")
 
@@ -112,7 +112,9 @@ def plan_root_disk(
         atomic_write(manifest, (json.dumps(record, indent=1) + "\n").encode(), CACHE_MODE, parents=True)
     key = hashlib.sha256(
         json.dumps(
-            [FORMAT_VERSION, ROOT_INIT, AGENT, UDHCPC_SCRIPT, KERNEL_CMDLINE, url, size, plain,
+            [FORMAT_VERSION, ROOT_INIT, AGENT, UDHCPC_SCRIPT, KERNEL_CMDLINE, systemd.AGENT_UNIT,
+             systemd.NETWORK, systemd.GETTY_DROPIN, systemd.SSH_KEYGEN_UNIT, systemd.SSHD_DROPIN, systemd.PAM_COMMON,
+             systemd.ENABLED, systemd.CLOUD_CFG, systemd.MANAGER_CONF, systemd.MASKED, url, size, plain,
              sorted((p.name, p.version, p.sha256) for p in pkgs), kernel.sha256]  # fmt: skip
         ).encode()
     ).hexdigest()[:16]

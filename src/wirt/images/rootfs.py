@@ -10,7 +10,8 @@ Steps (each explained where it is done):
    system: accounts from base-passwd's master files, update-alternatives links, /etc/shells,
    base-files' copies into /etc and /root, the CA bundle of ca-certificates;
 5. add what a VM needs: /etc/fstab, hostname, hosts, resolv.conf for passt, apt sources naming
-   the mirror the image was built from, the kernel's modules, the init helper.
+   the mirror the image was built from, the kernel's modules, the init helper, and what systemd
+   as PID 1 needs (wirt.images.systemd).
 """
 
 from __future__ import annotations
@@ -24,15 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wirt.errors import WirtError
-from wirt.images import deb, dpkgdb, ui
+from wirt.images import deb, dpkgdb, systemd, ui
 from wirt.images.depsolve import Candidate, Universe, conflicts, resolve
 from wirt.images.agent import AGENT, AGENT_PATH
 from wirt.images.rootinit import INIT_PATH, ROOT_DEVICE, ROOT_INIT
 from wirt.images.scripts import UDHCPC_SCRIPT
 
 # Beyond `Priority: required`: a package manager that works, python3, module tools, networking
-# tools, busybox-static for devmem/poweroff in wirt-init, and CA certificates for https mirrors.
-DEFAULT_EXTRA = ("apt", "python3", "kmod", "iproute2", "procps", "busybox-static", "ca-certificates")
+# tools, busybox-static for devmem/poweroff in wirt-init, CA certificates for https mirrors, and
+# what a cloud-like guest boots with: systemd as init, udev, D-Bus (logind, hostnamectl) and
+# e2fsprogs (resize2fs and systemd-growfs fill the disk; fsck) and an SSH server (`wirt ssh`).
+DEFAULT_EXTRA = ("apt", "python3", "kmod", "iproute2", "procps", "busybox-static", "ca-certificates",
+                 "systemd-sysv", "udev", "dbus", "e2fsprogs", "openssh-server")
 HOSTNAME = "wirt"
 # passt's gateway address (it leases 192.0.2.2/24 with gateway 192.0.2.1). passt forwards DNS
 # sent there to the host's first resolver when started with `--dns-forward 192.0.2.1`
@@ -367,8 +371,10 @@ def seed_ca_certificates(tree: Path) -> int:
 def seed_system(tree: Path, *, mirror: str, suite: str, components: str = "main") -> None:
     """fstab, hostname, hosts, resolv.conf, timezone, apt sources, the init helper and the guest agent."""
     etc = tree / "etc"
+    # x-systemd.growfs: systemd-growfs grows the root file system to its disk at boot (systemd.mount(5));
+    # the minimal init runs resize2fs for the same.
     _write(etc / "fstab", f"# <file system> <mount point> <type> <options> <dump> <pass>\n"
-                          f"{ROOT_DEVICE} / ext4 rw,errors=remount-ro 0 1\n")  # fmt: skip
+                          f"{ROOT_DEVICE} / ext4 rw,errors=remount-ro,x-systemd.growfs 0 1\n")  # fmt: skip
     _write(etc / "hostname", f"{HOSTNAME}\n")
     _write(etc / "hosts", f"127.0.0.1\tlocalhost\n127.0.1.1\t{HOSTNAME}\n\n"
                           "::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")  # fmt: skip
@@ -405,4 +411,6 @@ def finish_tree(tree: Path, unpacked: Unpacked, *, mirror: str, suite: str) -> d
     seed_base_files(tree, unpacked.owners)
     certs = seed_ca_certificates(tree)
     seed_system(tree, mirror=mirror, suite=suite)
-    return {"packages": len(unpacked.controls), "alternatives": alternatives, "ca_certificates": certs}
+    units = systemd.seed_systemd(tree)
+    return {"packages": len(unpacked.controls), "alternatives": alternatives, "ca_certificates": certs,
+            "enabled_units": units}

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from wirt.errors import StateError, WirtError
+from wirt.images.cloudinit import CLOUD_PACKAGES
 from wirt.units import parse_size
 from wirt.vm import access
 from wirt.vm import disks as diskmod
@@ -67,6 +68,17 @@ def _size_arg(value: int | str, what: str) -> int:
         raise WirtError(f"{what}: {value!r} is not a size; give e.g. 8G") from None
 
 
+def _seed_inputs(user_data: str | None, ssh_key: str | None) -> tuple[bytes, list[str]] | None:
+    """(user-data, public keys) for a cloud-init seed, or None when neither was asked for."""
+    from wirt.images.cloudinit import default_public_key, read_public_key, read_user_data
+
+    if user_data is None and ssh_key is None:
+        return None
+    data = read_user_data(user_data) if user_data is not None else b"#cloud-config\n"
+    key = ssh_key if ssh_key is not None else default_public_key()
+    return data, [read_public_key(key)] if key is not None else []
+
+
 class VM:
     """One virtual machine in the store. Cheap to construct; every property reads the files."""
 
@@ -92,20 +104,28 @@ class VM:
 
     @classmethod
     def create(cls, name: str, cpus: int | None = None, memory: int | str | None = None,
-               disk: int | str | None = "default", *, image: str | None = None, net: str | None = None,
-               ports: Iterable[str] = (), mac: str | None = None, cpu_affinity: Iterable[int] = (),
-               append: str = "", firmware: str = "", kernel: str = "", initrd: str = "",
-               home: Path | str | None = None) -> VM:
+               disk: int | str | None = "default", *, image: str | None = None, init: str = "systemd",
+               hostname: str = "", user_data: str | None = None, ssh_key: str | None = None,
+               net: str | None = None, ports: Iterable[str] = (), mac: str | None = None,
+               cpu_affinity: Iterable[int] = (), append: str = "", firmware: str = "", kernel: str = "",
+               initrd: str = "", home: Path | str | None = None) -> VM:
         """Create a VM: its directory, vm.toml and (unless disk is None or "none") disk0.qcow2.
 
         image "debian": disk0 is a qcow2 overlay (at least `disk` bytes) on the Debian root disk
-        of `wirt image build` (built now if the cache has none) and the VM boots from it;
+        of `wirt image build` (built now if the cache has none) and the VM boots from it with
+        `init` (systemd, or wirt's minimal init); a path to a qcow2 or raw root disk of your own:
+        the same, on that disk (image "disk", booted with wirt's kernel and initramfs); the name
+        of a `wirt image build --name` disk: the same on that one;
         "initramfs": the kernel and busybox initramfs only, disk0 blank; "none": bare firmware
         (give `firmware`). `firmware`/`kernel`/`initrd` override the image's boot files.
+        `hostname` names the guest (default: the VM's name). `user_data` (a cloud-config file) or
+        `ssh_key` (a public key; with user_data the default is ~/.ssh/id_*.pub) provision the VM
+        with cloud-init: the root disk then carries Debian's cloud-init and the VM gets a NoCloud
+        seed disk (wirt.images.cloudinit) as disk 1.
         cpus, memory, disk ("default"), image and net not given come from config.toml's [create]
         section (wirt.vm.settings.CreateDefaults).
         """
-        from wirt.vm.schema import IMAGES
+        from wirt.vm.schema import IMAGES, INITS, validate_hostname
         from wirt.vm.settings import load_create_defaults
 
         defaults = load_create_defaults(VMStore(home).home)
@@ -118,15 +138,34 @@ class VM:
         if disk == "none":
             disk = None
 
-        if image not in IMAGES:
-            raise WirtError(f"--image {image}: unknown image; use one of: "
-                            + "; ".join(f"{k} ({v})" for k, v in IMAGES.items()))
-        if image == "debian" and disk is None:
-            raise WirtError("image debian boots from its disk; give a disk size (e.g. --disk 8G) "
+        base_path = diskmod.user_disk(image)
+        if base_path is not None:
+            image = image if "/" not in image and not Path(image).exists() else "disk"  # a name, or a file
+        elif image not in IMAGES or image == "disk":
+            raise WirtError(f"--image {image}: unknown image; give a disk file's path, a `wirt image build --name` "
+                            "name, or one of: "
+                            + "; ".join(f"{k} ({v})" for k, v in IMAGES.items() if k != "disk"))
+        if init not in INITS:
+            raise WirtError(f"--init {init}: unknown init; use systemd or minimal")
+        if hostname:
+            validate_hostname(hostname)
+        seed = _seed_inputs(user_data, ssh_key)  # checked before anything is built or written
+        if seed is not None and init != "systemd":
+            raise WirtError("cloud-init (--user-data, --ssh-key) runs under systemd; drop --init minimal")
+        if seed is not None and image in ("initramfs", "none"):
+            raise WirtError(f"cloud-init (--user-data, --ssh-key) runs on a root disk, not image {image}")
+        if (image == "debian" or base_path is not None) and disk is None:
+            raise WirtError(f"image {image} boots from its disk; give a disk size (e.g. --disk 8G) "
                             "or use --image initramfs")
         cfg = VMConfig.new(name, cpus=cpus, memory=memory, image=image, net=net, ports=list(ports),
                            mac=mac, cpu_affinity=list(cpu_affinity), append=append)
-        cfg.boot.root = image == "debian"
+        cfg.boot.root = image == "debian" or base_path is not None
+        cfg.boot.init = init
+        cfg.boot.hostname = hostname
+        if cfg.boot.root and cfg.network.mode == "user" and not any(p.guest == 22 for p in cfg.network.ports):
+            from wirt.vm.ssh import free_loopback_port
+
+            cfg.network.ssh_port = free_loopback_port()  # `wirt ssh` (wirt.vm.ssh)
         for key, val in (("firmware", firmware), ("kernel", kernel), ("initrd", initrd)):
             if val:
                 setattr(cfg.boot, key, str(Path(val).resolve()))
@@ -136,7 +175,8 @@ class VM:
             if not MIN_DISK <= size <= MAX_DISK:
                 raise WirtError(f"--disk {disk}: use a size from {format_size(MIN_DISK)} to {format_size(MAX_DISK)}")
         store = VMStore(home)
-        base = diskmod.base_image(image) if size is not None else None  # may build it: before the VM exists
+        extra = CLOUD_PACKAGES if seed is not None and image == "debian" else ()
+        base = base_path or (diskmod.base_image(image, extra) if size is not None else None)  # may build: first
         paths = store.create(cfg)
         try:
             named = [getattr(cfg.boot, k) for k in ("firmware", "kernel", "initrd") if getattr(cfg.boot, k)]
@@ -146,6 +186,9 @@ class VM:
                 if size is not None:
                     dk, note = diskmod.create_disk(paths.root, 0, size, base)
                     cfg.disks.append(dk)
+                    if seed is not None:
+                        cfg.disks.append(diskmod.create_seed(paths.root, cfg, *seed))
+                        note += "; cloud-init seed on disk 1"
                     store.save(cfg)
                     atomic_write(paths.root / "disk0.note", note + "\n")
         except BaseException:
@@ -471,6 +514,14 @@ class VM:
                 raise WirtError(f"the guest agent of VM {self.name!r} did not answer within {timeout:g} s; "
                                 f"see `wirt logs {self.name}` (a longer --timeout helps a slow boot)")
             time.sleep(0.2)
+
+    def ssh_command(self, command: list[str] | None = None, key: str | None = None) -> list[str]:
+        """The `ssh` command line that logs in to this running VM as root with no prompt: the agent
+        installs the key and the host key is pinned first (wirt.vm.ssh)."""
+        from wirt.vm.ssh import ssh_command
+
+        self._require_running()
+        return ssh_command(self, key, command)
 
     def console_input(self, text: str | bytes) -> None:
         """Type on the guest's console."""

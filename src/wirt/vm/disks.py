@@ -13,18 +13,60 @@ import os
 from pathlib import Path
 
 from wirt.errors import WirtError
-from wirt.vm.schema import DiskConfig
+from wirt.vm.schema import DiskConfig, VMConfig
 
-__all__ = ["base_image", "create_disk", "grow_disk", "disk_usage", "disk_growth"]
+__all__ = ["base_image", "create_seed", "user_disk", "create_disk", "grow_disk", "disk_usage", "disk_growth"]
 
 
-def base_image(image: str | None) -> Path | None:
-    """The root disk a VM of `image` boots from (building it if needed), or None for a blank disk."""
+def base_image(image: str | None, extra_packages: tuple[str, ...] = ()) -> Path | None:
+    """The root disk a VM of `image` boots from (building it if needed; with `extra_packages`
+    installed too), or None for a blank disk."""
     if image != "debian":
         return None
     from wirt.images.rootdisk import root_disk
 
-    return root_disk()
+    return root_disk(extra_packages=extra_packages)
+
+
+def create_seed(vm_dir: Path, cfg: VMConfig, user_data: bytes, public_keys: list[str]) -> DiskConfig:
+    """The VM's cloud-init NoCloud seed, seed.raw (read-only to the guest), from its user-data and keys."""
+    from wirt.images.cloudinit import SEED_SIZE, build_seed
+    from wirt.vm.schema import default_hostname
+
+    path = Path(vm_dir) / "seed.raw"
+    build_seed(path, user_data, instance_id=f"iid-{cfg.uuid}", hostname=cfg.boot.hostname or default_hostname(cfg.name),
+               public_keys=public_keys)
+    os.chmod(path, 0o600)
+    return DiskConfig("seed.raw", "raw", SEED_SIZE, True)
+
+
+def user_disk(image: str) -> Path | None:
+    """The root disk file `image` names: a path (has a '/' or names an existing file) or a name
+    recorded by `wirt image build --name`; None for a built-in image name or an unknown one.
+    A missing or unreadable file, or one neither qcow2 nor raw, is refused."""
+    from wirt.vm.schema import IMAGES
+
+    p = Path(image).expanduser()
+    if "/" not in image and image not in IMAGES and not p.exists():
+        from wirt.images.named import lookup
+
+        return lookup(image)  # `wirt image build --name` (None when no such name)
+    if "/" not in image and image in IMAGES:
+        return None
+    if not p.exists():
+        raise WirtError(f"--image {image}: no such file; give the path of a qcow2 or raw root disk")
+    if not p.is_file():
+        raise WirtError(f"--image {image}: not a regular file; give the path of a qcow2 or raw root disk")
+    if not os.access(p, os.R_OK):
+        raise WirtError(f"--image {image}: not readable (permission denied)")
+    from wirt.storage import open_image, probe_format
+
+    try:
+        with open_image(p, read_only=True, format=probe_format(str(p))):
+            pass
+    except (OSError, ValueError, WirtError) as exc:
+        raise WirtError(f"--image {image}: not a usable qcow2 or raw disk image ({exc})") from None
+    return p.resolve()
 
 
 def create_disk(vm_dir: Path, index: int, size: int, base: Path | None) -> tuple[DiskConfig, str]:

@@ -182,12 +182,17 @@ def free_slots(machine: Any) -> int:
 
 
 def root_cmdline(cfg: VMConfig) -> str:
-    """The kernel arguments that boot disk 0 as the root filesystem, when the VM boots from it."""
-    if not cfg.boot.root:
-        return ""
-    from wirt.images.rootinit import KERNEL_CMDLINE
+    """The kernel arguments of wirt's guests: the host name (unless the image is "none") and, when
+    the VM boots from disk 0, the root disk with its init (systemd or minimal)."""
+    from wirt.images.rootinit import hostname_param, root_cmdline as disk_cmdline
+    from wirt.vm.schema import default_hostname
 
-    return KERNEL_CMDLINE
+    parts = []
+    if cfg.boot.root:
+        parts.append(disk_cmdline(cfg.boot.init))
+    if cfg.image != "none":
+        parts.append(hostname_param(cfg.boot.hostname or default_hostname(cfg.name)))
+    return " ".join(parts)
 
 
 def check_supported(cfg: VMConfig) -> None:
@@ -222,7 +227,7 @@ def resolve_boot(cfg: VMConfig, vm_dir: Path) -> BootFiles:
             raise WirtError(f"{vm_dir / 'vm.toml'}: image \"none\" needs boot.firmware; set it or use image = \"debian\"")
         return BootFiles(files["firmware"], files.get("kernel", ""), files.get("initrd", ""))
     if len(files) < 3 and not (b.kernel and b.firmware):
-        if cfg.image not in IMAGES:
+        if cfg.image not in IMAGES and not b.root:  # a named image boots from disk 0 like "disk"
             raise WirtError(f"{vm_dir / 'vm.toml'}: image: unknown image {cfg.image!r}; use one of "
                             + ", ".join(f'"{i}"' for i in IMAGES))
         from wirt.images.guest import default_guest
@@ -351,7 +356,8 @@ class Runner:
             return
         kind, _, arg = net.mode.partition(":")
         if kind == "user":
-            backend = open_backend("user", port_forwards=[p.backend_spec() for p in net.ports])
+            ssh = [f"127.0.0.1:{net.ssh_port}:22"] if net.ssh_port else []  # `wirt ssh` (wirt.vm.ssh)
+            backend = open_backend("user", port_forwards=[p.backend_spec() for p in net.ports] + ssh)
         elif kind == "tap":
             backend = open_backend("tap", tap=arg)
         else:

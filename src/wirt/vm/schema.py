@@ -16,9 +16,12 @@ checks every value and raises a one-line `WirtError` naming the file, the key an
     mode = "user"                # user | tap:IF | socket:HUB | none
     mac = "52:54:00:12:34:56"    # default: derived from the uuid (wirt.netback.mac.vm_mac)
     ports = ["8080:80", "5353:53/udp"]   # on 127.0.0.1; "0.0.0.0:8080:80" on every interface
+    ssh_port = 40022             # 127.0.0.1:40022 -> guest port 22, for `wirt ssh` (0 or absent: none)
     [boot]
     append = ""                  # extra kernel command-line arguments
     root = true                  # boot disk 0 as the root filesystem (image "debian")
+    init = "systemd"             # PID 1 of the root disk: systemd | minimal (wirt's own init)
+    hostname = "web"             # the guest's host name (default: the VM's name)
     [[disks]]
     path = "disk0.qcow2"         # relative to the VM directory, or absolute
     format = "qcow2"
@@ -38,11 +41,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wirt.errors import WirtError
+from wirt.images.rootinit import INITS  # PID 1 of a root-disk VM: systemd | minimal
 from wirt.units import parse_size
 
 __all__ = [
     "SCHEMA_VERSION", "IMAGES", "VMConfig", "DiskConfig", "NetworkConfig", "PortForward", "BootConfig",
-    "validate_name", "parse_port", "parse_net_mode", "random_mac", "format_size",
+    "validate_name", "validate_hostname", "default_hostname", "INITS", "parse_port", "parse_net_mode", "random_mac", "format_size",
     "MIN_MEMORY", "MAX_MEMORY", "MIN_DISK", "MAX_DISK", "MAX_CPUS", "MAX_NAME",
     "Option", "CREATE_OPTIONS", "SET_OPTIONS", "check_options", "options_json_schema", "create_arguments",
     "set_arguments",
@@ -60,9 +64,12 @@ NET_MODES = ("user", "tap:IF", "socket:HUB", "none")
 IMAGES = {
     "debian": "Debian trixie root disk (`wirt image build`) as a qcow2 overlay on disk 0, booted from it",
     "initramfs": "Debian's kernel with wirt's busybox initramfs only (fast to boot; disks start blank)",
+    "disk": "a root disk of your own (`wirt create --image PATH`, qcow2 or raw) as a qcow2 overlay on disk 0, "
+            "booted with wirt's kernel and initramfs",
     "none": "no default guest: boot.firmware (and kernel/initrd) must be given",
 }
 DISK_FORMATS = ("qcow2", "raw")
+_LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")  # RFC 1123 host name label
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _IFNAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,15}")  # Linux IFNAMSIZ is 16 with the NUL
 _MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
@@ -107,6 +114,23 @@ def validate_name(name: object, what: str = "VM name") -> str:
     if not _NAME_RE.fullmatch(name):
         raise WirtError(f"{what} {name!r} is not allowed; {hint}")
     return name
+
+
+def validate_hostname(name: object) -> str:
+    """Check a guest host name: dot-separated RFC 1123 labels (letters, digits, inner '-'), at most
+    253 characters."""
+    if not isinstance(name, str) or not name:
+        raise WirtError(f"hostname {name!r} is empty or not text; give e.g. web-1")
+    if len(name) > 253 or not all(_LABEL_RE.fullmatch(label) for label in name.split(".")):
+        raise WirtError(f"hostname {name!r} is not a host name; use letters, digits and inner '-' "
+                        "(dot-separated labels of at most 63), e.g. web-1")
+    return name
+
+
+def default_hostname(vm_name: str) -> str:
+    """The guest's host name for a VM that names none: the VM's name made a valid label."""
+    label = re.sub(r"[^A-Za-z0-9-]+", "-", vm_name)[:63].strip("-")
+    return label or "wirt"
 
 
 def format_size(n: int) -> str:
@@ -239,15 +263,19 @@ class NetworkConfig:
     mode: str = "user"
     mac: str = field(default_factory=random_mac)
     ports: list[PortForward] = field(default_factory=list)
+    ssh_port: int = 0  # host port on 127.0.0.1 forwarded to the guest's 22 (`wirt ssh`); 0: none
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mode": self.mode, "mac": self.mac, "ports": [str(p) for p in self.ports]}
+        d: dict[str, Any] = {"mode": self.mode, "mac": self.mac, "ports": [str(p) for p in self.ports]}
+        if self.ssh_port:
+            d["ssh_port"] = self.ssh_port
+        return d
 
     @classmethod
     def from_dict(cls, d: object, where: _Where) -> NetworkConfig:
         if not isinstance(d, dict):
             raise where.error("network", "is not a table", "write it as a [network] section")
-        _unknown(where, "network", d, {"mode", "mac", "ports"})
+        _unknown(where, "network", d, {"mode", "mac", "ports", "ssh_port"})
         try:
             mode = parse_net_mode(d.get("mode", "user"), where.at("network.mode"))
         except WirtError as exc:
@@ -268,7 +296,14 @@ class NetworkConfig:
         if ports and mode != "user":
             raise where.error("network.ports", f"port forwarding needs mode \"user\", not {mode!r}",
                               "remove the ports or set mode = \"user\"")
-        return cls(mode, mac, ports)
+        ssh_port = d.get("ssh_port", 0)
+        if isinstance(ssh_port, bool) or not isinstance(ssh_port, int) or not 0 <= ssh_port <= 65535:
+            raise where.error("network.ssh_port", f"{ssh_port!r} is not a port", "write a number from 1 to 65535, or 0 for none")
+        if ssh_port and mode != "user":
+            raise where.error("network.ssh_port", f"the SSH forward needs mode \"user\", not {mode!r}", "remove ssh_port")
+        if ssh_port and any(p.host == ssh_port and p.protocol == "tcp" for p in ports):
+            raise where.error("network.ssh_port", f"host port {ssh_port} is also in ports", "keep one of them")
+        return cls(mode, mac, ports, ssh_port)
 
 
 def check_ports(ports: list[PortForward], where: str) -> None:
@@ -283,13 +318,16 @@ def check_ports(ports: list[PortForward], where: str) -> None:
 @dataclass
 class BootConfig:
     """How the VM boots: the image's kernel/initrd/firmware unless given, plus extra arguments;
-    `root`: disk 0 is the root filesystem (wirt.images.rootinit.KERNEL_CMDLINE is added)."""
+    `root`: disk 0 is the root filesystem, booted with `init` (systemd, or wirt's minimal init:
+    wirt.images.rootinit.root_cmdline); `hostname`: the guest's name ("" = the VM's name)."""
 
     append: str = ""
     kernel: str = ""
     initrd: str = ""
     firmware: str = ""
     root: bool = False
+    init: str = "minimal"  # what VMs made before systemd images boot with; `VM.create` says systemd
+    hostname: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v or k == "append"}
@@ -298,7 +336,7 @@ class BootConfig:
     def from_dict(cls, d: object, where: _Where) -> BootConfig:
         if not isinstance(d, dict):
             raise where.error("boot", "is not a table", "write it as a [boot] section")
-        _unknown(where, "boot", d, {"append", "kernel", "initrd", "firmware", "root"})
+        _unknown(where, "boot", d, {"append", "kernel", "initrd", "firmware", "root", "init", "hostname"})
         vals: dict[str, Any] = {}
         for k in ("append", "kernel", "initrd", "firmware"):
             v = d.get(k, "")
@@ -308,7 +346,16 @@ class BootConfig:
         root = d.get("root", False)
         if not isinstance(root, bool):
             raise where.error("boot.root", f"{root!r} is not a boolean", "write true or false")
-        return cls(**vals, root=root)
+        init = d.get("init", "minimal")
+        if init not in INITS:
+            raise where.error("boot.init", f"{init!r} is not an init", "write \"systemd\" or \"minimal\"")
+        hostname = d.get("hostname", "")
+        if hostname:
+            try:
+                validate_hostname(hostname)
+            except WirtError as exc:
+                raise where.error("boot.hostname", str(exc).removeprefix("hostname "), "write e.g. \"web-1\"") from None
+        return cls(**vals, root=root, init=init, hostname=hostname)
 
 
 @dataclass
@@ -454,7 +501,16 @@ CREATE_OPTIONS: tuple[Option, ...] = (
     Option("cpus", "integer", None, "virtual CPUs (default 1, or config.toml [create] cpus)"),
     Option("memory", "string", None, "guest RAM (default 512M, or config.toml [create] memory)", ("--memory", "-m")),
     Option("disk", "string", None, "disk size (default 8G); 'none' for no disk"),
-    Option("image", "string", None, "debian (root disk, default), initramfs or none"),
+    Option("image", "string", None, "debian (root disk, default), initramfs, none, a `wirt image build --name` "
+           "name, or the path of a qcow2/raw root disk of your own (booted with wirt's kernel; a partitioned "
+           "disk needs --append root=/dev/vdaN)"),
+    Option("init", "string", None, "PID 1 of a root disk: systemd (default) or minimal (wirt's own init: the "
+           "fastest boot)"),
+    Option("hostname", "string", "", "the guest's host name (default: the VM's name)"),
+    Option("user_data", "string", None, "cloud-init user-data file (#cloud-config YAML: users, packages, "
+           "write_files, runcmd, ...); the disk then carries cloud-init and the VM gets a NoCloud seed disk"),
+    Option("ssh_key", "string", None, "public key cloud-init installs (default with --user-data: "
+           "~/.ssh/id_*.pub, if any)"),
     Option("net", "string", None, "user (passt) | tap:IF | socket:HUB (a socket path, or a name: a hub at "
            "$WIRT_HOME/hubs/HUB.sock, started when needed) | none (default user; "
            "config.toml [create] sets the defaults of these five)"),
@@ -536,7 +592,9 @@ def create_arguments(values: dict[str, Any]) -> dict[str, Any]:
     """CREATE_OPTIONS values (from argparse or a REST body) -> keyword arguments of VM.create."""
     v = dict(values)
     return {"cpus": v["cpus"], "memory": v["memory"], "disk": "default" if v["disk"] is None else v["disk"],
-            "image": v["image"], "net": v["net"], "ports": list(v["port"]), "mac": v["mac"],
+            "image": v["image"], "init": v.get("init") or "systemd", "hostname": v.get("hostname") or "",
+            "user_data": v.get("user_data"), "ssh_key": v.get("ssh_key"),
+            "net": v["net"], "ports": list(v["port"]), "mac": v["mac"],
             "cpu_affinity": _affinity(v["cpu_affinity"]) or [], "append": v["append"],
             "firmware": v["firmware"], "kernel": v["kernel"], "initrd": v["initrd"]}
 
