@@ -77,7 +77,7 @@ def test_debian_root_disk_runs_python3_on_a_qcow2_overlay(tmp_path: Path) -> Non
     with serve_page(b"page for the root disk\n") as port:  # the minimal init leased an address and DNS
         r = wirt("run", "--disk", str(overlay), "--root", "--net", "user", "--",
                  "python3 -c 'print(6*7)' && apt-get --version | head -1 && echo kept > /root/f && "
-                 f"grep -q ^nameserver /etc/resolv.conf && wget -qO- http://192.0.2.1:{port}/")
+                 f"grep -q ^nameserver /etc/resolv.conf && busybox wget -qO- http://192.0.2.1:{port}/")
     assert r.returncode == 0, r.stderr
     assert "42" in r.stdout.split() and "apt" in r.stdout and "page for the root disk" in r.stdout
     r = wirt("run", "--disk", str(overlay), "--root", "--", "cat /root/f")
