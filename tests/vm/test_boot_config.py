@@ -135,3 +135,17 @@ def test_create_with_user_data_attaches_a_seed_and_refuses_bad_yaml(home: Path, 
     assert cli.main(["create", "ci4", "--init", "minimal", "--ssh-key", str(key)]) == 2
     assert "runs under systemd" in capsys.readouterr().err
     assert not any((home / "vms" / n).exists() for n in ("ci2", "ci3", "ci4"))
+
+
+def test_a_users_disk_is_granted_to_its_vm(home: Path, tmp_path: Path) -> None:
+    """--image PATH names a file outside the VM folder and the cache: the VM may open it (a grant)."""
+    from wirt.storage.qcow2_create import create_qcow2
+    from wirt.vm import access
+    from wirt.vm.api import VM
+
+    own = tmp_path / "elsewhere" / "own.qcow2"
+    own.parent.mkdir()
+    create_qcow2(str(own), 64 << 20)
+    vm = VM.create("g", disk="128M", image=str(own), init="minimal", net="none")
+    assert str(own.resolve()) in access.granted(home, vm.config.uuid)
+    access.vm_policy(vm.paths, vm.config.uuid).check(own, "disk")  # would raise if refused

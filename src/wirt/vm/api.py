@@ -180,6 +180,8 @@ class VM:
         paths = store.create(cfg)
         try:
             named = [getattr(cfg.boot, k) for k in ("firmware", "kernel", "initrd") if getattr(cfg.boot, k)]
+            if image == "disk" and base_path is not None:
+                named.append(str(base_path))  # --image PATH: the user's own disk under the overlay
             if named:  # named by the caller: the VM may open them though they lie outside its folder
                 access.grant(store.home, cfg.uuid, named)
             with vm_lock(paths.root):
