@@ -68,8 +68,12 @@ def confine_vm(paths: VMPaths, cfg: VMConfig) -> Confinement:
         c.notices.append(f"seccomp unavailable ({exc}): the VM process's system calls are not filtered")
     try:
         home = paths.root.parent.parent
-        c.landlock = landlock.restrict([str(paths.root)], [str(cache_dir().expanduser()), *policy.files,
-                                                            str(grants_file(home, cfg.uuid)), *_readable()])
+        # a writable disk the user named outside the folder stays writable (its grant says so)
+        writable = [str(paths.disk(d.path)) for d in cfg.disks
+                    if not d.read_only and os.path.realpath(paths.disk(d.path)) in policy.files]
+        c.landlock = landlock.restrict([str(paths.root), *writable],
+                                       [str(cache_dir().expanduser()), *policy.files,
+                                        str(grants_file(home, cfg.uuid)), *_readable()])
     except OSError as exc:
         c.notices.append(f"Landlock unavailable ({exc.strerror or exc}): file access is limited by wirt's "
                          "own path checks only")
