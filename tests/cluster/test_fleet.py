@@ -161,7 +161,7 @@ def test_node_failure_marks_lost_and_restarts_by_policy(fleet, capsys, firmware:
         assert rc == 0, err
         assert wirt(fleet, capsys, "start", name)[0] == 0
     old_pid = ls(fleet, capsys)["phoenix"]["pid"]
-    fleet.cluster.remove_node(fleet.nodes["n1"], allow_graceful=False)  # n1's raylet and workers die
+    fleet.kill("n1")  # n1's raylet and workers die; its VM processes (as after a partition) do not
     deadline = time.monotonic() + 120
     rows = {}
     while time.monotonic() < deadline:
@@ -177,5 +177,12 @@ def test_node_failure_marks_lost_and_restarts_by_policy(fleet, capsys, firmware:
     rc, out, err = wirt(fleet, capsys, "cluster", "status")
     assert rc == 0 and "dodo: lost (node n1 went down" in out, err
     assert [ln.split()[:2] for ln in out.splitlines() if ln.startswith("n1 ")] == [["n1", "down"]]
+    assert not (fleet.homes["n1"] / "vms" / "phoenix").exists()  # adopted: its files moved
+    # n1 comes back: its VM is its own again (the process never stopped)
+    fleet.restart("n1")
+    deadline = time.monotonic() + 60
+    while ls(fleet, capsys)["dodo"]["state"] == "lost" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert (ls(fleet, capsys)["dodo"]["node"], ls(fleet, capsys)["dodo"]["state"]) == ("n1", "running")
     rc, out, err = wirt(fleet, capsys, "rm", "--force", "phoenix", "dodo")
     assert rc == 0, err

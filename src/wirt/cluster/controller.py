@@ -33,6 +33,7 @@ __all__ = ["Controller", "RESTART_POLICIES"]
 
 RESTART_POLICIES = ("never", "on-node-failure")
 WATCH_INTERVAL = 1.0
+RETRY_SECONDS = 30.0  # between attempts to restart a lost VM elsewhere
 RESERVE_TIMEOUT = 60.0
 _REQUEST_KEYS = ("labels", "node_labels", "affinity", "anti_affinity", "policy")
 
@@ -48,6 +49,7 @@ class Controller:
         self.busy: set[str] = set()
         self.overheads: dict[str, int] = {}
         self.seen: dict[str, dict[str, Any]] = {}
+        self.pending: dict[str, dict[str, Any]] = {}  # creations placed but not yet recorded
         self.events: list[str] = []
         self._stop = threading.Event()
         threading.Thread(target=self._watch, name="wirt-node-watch", daemon=True).start()
@@ -116,7 +118,7 @@ class Controller:
             labels = {k: v for k, v in (n.get("Labels") or {}).items() if not k.startswith("ray.io/")}
             v = NodeView(name, float(res.get(VCPU, 0.0)), float(res.get(MEM_MIB, 0.0)), labels=labels,
                          overhead=overhead, alive=alive)
-            for rec in self.vms.values():
+            for rec in [*self.vms.values(), *self.pending.values()]:
                 if rec["node"] == name and rec.get("state", "ok") == "ok":
                     v.used_vcpus += rec["cpus"]
                     v.used_memory_mib += rec["memory_mib"]
@@ -211,6 +213,8 @@ class Controller:
                                 f"{self.vms[name]['node'] if name in self.vms else '?'}); pick another name")
             chosen = place(self._request(name, cpus, memory, wishes, node), self._views())
             self.busy.add(name)
+            self.pending[name] = {"node": chosen.name, "cpus": cpus, "memory_mib": chosen.demand_mib(memory),
+                                  "labels": dict(wishes.get("labels") or {})}
         try:
             pg = self._reserve(name, chosen.name, cpus, memory, chosen.overhead)
             try:
@@ -230,6 +234,7 @@ class Controller:
         finally:
             with self.lock:
                 self.busy.discard(name)
+                self.pending.pop(name, None)
 
     def locate(self, name: str) -> dict[str, Any]:
         """A VM's record (node, folder, state); lost VMs raise a WirtError saying so."""
@@ -353,16 +358,22 @@ class Controller:
                 if rec.get("state", "ok") == "ok" and rec["node"] not in alive and name not in self.busy:
                     rec.update(state="lost", reason=f"node {rec['node']} went down at {time.strftime('%H:%M:%S')}")
                     lost.append(name)
-            if lost:
+            back = [n for n, r in self.vms.items() if r.get("state") == "lost" and r["node"] in alive]
+            for name in back:  # the node came back (same name): its VMs are its own again
+                self.vms[name].update(state="ok", reason=f"node {self.vms[name]['node']} came back")
+                self._note(f"{name} back with node {self.vms[name]['node']}")
+            if lost or back:
                 self._save()
                 for name in lost:
                     self._note(f"{name} lost with node {self.vms[name]['node']}")
             todo = [n for n, r in self.vms.items() if r.get("state") == "lost"
-                    and r.get("restart_policy") == "on-node-failure" and n not in self.busy]
+                    and r.get("restart_policy") == "on-node-failure" and n not in self.busy
+                    and r.get("retry_at", 0) <= time.time()]
             self.busy.update(todo)
         done = []
         for name in todo:
             try:
+                self.vms[name]["retry_at"] = time.time() + RETRY_SECONDS  # a failed attempt waits
                 done.append(self._recover(name))
             finally:
                 with self.lock:

@@ -31,6 +31,30 @@ class LocalCluster:
     cluster: Any                      # the ray.cluster_utils.Cluster
     homes: dict[str, Path]
     nodes: dict[str, Any]             # name -> ray._private.node.Node (remove_node kills one)
+    specs: dict[str, NodeSpec] = field(default_factory=dict)
+    zygote: bool = False
+
+    def kill(self, name: str) -> None:
+        """End node `name`'s Ray processes at once (its raylet and workers, so its agent), as a
+        host failure would; its VM processes are not touched."""
+        self.cluster.remove_node(self.nodes.pop(name), allow_graceful=False)
+
+    def restart(self, name: str) -> None:
+        """Start node `name` again (same resources, labels and WIRT_HOME) with its agent."""
+        from wirt.cluster import services
+
+        self.nodes[name] = _add(self.cluster, self.specs[name], self.homes[name], self.zygote)
+        services.start_agent(name)
+
+
+def _args(s: NodeSpec) -> dict[str, Any]:
+    return {"num_cpus": 1, "resources": {VCPU: s.vcpus, MEM_MIB: s.memory_mib, NODE_PREFIX + s.name: 1},
+            "labels": dict(s.labels), "object_store_memory": 80 << 20}
+
+
+def _add(cluster: Any, s: NodeSpec, home: Path, zygote: bool) -> Any:
+    with _env(WIRT_HOME=str(home), WIRT_ZYGOTE="1" if zygote else "0", RAY_DEDUP_LOGS="0"):
+        return cluster.add_node(**_args(s))
 
 
 @contextlib.contextmanager
@@ -60,23 +84,20 @@ def local_cluster(specs: list[NodeSpec], base: Path, zygote: bool = False) -> It
     cluster = None
     nodes: dict[str, Any] = {}
     try:
-        for s in specs:
-            args = {"num_cpus": 1, "resources": {VCPU: s.vcpus, MEM_MIB: s.memory_mib, NODE_PREFIX + s.name: 1},
-                    "labels": dict(s.labels), "object_store_memory": 80 << 20}
-            with _env(WIRT_HOME=str(homes[s.name]), WIRT_ZYGOTE="1" if zygote else "0", RAY_DEDUP_LOGS="0"):
-                if cluster is None:
-                    cluster = Cluster(initialize_head=True, head_node_args={
-                        **args, "include_dashboard": False,
-                        # a killed node is declared dead after about 1.5 s instead of 15
-                        "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3}})
-                    nodes[s.name] = cluster.head_node
-                else:
-                    nodes[s.name] = cluster.add_node(**args)
+        head = specs[0]
+        with _env(WIRT_HOME=str(homes[head.name]), WIRT_ZYGOTE="1" if zygote else "0", RAY_DEDUP_LOGS="0"):
+            cluster = Cluster(initialize_head=True, head_node_args={
+                **_args(head), "include_dashboard": False,
+                # a killed node is declared dead after about 1.5 s instead of 15
+                "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3}})
+        nodes[head.name] = cluster.head_node
+        for s in specs[1:]:
+            nodes[s.name] = _add(cluster, s, homes[s.name], zygote)
         services.connect(cluster.address)
         services.start_controller(specs[0].name)
         for s in specs:
             services.start_agent(s.name)
-        yield LocalCluster(cluster.address, cluster, homes, nodes)
+        yield LocalCluster(cluster.address, cluster, homes, nodes, {s.name: s for s in specs}, zygote)
     finally:
         from wirt.vm.api import VM
 
