@@ -46,16 +46,29 @@ def test_public_keys_are_checked(tmp_path: Path) -> None:
         cloudinit.read_public_key(tmp_path / "none.pub")
 
 
-def test_seed_disk_is_a_cidata_file_system_with_the_three_files(tmp_path: Path) -> None:
+def _read_iso(path: Path, name: str) -> bytes:
+    import io
+
+    import pycdlib
+
+    iso = pycdlib.PyCdlib()
+    iso.open(str(path))
+    try:
+        out = io.BytesIO()
+        iso.get_file_from_iso_fp(out, rr_path=f"/{name}")
+        return out.getvalue()
+    finally:
+        iso.close()
+
+
+def test_seed_disk_is_a_cidata_iso9660_with_the_three_files(tmp_path: Path) -> None:
+    """cloud-init's NoCloud takes only vfat or iso9660 file systems labelled cidata (blkid's view)."""
     seed = tmp_path / "seed.raw"
     user = b"#cloud-config\nwrite_files:\n  - path: /etc/x\n    content: hi\n"
     cloudinit.build_seed(seed, user, instance_id="iid-1", hostname="web", public_keys=[KEY])
-    label = subprocess.run(["dumpe2fs", "-h", str(seed)], capture_output=True, text=True).stdout
-    assert "Filesystem volume name:   cidata" in label
-
-    def cat(name: str) -> str:
-        return subprocess.run(["debugfs", "-R", f"cat /{name}", str(seed)], capture_output=True, text=True).stdout
-
-    assert cat("user-data").encode() == user
-    assert yaml.safe_load(cat("meta-data")) == {"instance-id": "iid-1", "local-hostname": "web", "public-keys": [KEY]}
-    assert yaml.safe_load(cat("vendor-data")) == {"disable_root": False}
+    blkid = subprocess.run(["blkid", "-p", "-o", "export", str(seed)], capture_output=True, text=True).stdout
+    assert "TYPE=iso9660" in blkid.split() and "LABEL=cidata" in blkid.split()
+    assert _read_iso(seed, "user-data") == user
+    assert yaml.safe_load(_read_iso(seed, "meta-data")) == {"instance-id": "iid-1", "local-hostname": "web",
+                                                            "public-keys": [KEY]}
+    assert yaml.safe_load(_read_iso(seed, "vendor-data")) == {"disable_root": False}

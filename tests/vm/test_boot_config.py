@@ -122,8 +122,15 @@ def test_create_with_user_data_attaches_a_seed_and_refuses_bad_yaml(home: Path, 
     vm = VM.create("ci", disk="128M", image=str(own), user_data=str(ud), ssh_key=str(key), net="none")
     seed = vm.config.disks[1]
     assert (seed.path, seed.format, seed.read_only) == ("seed.raw", "raw", True)
-    meta = subprocess.run(["debugfs", "-R", "cat /meta-data", str(vm.paths.disk("seed.raw"))],
-                          capture_output=True, text=True).stdout
+    import io
+
+    import pycdlib
+
+    iso, out = pycdlib.PyCdlib(), io.BytesIO()
+    iso.open(str(vm.paths.disk("seed.raw")))
+    iso.get_file_from_iso_fp(out, rr_path="/meta-data")
+    iso.close()
+    meta = out.getvalue().decode()
     assert "local-hostname: ci" in meta and f"instance-id: iid-{vm.config.uuid}" in meta
 
     ud.write_text("#cloud-config\nruncmd:\n  - a\n - b\n")

@@ -4,26 +4,24 @@ Debian's real `cloud-init` package runs in the guest (it is added to the root di
 with --user-data or --ssh-key: `CLOUD_PACKAGES`). It finds its data on a small disk whose file
 system is labelled `cidata` (cloud-init's NoCloud datasource, "seed on a local file system"),
 holding `user-data` (the user's file, verbatim), `meta-data` (instance id, host name, SSH keys)
-and `vendor-data` (wirt's defaults, which user-data overrides). The disk is ext4 made with
-`mkfs.ext4 -d` (wirt.images.ext4): no root privileges, no loop device.
+and `vendor-data` (wirt's defaults, which user-data overrides). The disk is an ISO 9660 image
+(`build_seed`): cloud-init accepts only vfat and iso9660 seeds.
 """
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import yaml
 
 from wirt.errors import WirtError
-from wirt.images import ext4
+from wirt.fileio import atomic_path
 
-__all__ = ["CLOUD_PACKAGES", "SEED_LABEL", "SEED_SIZE", "read_user_data", "read_public_key",
+__all__ = ["CLOUD_PACKAGES", "SEED_LABEL", "read_user_data", "read_public_key",
            "default_public_key", "build_seed", "VENDOR_DATA"]
 
 CLOUD_PACKAGES = ("cloud-init",)
 SEED_LABEL = "cidata"
-SEED_SIZE = 64 << 20  # sparse; make_ext4's minimum
 USER_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 # Accepted first lines (cloud-init's user-data formats: cloud-config, a script, an include list,
 # a Jinja template, MIME multi-part).
@@ -93,14 +91,26 @@ def default_public_key() -> Path | None:
 
 
 def build_seed(dest: Path, user_data: bytes, *, instance_id: str, hostname: str, public_keys: list[str]) -> None:
-    """Write the NoCloud seed disk (raw ext4 labelled cidata) to `dest`."""
+    """Write the NoCloud seed disk to `dest`: an ISO 9660 image with the volume label cidata (cloud-init
+    looks only at vfat and iso9660 file systems so labelled: DataSourceNoCloud), with Rock Ridge
+    and Joliet names, written by pycdlib (no root, no system tools)."""
+    import io
+
+    import pycdlib
+
     meta = {"instance-id": instance_id, "local-hostname": hostname}
     if public_keys:
         meta["public-keys"] = list(public_keys)
-    with tempfile.TemporaryDirectory(prefix="wirt-seed-") as tmp:
-        tree = Path(tmp) / "seed"
-        tree.mkdir()
-        (tree / "user-data").write_bytes(user_data)
-        (tree / "meta-data").write_text(yaml.safe_dump(meta, default_flow_style=False, sort_keys=False))
-        (tree / "vendor-data").write_text(VENDOR_DATA)
-        ext4.make_ext4(tree, dest, SEED_SIZE, label=SEED_LABEL)
+    files = {"user-data": user_data,
+             "meta-data": yaml.safe_dump(meta, default_flow_style=False, sort_keys=False).encode(),
+             "vendor-data": VENDOR_DATA.encode()}
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident=SEED_LABEL)
+    for name, data in files.items():
+        iso_name = "/" + name.replace("-", "").upper()[:8] + ".;1"
+        iso.add_fp(io.BytesIO(data), len(data), iso_name, rr_name=name, joliet_path="/" + name)
+    try:
+        with atomic_path(Path(dest), 0o600) as tmp:
+            iso.write(str(tmp))
+    finally:
+        iso.close()

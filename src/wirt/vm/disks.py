@@ -30,14 +30,16 @@ def base_image(image: str | None, extra_packages: tuple[str, ...] = ()) -> Path 
 
 def create_seed(vm_dir: Path, cfg: VMConfig, user_data: bytes, public_keys: list[str]) -> DiskConfig:
     """The VM's cloud-init NoCloud seed, seed.raw (read-only to the guest), from its user-data and keys."""
-    from wirt.images.cloudinit import SEED_SIZE, build_seed
-    from wirt.vm.schema import default_hostname
+    from wirt.images.cloudinit import build_seed
+    from wirt.vm.schema import MIN_DISK, default_hostname
 
     path = Path(vm_dir) / "seed.raw"
     build_seed(path, user_data, instance_id=f"iid-{cfg.uuid}", hostname=cfg.boot.hostname or default_hostname(cfg.name),
                public_keys=public_keys)
-    os.chmod(path, 0o600)
-    return DiskConfig("seed.raw", "raw", SEED_SIZE, True)
+    size = max(path.stat().st_size, MIN_DISK)
+    if size > path.stat().st_size:
+        os.truncate(path, size)  # vm.toml's smallest disk; ISO 9660 ignores what follows it
+    return DiskConfig("seed.raw", "raw", size, True)
 
 
 def user_disk(image: str) -> Path | None:
