@@ -7,6 +7,7 @@ running VM, and node failure with the restart policy. The VMs here run the tiny 
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -186,3 +187,11 @@ def test_node_failure_marks_lost_and_restarts_by_policy(fleet, capsys, firmware:
     assert (ls(fleet, capsys)["dodo"]["node"], ls(fleet, capsys)["dodo"]["state"]) == ("n1", "running")
     rc, out, err = wirt(fleet, capsys, "rm", "--force", "phoenix", "dodo")
     assert rc == 0, err
+
+
+def test_ray_uses_loopback_only(fleet) -> None:
+    """Every Ray process of the fleet (and this driver) listens on and talks to loopback only."""
+    from tests.cluster.conftest import off_loopback_sockets
+
+    assert fleet.address.startswith("127.0.0.1:")
+    assert off_loopback_sockets(os.getpid()) == []

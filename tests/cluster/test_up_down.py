@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.cluster.conftest import off_loopback_sockets
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -33,6 +35,8 @@ def test_up_status_down(tmp_path: Path) -> None:
         assert "node solo is up in cluster" in r.stdout and f"(WIRT_HOME {home})" in r.stdout  # the agent's
         state = json.loads((home / "cluster" / "node.json").read_text())
         address, pid = state["address"], state["pid"]
+        assert address.startswith("127.0.0.1:") and "listens on loopback only" in r.stdout  # no --node-ip-address
+        assert off_loopback_sockets(pid) == []  # the head's Ray processes: loopback only
         r = run(env, "cluster", "status", "--json")
         assert r.returncode == 0, r.stderr
         nodes = json.loads(r.stdout[r.stdout.index("{"):])["nodes"]

@@ -33,6 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     u.add_argument("--address", help="HOST:PORT of the cluster's head to join (default: start a new cluster)")
     u.add_argument("--port", type=int, default=6379, help="the head's port when starting a cluster (default 6379)")
     u.add_argument("--name", help="this node's name (default: the host name)")
+    u.add_argument("--node-ip-address", metavar="IP",
+                   help="the address this node's Ray processes listen on and other hosts reach it at "
+                        "(default: a new cluster stays on 127.0.0.1, this host only; pass this host's "
+                        "address so other hosts can join)")
     u.add_argument("--label", action="append", default=[], metavar="K=V", help="a node label (repeatable)")
     u.set_defaults(func=_up)
     s = sub.add_parser("status", help="nodes, their capacity and allocation, lost VMs")
@@ -112,11 +116,16 @@ def _connect_any(args: argparse.Namespace) -> Any:
 def _up(args: argparse.Namespace) -> int:
     from wirt.cluster import node
     from wirt.cluster.placement import parse_labels
+    from wirt.cluster.services import is_loopback
 
     st = node.up(args.address, args.port, args.name, parse_labels(args.label, "--label"),
-                 say=lambda text: print(f"wirt: {text}", file=sys.stderr))
+                 node_ip=args.node_ip_address, say=lambda text: print(f"wirt: {text}", file=sys.stderr))
     print(f"node {st['name']} is up in cluster {st['address']} (WIRT_HOME {st.get('home')})")
-    if st["head"]:
+    if st["head"] and is_loopback(st["address"]):
+        print(f"this cluster listens on loopback only (this host); to let other hosts join, start it "
+              f"with --node-ip-address THIS_HOST_IP; use it with `wirt --cluster {st['address']} ...` "
+              f"or WIRT_CLUSTER={st['address']}")
+    elif st["head"]:
         print(f"join other hosts with `wirt cluster up --address {st['address']}`; "
               f"use it with `wirt --cluster {st['address']} ...` or WIRT_CLUSTER={st['address']}")
     return 0

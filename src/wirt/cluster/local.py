@@ -1,6 +1,7 @@
 """Several wirt nodes on this one machine (ray.cluster_utils.Cluster), for tests and benchmarks:
 each node a real Ray node with its own capacities as wirt resources, labels, and WIRT_HOME (its
-processes, and so its agent, inherit it), plus the controller on the first node.
+processes, and so its agent, inherit it), plus the controller on the first node. Every Ray
+process listens on and dials 127.0.0.1 only (services.loopback_only).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from wirt.cluster.resources import MEM_MIB, NODE_PREFIX, VCPU
+from wirt.cluster.services import LOOPBACK
 
 __all__ = ["NodeSpec", "LocalCluster", "local_cluster"]
 
@@ -48,7 +50,7 @@ class LocalCluster:
 
 
 def _args(s: NodeSpec) -> dict[str, Any]:
-    return {"num_cpus": 1, "resources": {VCPU: s.vcpus, MEM_MIB: s.memory_mib, NODE_PREFIX + s.name: 1},
+    return {"num_cpus": 1, "node_ip_address": LOOPBACK, "resources": {VCPU: s.vcpus, MEM_MIB: s.memory_mib, NODE_PREFIX + s.name: 1},
             "labels": dict(s.labels), "object_store_memory": 80 << 20}
 
 
@@ -75,10 +77,11 @@ def _env(**values: str) -> Iterator[None]:
 def local_cluster(specs: list[NodeSpec], base: Path, zygote: bool = False) -> Iterator[LocalCluster]:
     """Start the nodes (the first is the head), connect, start the controller and the agents;
     at exit force-stop the VMs left running in the nodes' homes and end every Ray process."""
+    from wirt.cluster import services
+
+    services.loopback_only()
     import ray
     from ray.cluster_utils import Cluster
-
-    from wirt.cluster import services
 
     homes = {s.name: Path(base) / s.name for s in specs}
     cluster = None

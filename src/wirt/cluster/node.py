@@ -52,8 +52,9 @@ def local_node(home: Path | None = None) -> dict[str, Any] | None:
 
 
 def up(address: str | None = None, port: int = 6379, name: str | None = None,
-       labels: dict[str, str] | None = None, say: Any = print) -> dict[str, Any]:
-    """Start (no address: a new cluster, this host its head) or join a cluster; returns the state."""
+       labels: dict[str, str] | None = None, node_ip: str | None = None, say: Any = print) -> dict[str, Any]:
+    """Start (no address: a new cluster, this host its head) or join a cluster; returns the state.
+    A new cluster without `node_ip` listens on 127.0.0.1 only (services.loopback_only)."""
     require_ray()
     from wirt.cluster import services
     from wirt.vm.inventory import host_inventory
@@ -69,6 +70,11 @@ def up(address: str | None = None, port: int = 6379, name: str | None = None,
     if labels:
         cmd += ["--labels", ",".join(f"{k}={v}" for k, v in labels.items())]
     cmd += ["--address", address] if address else ["--head", "--port", str(port), "--include-dashboard", "false"]
+    if address is None and node_ip is None:
+        services.loopback_only()  # before Popen: `ray start` inherits it
+        node_ip = services.LOOPBACK
+    if node_ip:
+        cmd += ["--node-ip-address", node_ip]
     (home / "cluster").mkdir(mode=0o700, parents=True, exist_ok=True)
     log_path = home / "cluster" / "ray-node.log"
     say(f"starting Ray node {name} ({'joining ' + address if address else 'head, port ' + str(port)}); log: {log_path}")
@@ -79,9 +85,10 @@ def up(address: str | None = None, port: int = 6379, name: str | None = None,
     atomic_write(_state_file(home), json.dumps(state))
     deadline = time.monotonic() + JOIN_TIMEOUT
     while address is None:
-        m = re.findall(r"--address='([^']+)'", log_path.read_text(errors="replace"))
-        if m:
-            state["address"] = address = m[-1]
+        text = log_path.read_text(errors="replace")
+        m = re.findall(r"--address='([^']+)'", text)
+        if m or (node_ip and "Ray runtime started" in text):  # single-host Ray prints no --address
+            state["address"] = address = m[-1] if m else f"{node_ip}:{port}"
             break
         _check_running(proc, log_path, deadline)
         time.sleep(0.3)

@@ -8,6 +8,7 @@ raised by wirt code on a node keeps its message, a dead actor reads "node X is d
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from typing import Any
@@ -17,11 +18,43 @@ from wirt.cluster.resources import NODE_PREFIX, PIN
 from wirt.errors import WirtError
 
 __all__ = ["NAMESPACE", "CONTROLLER", "agent_name", "connect", "call", "agent", "controller",
-           "start_agent", "start_controller", "cluster_address"]
+           "start_agent", "start_controller", "cluster_address", "LOOPBACK", "loopback_only", "is_loopback"]
 
 NAMESPACE = "wirt"
 CONTROLLER = "wirt-controller"
 ACTOR_START_TIMEOUT = 300.0  # a new worker imports wirt and Ray; minutes on a loaded 2-core host
+
+
+LOOPBACK = "127.0.0.1"
+# Ray's switch for its single-host mode (the default on Windows and macOS): its own processes and
+# children then take 127.0.0.1, not the interface address, as this node's IP (services.py
+# get_node_ip_address); it also refuses `ray start --address` (joining), so only heads use it.
+_RAY_SINGLE_HOST = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def is_loopback(address: str) -> bool:
+    """Whether HOST:PORT (or HOST) names this host's loopback."""
+    if address.startswith("["):
+        host = address[1:address.find("]")]
+    else:
+        host = address.rsplit(":", 1)[0] if address.count(":") == 1 else address
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def loopback_only() -> None:
+    """Make Ray in this process and the Ray processes it starts use only 127.0.0.1: without
+    this, Ray replaces a loopback address it is given (node IP, or the head's address in
+    ray.init) by the interface address, so a head on 127.0.0.1 is dialled at 192.0.2.x and
+    never answers -- the "hang" with node_ip_address=127.0.0.1."""
+    os.environ[_RAY_SINGLE_HOST] = "0"
+    # and no usage report: its head module asks the cloud metadata address (169.254.169.254)
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    import ray._private.ray_constants as rc  # read at import: set it too if Ray is loaded already
+
+    rc.ENABLE_RAY_CLUSTER = False
 
 
 def agent_name(node: str) -> str:
@@ -38,6 +71,8 @@ def connect(address: str) -> Any:
     ray = require_ray()
     if ray.is_initialized():
         return ray
+    if is_loopback(address):
+        loopback_only()
     try:
         ray.init(address=address, namespace=NAMESPACE, logging_level=logging.ERROR, log_to_driver=False,
                  configure_logging=True)
