@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from tests.cluster.conftest import off_loopback_sockets
+from wirt.cluster.local import DEAD_PROXY_ENV
 
 
 def free_port() -> int:
@@ -27,7 +28,7 @@ def run(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess:
 
 def test_up_status_down(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    env = dict(os.environ, WIRT_HOME=str(home), WIRT_ZYGOTE="0")
+    env = dict(os.environ, WIRT_HOME=str(home), WIRT_ZYGOTE="0", **DEAD_PROXY_ENV)  # Ray's cloud probe
     env.pop("WIRT_CLUSTER", None)
     r = run(env, "cluster", "up", "--name", "solo", "--port", str(free_port()), "--label", "zone=z")
     try:

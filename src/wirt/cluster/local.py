@@ -16,7 +16,7 @@ from typing import Any
 from wirt.cluster.resources import MEM_MIB, NODE_PREFIX, VCPU
 from wirt.cluster.services import LOOPBACK
 
-__all__ = ["NodeSpec", "LocalCluster", "local_cluster"]
+__all__ = ["NodeSpec", "LocalCluster", "local_cluster", "DEAD_PROXY_ENV"]
 
 
 @dataclass(frozen=True)
@@ -73,15 +73,32 @@ def _env(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
+# Ray's head module for usage stats probes the cloud metadata address (169.254.169.254) and posts
+# "disabled" through `requests` even with stats off: in a local cluster it meets a dead loopback
+# proxy instead (gRPC and loopback stay direct: no_proxy). Only here: a user's agents may need a
+# real proxy setting.
+DEAD_PROXY_ENV = {k: "http://127.0.0.1:9" for k in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")} | {
+    k: "127.0.0.1,localhost,::1" for k in ("no_proxy", "NO_PROXY")}
+
+
 @contextlib.contextmanager
 def local_cluster(specs: list[NodeSpec], base: Path, zygote: bool = False) -> Iterator[LocalCluster]:
     """Start the nodes (the first is the head), connect, start the controller and the agents;
-    at exit force-stop the VMs left running in the nodes' homes and end every Ray process."""
+    at exit force-stop the VMs left running in the nodes' homes and end every Ray process.
+    Every Ray process listens on and dials loopback only."""
     from wirt.cluster import services
 
     services.loopback_only()
+    with _env(**DEAD_PROXY_ENV), _local_cluster(specs, base, zygote) as c:
+        yield c
+
+
+@contextlib.contextmanager
+def _local_cluster(specs: list[NodeSpec], base: Path, zygote: bool) -> Iterator[LocalCluster]:
     import ray
     from ray.cluster_utils import Cluster
+
+    from wirt.cluster import services
 
     homes = {s.name: Path(base) / s.name for s in specs}
     cluster = None

@@ -50,8 +50,7 @@ def loopback_only() -> None:
     ray.init) by the interface address, so a head on 127.0.0.1 is dialled at 192.0.2.x and
     never answers -- the "hang" with node_ip_address=127.0.0.1."""
     os.environ[_RAY_SINGLE_HOST] = "0"
-    # and no usage report: its head module asks the cloud metadata address (169.254.169.254)
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # no usage report (to a host on the internet)
     import ray._private.ray_constants as rc  # read at import: set it too if Ray is loaded already
 
     rc.ENABLE_RAY_CLUSTER = False
