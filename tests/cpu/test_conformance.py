@@ -31,11 +31,13 @@ def test_riscv_tests_configured() -> None:
                 "binaries (see docs/testing.md)")
 
 
+@pytest.mark.parametrize("jit", ["off", "force"])
 @pytest.mark.parametrize("path", BINARIES, ids=[p.name for p in BINARIES])
-def test_riscv_test(path: Path) -> None:
+def test_riscv_test(path: Path, jit: str) -> None:
+    """Each binary under the interpreter alone and with every block translated (WIRT_JIT=force)."""
     from wirt.machine.baremetal import BareMetal
 
-    m = BareMetal(str(path), 64 << 20, output=lambda b: None)
+    m = BareMetal(str(path), 64 << 20, output=lambda b: None, jit=jit)
     result = m.run(50_000_000)
     assert result.reason == "exit", f"{path.name} did not finish: {result}"
     assert result.exit_code == 0, f"{path.name} failed test case {result.exit_code}"

@@ -24,6 +24,12 @@ from wirt.cpu.layout import (
     PMP_ACTIVE, PMP_LOCKED, PRIV, PRV_M, PRV_S, PRV_U, PTE_D, PTE_R, PTE_U, PTE_W, PTE_X, RAM_BASE, RAM_SIZE,
     RESERVATION, ROM_BASE, ROM_SIZE, TIME_BASE, TIME_ICOUNT, TIME_SHIFT, TLB_ENTRIES, TOHOST,
 )
+from wirt.cpu.jit.call import call_block
+from wirt.cpu.jit.table import slot as jt_slot
+from wirt.cpu.layout import (
+    JQ_CALLS, JQ_CAP, JQ_COUNT, JQ_ENTRY, JQ_FORCE, JQ_HEAD, JQ_INVAL, JQ_LIMIT, JQ_SIDE,
+    JQ_THRESHOLD, JR_END, JR_SIDE, JT_MODE_SHIFT, JT_W,
+)
 from wirt.cpu.mmu import pmp_fill, tlb_flush, walk
 
 TLB_MASK = TLB_ENTRIES - 1
@@ -86,8 +92,22 @@ def load_bytes(s, c, tlb, ram8, ram64, addr, size, priv, sum_, mxr, vm):
     return v, -1, 0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def code_written(jpg, off):
+    """A store reached RAM offset `off`: if translations hold code from its page, drop them.
+
+    The page word's low bit says translations may exist; adding one makes the generation new
+    (layout.py, "jpg"), so no translation made from the old contents is entered again.
+    """
+    w = jpg[off >> 12]
+    if (w & 1) != 0:
+        jpg[off >> 12] = w + 1
+        return True
+    return False
+
+
 @njit(cache=True, nogil=True)
-def store_bytes(s, c, tlb, ram8, ram64, addr, size, value, priv, sum_, mxr, vm):
+def store_bytes(s, c, tlb, ram8, ram64, addr, size, value, priv, sum_, mxr, vm, jpg):
     """A misaligned store, byte by byte; all bytes are translated before any is written."""
     base = s[RAM_BASE]
     n = s[RAM_SIZE]
@@ -103,6 +123,7 @@ def store_bytes(s, c, tlb, ram8, ram64, addr, size, value, priv, sum_, mxr, vm):
         off = pa - base
         if cause < 0 and off >= 0 and off < n:  # same result as above; checked all the same
             ram8[off] = (value >> (8 * i)) & 0xFF
+            code_written(jpg, off)
     return -1, 0
 
 
@@ -162,8 +183,12 @@ def next_deadline(s, c, icount, limit):
 
 
 @njit(cache=True, nogil=True)
-def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
-    """Run the hart for at most `budget` instructions; returns the exit reason (see layout)."""
+def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg):
+    """Run the hart for at most `budget` instructions; returns the exit reason (see layout).
+
+    jt, jq: this hart's translation table and request queue; jpg: the machine's code-page
+    words (cpu/jit). With jq[JQ_THRESHOLD] == 0 the translation tier is off.
+    """
     pc = s[PC]
     icount = s[ICOUNT]
     end = icount + budget
@@ -187,6 +212,10 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
     rmask = PTE_R
     forbid_u = 0
     forbid_fu = 0
+    jthr = jq[JQ_THRESHOLD]
+    jst = 0         # translation tier: 1 = look up a region at this pc, 2 = after this instruction
+    jmode = 0
+    jkey = 0
     while True:
         if recompute:
             recompute = False
@@ -219,6 +248,12 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                 forbid_u = PTE_U
             forbid_fu = 0 if priv == PRV_U else PTE_U
             fpage = -1
+            # What a translation depends on besides its bytes (jit/emit.Mode.from_key).
+            jmode = (priv | (dpriv << 2) | (sum_ << 4) | (mxr << 5) | (np.int64(dvm) << 6)
+                     | (np.int64(dtlb) << 7) | (np.int64((st & MS_FS) != 0) << 8))
+            jkey = jmode << JT_MODE_SHIFT
+            if jthr > 0:
+                jst = 1
         if icount >= limit:
             s[ICOUNT] = icount
             s[PC] = pc
@@ -247,6 +282,53 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
 
         # ---- fetch ---------------------------------------------------------------------
         if (pc >> 12) == fpage and (pc & 0xFFF) != 0xFFE:
+            if jst == 1:
+                # ---- translation tier: enter a compiled region here if there is one -----------
+                jst = 0
+                joff = foff + (pc & 0xFFF)
+                jb = jt_slot(joff, jmode) * JT_W
+                jgen = jpg[joff >> 12]
+                if jt[jb] == (joff | jkey) and jt[jb + 2] == jgen:
+                    fn = jt[jb + 1]
+                    if fn != 0:
+                        s[PC] = pc
+                        s[ICOUNT] = icount
+                        r = call_block(fn, s, c, tlb, ram8, jpg, limit)
+                        pc = s[PC]
+                        icount = s[ICOUNT]
+                        jq[JQ_CALLS] += 1
+                        if r == JR_END:
+                            jst = 1
+                        elif r == JR_SIDE:
+                            jst = 2
+                            jq[JQ_SIDE] += 1
+                        else:
+                            jst = 2
+                            jq[JQ_LIMIT] += 1
+                        if (pc >> 12) != fpage:
+                            fpage = -1
+                        continue
+                else:
+                    cnt = jt[jb + 3] + 1
+                    jt[jb + 3] = cnt
+                    if cnt >= jthr:
+                        jt[jb + 3] = -(jthr << 4)  # back off until the request is served
+                        n = jq[JQ_COUNT]
+                        if n < JQ_CAP:
+                            # From now on a store to the page invalidates (layout.py, jpg).
+                            jgen = jgen | 1
+                            jpg[joff >> 12] = jgen
+                            e = JQ_HEAD + n * JQ_ENTRY
+                            jq[e] = joff
+                            jq[e + 1] = jmode
+                            jq[e + 2] = pc
+                            jq[e + 3] = jgen
+                            jq[JQ_COUNT] = n + 1
+                            if jq[JQ_FORCE] != 0:
+                                s[PC] = pc
+                                s[ICOUNT] = icount
+                                ex[EX_REASON] = EXIT_BUDGET
+                                return EXIT_BUDGET
             # foff was range-checked when fpage was set: an unsigned index spares numba's
             # negative-index wraparound on the hottest load of the loop.
             hw = np.uint64((foff + (pc & 0xFFF)) >> 1)
@@ -516,6 +598,8 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                         ram16[off >> 1] = val
                     else:
                         ram8[off] = val
+                    if code_written(jpg, off):
+                        jq[JQ_INVAL] += 1
                     if pa == tohost:
                         ex[EX_REASON] = EXIT_HTIF
                         ex[EX_VALUE] = val
@@ -528,10 +612,12 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                         # Misaligned within one page: one translation covers every byte.
                         for i in range(size):
                             ram8[off + i] = (val >> (8 * i)) & 0xFF
+                        if code_written(jpg, off) | code_written(jpg, off + size - 1):
+                            jq[JQ_INVAL] += 1
                         cause = -1
                     else:
                         cause, tval = store_bytes(s, c, tlb, ram8, ram64, addr, size, val, dpriv,
-                                                  sum_, mxr, dvm)
+                                                  sum_, mxr, dvm, jpg)
                     if cause == -2:
                         cause = EXC_STORE_ACCESS
                     if cause >= 0:
@@ -573,6 +659,8 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                 imm = ((((inst >> 31) << 12) | (((inst >> 7) & 1) << 11)
                         | (((inst >> 25) & 0x3F) << 5) | (((inst >> 8) & 0xF) << 1)))
                 npc = pc + imm
+                if jthr > 0:
+                    jst = 1
         elif op == 0x37:  # LUI
             s[rd] = (inst >> 12) << 12
         elif op == 0x17:  # AUIPC
@@ -582,6 +670,8 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                    | (((inst >> 20) & 1) << 11) | (((inst >> 21) & 0x3FF) << 1))
             s[rd] = npc
             npc = pc + imm
+            if jthr > 0:
+                jst = 1
         elif op == 0x67:  # JALR
             if f3 != 0:
                 illegal = True
@@ -589,6 +679,8 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                 t = (s[rs1] + (inst >> 20)) & ~1
                 s[rd] = npc
                 npc = t
+                if jthr > 0:
+                    jst = 1
         elif op == 0x1B:  # OP-IMM-32
             a = s[rs1]
             imm = inst >> 20
@@ -714,6 +806,8 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                             ram32[off >> 2] = s[rs2]
                         else:
                             ram64[off >> 3] = s[rs2]
+                        if code_written(jpg, off):
+                            jq[JQ_INVAL] += 1
                         s[rd] = 0
                     else:
                         s[rd] = 1
@@ -754,6 +848,8 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
                             ram32[off >> 2] = new
                         else:
                             ram64[off >> 3] = new
+                        if code_written(jpg, off):
+                            jq[JQ_INVAL] += 1
                         s[rd] = old
         elif op == 0x53 or op == 0x43 or op == 0x47 or op == 0x4B or op == 0x4F:  # F and D
             mst = c[CSR_MSTATUS]
@@ -859,3 +955,5 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget):
         s[0] = 0
         pc = npc
         icount += 1
+        if jst == 2:
+            jst = 1

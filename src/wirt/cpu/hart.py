@@ -59,20 +59,30 @@ def _warm_up(core) -> None:
     h = Hart.__new__(Hart)
     Hart._init_arrays(h, np.zeros(4096, dtype=np.uint8), 0x80000000, 0, np.zeros(8, dtype=np.uint8), 0x1000)
     h.s[L.PC] = 0x80000000
-    core.run(h.s, h.c, h.tlb, h.ram8, h.ram16, h.ram32, h.ram64, h.rom8, _rvc_table, h.ex, 1)
+    core.run(h.s, h.c, h.tlb, h.ram8, h.ram16, h.ram32, h.ram64, h.rom8, _rvc_table, h.ex, 1,
+             h.jt, h.jq, h.jpg)
 
 
 class Hart:
     """One RV64 hart bound to a RAM buffer (and an optional boot ROM)."""
 
     def __init__(self, ram: np.ndarray, ram_base: int = 0x8000_0000, hartid: int = 0,
-                 rom: np.ndarray | None = None, rom_base: int = 0x1000) -> None:
+                 rom: np.ndarray | None = None, rom_base: int = 0x1000,
+                 code_pages: np.ndarray | None = None, jit=None) -> None:
+        """`code_pages`: the machine's per-page translation words (GuestMemory.code_pages);
+        `jit`: its TranslationCache, shared by its harts, or a setting ("off", "on", "force";
+        default: WIRT_JIT) for a cache of our own."""
         self._init_arrays(ram, ram_base, hartid, rom if rom is not None else np.zeros(8, np.uint8),
-                          rom_base)
+                          rom_base, code_pages)
         self.core = core_module()
+        if jit is None or isinstance(jit, str):
+            from wirt.cpu.jit.cache import TranslationCache, jit_setting
+            jit = TranslationCache(ram, ram_base, self.jpg, _rvc_table, jit_setting(jit))
+        self.jit = jit
+        self.jt, self.jq = jit.new_tables()
 
     def _init_arrays(self, ram: np.ndarray, ram_base: int, hartid: int, rom: np.ndarray,
-                     rom_base: int) -> None:
+                     rom_base: int, code_pages: np.ndarray | None = None) -> None:
         if ram.dtype != np.uint8 or ram.ndim != 1 or len(ram) % 4096 != 0:
             raise ValueError("RAM must be a 1-D uint8 array whose size is a multiple of 4 KiB")
         self.ram8 = ram
@@ -85,6 +95,14 @@ class Hart:
         from wirt.cpu.mmu import new_tlb
         self.tlb = new_tlb()
         self.ex = np.zeros(L.EX_SIZE, dtype=np.int64)
+        if code_pages is None:
+            code_pages = np.zeros(len(ram) // 4096, np.int64)
+        if code_pages.dtype != np.int64 or len(code_pages) != len(ram) // 4096:
+            raise ValueError("code_pages must hold one int64 per 4 KiB page of RAM")
+        self.jpg = code_pages
+        self.jit = None
+        self.jt = np.full(L.JT_W, -1, dtype=np.int64)   # tier off until a cache is attached
+        self.jq = np.zeros(L.JQ_SIZE, dtype=np.int64)
         self.s[L.RAM_BASE] = ram_base
         self.s[L.RAM_SIZE] = len(ram)
         self.s[L.ROM_BASE] = rom_base
@@ -112,8 +130,24 @@ class Hart:
     # ---- running ---------------------------------------------------------------------
     def run(self, budget: int) -> int:
         """Execute up to budget instructions; returns the exit reason (layout.EXIT_*)."""
-        return self.core.run(self.s, self.c, self.tlb, self.ram8, self.ram16, self.ram32,
-                             self.ram64, self.rom8, _rvc_table, self.ex, budget)
+        s, jq = self.s, self.jq
+        end = int(s[L.ICOUNT]) + budget
+        while True:
+            reason = self.core.run(s, self.c, self.tlb, self.ram8, self.ram16, self.ram32,
+                                   self.ram64, self.rom8, _rvc_table, self.ex,
+                                   end - int(s[L.ICOUNT]), self.jt, jq, self.jpg)
+            if self.jit is None or not self.jit.enabled:
+                return reason
+            forced = reason == L.EXIT_BUDGET and jq[L.JQ_FORCE] and jq[L.JQ_COUNT]
+            self.jit.service(self.jt, jq)
+            if not forced or s[L.ICOUNT] >= end:
+                return reason
+
+    def jit_stats(self) -> dict:
+        """The translation tier's counters for this hart and its machine's cache."""
+        if self.jit is None:
+            return {"setting": "off"}
+        return self.jit.counters([self.jq])
 
     def complete_load(self, value: int) -> None:
         """Finish an MMIO load: extend the device's value and write the destination register
@@ -169,4 +203,6 @@ class Hart:
         self.c[:] = np.asarray(d["c"], dtype=np.int64)
         self.tlb[:] = 0  # data words too (see mmu.tlb_flush)
         self.tlb[: L.TLB_ENTRIES] = -1
+        if self.jit is not None:
+            self.jit.flush()  # snapshots hold no translations: start cold
 

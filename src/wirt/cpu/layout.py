@@ -200,3 +200,31 @@ ACC_STORE = 2
 
 MENVCFG_STCE = -(1 << 63)
 MENVCFG_WMASK = MENVCFG_STCE | 1  # STCE (Sstc) and FIOM
+
+# ---- translation tier (cpu/jit) ----------------------------------------------------------------
+# Per-hart translation table `jt`: JT_SLOTS direct-mapped slots of JT_W words:
+#   key (RAM offset of the entry | mode << JT_MODE_SHIFT, or -1), function address, the
+#   page's generation word (jpg) the code was made from.
+JT_SLOTS = 1 << 14
+JT_W = 4
+JT_MODE_SHIFT = 40
+# Per-hart request queue and counters `jq` (int64):
+JQ_COUNT = 0       # requests waiting
+JQ_FORCE = 1       # non-zero: translate on first sight and return to the caller at once
+JQ_THRESHOLD = 2   # lookups of an entry before it is requested (0 = tier off)
+JQ_CALLS = 3       # counters: regions entered, side exits, budget/limit exits, chained entries
+JQ_SIDE = 4
+JQ_LIMIT = 5
+JQ_CHAIN = 6
+JQ_INVAL = 7       # invalidations (a store or DMA to a page holding translations)
+JQ_HEAD = 16
+JQ_ENTRY = 4       # ram offset, mode, virtual pc, page generation
+JQ_CAP = 64
+JQ_SIZE = JQ_HEAD + JQ_ENTRY * JQ_CAP
+# Shared page words `jpg` (int64 per RAM page): 2 * generation + 1 while translations may hold
+# code from the page. A store to a page with the low bit set bumps it to the next even value,
+# which invalidates every translation made from the page (they remember the odd value).
+# Return codes of a translated region (the pc and icount are in s[PC], s[ICOUNT]):
+JR_END = 0    # left at a block boundary: the next region may be entered at once
+JR_SIDE = 1   # left before an instruction the interpreter must run (trap, MMIO, TLB miss, ...)
+JR_LIMIT = 2  # the next block would pass the instruction limit: interpret up to it

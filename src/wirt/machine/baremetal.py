@@ -36,7 +36,9 @@ class RunResult:
 class BareMetal:
     """Load an ELF into RAM at 0x8000_0000 and run it in M-mode from its entry point."""
 
-    def __init__(self, path: str, ram_size: int = 64 << 20, output: Callable[[bytes], None] | None = None) -> None:
+    def __init__(self, path: str, ram_size: int = 64 << 20, output: Callable[[bytes], None] | None = None,
+                 jit: str | None = None) -> None:
+        """`jit`: the translation tier's setting, "off", "on" or "force" (default: WIRT_JIT)."""
         image = read_elf(path)
         self.memory = GuestMemory(ram_size, RAM_BASE)
         for addr, data, memsz in image.segments:
@@ -44,7 +46,7 @@ class BareMetal:
                 raise WirtError(f"{path}: segment at {addr:#x} (+{memsz:#x}) is outside RAM "
                                 f"{RAM_BASE:#x}-{RAM_BASE + ram_size:#x}; link it at 0x80000000 or raise --ram")
             self.memory.write(addr, data)
-        self.hart = Hart(self.memory.array, RAM_BASE)
+        self.hart = Hart(self.memory.array, RAM_BASE, code_pages=self.memory.code_pages, jit=jit)
         self.hart.reset(image.entry)
         self.tohost = image.symbols.get("tohost", -1)
         self.fromhost = image.symbols.get("fromhost", -1)

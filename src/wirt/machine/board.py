@@ -182,7 +182,8 @@ class Machine:
         self.memory = GuestMemory(memory_size, dt.RAM_BASE)
 
         # ---- hart, time and interrupt plumbing --------------------------------------------
-        self.hart = Hart(self.memory.array, dt.RAM_BASE, 0, self.rom, ROM_BASE)
+        self.hart = Hart(self.memory.array, dt.RAM_BASE, 0, self.rom, ROM_BASE,
+                         code_pages=self.memory.code_pages)
         s = self.hart.s
         self.clock = GuestClock(s, deterministic)
         self.wake = threading.Event()          # set by device events while the hart sleeps

@@ -34,6 +34,10 @@ class GuestMemory:
         self.size = size
         self._map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self.array = np.frombuffer(self._map, dtype=np.uint8)
+        # One word per page for the CPU's translation tier (cpu/layout.py, "jpg"): odd while
+        # translations may hold code from the page. Writes from outside the core go through
+        # `code_written` so no stale translation of the old bytes is entered again.
+        self.code_pages = np.zeros(size // PAGE, dtype=np.int64)
         self.image_mapped = False  # True while RAM is a copy-on-write view of a snapshot image
 
     @property
@@ -49,9 +53,17 @@ class GuestMemory:
             err = ctypes.get_errno()
             raise WirtError(f"cannot map guest memory: {os.strerror(err)}")
 
+    def code_written(self, off: int, length: int) -> None:
+        """Bytes [off, off+length) of RAM changed behind the core's back (DMA, loading, restore)."""
+        if length <= 0:
+            return
+        seg = self.code_pages[off // PAGE: (off + length - 1) // PAGE + 1]
+        seg += seg & 1  # odd (translated) -> the next even generation; even pages stay
+
     def zero(self) -> None:
         """All of RAM reads as zero again: a fresh anonymous mapping (pages freed lazily)."""
         self._remap(-1, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self.code_written(0, self.size)
         self.image_mapped = False
 
     def touched_pages(self) -> np.ndarray | None:
@@ -89,6 +101,7 @@ class GuestMemory:
         if st.st_size != self.size:
             raise WirtError(f"memory image is {st.st_size} bytes, guest RAM is {self.size}")
         self._remap(fd, mmap.MAP_PRIVATE)
+        self.code_written(0, self.size)
         self.image_mapped = True
 
     def contains(self, addr: int, length: int = 1) -> bool:
@@ -101,6 +114,7 @@ class GuestMemory:
                             f"({self.base:#x}-{self.base + self.size:#x}); give the VM more memory")
         off = addr - self.base
         self.array[off: off + len(data)] = np.frombuffer(data, dtype=np.uint8)
+        self.code_written(off, len(data))
 
     def read(self, addr: int, length: int) -> bytes:
         if not self.contains(addr, length):

@@ -50,11 +50,13 @@ class MemoryLike(Protocol):
 class GuestRam:
     """Bounds-checked DMA access to guest RAM through one memoryview of its host mapping."""
 
-    __slots__ = ("base", "size", "mv")
+    __slots__ = ("base", "size", "mv", "code_written")
 
     def __init__(self, memory: MemoryLike) -> None:
         self.base = int(memory.base)
         self.size = int(memory.size)
+        # Device writes must drop the CPU's translations of the pages they change.
+        self.code_written = getattr(memory, "code_written", None)
         mv = memoryview(memory.array).cast("B")
         if mv.nbytes != self.size:
             raise ValueError("guest memory array does not match its size")
@@ -70,6 +72,14 @@ class GuestRam:
     def view(self, addr: int, length: int) -> memoryview:
         """A writable zero-copy view of guest RAM (checked)."""
         off = self.offset(addr, length)
+        return self.mv[off: off + length]
+
+    def writable_view(self, addr: int, length: int) -> memoryview:
+        """A view the device will write: translated code on those pages is dropped first
+        (the guest may not run code from a buffer it has lent to the device)."""
+        off = self.offset(addr, length)
+        if self.code_written is not None:
+            self.code_written(off, length)
         return self.mv[off: off + length]
 
     def u16(self, addr: int) -> int:
@@ -221,19 +231,18 @@ class Virtqueue:
                 in_indirect = True
                 i, seen = 0, 0
                 continue
-            buf = ram.view(addr, length)
             if flags & VIRTQ_DESC_F_WRITE:
                 end = addr + length
                 for lo, hi in rings:
                     if addr < hi and lo < end:
                         raise VirtqueueError(f"queue {self.index}: device-writable buffer {addr:#x}+{length:#x} "
                                              "overlaps the queue's rings")
-                writable.append(buf)
+                writable.append(ram.writable_view(addr, length))
             elif writable:
                 # §2.7.4.2: device-readable descriptors come before device-writable ones.
                 raise VirtqueueError(f"queue {self.index}: readable descriptor after a writable one")
             else:
-                readable.append(buf)
+                readable.append(ram.view(addr, length))
             if not flags & VIRTQ_DESC_F_NEXT:
                 return Chain(head, readable, writable)
             if nxt >= size:

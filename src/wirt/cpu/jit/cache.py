@@ -1,0 +1,220 @@
+"""The translation cache: hot entries requested by the core become compiled regions.
+
+The core counts lookups of region entries in each hart's table and queues the hot ones
+(layout.JQ_*). Between time slices the hart's own thread calls `service()`, which decodes
+and emits queued regions, hands them to a background compiler thread (LLVM releases the GIL,
+so it runs beside the core on the other host core) and installs finished code in the hart's
+table. Only the hart's own thread writes its table, so the core never sees a half-written
+slot. Code is shared by every hart of the machine. The cache has a size limit; past it
+everything is dropped and translation starts over (QEMU's tb_flush policy).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+
+import numpy as np
+
+from wirt.cpu import layout as L
+from wirt.cpu.jit.compiler import compile_ir, host_supported
+from wirt.cpu.jit.emit import Mode, RegionEmitter
+from wirt.cpu.jit.region import discover
+from wirt.cpu.jit.table import slot
+
+DEFAULT_THRESHOLD = 64
+BATCH = 16                    # regions per LLVM module
+DEFAULT_LIMIT = 64 << 20      # bytes of translated code before a flush
+
+
+def jit_setting(value: str | None = None) -> str:
+    """The tier's setting: 'off', 'on' or 'force' (WIRT_JIT=0|1|force; default on)."""
+    v = (value if value is not None else os.environ.get("WIRT_JIT", "1")).strip().lower()
+    if v in ("0", "off", "false", "no"):
+        return "off"
+    if v in ("force", "2"):
+        return "force"
+    if v in ("1", "on", "true", "yes", ""):
+        return "on"
+    raise ValueError(f"WIRT_JIT={v!r} is not one of 0, 1, force")
+
+
+_notice_shown = False
+
+
+class TranslationCache:
+    """Compiled regions of one machine's guest code, and the per-hart tables that find them."""
+
+    def __init__(self, ram: np.ndarray, ram_base: int, code_pages: np.ndarray, rvc: np.ndarray,
+                 setting: str = "on", threshold: int = DEFAULT_THRESHOLD,
+                 limit_bytes: int = DEFAULT_LIMIT) -> None:
+        global _notice_shown
+        if setting != "off" and not host_supported():
+            if not _notice_shown:
+                print("wirt: no code generator for this host CPU; using the interpreter only",
+                      file=sys.stderr)
+                _notice_shown = True
+            setting = "off"
+        self.setting = setting
+        self.ram16 = ram.view(np.uint16)
+        self.ram_base = ram_base
+        self.ram_size = len(ram)
+        self.jpg = code_pages
+        self.rvc = rvc
+        self.threshold = 1 if setting == "force" else threshold
+        self.limit_bytes = limit_bytes
+        self.regions: dict[tuple[int, int], tuple[int, int]] = {}  # (off, mode) -> (fn, gen)
+        self.pending: set[tuple[int, int]] = set()
+        self.batches: list = []
+        self.code_bytes = 0
+        self.stats = {"regions": 0, "compile_s": 0.0, "flushes": 0, "discarded": 0}
+        self.tables: list[np.ndarray] = []
+        self._next_name = 0
+        self._jobs: queue.Queue = queue.Queue()
+        self._done: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._flush_gen = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.setting != "off"
+
+    # ---- per-hart arrays ----------------------------------------------------------------------
+    def new_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """A hart's translation table and request queue."""
+        jt = np.zeros(L.JT_SLOTS * L.JT_W, dtype=np.int64)
+        jt[0::L.JT_W] = -1
+        jq = np.zeros(L.JQ_SIZE, dtype=np.int64)
+        jq[L.JQ_THRESHOLD] = self.threshold if self.enabled else 0
+        jq[L.JQ_FORCE] = 1 if self.setting == "force" else 0
+        self.tables.append(jt)
+        return jt, jq
+
+    # ---- service (on the hart's thread, between time slices) ----------------------------------
+    def service(self, jt: np.ndarray, jq: np.ndarray) -> None:
+        """Take the hart's requests, start their compiles, install what has finished."""
+        n = int(jq[L.JQ_COUNT])
+        if n:
+            reqs = jq[L.JQ_HEAD: L.JQ_HEAD + n * L.JQ_ENTRY].reshape(n, L.JQ_ENTRY).copy()
+            jq[L.JQ_COUNT] = 0
+            work = []
+            for off, mode, vpc, gen in reqs.tolist():
+                key = (off, mode)
+                if key in self.pending:
+                    continue
+                done = self.regions.get(key)
+                if done is not None and done[1] == self.jpg[off >> 12]:
+                    self._install(jt, off, mode, *done)
+                    continue
+                self.pending.add(key)
+                work.append((off, mode, gen))
+            if work:
+                job = self._emit(work)
+                if self.setting == "force":
+                    self._done.put(self._compile(job))
+                else:
+                    self._start_thread()
+                    self._jobs.put(job)
+        self._collect(jt)
+
+    def _emit(self, work: list[tuple[int, int, int]]):
+        """Decode and emit regions into one module's IR (on the hart's thread: reads RAM now,
+        after the core marked the pages, so a later store is seen by the generation check)."""
+        parts, entries = [], []
+        for off, mode, gen in work:
+            page = off & ~0xFFF
+            m = Mode.from_key(mode)
+            blocks = discover(self.ram16[page >> 1: (page >> 1) + 2048], self.rvc, off & 0xFFF, m.fp)
+            name = f"r{self._next_name}"
+            self._next_name += 1
+            if not blocks[off & 0xFFF].insns:
+                entries.append((off, mode, gen, None))   # nothing to translate at this entry
+                continue
+            parts.append(RegionEmitter(name, blocks, off & 0xFFF, m, self.ram_base,
+                                       self.ram_size).emit())
+            entries.append((off, mode, gen, name))
+        return "".join(parts), entries, self._flush_gen
+
+    @staticmethod
+    def _compile(job):
+        text, entries, fgen = job
+        names = [e[3] for e in entries if e[3] is not None]
+        compiled = compile_ir(text, names, int(os.environ.get("WIRT_JIT_LEVEL", "1"))) if names else None
+        return compiled, entries, fgen
+
+    def _start_thread(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._worker, name="wirt-jit", daemon=True)
+            self._thread.start()
+
+    def _worker(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            try:
+                self._done.put(self._compile(job))
+            except Exception as e:  # a bug in the emitter: keep running on the interpreter
+                print(f"wirt: translation failed ({e}); continuing without it", file=sys.stderr)
+                self._done.put((None, job[1], job[2]))
+
+    def _collect(self, jt: np.ndarray) -> None:
+        while True:
+            try:
+                compiled, entries, fgen = self._done.get_nowait()
+            except queue.Empty:
+                return
+            for off, mode, _, _ in entries:
+                self.pending.discard((off, mode))
+            if fgen != self._flush_gen:
+                continue  # made before a flush
+            if compiled is not None:
+                self.batches.append(compiled)
+                self.code_bytes += compiled.code_bytes
+                self.stats["compile_s"] += compiled.seconds
+            for off, mode, gen, name in entries:
+                if name is not None and compiled is None:
+                    continue  # the compile failed: the interpreter keeps this code
+                if gen != self.jpg[off >> 12]:
+                    self.stats["discarded"] += 1   # the page changed while we compiled
+                    continue
+                fn = compiled.addresses[name] if name is not None else 0
+                self.regions[(off, mode)] = (fn, gen)
+                self.stats["regions"] += fn != 0
+                self._install(jt, off, mode, fn, gen)
+            if self.code_bytes > self.limit_bytes:
+                self.flush()
+
+    @staticmethod
+    def _install(jt: np.ndarray, off: int, mode: int, fn: int, gen: int) -> None:
+        b = int(slot(off, mode)) * L.JT_W
+        jt[b] = -1          # the core runs on this thread: no reader sees the slot half-written
+        jt[b + 1] = fn
+        jt[b + 2] = gen
+        jt[b + 3] = 0
+        jt[b] = off | (mode << L.JT_MODE_SHIFT)
+
+    def flush(self) -> None:
+        """Drop every translation (cache full, or memory replaced by a restore)."""
+        for jt in self.tables:
+            jt[0::L.JT_W] = -1
+            jt[3::L.JT_W] = 0
+        self.regions.clear()
+        self.batches.clear()
+        self.code_bytes = 0
+        self._flush_gen += 1
+        self.stats["flushes"] += 1
+
+    def counters(self, jq_list: list[np.ndarray]) -> dict:
+        """Figures for stats and `wirt top`."""
+        d = dict(self.stats)
+        d["code_bytes"] = self.code_bytes
+        d["setting"] = self.setting
+        for name, idx in (("entered", L.JQ_CALLS), ("side_exits", L.JQ_SIDE),
+                          ("limit_exits", L.JQ_LIMIT), ("chained", L.JQ_CHAIN),
+                          ("invalidations", L.JQ_INVAL)):
+            d[name] = int(sum(int(q[idx]) for q in jq_list))
+        return d

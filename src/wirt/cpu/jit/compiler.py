@@ -1,0 +1,74 @@
+"""LLVM IR text to host machine code with llvmlite (the library numba itself compiles with).
+
+Each batch of regions becomes one module in its own MCJIT engine, so a batch's code can be
+freed as a whole when the translation cache is flushed. llvmlite releases the GIL while LLVM
+works, so a background thread compiles while the core runs on the other host core.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import llvmlite.binding as llvm
+
+_lock = threading.Lock()
+_host: tuple | None = None
+
+
+def host_supported() -> bool:
+    """True where a code generator exists for this host (x86-64; others use the interpreter)."""
+    import platform
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
+def _target_machine(opt: int = 2):
+    """A new target machine for the host CPU: an MCJIT engine takes ownership of the one it gets."""
+    global _host
+    if _host is None:
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        _host = (llvm.Target.from_default_triple(), llvm.get_host_cpu_name(),
+                 llvm.get_host_cpu_features().flatten())
+    target, cpu, features = _host
+    return target.create_target_machine(cpu=cpu, features=features, opt=opt, codemodel="jitdefault")
+
+
+class Compiled:
+    """One compiled batch: keeps its engine (and so its code) alive."""
+
+    def __init__(self, engine, addresses: dict[str, int], code_bytes: int, seconds: float) -> None:
+        self.engine = engine
+        self.addresses = addresses
+        self.code_bytes = code_bytes
+        self.seconds = seconds
+
+
+def compile_ir(ir_text: str, names: list[str], level: int = 1) -> Compiled:
+    """Compile a module of region functions; returns their host addresses.
+
+    level 1: registers to SSA only, and LLVM's fast instruction selection (a few ms a region:
+    for the broad code of a boot); level 2: the O2 pipeline and full code generation (tens of
+    ms a region: for the hottest loops).
+    """
+    t0 = time.perf_counter()
+    with _lock:
+        tm = _target_machine(0 if level == 1 else 2)
+        mod = llvm.parse_assembly(ir_text)
+        mod.triple = tm.triple
+        mod.data_layout = str(tm.target_data)
+        pto = llvm.create_pipeline_tuning_options(speed_level=2)
+        pb = llvm.create_pass_builder(tm, pto)
+        if level == 1:
+            fpm = llvm.create_new_function_pass_manager()
+            fpm.add_sroa_pass()
+            for fn in mod.functions:
+                if not fn.is_declaration:
+                    fpm.run(fn, pb)
+        else:
+            pb.getModulePassManager().run(mod, pb)
+        engine = llvm.create_mcjit_compiler(mod, tm)
+        engine.finalize_object()
+        addrs = {n: engine.get_function_address(n) for n in names}
+    # Code size is not reported by MCJIT; the IR size is a fair proxy for the cache's budget.
+    return Compiled(engine, addrs, len(ir_text) // 4, time.perf_counter() - t0)
