@@ -95,6 +95,11 @@ def milestones(guest, memory: int, deterministic: bool) -> None:
     st = m.stats
     print(f"  exits: {st['mmio_exits']} MMIO, {st['wfi_exits']} WFI ({st['idle_seconds']:.2f} s asleep), "
           f"{st['slices']} slices")
+    js = m.hart.jit_stats()
+    if js.get("setting", "off") != "off":
+        print(f"  translation tier ({js['setting']}): {js['regions']} regions compiled in "
+              f"{js['compile_s']:.1f} s (background), entered {js['entered']} times, "
+              f"{js['side_exits']} side exits, {js['invalidations']} invalidations")
 
 
 def main() -> None:

@@ -8,6 +8,9 @@ programs, and prints:
 - the same programs under `qemu-system-riscv64 -M spike -bios none -kernel` when installed,
   with QEMU's start-up removed by subtracting a short run, and the ratio wirt/QEMU.
 
+Each program runs with the translation tier off and on (WIRT_JIT); the FP instruction costs
+are the interpreter's.
+
 Usage: python bench/mips.py [--rounds N] [--skip-compile]
 """
 
@@ -24,11 +27,18 @@ import time
 from wirt.demo import build_program
 from wirt.machine.baremetal import BareMetal
 
-PROGRAMS = [("integer", "intloop", "rv64imac"), ("floating point", "fploop", "rv64gc")]
+# (label, program, -march, rounds as a fraction of --rounds)
+PROGRAMS = [("integer", "intloop", "rv64imac", 1.0),
+            ("branch-heavy", "branchy", "rv64imac", 0.05),
+            ("branch-heavy C", "branchy", "rv64imc", 0.05),
+            ("memory-bound", "memloop", "rv64imac", 0.01),
+            ("floating point", "fploop", "rv64gc", 1.0)]
+TIERS = ("off", "on")
 
 
-def run_wirt(path: str, clock=time.perf_counter) -> tuple[int, float]:
-    m = BareMetal(path, 16 << 20, output=lambda b: None)
+def run_wirt(path: str, clock=time.perf_counter, jit: str | None = None) -> tuple[int, float]:
+    """Instructions and seconds of one run (the translation tier's compiles included)."""
+    m = BareMetal(path, 16 << 20, output=lambda b: None, jit=jit)
     t = clock()
     result = m.run()
     dt = clock() - t
@@ -65,20 +75,29 @@ def main() -> None:
     args = ap.parse_args()
     have_qemu = shutil.which("qemu-system-riscv64") is not None
     results = {}
-    for label, name, march in PROGRAMS:
-        long = str(build_program(name, {"ROUNDS": args.rounds}, march))
-        short = str(build_program(name, {"ROUNDS": max(1, args.rounds // 20)}, march))
+    print("guest MIPS, wirt's interpreter alone (tier off) and with the translation tier (on, "
+          "its compile time included), beside QEMU TCG; ratio = QEMU's time / wirt's time")
+    for label, name, march, frac in PROGRAMS:
+        rounds = max(1, int(args.rounds * frac))
+        long = str(build_program(name, {"ROUNDS": rounds}, march))
+        short = str(build_program(name, {"ROUNDS": max(1, rounds // 20)}, march))
         run_wirt(short)  # load the core before timing
-        insns, dt = run_wirt(long)
-        short_insns, _ = run_wirt(short)
-        mips = insns / dt / 1e6
-        line = f"{label:15s} wirt {mips:8.1f} MIPS ({insns / 1e6:.0f} M instructions in {dt:.2f} s)"
+        line = f"{label:15s}"
+        q_mips = None
+        if have_qemu:
+            short_insns, _ = run_wirt(short, jit="off")
+        for tier in TIERS:
+            insns, dt = run_wirt(long, jit=tier)
+            mips = insns / dt / 1e6
+            results[(label, tier)] = mips
+            line += f" | {tier} {mips:7.1f} MIPS"
+        line += f" ({insns / 1e6:.0f} M instructions)"
         if have_qemu:
             q_long = min(run_qemu(long) for _ in range(2))
             q_short = min(run_qemu(short) for _ in range(2))
             q_mips = (insns - short_insns) / max(q_long - q_short, 1e-6) / 1e6
-            line += f" | QEMU {q_mips:8.1f} MIPS | wirt/QEMU {mips / q_mips:.2f}"
-        results[label] = mips
+            line += f" | QEMU {q_mips:7.1f} MIPS | ratio off {results[(label, 'off')] / q_mips:.2f}, " \
+                    f"on {results[(label, 'on')] / q_mips:.2f}"
         print(line, flush=True)
     # Per-instruction cost: one instruction repeated 16 times per loop iteration (16 M of them),
     # thread CPU time (other processes on the host do not count), best of 5 rounds taken in turn
@@ -88,10 +107,10 @@ def main() -> None:
     costs = {label: float("inf") for label in labels}
     for _ in range(5):
         for label, path in zip(labels, paths):
-            insns, dt = run_wirt(path, time.thread_time)
+            insns, dt = run_wirt(path, time.thread_time, jit="off")
             costs[label] = min(costs[label], dt / insns * 1e9)
     base = costs["add"]
-    print("ns per instruction (16-fold unrolled loop, thread CPU time, best of 5): " + ", ".join(
+    print("interpreter ns per instruction (16-fold unrolled loop, thread CPU time, best of 5): " + ", ".join(
         f"{k} {v:.1f}" + ("" if k == "add" else f" ({v / base:.2f}x add)") for k, v in costs.items()))
     if not have_qemu:
         print("QEMU not installed: no comparison (apt-get install qemu-system-misc)")

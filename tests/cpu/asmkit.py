@@ -23,6 +23,7 @@ Conventions inside a body (see PRELUDE):
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import pytest
 from tests.conftest import build_program
 
 MASK64 = (1 << 64) - 1
+LOCKSTEP = os.environ.get("WIRT_LOCKSTEP", "1") != "0"
 GOTO_M = 0x7E5
 
 PRELUDE = r"""
@@ -230,7 +232,9 @@ def load(body: str, name: str, *, ram: int = 1 << 20, init_pmp: bool = True) -> 
 
     path = build(body, name, init_pmp=init_pmp)
     m = BareMetal(str(path), ram, output=lambda b: None)
-    return Ran(m, read_elf(path).symbols)
+    r = Ran(m, read_elf(path).symbols)
+    r.path, r.ram = path, ram
+    return r
 
 
 def finish(r: Ran, max_insns: int = 200_000, expect_pass: bool = True) -> Ran:
@@ -254,7 +258,13 @@ def run(body: str, name: str, *, ram: int = 1 << 20, max_insns: int = 200_000,
     r = load(body, name, ram=ram, init_pmp=init_pmp)
     if setup is not None:
         setup(r)
-    return finish(r, max_insns, expect_pass)
+    finish(r, max_insns, expect_pass)
+    if setup is None and LOCKSTEP:
+        # Every program of the CPU tests also runs through the translation tier, in lockstep
+        # with the interpreter (tests/cpu/lockstep.py).
+        from tests.cpu.lockstep import lockstep
+        lockstep(str(r.path), ram, max_insns)
+    return r
 
 
 def run_cases(cases: list[tuple[str, str, int]], name: str, prologue: str = "", **kw) -> Ran:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from wirt.errors import WirtError
 from wirt.units import parse_size
@@ -19,6 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--trace", action="store_true", help="print pc, raw bits and privilege of each retired instruction")
     p.add_argument("--max-insns", type=int, metavar="N", help="stop after N instructions")
     p.add_argument("--ram", default="64M", help="RAM size (default 64M)")
+    p.add_argument("--jit", choices=["on", "off", "force"], default=None,
+                   help="the CPU's translation tier (default: WIRT_JIT, else on)")
+    p.add_argument("--stats", action="store_true",
+                   help="print instructions, MIPS and the translation tier's counters to stderr at exit")
     p.set_defaults(func=_run)
 
 
@@ -37,8 +42,20 @@ def _run(args: argparse.Namespace) -> int:
         from wirt.demo import build_demo
 
         path = str(build_demo())
-    machine = BareMetal(path, ram)
+    try:
+        machine = BareMetal(path, ram, jit=args.jit)
+    except ValueError as exc:  # a bad WIRT_JIT
+        raise WirtError(str(exc)) from None
+    t0 = time.perf_counter()
     result = machine.run(args.max_insns, trace=sys.stderr if args.trace else None)
+    if args.stats:
+        dt = time.perf_counter() - t0
+        js = machine.hart.jit_stats()
+        print(f"wirt: {result.instructions} instructions in {dt:.3f} s "
+              f"({result.instructions / max(dt, 1e-9) / 1e6:.1f} MIPS)", file=sys.stderr)
+        print("wirt: translation tier: " + ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in js.items()),
+            file=sys.stderr)
     if result.reason == "max-insns":
         print(f"wirt: stopped after {result.instructions} instructions (--max-insns); the program did not exit",
               file=sys.stderr)

@@ -28,7 +28,7 @@ from wirt.cpu.jit.call import call_block
 from wirt.cpu.jit.table import slot as jt_slot
 from wirt.cpu.layout import (
     JQ_CALLS, JQ_CAP, JQ_COUNT, JQ_ENTRY, JQ_FORCE, JQ_HEAD, JQ_INVAL, JQ_LIMIT, JQ_SIDE,
-    JQ_THRESHOLD, JR_END, JR_SIDE, JT_MODE_SHIFT, JT_W,
+    JQ_HOT, JQ_LEVEL2, JQ_STEP, JQ_THRESHOLD, JR_END, JR_SIDE, JT_MODE_SHIFT, JT_W,
 )
 from wirt.cpu.mmu import pmp_fill, tlb_flush, walk
 
@@ -295,8 +295,21 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
                         s[ICOUNT] = icount
                         r = call_block(fn, s, c, tlb, ram8, jpg, limit)
                         pc = s[PC]
-                        icount = s[ICOUNT]
+                        ran = s[ICOUNT] - icount
+                        icount += ran
                         jq[JQ_CALLS] += 1
+                        # Regions that keep running are compiled again at the optimizing level.
+                        hot = jt[jb + 3] + ran
+                        jt[jb + 3] = hot
+                        if hot >= jq[JQ_HOT] and hot - ran < jq[JQ_HOT] and jq[JQ_HOT] > 0:
+                            n = jq[JQ_COUNT]
+                            if n < JQ_CAP:
+                                e = JQ_HEAD + n * JQ_ENTRY
+                                jq[e] = joff
+                                jq[e + 1] = jmode | JQ_LEVEL2
+                                jq[e + 2] = s[PC]
+                                jq[e + 3] = jgen
+                                jq[JQ_COUNT] = n + 1
                         if r == JR_END:
                             jst = 1
                         elif r == JR_SIDE:
@@ -305,8 +318,9 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
                         else:
                             jst = 2
                             jq[JQ_LIMIT] += 1
-                        if (pc >> 12) != fpage:
-                            fpage = -1
+                        if jq[JQ_STEP] != 0:
+                            ex[EX_REASON] = EXIT_BUDGET
+                            return EXIT_BUDGET
                         continue
                 else:
                     cnt = jt[jb + 3] + 1

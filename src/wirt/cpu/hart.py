@@ -31,6 +31,7 @@ def _core():
     start = time.monotonic()
     try:
         from wirt.cpu import core, rvc
+        from wirt.cpu.jit import fpcall  # noqa: F401  (the FP helper translated code calls)
         global _rvc_table
         if _rvc_table is None:
             _rvc_table = rvc.build_rvc_table()
@@ -140,7 +141,7 @@ class Hart:
                 return reason
             forced = reason == L.EXIT_BUDGET and jq[L.JQ_FORCE] and jq[L.JQ_COUNT]
             self.jit.service(self.jt, jq)
-            if not forced or s[L.ICOUNT] >= end:
+            if not forced or s[L.ICOUNT] >= end or jq[L.JQ_STEP]:
                 return reason
 
     def jit_stats(self) -> dict:

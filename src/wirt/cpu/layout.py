@@ -210,13 +210,16 @@ JT_W = 4
 JT_MODE_SHIFT = 40
 # Per-hart request queue and counters `jq` (int64):
 JQ_COUNT = 0       # requests waiting
-JQ_FORCE = 1       # non-zero: translate on first sight and return to the caller at once
+JQ_FORCE = 1       # non-zero: return to the caller as soon as a request is queued (compile at once)
 JQ_THRESHOLD = 2   # lookups of an entry before it is requested (0 = tier off)
 JQ_CALLS = 3       # counters: regions entered, side exits, budget/limit exits, chained entries
 JQ_SIDE = 4
 JQ_LIMIT = 5
 JQ_CHAIN = 6
 JQ_INVAL = 7       # invalidations (a store or DMA to a page holding translations)
+JQ_STEP = 8        # non-zero: return to the caller after every region (lockstep checking)
+JQ_HOT = 9         # instructions run in a region before it is requested again, optimized (0: never)
+JQ_LEVEL2 = 1 << 16  # set in a request's mode word: compile at the optimizing level
 JQ_HEAD = 16
 JQ_ENTRY = 4       # ram offset, mode, virtual pc, page generation
 JQ_CAP = 64

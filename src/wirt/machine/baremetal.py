@@ -70,16 +70,24 @@ class BareMetal:
             if trace and hart.instret > done:
                 raw = self._raw_insn(before_pc)
                 trace.write(f"{before_pc:016x} {raw} {'USHM'[before_priv]}\n")
-            if reason == L.EXIT_HTIF:
-                self._htif(int(hart.ex[L.EX_VALUE]))
-            elif reason == L.EXIT_MMIO:
-                hart.access_fault()  # no devices on this machine
-            elif reason == L.EXIT_WFI:
-                if (hart.c[L.CSR_MIE] == 0):
-                    return RunResult(None, hart.instret, "fatal", "wfi with no interrupt enabled: the program would hang")
-            elif reason == L.EXIT_FATAL:
-                return RunResult(None, hart.instret, "fatal", f"core error at pc {hart.pc:#x}")
+            stop = self.handle(reason)
+            if stop is not None:
+                return stop
         return RunResult(self.exit_code, hart.instret, "exit")
+
+    def handle(self, reason: int) -> RunResult | None:
+        """Act on one exit of the core; a result when the run cannot go on."""
+        hart = self.hart
+        if reason == L.EXIT_HTIF:
+            self._htif(int(hart.ex[L.EX_VALUE]))
+        elif reason == L.EXIT_MMIO:
+            hart.access_fault()  # no devices on this machine
+        elif reason == L.EXIT_WFI:
+            if (hart.c[L.CSR_MIE] == 0):
+                return RunResult(None, hart.instret, "fatal", "wfi with no interrupt enabled: the program would hang")
+        elif reason == L.EXIT_FATAL:
+            return RunResult(None, hart.instret, "fatal", f"core error at pc {hart.pc:#x}")
+        return None
 
     def _raw_insn(self, pc: int) -> str:
         try:

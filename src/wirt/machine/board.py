@@ -159,7 +159,9 @@ class Machine:
         num_harts: int = 1,
         rng_seed: bytes | None = None,
         firmware_options: int = 0,
+        jit: str | None = None,
     ) -> None:
+        """`jit`: the CPU's translation tier, "on", "off" or "force" (default: WIRT_JIT, else on)."""
         if num_harts != 1:
             raise WirtError("SMP is not supported yet; use 1 CPU")
         if not firmware:
@@ -183,7 +185,7 @@ class Machine:
 
         # ---- hart, time and interrupt plumbing --------------------------------------------
         self.hart = Hart(self.memory.array, dt.RAM_BASE, 0, self.rom, ROM_BASE,
-                         code_pages=self.memory.code_pages)
+                         code_pages=self.memory.code_pages, jit=jit)
         s = self.hart.s
         self.clock = GuestClock(s, deterministic)
         self.wake = threading.Event()          # set by device events while the hart sleeps

@@ -21,6 +21,7 @@ What is missing from Machine today is listed by `missing_features()` (nothing at
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 import threading
@@ -288,7 +289,8 @@ class Runner:
         initrd = read_image(self.boot.initrd, "initrd") if self.boot.initrd else None
         bootargs = " ".join(x for x in (BASE_BOOTARGS, root_cmdline(self.cfg), self.cfg.boot.append.strip()) if x)
         self.machine = Machine(fw, kernel, initrd, memory_size=self.cfg.memory, bootargs=bootargs,
-                               on_output=self.on_output)
+                               on_output=self.on_output,
+                               jit=os.environ.get("WIRT_JIT") or self.cfg.jit)
         self._attach_devices()
         self._resume_snapshot()
 
@@ -487,4 +489,5 @@ class Runner:
             "disk_write_ops": sum(d.writes for d in self.disks),
             "net_rx_packets": sum(n.rx_frames for n in self.nets),
             "net_tx_packets": sum(n.tx_frames for n in self.nets),
+            "jit": self.machine.hart.jit_stats() if self.machine is not None else {},
         }

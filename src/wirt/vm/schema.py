@@ -372,6 +372,7 @@ class VMConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     boot: BootConfig = field(default_factory=BootConfig)
     cpu_affinity: list[int] = field(default_factory=list)
+    jit: str = "on"   # the CPU's translation tier: "on", "off" or "force" (docs/cpu.md)
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
@@ -398,7 +399,7 @@ class VMConfig:
         return {
             "schema_version": self.schema_version, "name": self.name, "uuid": self.uuid,
             "created": self.created, "cpus": self.cpus, "memory": format_size(self.memory),
-            "image": self.image, "cpu_affinity": list(self.cpu_affinity),
+            "image": self.image, "cpu_affinity": list(self.cpu_affinity), "jit": self.jit,
             "network": self.network.to_dict(), "boot": self.boot.to_dict(),
             "disks": [dk.to_dict() for dk in self.disks],
         }
@@ -412,7 +413,7 @@ class VMConfig:
         if not isinstance(d, dict):
             raise WirtError(f"{source}: is not a table of settings; recreate the VM")
         _unknown(where, "", d, {"schema_version", "name", "uuid", "created", "cpus", "memory", "image",
-                                "disks", "network", "boot", "cpu_affinity"})
+                                "disks", "network", "boot", "cpu_affinity", "jit"})
         ver = d.get("schema_version")
         if ver is None:
             raise where.error("schema_version", "is missing", f"add schema_version = {SCHEMA_VERSION}")
@@ -453,6 +454,10 @@ class VMConfig:
             raise where.error("cpu_affinity", f"{aff!r} is not a list of host CPU numbers", "write e.g. cpu_affinity = [0, 1]")
         if len(set(aff)) != len(aff):
             raise where.error("cpu_affinity", f"{aff!r} names a CPU twice", "list each host CPU once")
+        jit = d.get("jit", "on")
+        if jit not in ("on", "off", "force"):
+            raise where.error("jit", f"{jit!r} is not a translation tier setting",
+                              'write jit = "on" (or "off" for the interpreter only)')
         disks_raw = d.get("disks", [])
         if not isinstance(disks_raw, list):
             raise where.error("disks", "is not a list of tables", "write each disk as a [[disks]] section")
@@ -463,7 +468,8 @@ class VMConfig:
         network = NetworkConfig.from_dict(d.get("network", {}), where)
         boot = BootConfig.from_dict(d.get("boot", {}), where)
         return cls(name=name, uuid=uid, created=created, cpus=cpus, memory=memory, image=image,
-                   disks=disks, network=network, boot=boot, cpu_affinity=sorted(aff), schema_version=SCHEMA_VERSION)
+                   disks=disks, network=network, boot=boot, cpu_affinity=sorted(aff), jit=jit,
+                   schema_version=SCHEMA_VERSION)
 
 
 def _unknown(where: _Where, prefix: str, d: dict[str, Any], known: set[str]) -> None:

@@ -32,7 +32,8 @@ def sample_all(prev: dict[str, dict[str, Any]], home: Any = None) -> tuple[list[
             rows.append({"name": vm.name, "state": "starting"})
             continue
         raw[vm.name] = s
-        row: dict[str, Any] = {"name": vm.name, "state": st.state, "rss": s.get("rss_bytes", 0)}
+        row: dict[str, Any] = {"name": vm.name, "state": st.state, "rss": s.get("rss_bytes", 0),
+                               "jit": s.get("jit", {})}
         p = prev.get(vm.name)
         dt = (s["time"] - p["time"]) if p else 0.0
         for key in _RATES:
@@ -47,21 +48,30 @@ def _rate(v: float | None, bytes_: bool = True) -> str:
     return f"{human_size(int(v))}/s" if bytes_ else f"{v:.1f}"
 
 
+def _jit(j: dict[str, Any]) -> str:
+    """Translation tier: regions compiled (optimized), translated code size, invalidations."""
+    if j.get("setting", "off") == "off":
+        return "off"
+    return (f"{j.get('regions', 0)}+{j.get('optimized', 0)} {human_size(int(j.get('code_bytes', 0)))} "
+            f"inv {j.get('invalidations', 0)}")
+
+
 def render(rows: list[dict[str, Any]]) -> str:
     """The table `wirt top` prints."""
     if not rows:
         return "no running VMs"
-    head = ("NAME", "STATE", "CPU%", "RSS", "MIPS", "DISK R", "DISK W", "NET RX", "NET TX")
+    head = ("NAME", "STATE", "CPU%", "RSS", "MIPS", "DISK R", "DISK W", "NET RX", "NET TX", "JIT")
     table = [head]
     for r in rows:
         if "rss" not in r:
-            table.append((r["name"], r["state"], *["-"] * 7))
+            table.append((r["name"], r["state"], *["-"] * 8))
             continue
         cpu = r["cpu_seconds"]
         mips = r["instructions"]
         table.append((r["name"], r["state"], "-" if cpu is None else f"{cpu * 100:.0f}", human_size(r["rss"]),
                       "-" if mips is None else f"{mips / 1e6:.1f}", _rate(r["disk_read_bytes"]),
-                      _rate(r["disk_write_bytes"]), _rate(r["net_rx_bytes"]), _rate(r["net_tx_bytes"])))
+                      _rate(r["disk_write_bytes"]), _rate(r["net_rx_bytes"]), _rate(r["net_tx_bytes"]),
+                      _jit(r.get("jit") or {})))
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table)
 

@@ -21,11 +21,12 @@ import numpy as np
 
 from wirt.cpu import layout as L
 from wirt.cpu.jit.compiler import compile_ir, host_supported
-from wirt.cpu.jit.emit import Mode, RegionEmitter
+from wirt.cpu.jit.emit import MODULE_HEADER, Mode, RegionEmitter
 from wirt.cpu.jit.region import discover
-from wirt.cpu.jit.table import slot
+from wirt.cpu.jit.table import slot_of
 
-DEFAULT_THRESHOLD = 64
+DEFAULT_THRESHOLD = 256       # lookups of an entry before it is translated (level 1)
+DEFAULT_HOT = 8_000_000       # instructions run in a region before it is optimized (level 2)
 BATCH = 16                    # regions per LLVM module
 DEFAULT_LIMIT = 64 << 20      # bytes of translated code before a flush
 
@@ -50,7 +51,8 @@ class TranslationCache:
 
     def __init__(self, ram: np.ndarray, ram_base: int, code_pages: np.ndarray, rvc: np.ndarray,
                  setting: str = "on", threshold: int = DEFAULT_THRESHOLD,
-                 limit_bytes: int = DEFAULT_LIMIT) -> None:
+                 limit_bytes: int = DEFAULT_LIMIT, hot: int = DEFAULT_HOT, sync: bool = False) -> None:
+        """`sync`: compile on the calling thread at once (tests; always so under "force")."""
         global _notice_shown
         if setting != "off" and not host_supported():
             if not _notice_shown:
@@ -64,13 +66,17 @@ class TranslationCache:
         self.ram_size = len(ram)
         self.jpg = code_pages
         self.rvc = rvc
+        threshold = int(os.environ.get("WIRT_JIT_THRESHOLD", threshold))
         self.threshold = 1 if setting == "force" else threshold
+        self.hot = int(os.environ.get("WIRT_JIT_HOT", hot))
+        self.sync = sync or setting == "force"
         self.limit_bytes = limit_bytes
-        self.regions: dict[tuple[int, int], tuple[int, int]] = {}  # (off, mode) -> (fn, gen)
-        self.pending: set[tuple[int, int]] = set()
+        # (off, mode) -> (fn, gen, level)
+        self.regions: dict[tuple[int, int], tuple[int, int, int]] = {}
+        self.pending: set[tuple[int, int, int]] = set()
         self.batches: list = []
         self.code_bytes = 0
-        self.stats = {"regions": 0, "compile_s": 0.0, "flushes": 0, "discarded": 0}
+        self.stats = {"regions": 0, "optimized": 0, "compile_s": 0.0, "flushes": 0, "discarded": 0}
         self.tables: list[np.ndarray] = []
         self._next_name = 0
         self._jobs: queue.Queue = queue.Queue()
@@ -89,7 +95,8 @@ class TranslationCache:
         jt[0::L.JT_W] = -1
         jq = np.zeros(L.JQ_SIZE, dtype=np.int64)
         jq[L.JQ_THRESHOLD] = self.threshold if self.enabled else 0
-        jq[L.JQ_FORCE] = 1 if self.setting == "force" else 0
+        jq[L.JQ_FORCE] = 1 if self.sync else 0   # the core returns at each request
+        jq[L.JQ_HOT] = self.hot
         self.tables.append(jt)
         return jt, jq
 
@@ -101,26 +108,34 @@ class TranslationCache:
             reqs = jq[L.JQ_HEAD: L.JQ_HEAD + n * L.JQ_ENTRY].reshape(n, L.JQ_ENTRY).copy()
             jq[L.JQ_COUNT] = 0
             work = []
+            work: dict[int, list] = {1: [], 2: []}
             for off, mode, vpc, gen in reqs.tolist():
+                level = 2 if mode & L.JQ_LEVEL2 else 1
+                mode &= L.JQ_LEVEL2 - 1
                 key = (off, mode)
-                if key in self.pending:
+                if (off, mode, level) in self.pending:
                     continue
                 done = self.regions.get(key)
                 if done is not None and done[1] == self.jpg[off >> 12]:
-                    self._install(jt, off, mode, *done)
+                    if done[2] >= level:
+                        self._install(jt, off, mode, done[0], done[1])
+                        continue
+                elif level == 2:
+                    continue  # an optimized copy of code that has changed since
+                self.pending.add((off, mode, level))
+                work[level].append((off, mode, gen))
+            for level, items in work.items():
+                if not items:
                     continue
-                self.pending.add(key)
-                work.append((off, mode, gen))
-            if work:
-                job = self._emit(work)
-                if self.setting == "force":
+                job = self._emit(items, level)
+                if self.sync:
                     self._done.put(self._compile(job))
                 else:
                     self._start_thread()
                     self._jobs.put(job)
         self._collect(jt)
 
-    def _emit(self, work: list[tuple[int, int, int]]):
+    def _emit(self, work: list[tuple[int, int, int]], level: int):
         """Decode and emit regions into one module's IR (on the hart's thread: reads RAM now,
         after the core marked the pages, so a later store is seen by the generation check)."""
         parts, entries = [], []
@@ -134,16 +149,26 @@ class TranslationCache:
                 entries.append((off, mode, gen, None))   # nothing to translate at this entry
                 continue
             parts.append(RegionEmitter(name, blocks, off & 0xFFF, m, self.ram_base,
-                                       self.ram_size).emit())
+                                       self.ram_size, self._fp_exec()).emit())
             entries.append((off, mode, gen, name))
-        return "".join(parts), entries, self._flush_gen
+        return MODULE_HEADER + "".join(parts), entries, self._flush_gen, level
+
+    _fp_address = 0
+
+    @classmethod
+    def _fp_exec(cls) -> int:
+        """Address of the FP helper translated code calls (compiled, or loaded, once)."""
+        if not cls._fp_address:
+            from wirt.cpu.jit.fpcall import fp_exec
+            cls._fp_address = fp_exec.address
+        return cls._fp_address
 
     @staticmethod
     def _compile(job):
-        text, entries, fgen = job
+        text, entries, fgen, level = job
         names = [e[3] for e in entries if e[3] is not None]
-        compiled = compile_ir(text, names, int(os.environ.get("WIRT_JIT_LEVEL", "1"))) if names else None
-        return compiled, entries, fgen
+        compiled = compile_ir(text, names, level) if names else None
+        return compiled, entries, fgen, level
 
     def _start_thread(self) -> None:
         if self._thread is None:
@@ -159,16 +184,16 @@ class TranslationCache:
                 self._done.put(self._compile(job))
             except Exception as e:  # a bug in the emitter: keep running on the interpreter
                 print(f"wirt: translation failed ({e}); continuing without it", file=sys.stderr)
-                self._done.put((None, job[1], job[2]))
+                self._done.put((None, job[1], job[2], job[3]))
 
     def _collect(self, jt: np.ndarray) -> None:
         while True:
             try:
-                compiled, entries, fgen = self._done.get_nowait()
+                compiled, entries, fgen, level = self._done.get_nowait()
             except queue.Empty:
                 return
             for off, mode, _, _ in entries:
-                self.pending.discard((off, mode))
+                self.pending.discard((off, mode, level))
             if fgen != self._flush_gen:
                 continue  # made before a flush
             if compiled is not None:
@@ -182,15 +207,15 @@ class TranslationCache:
                     self.stats["discarded"] += 1   # the page changed while we compiled
                     continue
                 fn = compiled.addresses[name] if name is not None else 0
-                self.regions[(off, mode)] = (fn, gen)
-                self.stats["regions"] += fn != 0
+                self.regions[(off, mode)] = (fn, gen, level)
+                self.stats["regions" if level == 1 else "optimized"] += fn != 0
                 self._install(jt, off, mode, fn, gen)
             if self.code_bytes > self.limit_bytes:
                 self.flush()
 
     @staticmethod
     def _install(jt: np.ndarray, off: int, mode: int, fn: int, gen: int) -> None:
-        b = int(slot(off, mode)) * L.JT_W
+        b = slot_of(off, mode) * L.JT_W
         jt[b] = -1          # the core runs on this thread: no reader sees the slot half-written
         jt[b + 1] = fn
         jt[b + 2] = gen

@@ -34,6 +34,23 @@ def _target_machine(opt: int = 2):
     return target.create_target_machine(cpu=cpu, features=features, opt=opt, codemodel="jitdefault")
 
 
+_local = threading.local()
+
+
+def _context():
+    """This thread's LLVM context: numba uses the global one, maybe on another thread meanwhile,
+    and an LLVM context must not be used by two threads at once. Kept for the thread's life,
+    so it outlives every module made in it."""
+    ctx = getattr(_local, "context", None)
+    if ctx is None:
+        ctx = _local.context = llvm.create_context()
+        _contexts.append(ctx)
+    return ctx
+
+
+_contexts: list = []
+
+
 class Compiled:
     """One compiled batch: keeps its engine (and so its code) alive."""
 
@@ -54,7 +71,7 @@ def compile_ir(ir_text: str, names: list[str], level: int = 1) -> Compiled:
     t0 = time.perf_counter()
     with _lock:
         tm = _target_machine(0 if level == 1 else 2)
-        mod = llvm.parse_assembly(ir_text)
+        mod = llvm.parse_assembly(ir_text, context=_context())
         mod.triple = tm.triple
         mod.data_layout = str(tm.target_data)
         pto = llvm.create_pipeline_tuning_options(speed_level=2)

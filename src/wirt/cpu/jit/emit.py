@@ -19,7 +19,11 @@ from dataclasses import dataclass
 from wirt.cpu import layout as L
 from wirt.cpu.jit.region import Block, Insn, branch_target, jal_target
 
+# Declarations every module of regions starts with.
+MODULE_HEADER = "declare double @llvm.fma.f64(double, double, double)\n"
 I64_MIN = -(1 << 63)
+# OP-FP funct7 of the binary64 operations with an inline fast path: fadd, fsub, fmul, fdiv.
+_FAST_D = {0x01: "fadd", 0x05: "fsub", 0x09: "fmul", 0x0D: "fdiv"}
 NAN_BOX = -(1 << 32)
 
 
@@ -101,6 +105,8 @@ def _regs(blocks: dict[int, Block]) -> tuple[set[int], set[int]]:
                 srcs, dst = [rs1], L.F0 + rd
             elif op == 0x27:
                 srcs, dst = [rs1, L.F0 + rs2], 0
+            elif op in (0x53, 0x43, 0x47, 0x4B, 0x4F):   # the inline fast path's f registers
+                srcs, dst = [L.F0 + rs1, L.F0 + rs2, L.F0 + ((inst >> 27) & 31)], L.F0 + rd
             else:
                 srcs, dst = [], 0
             used.update(r for r in srcs if r != 0)
@@ -114,7 +120,9 @@ class RegionEmitter:
     """Emits one region as an LLVM function (see the module docstring)."""
 
     def __init__(self, name: str, blocks: dict[int, Block], entry: int, mode: Mode,
-                 ram_base: int, ram_size: int) -> None:
+                 ram_base: int, ram_size: int, fp_exec: int = 0) -> None:
+        """`fp_exec`: host address of jit/fpcall.fp_exec (FP arithmetic), if any is used."""
+        self.fp_exec = fp_exec
         self.name = name
         self.blocks = blocks
         self.entry = entry
@@ -124,14 +132,17 @@ class RegionEmitter:
         self.f = _Fn()
 
     # ---- registers -------------------------------------------------------------------------
+    # Guest registers stay in the state array: a read is a load, a write a store. Side exits
+    # then only write pc and the count, and LLVM's passes (level 2) keep hot registers in host
+    # registers within loops (the arrays are noalias).
     def rd(self, r: int) -> str:
         if r == 0:
             return "0"
-        return self.f.op(f"load i64, i64* %r{r}")
+        return self.f.op(f"load i64, i64* %p{r}")
 
     def wr(self, r: int, v: str) -> None:
         if r != 0:
-            self.f.emit(f"  store i64 {v}, i64* %r{r}")
+            self.f.emit(f"  store i64 {v}, i64* %p{r}")
 
     def vpc(self, off: int) -> str:
         return self.f.op(f"add i64 %vbase, {off}")
@@ -140,8 +151,8 @@ class RegionEmitter:
     def exit_to(self, pc: str, ic: str, code: int) -> str:
         """A stub that leaves with pc, icount and code; returns its label."""
         lab = self.f.label()
-        self.f.tail += [f"{lab}:", f"  store i64 {pc}, i64* %epc", f"  store i64 {ic}, i64* %eic",
-                        f"  store i64 {code}, i64* %ecode", "  br label %exit"]
+        self.f.tail += [f"{lab}:", f"  store i64 {pc}, i64* %pcp", f"  store i64 {ic}, i64* %icp",
+                        f"  ret i64 {code}"]
         return lab
 
     def side_exit(self, off: int, ic: str) -> str:
@@ -152,9 +163,8 @@ class RegionEmitter:
         pre = self.f.lines
         self.f.lines = saved
         lab = self.f.label()
-        self.f.tail += [f"{lab}:", *pre, f"  store i64 {pc}, i64* %epc",
-                        f"  store i64 {ic}, i64* %eic", f"  store i64 {L.JR_SIDE}, i64* %ecode",
-                        "  br label %exit"]
+        self.f.tail += [f"{lab}:", *pre, f"  store i64 {pc}, i64* %pcp",
+                        f"  store i64 {ic}, i64* %icp", f"  ret i64 {L.JR_SIDE}"]
         return lab
 
     def goto(self, target: int, ic: str, final_pc: str | None = None) -> None:
@@ -206,19 +216,22 @@ class RegionEmitter:
             al = f.op(f"and i64 {off}, {size - 1}")
             ok2 = f.op(f"icmp eq i64 {al}, 0")
             ok = f.op(f"and i1 {ok}, {ok2}")
+        go = f.label()
+        f.emit(f"  br i1 {ok}, label %{go}, label %{side}")
+        f.emit(f"{go}:")
         if store:
+            # Only now is `off` known to lie in RAM, so its page word may be read.
             # A store to a page holding translations, or to HTIF's tohost, is the interpreter's.
             pgi = f.op(f"lshr i64 {off}, 12")
             jp = f.op(f"getelementptr i64, i64* %jpg, i64 {pgi}")
             jw = f.op(f"load i64, i64* {jp}")
             code = f.op(f"and i64 {jw}, 1")
             ok3 = f.op(f"icmp eq i64 {code}, 0")
-            ok = f.op(f"and i1 {ok}, {ok3}")
             ok4 = f.op(f"icmp ne i64 {pa}, %tohost")
-            ok = f.op(f"and i1 {ok}, {ok4}")
-        go = f.label()
-        f.emit(f"  br i1 {ok}, label %{go}, label %{side}")
-        f.emit(f"{go}:")
+            ok = f.op(f"and i1 {ok3}, {ok4}")
+            go = f.label()
+            f.emit(f"  br i1 {ok}, label %{go}, label %{side}")
+            f.emit(f"{go}:")
         return off
 
     def mark_fs_dirty(self) -> None:
@@ -268,6 +281,75 @@ class RegionEmitter:
         if size < 8:
             val = f.op(f"trunc i64 {val} to {ty}")
         f.emit(f"  store {ty} {val}, {ty}* {p}, align {size}")
+
+    def fpop(self, inst: int, side: str) -> None:
+        """An F/D arithmetic instruction: a call of fpcall.fp_exec on the state arrays; if it
+        reports the form illegal (it then wrote nothing) the interpreter raises the exception.
+
+        binary64 add/sub/mul/div and the four fused multiply-adds first try the host's
+        operation, as the interpreter's fast path does: with round-to-nearest-even and
+        fflags.NX already set, normal operands and a normal result, the host's correctly
+        rounded result is the answer and NX (already set) is the only flag it could raise
+        (tininess is detected after rounding, so a normal result never underflows).
+        """
+        f = self.f
+        op = inst & 0x7F
+        rm = (inst >> 12) & 7
+        f7 = (inst >> 25) & 0x7F
+        fast = rm in (0, 7) and ((op == 0x53 and f7 in _FAST_D) or (op != 0x53 and (f7 & 3) == 1))
+        done = f.label()
+        slow = f.label()
+        if fast:
+            fc = f.op(f"load i64, i64* %fcsr")
+            mask = 1 | (0xE0 if rm == 7 else 0)   # NX, and frm == RNE for the dynamic mode
+            m = f.op(f"and i64 {fc}, {mask}")
+            ok = f.op(f"icmp eq i64 {m}, 1")
+            regs = [(inst >> 15) & 31, (inst >> 20) & 31] + ([(inst >> 27) & 31] if op != 0x53 else [])
+            vals = []
+            for r in regs:
+                v = self.rd(L.F0 + r)
+                e = f.op(f"lshr i64 {v}, 52")
+                e = f.op(f"and i64 {e}, 2047")
+                e = f.op(f"add i64 {e}, -1")
+                okr = f.op(f"icmp ult i64 {e}, 2046")   # exponent 1..0x7FE: normal, non-zero
+                ok = f.op(f"and i1 {ok}, {okr}")
+                vals.append(f.op(f"bitcast i64 {v} to double"))
+            if op == 0x53:
+                res = f.op(f"{_FAST_D[f7]} double {vals[0]}, {vals[1]}")
+            else:
+                a, b, c = vals
+                if op in (0x4B, 0x4F):       # fnmsub, fnmadd: -(a*b)
+                    a = f.op(f"fneg double {a}")
+                if op in (0x47, 0x4F):       # fmsub, fnmadd: - c
+                    c = f.op(f"fneg double {c}")
+                res = f.op(f"call double @llvm.fma.f64(double {a}, double {b}, double {c})")
+            ri = f.op(f"bitcast double {res} to i64")
+            e = f.op(f"lshr i64 {ri}, 52")
+            e = f.op(f"and i64 {e}, 2047")
+            e = f.op(f"add i64 {e}, -1")
+            okr = f.op(f"icmp ult i64 {e}, 2046")
+            ok = f.op(f"and i1 {ok}, {okr}")
+            commit = f.label()
+            f.emit(f"  br i1 {ok}, label %{commit}, label %{slow}")
+            f.emit(f"{commit}:")
+            self.wr(L.F0 + ((inst >> 7) & 31), ri)
+            ms = f.op("load i64, i64* %mstatus")
+            fs = f.op(f"and i64 {ms}, {L.MS_FS}")
+            dirty = f.op(f"icmp eq i64 {fs}, {L.MS_FS}")
+            setd = f.label()
+            f.emit(f"  br i1 {dirty}, label %{done}, label %{setd}")
+            f.emit(f"{setd}:")
+            ms2 = f.op(f"or i64 {ms}, {L.MS_FS}")
+            f.emit(f"  store i64 {ms2}, i64* %mstatus")
+            f.emit(f"  br label %{done}")
+        else:
+            f.emit(f"  br label %{slow}")
+        f.emit(f"{slow}:")
+        fn = f"inttoptr (i64 {self.fp_exec} to i64 (i64*, i64*, i64)*)"
+        r = f.op(f"call i64 {fn}(i64* %s, i64* %c, i64 {inst})")
+        bad = f.op(f"icmp ne i64 {r}, 0")
+        f.emit(f"  br i1 {bad}, label %{side}, label %{done}")
+        f.emit(f"{done}:")
 
     # ---- integer -------------------------------------------------------------------------------
     def muldiv64(self, f3: int, a: str, b: str) -> str:
@@ -426,6 +508,9 @@ class RegionEmitter:
                     self.store(inst, side)
             elif op == 0x0F:
                 pass  # fence: one hart sees its own accesses in order
+            elif op in (0x53, 0x43, 0x47, 0x4B, 0x4F):
+                icx = icv if k == 0 else f.op(f"add i64 {icv}, {k}")
+                self.fpop(inst, self.side_exit(i.off, icx))
             else:
                 self.alu(inst, i.off)
         if b.end == "fall":
@@ -487,13 +572,11 @@ class RegionEmitter:
             "  %ram = bitcast i8* %ramp to i8*",
             "  %jpg = bitcast i8* %jp to i64*",
             f"  %mstatus = getelementptr i64, i64* %c, i64 {L.CSR_MSTATUS}",
-            "  %ic = alloca i64", "  %eic = alloca i64", "  %epc = alloca i64", "  %ecode = alloca i64",
+            f"  %fcsr = getelementptr i64, i64* %c, i64 {L.CSR_FCSR}",
+            "  %ic = alloca i64",
         ]
         for r in sorted(used):
-            head += [f"  %r{r} = alloca i64",
-                     f"  %p{r} = getelementptr i64, i64* %s, i64 {r}",
-                     f"  %i{r} = load i64, i64* %p{r}",
-                     f"  store i64 %i{r}, i64* %r{r}"]
+            head.append(f"  %p{r} = getelementptr i64, i64* %s, i64 {r}")
         head += [f"  %pcp = getelementptr i64, i64* %s, i64 {L.PC}",
                  "  %pc0 = load i64, i64* %pcp",
                  f"  %vbase = sub i64 %pc0, {self.entry}",
@@ -505,10 +588,4 @@ class RegionEmitter:
                      "  %tohost = load i64, i64* %thp"]
         head += self.entry_lines
         head.append(f"  br label %b{self.entry}")
-        out = ["exit:"]
-        for r in sorted(written):
-            out += [f"  %o{r} = load i64, i64* %r{r}", f"  store i64 %o{r}, i64* %p{r}"]
-        out += ["  %opc = load i64, i64* %epc", "  store i64 %opc, i64* %pcp",
-                "  %oic = load i64, i64* %eic", "  store i64 %oic, i64* %icp",
-                "  %ocode = load i64, i64* %ecode", "  ret i64 %ocode", "}"]
-        return "\n".join(head + f.lines + f.tail + out) + "\n"
+        return "\n".join(head + f.lines + f.tail + ["}"]) + "\n"

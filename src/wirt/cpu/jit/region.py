@@ -15,7 +15,7 @@ import numpy as np
 
 PAGE = 4096
 MAX_BLOCK = 64      # instructions per block
-MAX_REGION = 384    # instructions per region (compile time grows with it)
+MAX_REGION = int(__import__('os').environ.get('WIRT_JIT_REGION', 128))    # instructions per region (compile time grows with it)
 
 
 def _sext32(v: int) -> int:
@@ -90,6 +90,8 @@ def translatable(inst: int, fp: bool) -> str | None:
         return "jalr" if f3 == 0 else None
     if op == 0x0F and f3 == 0:
         return "fence"
+    if fp and op in (0x53, 0x43, 0x47, 0x4B, 0x4F):
+        return "fpop"   # through jit/fpcall.fp_exec; it reports illegal forms itself
     return None
 
 

@@ -1,0 +1,227 @@
+"""The translation tier (cpu/jit): same results as the interpreter, invalidation, RAM edges.
+
+Every asmkit program of tests/cpu also runs in lockstep under both tiers (asmkit.run); these
+add random instruction streams, self-modifying code and accesses at the edges of RAM.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from tests.cpu import asmkit as K
+from tests.cpu.lockstep import lockstep
+from wirt.cpu import layout as L
+
+# Registers a random stream may write: not the harness's (tp, gp, t3-t6, s1, s3-s11, a7, ra)
+# nor the data pointer s2 and loop counter s0.
+FREE = ["a0", "a1", "a2", "a3", "a4", "a5", "a6", "t0", "t1", "t2"]
+ALU_R = ["add", "sub", "sll", "slt", "sltu", "xor", "srl", "sra", "or", "and", "mul", "mulh",
+         "mulhsu", "mulhu", "div", "divu", "rem", "remu", "addw", "subw", "sllw", "srlw", "sraw",
+         "mulw", "divw", "divuw", "remw", "remuw"]
+ALU_I = ["addi", "slti", "sltiu", "xori", "ori", "andi", "addiw"]
+SHIFT_I = [("slli", 63), ("srli", 63), ("srai", 63), ("slliw", 31), ("srliw", 31), ("sraiw", 31)]
+LOADS = [("lb", 1), ("lh", 2), ("lw", 4), ("ld", 8), ("lbu", 1), ("lhu", 2), ("lwu", 4)]
+STORES = [("sb", 1), ("sh", 2), ("sw", 4), ("sd", 8)]
+SPECIAL = ["li a0, 0x7fffffffffffffff", "li a1, -1", "li a2, 0x8000000000000000", "li a3, 0",
+           "li a4, 0xffffffff80000000", "li a5, 0x80000000"]
+
+
+def random_stream(seed: int, n: int = 120) -> str:
+    """A loop over random valid instructions: ALU, M, compressed, loads and stores (some
+    misaligned, some outside RAM so they trap and are skipped), short forward branches."""
+    rnd = random.Random(seed)
+    out = ["la s2, data", "li s0, 40"] + [f"li {r}, {rnd.getrandbits(64) - (1 << 63)}" for r in FREE]
+    out.append("0:")
+    for i in range(n):
+        k = rnd.random()
+        rd, a, b = rnd.choice(FREE), rnd.choice(FREE + ["zero"]), rnd.choice(FREE + ["zero"])
+        if k < 0.35:
+            out.append(f"{rnd.choice(ALU_R)} {rd}, {a}, {b}")
+        elif k < 0.5:
+            out.append(f"{rnd.choice(ALU_I)} {rd}, {a}, {rnd.randint(-2048, 2047)}")
+        elif k < 0.58:
+            name, top = rnd.choice(SHIFT_I)
+            out.append(f"{name} {rd}, {a}, {rnd.randint(0, top)}")
+        elif k < 0.62:
+            out.append(rnd.choice(SPECIAL))
+        elif k < 0.64:
+            out.append(f"lui {rd}, {rnd.randint(0, 0xFFFFF)}")
+        elif k < 0.66:
+            out.append(f"auipc {rd}, {rnd.randint(0, 0xFFFFF)}")
+        elif k < 0.76:
+            name, size = rnd.choice(LOADS)
+            off = rnd.choice([0, 8, 16, 24, 1, 3, 5, 7, 2047, 2044, 2000]) & ~(0 if rnd.random() < 0.2 else size - 1)
+            out.append(f"{name} {rd}, {off}(s2)")
+        elif k < 0.84:
+            name, size = rnd.choice(STORES)
+            off = rnd.choice([0, 8, 16, 24, 1, 3, 5, 6, 2047, 2044, 2000]) & ~(0 if rnd.random() < 0.2 else size - 1)
+            out.append(f"{name} {a}, {off}(s2)")
+        elif k < 0.87:
+            # an access far outside RAM: an access fault the handler skips
+            out.append(f"li t2, {rnd.choice([0x40000000, 0x7ffffff8, 0x80100000, -8])}")
+            out.append(f"{rnd.choice(['ld', 'lw', 'sd', 'sb'])} {'t1' if rnd.random() < .5 else 'zero'}, 0(t2)"
+                       .replace("sd t1", "sd t1").replace("sb zero", "sb a0"))
+        elif k < 0.93:
+            out.append(f"{rnd.choice(['beq', 'bne', 'blt', 'bge', 'bltu', 'bgeu'])} {a}, {b}, 1f")
+            out.append(f"{rnd.choice(ALU_R)} {rd}, {a}, {b}")
+            out.append("1:")
+        elif k < 0.97:
+            out.append(rnd.choice([f"c.addi {rd}, {rnd.randint(1, 31)}", f"c.mv {rd}, {a if a != 'zero' else 'a0'}",
+                                   f"c.add {rd}, {a if a != 'zero' else 'a1'}", f"c.slli {rd}, {rnd.randint(1, 63)}",
+                                   "c.li a5, -3", f"c.andi {'a0' if rd not in ('a0','a1','a2','a3','a4','a5') else rd}, 7"]))
+        else:
+            out.append(".word 0xffffffff")  # illegal: trapped and skipped
+    out += ["addi s0, s0, -1", "bnez s0, 0b",
+            "la t0, data", "ld a0, 0(t0)", "REC a0", "REC a1", "REC a2", "REC t0", "REC s9",
+            ".pushsection .data", ".align 12", "data: .fill 1024, 8, 0x5a", ".popsection"]
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_streams_match_the_interpreter(seed: int) -> None:
+    path = K.build(random_stream(seed), f"jitrand{seed}")
+    got = lockstep(str(path), 1 << 20, 400_000)
+    assert got["exit_code"] == 0
+    assert got["regions"] > 0 and got["checks"] > 40, got
+
+
+SMC = """
+    la s2, patch
+    li s0, 0
+1:  jal ra, patch          /* runs the original a few hundred times: translated */
+    add s0, s0, a0
+    li t0, 300
+    blt s0, t0, 1b
+    REC s0
+    lw t1, 8(s2)           /* the encoding of `li a0, 5` below */
+    sw t1, 0(s2)           /* patch: li a0, 1 -> li a0, 5 */
+    FENCE_I
+    jal ra, patch
+    REC a0
+    j 2f
+    .align 4
+patch:
+    li a0, 1
+    ret
+    li a0, 5
+2:
+"""
+
+
+@pytest.mark.parametrize("fence", [True, False], ids=["fence.i", "no-fence"])
+@pytest.mark.parametrize("jit", ["force", "on"])
+def test_self_modifying_code_sees_the_new_instruction(fence: bool, jit: str) -> None:
+    body = SMC.replace("FENCE_I", "fence.i" if fence else "nop")
+    # `li a0, 1` and `li a0, 5` are both compressed: patch the halfword pair at once
+    body = body.replace("lw t1, 8(s2)", "lw t1, 4(s2)").replace("sw t1, 0(s2)", "sw t1, 0(s2)")
+    body = body.replace("    li a0, 1\n    ret\n    li a0, 5\n",
+                        "    .option push\n    .option norvc\n    li a0, 1\n    ret\n    li a0, 5\n    .option pop\n")
+    body = body.replace("lw t1, 4(s2)", "lw t1, 8(s2)")
+    path = K.build(body, f"jitsmc{int(fence)}")
+    from wirt.machine.baremetal import BareMetal
+    m = BareMetal(str(path), 1 << 20, output=lambda b: None, jit=jit)
+    if jit == "on":  # translated after a few runs, as in real use (compiled at once here)
+        m.hart.jit.sync = True
+        m.hart.jq[L.JQ_FORCE] = 1
+        m.hart.jq[L.JQ_THRESHOLD] = 4
+    res = m.run(1_000_000)
+    assert res.exit_code == 0
+    from wirt.machine.elf import read_elf
+    results = read_elf(path).symbols["results"]
+    assert m.memory.read_u64(results) == 300
+    assert m.memory.read_u64(results + 8) == 5, "the patched instruction did not take effect"
+    stats = m.hart.jit_stats()
+    assert stats["invalidations"] >= 1 and stats["regions"] > 0, stats
+    lockstep(str(path), 1 << 20, 1_000_000)
+
+
+def test_dma_write_drops_translations() -> None:
+    """A write from outside the core (device DMA, loading) to translated code takes effect."""
+    body = """
+    la s2, patch
+1:  jal ra, patch
+    beqz a0, 1b            /* loop until Python rewrites patch to return non-zero */
+    REC a0
+    j 2f
+    .align 4
+    .option push
+    .option norvc
+patch:
+    li a0, 0
+    ret
+    .option pop
+2:
+"""
+    from wirt.machine.baremetal import BareMetal
+    from wirt.machine.elf import read_elf
+    path = K.build(body, "jitdma")
+    syms = read_elf(path).symbols
+    m = BareMetal(str(path), 1 << 20, output=lambda b: None, jit="force")
+    r = m.run(20_000)
+    assert r.reason == "max-insns" and m.hart.jit_stats()["regions"] > 0
+    m.memory.write(syms["patch"], (0x00700513).to_bytes(4, "little"))  # li a0, 7
+    r = m.run(40_000)
+    assert r.exit_code == 0
+    assert m.memory.read_u64(syms["results"]) == 7
+
+
+EDGES = """
+    /* RAM is 1 MiB at 0x80000000: accesses at its last bytes work, past it they fault. */
+    li s0, 0x80100000
+    li t0, 0x1122334455667788
+    sd t0, -8(s0)
+    ld a0, -8(s0)
+    REC a0
+    lbu a1, -1(s0)
+    REC a1
+    sw t0, -4(s0)
+    lw a2, -4(s0)
+    REC a2
+    ld a3, 0(s0)          /* first byte past RAM: load access fault, skipped */
+    REC s10
+    sd t0, 0(s0)          /* store access fault */
+    REC s10
+    ld a4, -4(s0)         /* misaligned and straddling the end of RAM: access fault */
+    REC s10
+    li s1, -8
+    ld a5, 0(s1)          /* top of the address space */
+    REC s10
+    li s1, 0x7ffffff8
+    sd t0, 0(s1)          /* just below RAM */
+    REC s10
+    REC s9
+"""
+
+
+@pytest.mark.parametrize("rounds", [1, 300])
+def test_ram_edges_exit_properly_under_force(rounds: int) -> None:
+    body = f"li s3, {rounds}\n9:\n" + EDGES.replace("REC", "REC") + "addi s3, s3, -1\nbnez s3, 9b\n"
+    body = body.replace("    REC s9\n", "")
+    path = K.build(body, f"jitedge{rounds}")
+    got = lockstep(str(path), 1 << 20, 2_000_000)
+    assert got["exit_code"] == 0 and got["regions"] > 0
+    from wirt.machine.baremetal import BareMetal
+    from wirt.machine.elf import read_elf
+    m = BareMetal(str(path), 1 << 20, output=lambda b: None, jit="force")
+    assert m.run(2_000_000).exit_code == 0
+    res = read_elf(path).symbols["results"]
+    vals = [m.memory.read_u64(res + 8 * i) for i in range(8)]
+    assert vals == [0x1122334455667788, 0x11, 0x55667788, L.EXC_LOAD_ACCESS, L.EXC_STORE_ACCESS,
+                    L.EXC_LOAD_ACCESS, L.EXC_LOAD_ACCESS, L.EXC_STORE_ACCESS]
+
+
+@pytest.mark.parametrize("prog,arch", [("intloop", "rv64imac"), ("fploop", "rv64gc")])
+def test_benchmark_programs_match_the_interpreter(prog: str, arch: str) -> None:
+    from wirt.demo import build_program
+    path = build_program(prog, {"ROUNDS": 2}, arch)
+    got = lockstep(str(path), 16 << 20, 5_000_000)
+    assert got["exit_code"] == 0 and got["regions"] > 0
+
+
+def test_jit_setting_parsing() -> None:
+    from wirt.cpu.jit.cache import jit_setting
+    assert jit_setting("0") == "off" and jit_setting("force") == "force" and jit_setting("1") == "on"
+    with pytest.raises(ValueError, match="not one of"):
+        jit_setting("fast")
