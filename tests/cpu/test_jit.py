@@ -212,11 +212,12 @@ def test_ram_edges_exit_properly_under_force(rounds: int) -> None:
                     L.EXC_LOAD_ACCESS, L.EXC_LOAD_ACCESS, L.EXC_STORE_ACCESS]
 
 
-@pytest.mark.parametrize("prog,arch", [("intloop", "rv64imac"), ("fploop", "rv64gc")])
-def test_benchmark_programs_match_the_interpreter(prog: str, arch: str) -> None:
+@pytest.mark.parametrize("prog,arch,ram", [("intloop", "rv64imac", 1), ("fploop", "rv64gc", 1),
+                                           ("branchy", "rv64imc", 1), ("memloop", "rv64imac", 8)])
+def test_benchmark_programs_match_the_interpreter(prog: str, arch: str, ram: int) -> None:
     from wirt.demo import build_program
-    path = build_program(prog, {"ROUNDS": 2}, arch)
-    got = lockstep(str(path), 16 << 20, 5_000_000)
+    path = build_program(prog, {"ROUNDS": 1}, arch)
+    got = lockstep(str(path), ram << 20, 3_000_000)
     assert got["exit_code"] == 0 and got["regions"] > 0
 
 
