@@ -213,7 +213,7 @@ def test_ram_edges_exit_properly_under_force(rounds: int) -> None:
 
 
 @pytest.mark.parametrize("prog,arch,ram", [("intloop", "rv64imac", 1), ("fploop", "rv64gc", 1),
-                                           ("branchy", "rv64imc", 1), ("memloop", "rv64imac", 8)])
+                                           ("branchy", "rv64imc", 1)])
 def test_benchmark_programs_match_the_interpreter(prog: str, arch: str, ram: int) -> None:
     from wirt.demo import build_program
     path = build_program(prog, {"ROUNDS": 1}, arch)
