@@ -58,3 +58,13 @@ def run_asm():
         return m
 
     return run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_core():
+    """Compile (or load) the CPU core once before any test: on a fresh machine the first load
+    takes a while and says so on stderr, which must not land in a test that checks a VM
+    process's one-line errors or its start-up time."""
+    from wirt.cpu.hart import core_module
+
+    core_module()
