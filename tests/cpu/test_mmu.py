@@ -739,3 +739,20 @@ def test_flushed_tlb_entry_grants_nothing_at_the_top_page() -> None:
     r = K.run(body_in("S", 39, text), "mmu-tlb-top-page", ram=RAM, setup=setup)
     K.expect_results(r, [("mapped page", mark(1)), ("count", 1), ("cause", 13), ("tval", -4096),
                          ("top page", -1)])
+
+
+def test_access_fault_outside_ram_reports_the_virtual_address() -> None:
+    """A translated load or store that reaches no device is an access fault whose mtval is the
+    virtual address (priv spec 3.1.16), not the physical one the page maps to."""
+    text = load_probe("load from a page mapped outside RAM", 0x5000, 8)
+    text += store_probe("store to it", 0x5010)
+    e = Expect()
+    e.fault("load outside RAM", 5, 0x5008)
+    e.fault("store outside RAM", 7, 0x5010, "store")
+
+    def tables(r):
+        pt = base_tables(r, 39)
+        pt.map(0x5000, 0x4000_0000, V | R | W | A | D)
+
+    r = K.run(body_in("S", 39, text), "mmu-vaddr-fault", ram=RAM, setup=tables)
+    K.expect_results(r, e.items)

@@ -17,7 +17,7 @@ from wirt.cpu.csr import (
 from wirt.cpu.fpu import FP_WRITE_F, FP_WRITE_X, fp_compute
 from wirt.cpu.layout import (
     ACC_FETCH, ACC_LOAD, ACC_STORE, ATTENTION, CSR_FCSR, CSR_MIE, CSR_MSTATUS, CSR_SATP, CSR_STIMECMP,
-    EX_ADDR, EX_KIND, EX_PC, EX_RD, EX_REASON, EX_SIZE_B, EX_STORE, EX_VALUE, EXC_BREAKPOINT,
+    EX_ADDR, EX_KIND, EX_PC, EX_RD, EX_REASON, EX_SIZE_B, EX_STORE, EX_VADDR, EX_VALUE, EXC_BREAKPOINT,
     EXC_ECALL_U, EXC_ILLEGAL, EXC_INSN_ACCESS, EXC_LOAD_ACCESS, EXC_LOAD_MISALIGNED,
     EXC_STORE_ACCESS, EXC_STORE_MISALIGNED, EXIT_BUDGET, EXIT_HTIF, EXIT_MMIO, EXIT_WFI,
     F0, ICOUNT, KIND_FP_D, KIND_FP_S, KIND_SIGNED, KIND_UNSIGNED, MS_FS, MS_MPRV, MS_TSR, MS_TVM, MS_TW, MTIMECMP, PC,
@@ -564,6 +564,7 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
                     # Outside RAM: leave the core so the machine can call the device.
                     ex[EX_REASON] = EXIT_MMIO
                     ex[EX_ADDR] = pa
+                    ex[EX_VADDR] = addr
                     ex[EX_SIZE_B] = size
                     ex[EX_STORE] = 0
                     ex[EX_RD] = dest
@@ -644,6 +645,7 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
                 else:
                     ex[EX_REASON] = EXIT_MMIO
                     ex[EX_ADDR] = pa
+                    ex[EX_VADDR] = addr
                     ex[EX_SIZE_B] = size
                     ex[EX_STORE] = 1
                     ex[EX_VALUE] = val

@@ -175,9 +175,10 @@ class Hart:
         self.s[L.PC] = self.core.take_trap(self.s, self.c, cause, tval, int(self.ex[L.EX_PC]))
 
     def access_fault(self) -> None:
-        """The exited MMIO access hit no device: load/store access fault (priv spec 3.7)."""
+        """The exited MMIO access hit no device: load/store access fault (priv spec 3.7), with
+        mtval/stval the faulting *virtual* address (priv spec 3.1.16)."""
         store = bool(self.ex[L.EX_STORE])
-        self.raise_exception(L.EXC_STORE_ACCESS if store else L.EXC_LOAD_ACCESS, int(self.ex[L.EX_ADDR]))
+        self.raise_exception(L.EXC_STORE_ACCESS if store else L.EXC_LOAD_ACCESS, int(self.ex[L.EX_VADDR]))
 
     # ---- accessors -------------------------------------------------------------------
     @property

@@ -49,6 +49,7 @@ EX_VALUE = 4      # mmio store value / htif tohost value / fatal detail
 EX_RD = 5         # mmio load: destination register
 EX_KIND = 6       # mmio load: 0 sign-extend, 1 zero-extend, 2 fp single, 3 fp double
 EX_PC = 7         # pc of the instruction that exited
+EX_VADDR = 8      # mmio: the virtual address (mtval/stval if the access faults)
 
 EXIT_BUDGET = 0
 EXIT_MMIO = 1
