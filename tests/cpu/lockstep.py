@@ -67,14 +67,12 @@ def lockstep(path: str, ram: int = 1 << 20, max_insns: int = 2_000_000) -> dict:
             ref.handle(r)
             if r != L.EXIT_BUDGET:
                 break
-        # A trap takes no instruction count: the translated side may have taken one at count n
-        # (its interpreter ran on after a side exit) where the reference stopped just before.
-        for _ in range(3):
-            if ref.hart.pc == jit.hart.pc or ref.hart.instret != n or ref.exit_code is not None:
-                break
-            ref.handle(ref.hart.run(1))
-            if ref.hart.instret != n:
-                break
+        # A trap takes no instruction count: at count n one side may already have entered a
+        # handler (an exception after a side exit, or an interrupt) that the other takes first
+        # thing next time. Such a point is not compared; the next one (or the end) is.
+        if (ref.hart.instret == n and ref.hart.pc != jit.hart.pc and ref.exit_code is None
+                and stop is None):
+            continue
         checks += 1
         memory = ((reason != L.EXIT_BUDGET or int(jit.hart.jq[L.JQ_SIDE]) != sides)
                   and (checks < 256 or checks % 16 == 0))
