@@ -25,7 +25,8 @@ from wirt.cpu.jit.emit import MODULE_HEADER, Mode, RegionEmitter
 from wirt.cpu.jit.region import discover
 from wirt.cpu.jit.table import slot_of
 
-DEFAULT_THRESHOLD = 256       # lookups of an entry before it is translated (level 1)
+DEFAULT_THRESHOLD = 16384     # lookups of an entry before it is translated (level 1): only
+                              # code that stays hot; lower values made a Linux boot slower
 DEFAULT_HOT = 8_000_000       # instructions run in a region before it is optimized (level 2)
 BATCH = 16                    # regions per LLVM module
 DEFAULT_LIMIT = 64 << 20      # bytes of translated code before a flush
