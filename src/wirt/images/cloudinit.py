@@ -68,6 +68,9 @@ def read_user_data(path: str | Path) -> bytes:
 def read_public_key(path: str | Path, what: str = "--ssh-key") -> str:
     """One OpenSSH public key line from `path` (a .pub file, or a private key with its .pub beside it)."""
     p = Path(path).expanduser()
+    if not str(path).strip() or not p.name:
+        raise WirtError(f"{what} {str(path)!r}: is not a file name; give a public key file "
+                        "(e.g. ~/.ssh/id_ed25519.pub)")
     pub = p if p.suffix == ".pub" else p.with_name(p.name + ".pub")
     try:
         line = pub.read_text().strip()
