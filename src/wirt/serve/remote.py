@@ -96,14 +96,17 @@ class RemoteVM:
     def create(cls, name: str, cpus: int | None = None, memory: int | str | None = None,
                disk: int | str | None = "default", *, image: str | None = None, net: str | None = None,
                ports: Iterable[str] = (), mac: str | None = None, cpu_affinity: Iterable[int] = (),
-               append: str = "", firmware: str = "", kernel: str = "", initrd: str = "") -> RemoteVM:
+               append: str = "", firmware: str = "", kernel: str = "", initrd: str = "",
+               init: str | None = None, hostname: str | None = None, user_data: str | None = None,
+               ssh_key: str | None = None) -> RemoteVM:
         """VM.create's arguments, sent as the `wirt create` options (wirt.vm.schema.CREATE_OPTIONS)."""
         aff = list(cpu_affinity)
         body = {"name": name, "cpus": cpus, "memory": None if memory is None else str(memory),
                 "disk": None if disk == "default" else ("none" if disk is None else str(disk)),
                 "image": image, "net": net, "port": list(ports), "mac": mac,
                 "cpu_affinity": ",".join(map(str, aff)) if aff else None, "append": append,
-                "firmware": firmware, "kernel": kernel, "initrd": initrd}
+                "firmware": firmware, "kernel": kernel, "initrd": initrd, "init": init,
+                "hostname": hostname or None, "user_data": user_data, "ssh_key": ssh_key}
         return cls(name, _call("POST", "/v1/vms", {k: v for k, v in body.items() if v is not None}))
 
     # ---- reading ------------------------------------------------------------------------------------
