@@ -282,6 +282,14 @@ class RegionEmitter:
             val = f.op(f"trunc i64 {val} to {ty}")
         f.emit(f"  store {ty} {val}, {ty}* {p}, align {size}")
 
+    def normal(self, v: str) -> str:
+        """i1: the binary64 bits `v` are a normal, non-zero number (exponent 1..0x7FE)."""
+        f = self.f
+        e = f.op(f"lshr i64 {v}, 52")
+        e = f.op(f"and i64 {e}, 2047")
+        e = f.op(f"add i64 {e}, -1")
+        return f.op(f"icmp ult i64 {e}, 2046")
+
     def fpop(self, inst: int, side: str) -> None:
         """An F/D arithmetic instruction: a call of fpcall.fp_exec on the state arrays; if it
         reports the form illegal (it then wrote nothing) the interpreter raises the exception.
@@ -308,11 +316,7 @@ class RegionEmitter:
             vals = []
             for r in regs:
                 v = self.rd(L.F0 + r)
-                e = f.op(f"lshr i64 {v}, 52")
-                e = f.op(f"and i64 {e}, 2047")
-                e = f.op(f"add i64 {e}, -1")
-                okr = f.op(f"icmp ult i64 {e}, 2046")   # exponent 1..0x7FE: normal, non-zero
-                ok = f.op(f"and i1 {ok}, {okr}")
+                ok = f.op(f"and i1 {ok}, {self.normal(v)}")
                 vals.append(f.op(f"bitcast i64 {v} to double"))
             if op == 0x53:
                 res = f.op(f"{_FAST_D[f7]} double {vals[0]}, {vals[1]}")
@@ -324,11 +328,7 @@ class RegionEmitter:
                     c = f.op(f"fneg double {c}")
                 res = f.op(f"call double @llvm.fma.f64(double {a}, double {b}, double {c})")
             ri = f.op(f"bitcast double {res} to i64")
-            e = f.op(f"lshr i64 {ri}, 52")
-            e = f.op(f"and i64 {e}, 2047")
-            e = f.op(f"add i64 {e}, -1")
-            okr = f.op(f"icmp ult i64 {e}, 2046")
-            ok = f.op(f"and i1 {ok}, {okr}")
+            ok = f.op(f"and i1 {ok}, {self.normal(ri)}")
             commit = f.label()
             f.emit(f"  br i1 {ok}, label %{commit}, label %{slow}")
             f.emit(f"{commit}:")
