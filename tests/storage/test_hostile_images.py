@@ -8,7 +8,6 @@ Each case runs `wirt disk ...` in a child process whose peak RSS is measured (wa
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import struct
 import subprocess
@@ -32,22 +31,34 @@ def wirt(*args: str) -> tuple[int, str, str, int, float]:
     return wirt_python(None, *args)
 
 
+# A child's ru_maxrss starts at its parent's RSS high-water mark (Linux carries the forked memory's
+# peak over exec), and pytest's own RSS can be gigabytes by now: a small fresh launcher process
+# starts the measured child and reports its wait4 usage.
+_LAUNCHER = """
+import json, os, resource, subprocess, sys
+def cap():
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+proc = subprocess.Popen(sys.argv[2:], preexec_fn=cap)
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as f:
+    json.dump([os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime], f)
+"""
+
+
 def wirt_python(script: str | None, *args: str) -> tuple[int, str, str, int, float]:
     """`wirt ARGS`, or Python `script` with ARGS, in a measured child (see `wirt`)."""
-    def cap() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
-
+    import json
     import tempfile
 
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+            tempfile.NamedTemporaryFile("r") as usage:
         argv = [sys.executable, "-m", "wirt"] if script is None else [sys.executable, "-c", script]
-        proc = subprocess.Popen([*argv, *args], stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL, preexec_fn=cap)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS and CPU time
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        subprocess.run([sys.executable, "-c", _LAUNCHER, usage.name, *argv, *args], stdout=out, stderr=err,
+                       stdin=subprocess.DEVNULL, check=True)
+        code, rss, cpu = json.load(usage)
         out.seek(0)
         err.seek(0)
-        return proc.returncode, out.read(), err.read(), usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
+        return code, out.read(), err.read(), rss, cpu
 
 
 def one_line_error(code: int, err: str) -> None:
