@@ -100,3 +100,26 @@ def test_panic_watch_sees_a_split_panic_line_once():
         w(chunk)
     assert seen == ["Kernel panic - not syncing: sysrq triggered crash"]
     assert b"".join(out).count(b"Kernel panic") == 1  # the output itself passes through untouched
+
+
+def test_a_panic_printed_by_a_confined_vm_is_an_event(server, firmware):
+    """The VM process is confined to its own folder (Landlock) when the guest runs, so the host
+    event log is written for it by its monitor: the echo firmware prints what is typed, here a
+    kernel's panic line, and the panic event shows up in both logs."""
+    import time
+
+    from wirt.vm.api import VM
+
+    c = server.unix
+    assert c.post("/v1/vms", tiny_body("p", firmware)).status == 201
+    assert c.post("/v1/vms/p/start").json()["state"] == "running"
+    VM.get("p", server.home).console_input("Kernel panic - not syncing: typed\r\n")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        panics = [e for e in c.get("/v1/vms/p/events").json() if e["type"] == "panic"]
+        if panics:
+            break
+        time.sleep(0.2)
+    assert [e["line"] for e in panics] == ["Kernel panic - not syncing: typed"]
+    assert [e["type"] for e in c.get("/v1/events").json() if e["vm"] == "p"] == ["created", "started", "panic"]
+    assert c.post("/v1/vms/p/stop?force=true").status == 200

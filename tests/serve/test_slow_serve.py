@@ -18,14 +18,6 @@ BOOT = 300.0  # boot to the guest agent on a loaded 2-core machine
 PROMPT = "wirt:/# "
 
 
-# Known regression (stop 12): text typed on the console of the initramfs shell is not run (its
-# prompt answers with a cursor-position query, ESC[6n, and the line never executes), with the
-# translation tier on or off. Both tests type on the console; fix and remove this mark.
-CONSOLE_TYPING = pytest.mark.xfail(reason="console input to the initramfs shell is not executed "
-                                   "(regression after the stop-12 merges; see the issue note)",
-                                   strict=False)
-
-
 @pytest.fixture(scope="module")
 def guest(tmp_path_factory):
     """A server and a created initramfs VM "g" (started by the first test that needs it)."""
@@ -70,7 +62,6 @@ def _browser(tmp_path):
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
 
 
-@CONSOLE_TYPING
 def test_browser_console_starts_a_vm_and_runs_uname(guest, tmp_path):
     """The issue's browser test: open the console, start the VM, see the banner, type uname -m."""
     from selenium.webdriver.common.by import By
@@ -159,7 +150,6 @@ def test_console_websocket_runs_a_typed_command(guest):
     assert "riscv64" in seen.split("42-mark")[-1]
 
 
-@CONSOLE_TYPING
 def test_guest_panic_is_an_event(guest):
     """Last in the module: the guest panics (sysrq c) and the event log says so."""
     from wirt.vm.api import VM

@@ -6,7 +6,9 @@ It forks once, before any thread exists:
   run/exit.json;
 - the monitor (parent, run/monitor.pid) waits for the worker and records how it ended in
   last-exit.json: a clean exit, or a crash with the exit status or signal and the last
-  console lines. Then it moves the console log out of run/ and removes run/.
+  console lines. Then it moves the console log out of run/ and removes run/. It also writes
+  the host event log for the worker, which is confined to the VM's folder while the guest runs
+  (docs/security.md): the worker reports guest events (a kernel panic) as JSON lines on a pipe.
 So a `kill -9` of the VM process is seen ("crashed", with the signal), and only a kill of
 both processes leaves stale files (cleaned at the next start, see wirt.vm.status).
 stdout and stderr are run/console.log (set up by the starter), so tracebacks land there.
@@ -14,12 +16,15 @@ stdout and stderr are run/console.log (set up by the starter), so tracebacks lan
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +58,40 @@ def _oom_killed(paths: VMPaths) -> bool:
     return False
 
 
-def monitor(paths: VMPaths, child: int) -> int:
-    """Wait for the worker; forward termination signals to it; record how it ended."""
+#: The events a worker may report through the monitor (it cannot write $WIRT_HOME once confined).
+GUEST_EVENTS = ("panic",)
+
+
+def _relay(paths: VMPaths, fd: int) -> None:
+    """Monitor side: record each event the worker reports on `fd` (a JSON line) until it closes."""
+    from wirt.vm import events
+
+    with os.fdopen(fd, "rb") as pipe:
+        for line in pipe:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(ev, dict) and ev.get("type") in GUEST_EVENTS and isinstance(ev.get("line"), str):
+                events.emit(paths.root.parent.parent, paths.name, ev["type"], line=ev["line"][:1000])
+
+
+def _reporter(fd: int | None) -> Callable[[str, str], None]:
+    """Worker side: report(type, line) sends a guest event to the monitor (dropped without one)."""
+    def report(type: str, line: str) -> None:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(fd, (json.dumps({"type": type, "line": line}) + "\n").encode())
+    return report
+
+
+def monitor(paths: VMPaths, child: int, events_fd: int | None = None) -> int:
+    """Wait for the worker; forward termination signals to it; record its guest events and how it ended."""
+    relay = None
+    if events_fd is not None:
+        relay = threading.Thread(target=_relay, args=(paths, events_fd), name="wirt-events", daemon=True)
+        relay.start()
+
     def forward(signum: int, frame: object) -> None:
         try:
             os.kill(child, signum)
@@ -72,6 +109,8 @@ def monitor(paths: VMPaths, child: int) -> int:
         except ChildProcessError:
             status = -1
             break
+    if relay is not None:
+        relay.join(5.0)  # the worker is gone: its end of the pipe is closed, the rest is read
     from wirt.vm.status import _tail
 
     clean = read_json(paths.exit_record)
@@ -108,8 +147,8 @@ def monitor(paths: VMPaths, child: int) -> int:
 
 
 # ---- the worker --------------------------------------------------------------------------------
-def worker(store: VMStore, paths: VMPaths) -> int:
-    """Run the VM. Returns the process exit status."""
+def worker(store: VMStore, paths: VMPaths, events_fd: int | None = None) -> int:
+    """Run the VM; guest events go to the monitor on `events_fd`. Returns the process exit status."""
     from wirt.vm import limits, runner
     from wirt.vm.consolehub import ConsoleHub
     from wirt.vm.control import ControlServer
@@ -133,8 +172,10 @@ def worker(store: VMStore, paths: VMPaths) -> int:
     boot = runner.BootFiles(**info["boot"]) if "boot" in info else runner.resolve_boot(cfg, paths.root)
     from wirt.vm import events
 
-    # A guest kernel panic is an event (the guest reboots after it: panic=1 in the boot arguments)
-    watch = events.PanicWatch(hub.output, lambda line: events.emit(store.home, cfg.name, "panic", line=line))
+    # A guest kernel panic is an event (the guest reboots after it: panic=1 in the boot arguments),
+    # recorded by the monitor: Landlock keeps this process out of $WIRT_HOME's event log.
+    report = _reporter(events_fd)
+    watch = events.PanicWatch(hub.output, lambda line: report("panic", line))
     run = runner.Runner(cfg, boot, watch, paths.root)
     result: runner.RunResult | None = None
     server = None
@@ -214,11 +255,13 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write(paths.run / "monitor.pid", f"{os.getpid()}\n")
     sys.stdout.flush()
     sys.stderr.flush()
+    events_r, events_w = os.pipe()  # close-on-exec: only the worker and the monitor hold it
     child = os.fork()
     if child == 0:
+        os.close(events_r)
         code = 1
         try:
-            code = worker(store, paths)
+            code = worker(store, paths, events_w)
         except BaseException:  # noqa: BLE001 -- the traceback goes to the console log
             import traceback
 
@@ -228,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
-    return monitor(paths, child)
+    os.close(events_w)
+    return monitor(paths, child, events_r)
 
 
 if __name__ == "__main__":
