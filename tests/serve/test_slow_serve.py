@@ -150,6 +150,45 @@ def test_console_websocket_runs_a_typed_command(guest):
     assert "riscv64" in seen.split("42-mark")[-1]
 
 
+def test_console_resize_reaches_the_guest_tty(guest):
+    """The UART has no size channel: a resize on the console websocket is set on the guest's
+    ttyS0 by its agent, and the shell on the console sees it (stty size, and SIGWINCH)."""
+    running(guest)
+    guest.unix.post("/v1/vms/g/exec", {"command": "true", "timeout": BOOT})
+
+    async def go() -> tuple[dict, str]:
+        async with aiohttp.ClientSession() as s:
+            async with s.ws_connect(f"{guest.base}/v1/vms/g/console",
+                                    headers={"Authorization": f"Bearer {guest.token}"}) as ws:
+                await ws.send_str(json.dumps({"resize": [101, 33]}))
+                seen, reply = "", None
+                async with asyncio.timeout(BOOT):
+                    while reply is None:  # console bytes (the replayed backlog) may come first
+                        m = await ws.receive()
+                        if m.type == aiohttp.WSMsgType.TEXT:
+                            reply = json.loads(m.data)
+                    await ws.send_bytes(b"stty size\n")
+                    while "33 101" not in seen.split("stty size")[-1]:
+                        seen += (await ws.receive()).data.decode(errors="replace")
+                    # a program in the foreground of the console gets SIGWINCH on the next resize
+                    await ws.send_bytes(b"sh -c 'trap \"echo winch-$((6*7)); exit 0\" WINCH; "
+                                        b"echo armed-$((5*5)); while sleep 0.2; do :; done'\n")
+                    while "armed-25" not in seen:
+                        seen += (await ws.receive()).data.decode(errors="replace")
+                    await ws.send_str(json.dumps({"resize": [90, 20]}))
+                    while "winch-42" not in seen:
+                        m = await ws.receive()
+                        if m.type == aiohttp.WSMsgType.TEXT:
+                            assert json.loads(m.data) == {"resized": [90, 20]}
+                        else:
+                            seen += m.data.decode(errors="replace")
+                return reply, seen
+
+    reply, seen = asyncio.run(go())
+    assert reply == {"resized": [101, 33]}
+    assert "winch-42" in seen
+
+
 def test_guest_panic_is_an_event(guest):
     """Last in the module: the guest panics (sysrq c) and the event log says so."""
     from wirt.vm.api import VM

@@ -144,7 +144,8 @@ def document() -> dict[str, Any]:
             "/v1/vms/{name}/exec/ws streams it)", _ref("ExecResult"), body="ExecRequest")},
         "/v1/vms/{name}/console": {"parameters": [_NAME], "get": _ws(
             "websocket: the console, both ways (binary frames; text frames {\"input\": TEXT} or "
-            "{\"resize\": [COLS, ROWS]}); Origin must be this server's")},
+            "{\"resize\": [COLS, ROWS]}: the guest agent sets ttyS0's size, answered {\"resized\": [COLS, ROWS]}); "
+            "Origin must be this server's")},
         "/v1/vms/{name}/exec/ws": {"parameters": [_NAME], "get": _ws(
             "websocket: the first text frame is the exec request (+ \"stdin\": true, then binary stdin frames "
             "and {\"eof\": true}); answers {\"stream\", \"data\": BASE64} frames and {\"exit\": STATUS}")},

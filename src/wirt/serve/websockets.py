@@ -2,9 +2,10 @@
 
 GET /v1/vms/{name}/console: bidirectional. Binary frames are console bytes both ways (the
 control socket's `console-attach`, which first replays the recent output); a text frame is a
-JSON control message: `{"input": "text"}` types text, `{"resize": [cols, rows]}` is answered
-with `{"resized": [cols, rows]}` (the UART console has no size channel: the guest's tty keeps
-the size `stty` gave it, so this only confirms the client's view).
+JSON control message: `{"input": "text"}` types text, `{"resize": [cols, rows]}` sets the size
+of the guest's console tty (VM.console_resize: the UART has no size channel, so the guest agent
+sets it) and is answered `{"resized": [cols, rows]}` once the guest has it, or `{"error": ...}`.
+Resizes are applied one at a time, latest first (a browser sends many while a window is dragged).
 
 GET /v1/vms/{name}/exec/ws: the first text frame is the request, as the body of POST .../exec
 (`{"command": ..., "timeout": ..., "kill_after": ...}`, plus `"stdin": true` to send standard
@@ -51,6 +52,32 @@ async def _open(request: web.Request) -> web.WebSocketResponse | web.Response:
     return ws
 
 
+class _Sizer:
+    """Applies a console's resize requests in the background, one at a time, the latest only."""
+
+    def __init__(self, request: web.Request, ws: web.WebSocketResponse, vm: Any) -> None:
+        self.request, self.ws, self.vm = request, ws, vm
+        self.size: tuple[int, int] | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def want(self, cols: int, rows: int) -> None:
+        self.size = (cols, rows)
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._apply())
+
+    async def _apply(self) -> None:
+        while self.size is not None:
+            (cols, rows), self.size = self.size, None
+            try:
+                await run(self.request, self.vm.console_resize, cols, rows)
+                reply: dict[str, Any] = {"resized": [cols, rows]}
+            except WirtError as exc:
+                reply = {"error": f"resize: {str(exc).splitlines()[0]}"}
+            if self.size is None:  # a newer size is on its way: only its answer matters
+                with contextlib.suppress(ConnectionResetError):
+                    await self.ws.send_str(json.dumps(reply))
+
+
 async def console(request: web.Request) -> web.StreamResponse:
     if not origin_ok(request):
         return await _open(request)  # the 403
@@ -87,6 +114,7 @@ async def console(request: web.Request) -> web.StreamResponse:
             await ws.close(message=b"the VM console closed")
 
     out = asyncio.create_task(pump())
+    sizer = _Sizer(request, ws, vm)
     try:
         async for msg in ws:
             if msg.type == WSMsgType.BINARY:
@@ -100,16 +128,18 @@ async def console(request: web.Request) -> web.StreamResponse:
                     await loop.sock_sendall(sock, ctl["input"].encode())
                 elif (isinstance(ctl, dict) and isinstance(ctl.get("resize"), list) and len(ctl["resize"]) == 2
                       and all(isinstance(x, int) and 0 < x < 10000 for x in ctl["resize"])):
-                    await ws.send_str(json.dumps({"resized": ctl["resize"]}))
+                    sizer.want(*ctl["resize"])
                 else:
                     await ws.send_str(json.dumps({"error": "send binary console input, {\"input\": TEXT} "
                                                            "or {\"resize\": [COLS, ROWS]}"}))
     except (ConnectionResetError, OSError):
         pass  # the client or the VM went away mid-stream: the server carries on
     finally:
-        out.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await out
+        for task in (out, sizer.task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         client.close()
     return ws
 

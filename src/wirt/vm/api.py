@@ -525,6 +525,19 @@ class VM:
         self._require_running()
         return ssh_command(self, key, command)
 
+    def console_resize(self, cols: int, rows: int, timeout: float = AGENT_WAIT) -> None:
+        """Give the guest's console terminal (ttyS0, the kernel's console=) `cols` x `rows`.
+
+        A 16550 UART carries bytes only, no window size, so the guest agent sets it on the tty
+        (stty: TIOCSWINSZ, and the kernel sends SIGWINCH to the console's foreground programs).
+        `timeout`: seconds to wait for the agent of a guest that is still booting."""
+        if not all(isinstance(x, int) and 0 < x < 10000 for x in (cols, rows)):
+            raise WirtError(f"a console size is two whole numbers from 1 to 9999, not {cols!r} x {rows!r}")
+        r = self.exec(f"stty rows {rows} cols {cols} < /dev/ttyS0", timeout=timeout, kill_after=30.0)
+        if not r.ok:
+            why = r.stderr.decode(errors="replace").strip().splitlines()
+            raise WirtError(f"the guest could not resize its console: {why[-1] if why else f'status {r.status}'}")
+
     def console_input(self, text: str | bytes) -> None:
         """Type on the guest's console."""
         import base64

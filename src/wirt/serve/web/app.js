@@ -116,7 +116,7 @@ function attach(name) {
   ws.binaryType = "arraybuffer";
   ws.onmessage = (m) => { if (typeof m.data !== "string") term.write(new Uint8Array(m.data)); };
   ws.onclose = () => { if (sock === ws) { term.write("\r\n[console closed]\r\n"); sock = null; } };
-  ws.onopen = () => term.focus();
+  ws.onopen = () => { term.focus(); ws.send(JSON.stringify({ resize: [term.cols, term.rows] })); };
   sock = ws;
 }
 
