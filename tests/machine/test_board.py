@@ -262,9 +262,9 @@ def test_stop_from_another_thread():
     assert r.reason == "stopped"
 
 
-def test_smp_is_refused():
-    with pytest.raises(WirtError, match="SMP is not supported yet"):
-        Machine(program(rv.jal("zero", 0)), memory_size=64 * MIB, num_harts=2)
+def test_cpu_count_out_of_range_is_refused():
+    with pytest.raises(WirtError, match="1 to 64 CPUs"):
+        Machine(program(rv.jal("zero", 0)), memory_size=64 * MIB, num_harts=0)
 
 
 def test_trap_loop_is_reported_not_spun_forever():

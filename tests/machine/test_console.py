@@ -136,10 +136,11 @@ def _err(capsys) -> str:
     return err
 
 
-def test_run_refuses_smp(wirt_cli, capsys):
-    assert wirt_cli(["run", "--cpus", "2", "--", "true"]) == 2
+@pytest.mark.parametrize("cpus", ["0", "65"])
+def test_run_refuses_a_cpu_count_out_of_range(wirt_cli, capsys, cpus):
+    assert wirt_cli(["run", "--cpus", cpus, "--", "true"]) == 2
     err = _err(capsys)
-    assert err.count("\n") == 0 and "SMP is not supported yet" in err
+    assert err.count("\n") == 0 and "give 1 to 64 virtual CPUs" in err
 
 
 def test_run_missing_kernel(wirt_cli, capsys, tmp_path):

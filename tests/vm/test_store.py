@@ -98,8 +98,10 @@ def test_set_grows_only_and_validates(home):
         vm.set(disk_size="1M")
     with pytest.raises(WirtError, match="memory"):
         vm.set(memory="1K")
-    with pytest.raises(WirtError, match="supports only 1"):
-        vm.set(cpus=2)
+    vm.set(cpus=4)
+    assert vm.config.cpus == 4
+    with pytest.raises(WirtError, match="cpus"):
+        vm.set(cpus=65)
 
 
 def test_lock_serializes(home):

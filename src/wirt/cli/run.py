@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "`-- CMD ARGS...`: run the command in the guest, stream its output and exit "
                     "with its exit status.")
     p.add_argument("--memory", "-m", default="512M", help="guest RAM (default 512M)")
-    p.add_argument("--cpus", type=int, default=1, help="number of harts (only 1 for now)")
+    p.add_argument("--cpus", type=int, default=1, help="number of harts, 1 to 64 (default 1)")
     p.add_argument("--kernel", metavar="IMAGE", help="RISC-V Linux Image (default: Debian's, cached)")
     p.add_argument("--initrd", metavar="FILE", help="initramfs (default: wirt's busybox initramfs)")
     p.add_argument("--firmware", metavar="FILE", help="OpenSBI fw_dynamic.bin (default: Debian's)")
@@ -162,8 +162,10 @@ class StatusLineFilter:
 
 # ---- the command ------------------------------------------------------------------------------
 def _run(args: argparse.Namespace) -> int:
-    if args.cpus != 1:
-        raise WirtError("SMP is not supported yet; run with --cpus 1")
+    from wirt.machine.board import MAX_HARTS
+
+    if not 1 <= args.cpus <= MAX_HARTS:
+        raise WirtError(f"--cpus {args.cpus}: give 1 to {MAX_HARTS} virtual CPUs")
     memory = parse_size(args.memory)
     if memory < MIN_MEMORY or memory % 4096:
         raise WirtError(f"--memory {args.memory}: give a multiple of 4 KiB of at least 16M (e.g. 512M)")
@@ -206,7 +208,7 @@ def _machine(args: argparse.Namespace, firmware: bytes, kernel: bytes, initrd: b
     from wirt.machine.board import FW_OPTION_NO_BOOT_PRINTS, Machine
 
     machine = Machine(firmware, kernel, initrd, memory_size=memory, bootargs=bootargs,
-                      deterministic=args.deterministic, on_output=on_output,
+                      deterministic=args.deterministic, on_output=on_output, num_harts=args.cpus,
                       firmware_options=FW_OPTION_NO_BOOT_PRINTS if quiet else 0)
     _attach_devices(machine, args)
     return machine

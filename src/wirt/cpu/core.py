@@ -10,6 +10,9 @@ import numpy as np
 from numba import njit
 
 from wirt.cpu.alu import div, divu, ltu, mulh, mulhsu, mulhu, rem, remu, sext32, srl
+from wirt.cpu.atomics import (
+    amo_add, amo_and, amo_max, amo_maxu, amo_min, amo_minu, amo_or, amo_swap, amo_xor, cas, host_fence,
+)
 from wirt.cpu.csr import (
     CSR_ILLEGAL, CSR_OK_RECHECK, csr_instruction, mret, pending_interrupt, read_mip, sret,
     take_trap,
@@ -22,7 +25,7 @@ from wirt.cpu.layout import (
     EXC_STORE_ACCESS, EXC_STORE_MISALIGNED, EXIT_BUDGET, EXIT_HTIF, EXIT_MMIO, EXIT_WFI,
     F0, ICOUNT, KIND_FP_D, KIND_FP_S, KIND_SIGNED, KIND_UNSIGNED, MS_FS, MS_MPRV, MS_TSR, MS_TVM, MS_TW, MTIMECMP, PC,
     PMP_ACTIVE, PMP_LOCKED, PRIV, PRV_M, PRV_S, PRV_U, PTE_D, PTE_R, PTE_U, PTE_W, PTE_X, RAM_BASE, RAM_SIZE,
-    RESERVATION, ROM_BASE, ROM_SIZE, TIME_BASE, TIME_ICOUNT, TIME_SHIFT, TLB_ENTRIES, TOHOST,
+    RES_VALUE, RESERVATION, ROM_BASE, ROM_SIZE, TIME_BASE, TIME_ICOUNT, TIME_SHIFT, TLB_ENTRIES, TOHOST,
 )
 from wirt.cpu.jit.call import call_block
 from wirt.cpu.jit.table import slot as jt_slot
@@ -809,19 +812,26 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
                     end -= 1  # a trap uses budget too, so a trap loop still returns
                     limit = 0
                     continue
-                if size == 4:
-                    old = ram32[off >> 2]
-                else:
-                    old = ram64[off >> 3]
-                if f5 == 2:  # LR: reserve the (aligned) address
+                if f5 == 2:  # LR: reserve the (aligned) address, remember the value loaded
+                    if size == 4:
+                        old = np.int64(ram32[off >> 2])
+                    else:
+                        old = ram64[off >> 3]
                     s[RESERVATION] = pa
+                    s[RES_VALUE] = old
                     s[rd] = old
-                elif f5 == 3:  # SC: succeeds only on a valid reservation for this address
+                elif f5 == 3:
+                    # SC (unpriv spec 8.2): succeeds only on a valid reservation for this address
+                    # and, as in QEMU, only if the word still holds what LR loaded: one host
+                    # cmpxchg, so a store by another hart (thread) in between makes it fail.
+                    ok = False
                     if s[RESERVATION] == pa:
+                        exp = s[RES_VALUE]
                         if size == 4:
-                            ram32[off >> 2] = s[rs2]
+                            ok = np.int64(cas(ram32, off >> 2, exp, s[rs2])) == exp
                         else:
-                            ram64[off >> 3] = s[rs2]
+                            ok = cas(ram64, off >> 3, exp, s[rs2]) == exp
+                    if ok:
                         if code_written(jpg, off):
                             jq[JQ_INVAL] += 1
                         s[rd] = 0
@@ -829,44 +839,53 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
                         s[rd] = 1
                     s[RESERVATION] = -1
                 else:
+                    # AMOs (unpriv spec 8.4) as host atomic read-modify-writes (cpu/atomics.py):
+                    # atomic with respect to the other harts' threads.
                     b = s[rs2]
                     if size == 4:
                         b = sext32(b)
-                    if f5 == 1:
-                        new = b
-                    elif f5 == 0:
-                        new = old + b
-                    elif f5 == 4:
-                        new = old ^ b
-                    elif f5 == 12:
-                        new = old & b
-                    elif f5 == 8:
-                        new = old | b
-                    elif f5 == 16:
-                        new = old if old < b else b
-                    elif f5 == 20:
-                        new = old if old > b else b
-                    elif f5 == 24:
-                        if size == 4:
-                            new = old if (old & 0xFFFFFFFF) < (b & 0xFFFFFFFF) else b
+                        ix = off >> 2
+                        if f5 == 1:
+                            old = np.int64(amo_swap(ram32, ix, b))
+                        elif f5 == 0:
+                            old = np.int64(amo_add(ram32, ix, b))
+                        elif f5 == 4:
+                            old = np.int64(amo_xor(ram32, ix, b))
+                        elif f5 == 12:
+                            old = np.int64(amo_and(ram32, ix, b))
+                        elif f5 == 8:
+                            old = np.int64(amo_or(ram32, ix, b))
+                        elif f5 == 16:
+                            old = np.int64(amo_min(ram32, ix, b))
+                        elif f5 == 20:
+                            old = np.int64(amo_max(ram32, ix, b))
+                        elif f5 == 24:
+                            old = np.int64(amo_minu(ram32, ix, b))
                         else:
-                            new = old if ltu(old, b) else b
-                    elif f5 == 28:
-                        if size == 4:
-                            new = old if (old & 0xFFFFFFFF) > (b & 0xFFFFFFFF) else b
-                        else:
-                            new = b if ltu(old, b) else old
+                            old = np.int64(amo_maxu(ram32, ix, b))
                     else:
-                        illegal = True
-                        new = 0
-                    if not illegal:
-                        if size == 4:
-                            ram32[off >> 2] = new
+                        ix = off >> 3
+                        if f5 == 1:
+                            old = amo_swap(ram64, ix, b)
+                        elif f5 == 0:
+                            old = amo_add(ram64, ix, b)
+                        elif f5 == 4:
+                            old = amo_xor(ram64, ix, b)
+                        elif f5 == 12:
+                            old = amo_and(ram64, ix, b)
+                        elif f5 == 8:
+                            old = amo_or(ram64, ix, b)
+                        elif f5 == 16:
+                            old = amo_min(ram64, ix, b)
+                        elif f5 == 20:
+                            old = amo_max(ram64, ix, b)
+                        elif f5 == 24:
+                            old = amo_minu(ram64, ix, b)
                         else:
-                            ram64[off >> 3] = new
-                        if code_written(jpg, off):
-                            jq[JQ_INVAL] += 1
-                        s[rd] = old
+                            old = amo_maxu(ram64, ix, b)
+                    if code_written(jpg, off):
+                        jq[JQ_INVAL] += 1
+                    s[rd] = old
         elif op == 0x53 or op == 0x43 or op == 0x47 or op == 0x4B or op == 0x4F:  # F and D
             mst = c[CSR_MSTATUS]
             if (mst & MS_FS) == 0:
@@ -888,9 +907,13 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
                     if (mst & MS_FS) != MS_FS:
                         c[CSR_MSTATUS] = mst | MS_FS  # FP state changed: FS = Dirty
         elif op == 0x0F:  # MISC-MEM: fence, fence.i
-            # Single hart, in-order, instructions fetched from RAM every time: both are no-ops.
+            # The interpreter fetches from RAM every time, so fence.i needs nothing here. A FENCE
+            # ordering earlier stores before later loads (pred W, succ R) is the one ordering
+            # x86-TSO does not give: a host mfence then (docs/cpu.md "SMP memory model").
             if f3 > 1:
                 illegal = True
+            elif f3 == 0 and (inst & 0x01000000) != 0 and (inst & 0x00200000) != 0:
+                host_fence()
         elif op == 0x73:  # SYSTEM
             if f3 == 0:
                 f12 = (inst >> 20) & 0xFFF

@@ -33,6 +33,7 @@ PMP_ACTIVE = 84   # non-zero when some PMP entry is enabled (S/U accesses are th
 WFI_SKIPPED = 85  # mtime ticks skipped by deterministic WFI (added to TIME_BASE)
 COUNTINHIBIT = 86  # mcountinhibit (CY = bit 0, IR = bit 2)
 PMP_LOCKED = 87    # non-zero when an enabled PMP entry is locked (M-mode accesses are then checked)
+RES_VALUE = 88     # LR/SC: the value LR loaded; SC is a host cmpxchg against it (docs/cpu.md)
 # PMP entries decoded when pmpcfg/pmpaddr are written: byte range [lo, hi) and cfg byte
 # (0 for an entry that is off), so an access check is a few compares per entry.
 PMP_LO = 128      # 16 slots

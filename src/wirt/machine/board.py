@@ -1,4 +1,4 @@
-"""The virt board: one RV64 hart, RAM, the boot ROM and the devices of DESIGN.md's memory map.
+"""The virt board: RV64 harts (1 to 64), RAM, the boot ROM and the devices of DESIGN.md's memory map.
 
 `Machine` is the emulated computer, usable in-process from Python:
 
@@ -8,9 +8,10 @@
 
 It owns guest memory, wires devices to addresses and interrupt lines, builds the device
 tree, places firmware/kernel/initrd/DTB, and turns the core's exits into device calls
-(DESIGN.md "engine contract"). Interrupts reach the core through s[HW_IP] (MSIP from the
-CLINT, MEIP/SEIP from PLIC contexts 0 and 1) plus s[ATTENTION] so a running slice notices
-them soon; a `threading.Event` wakes the run loop when the hart sleeps in WFI.
+(DESIGN.md "engine contract"). Interrupts reach a core through its s[HW_IP] (MSIP from the
+CLINT, MEIP/SEIP from PLIC contexts 2h and 2h+1) plus s[ATTENTION] so a running slice notices
+them soon; a `threading.Event` per hart wakes it when it sleeps in WFI. Several harts run
+in machine/smp.py (a host thread per hart, or interleaved in deterministic mode).
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ from wirt.machine.placement import Layout, check_kernel_image, kernel_footprint,
 from wirt.machine.timebase import NS_PER_TICK, GuestClock, HartTimer
 
 __all__ = ["Machine", "MachineExit", "VirtioSlot", "BootPlan", "plan_boot", "FW_OPTION_NO_BOOT_PRINTS",
-           "DEFAULT_MEMORY", "SLICE"]
+           "DEFAULT_MEMORY", "SLICE", "MAX_HARTS"]
 
 DEFAULT_MEMORY = 512 << 20
+MAX_HARTS = 64
 # Instructions per time slice: between slices the loop polls devices (RTC alarm, output).
 SLICE = 2_000_000
 # Fixed wall-clock epoch of the RTC in deterministic mode (2026-01-01T00:00:00Z).
@@ -75,14 +77,14 @@ class BootPlan:
 
 
 def plan_boot(memory_size: int, firmware_size: int, kernel: bytes | None, initrd_size: int,
-              bootargs: str = "", rng_seed: bytes | None = None) -> BootPlan:
+              bootargs: str = "", rng_seed: bytes | None = None, num_harts: int = 1) -> BootPlan:
     """Build the device tree and place firmware/kernel/initrd/DTB (no hart, no RAM needed).
 
     Raises WirtError when the images do not fit in `memory_size` bytes of RAM.
     """
     if kernel is not None:
         check_kernel_image(kernel)
-    config = dt.VirtConfig(ram_size=memory_size, bootargs=bootargs, rng_seed=rng_seed)
+    config = dt.VirtConfig(ram_size=memory_size, bootargs=bootargs, rng_seed=rng_seed, num_harts=num_harts)
     kernel_size = kernel_footprint(kernel) if kernel else 0
     if initrd_size:  # the DTB's size does not depend on the initrd's address
         config.initrd = (dt.RAM_BASE, dt.RAM_BASE + initrd_size)
@@ -136,7 +138,7 @@ class VirtioSlot:
 
 
 class Machine:
-    """A QEMU-virt-compatible RISC-V computer with one hart.
+    """A QEMU-virt-compatible RISC-V computer with `num_harts` harts sharing its RAM.
 
     firmware: raw binary loaded at RAM base and entered in M-mode by the boot ROM
     (OpenSBI fw_dynamic.bin, or any bare-metal program); kernel: RISC-V Image placed at
@@ -162,8 +164,11 @@ class Machine:
         jit: str | None = None,
     ) -> None:
         """`jit`: the CPU's translation tier, "on", "off" or "force" (default: WIRT_JIT, else on)."""
-        if num_harts != 1:
-            raise WirtError("SMP is not supported yet; use 1 CPU")
+        if not 1 <= num_harts <= MAX_HARTS:
+            raise WirtError(f"a machine has 1 to {MAX_HARTS} CPUs, not {num_harts}")
+        if num_harts > 1:
+            jit = "off"  # until the translation tier is safe for several hart threads (issue 14)
+        self.num_harts = num_harts
         if not firmware:
             raise WirtError("the firmware image is empty; give OpenSBI's fw_dynamic.bin")
         self.firmware = bytes(firmware)
@@ -176,29 +181,39 @@ class Machine:
         if rng_seed is None:
             rng_seed = bytes(32) if deterministic else os.urandom(32)
         plan = plan_boot(memory_size, len(self.firmware), self.kernel, len(self.initrd or b""),
-                         bootargs, rng_seed)
+                         bootargs, rng_seed, num_harts)
         self.config, self.layout, self.dtb = plan.config, plan.layout, plan.dtb
         rom = build_boot_rom(self.layout.firmware, self.layout.dtb, self.layout.kernel,
                              options=firmware_options)
         self.rom = np.frombuffer(rom, dtype=np.uint8).copy()
         self.memory = GuestMemory(memory_size, dt.RAM_BASE)
 
-        # ---- hart, time and interrupt plumbing --------------------------------------------
+        # ---- harts, time and interrupt plumbing --------------------------------------------
         self.hart = Hart(self.memory.array, dt.RAM_BASE, 0, self.rom, ROM_BASE,
                          code_pages=self.memory.code_pages, jit=jit)
-        s = self.hart.s
-        self.clock = GuestClock(s, deterministic)
-        self.wake = threading.Event()          # set by device events while the hart sleeps
-        self._ip_lock = threading.Lock()       # serializes writers of s[HW_IP]
+        # The harts share RAM and the translation cache; each has its own state and tables.
+        self.harts = [self.hart] + [Hart(self.memory.array, dt.RAM_BASE, h, self.rom, ROM_BASE,
+                                         code_pages=self.memory.code_pages, jit=self.hart.jit)
+                                    for h in range(1, num_harts)]
+        self.clock = GuestClock(self.hart.s, deterministic)
+        self.clocks = [self.clock] + [GuestClock(h.s, deterministic, primary=self.clock) for h in self.harts[1:]]
+        self.wakes = [threading.Event() for _ in self.harts]  # set by device events while a hart sleeps
+        self.wake = self.wakes[0]
+        self._ip_lock = threading.Lock()       # serializes writers of s[HW_IP] and s[ATTENTION]
+        #: held around every MMIO access when several hart threads run (machine/smp.py)
+        self.device_lock = threading.RLock()
+        self._local = threading.local()        # .hart: the hart the current thread runs
         self._epoch_ns = DETERMINISTIC_EPOCH_NS if deterministic else time.time_ns()
 
-        outputs = [IrqLine(self._ip_sink(L.MIP_MEIP), "hart0.meip"),   # PLIC context 0: M-mode
-                   IrqLine(self._ip_sink(L.MIP_SEIP), "hart0.seip")]   # PLIC context 1: S-mode
+        outputs = []
+        for h in range(num_harts):  # PLIC context 2h: hart h in M-mode, 2h+1: in S-mode
+            outputs += [IrqLine(self._ip_sink(h, L.MIP_MEIP), f"hart{h}.meip"),
+                        IrqLine(self._ip_sink(h, L.MIP_SEIP), f"hart{h}.seip")]
         self.plic = Plic(outputs, ndev=self.config.plic_ndev)
         self.uart = Uart16550(self.plic.line(dt.UART_IRQ), on_output=self._uart_byte)
         self.rtc = GoldfishRtc(self.plic.line(dt.RTC_IRQ), clock=self._rtc_clock)
         self.finisher = TestFinisher(self._finisher_event)
-        self.clint = Clint(HartTimer(s, self.clock, self._ip_lock, self.wake), 1)
+        self.clint = Clint(HartTimer(self.clocks, self._ip_lock, self.wakes, self.current_hart), num_harts)
         self.virtio = [VirtioSlot() for _ in range(dt.VIRTIO_MAX)]
 
         self.bus = MmioBus()
@@ -213,14 +228,15 @@ class Machine:
 
         self._out = bytearray()
         #: exit counters and host seconds spent asleep in WFI (for benchmarks and `stats`)
-        self.stats = {"mmio_exits": 0, "wfi_exits": 0, "slices": 0, "idle_seconds": 0.0}
+        self.stats: dict[str, Any] = {"mmio_exits": 0, "wfi_exits": 0, "slices": 0, "idle_seconds": 0.0}
         self._exit: MachineExit | None = None
         self._stop = False
         self.reset()
 
     # ---- wiring helpers ---------------------------------------------------------------
-    def _ip_sink(self, bit: int) -> Callable[[bool], None]:
-        s = self.hart.s
+    def _ip_sink(self, hart: int, bit: int) -> Callable[[bool], None]:
+        s = self.harts[hart].s
+        wake = self.wakes[hart]
 
         def sink(level: bool) -> None:
             with self._ip_lock:
@@ -229,9 +245,18 @@ class Machine:
                 else:
                     s[L.HW_IP] &= ~bit
                 s[L.ATTENTION] |= 1  # re-check interrupts soon (cpu/layout.py)
-            self.wake.set()
+            wake.set()
 
         return sink
+
+    def current_hart(self) -> int:
+        """The hart whose exit the calling thread is serving (0 outside a run)."""
+        return getattr(self._local, "hart", 0)
+
+    @property
+    def instructions(self) -> int:
+        """Instructions retired by all harts since reset."""
+        return sum(h.instret for h in self.harts)
 
     def _rtc_clock(self) -> int:
         """The RTC's clock in ns since the epoch, derived from mtime (so both modes agree)."""
@@ -245,7 +270,7 @@ class Machine:
 
     def _finisher_event(self, kind: str, code: int) -> None:
         if self._exit is None:
-            self._exit = MachineExit(kind, code, self.hart.instret)
+            self._exit = MachineExit(kind, code, self.instructions)
 
     # ---- public control -----------------------------------------------------------------
     def flush_output(self) -> None:
@@ -264,8 +289,11 @@ class Machine:
     def stop(self) -> None:
         """Ask `run` to return soon with reason "stopped" (any thread)."""
         self._stop = True
-        self.hart.s[L.ATTENTION] |= 2  # makes the core return from its slice
-        self.wake.set()
+        with self._ip_lock:
+            for h in self.harts:
+                h.s[L.ATTENTION] |= 2  # makes the core return from its slice
+        for w in self.wakes:
+            w.set()
 
     def reset(self) -> None:
         """Power-on state: images reloaded, hart at the boot ROM, devices reset, mtime 0."""
@@ -278,11 +306,13 @@ class Machine:
         if self.initrd:
             mem.write(lay.initrd, self.initrd)
         mem.write(lay.dtb, self.dtb)
-        self.hart.reset(ROM_BASE)
         with self._ip_lock:
-            self.hart.s[L.HW_IP] = 0
-            self.hart.s[L.ATTENTION] = 0
-        self.clock.reset()
+            for h in self.harts:
+                h.reset(ROM_BASE)
+                h.s[L.HW_IP] = 0
+                h.s[L.ATTENTION] = 0
+        for clock in self.clocks:
+            clock.reset()
         for dev in (self.uart, self.rtc, self.plic, *self.virtio):
             dev.reset()
         self._exit = None
@@ -290,7 +320,12 @@ class Machine:
 
     # ---- the run loop -----------------------------------------------------------------------
     def run(self, max_insns: int | None = None) -> MachineExit:
-        """Run until the guest powers off, fails, resets, `stop()` is called or max_insns retire."""
+        """Run until the guest powers off, fails, resets, `stop()` is called or max_insns retire
+        (counted over all harts)."""
+        if self.num_harts > 1:
+            from wirt.machine import smp
+
+            return smp.run(self, max_insns)
         hart = self.hart
         s, ex = hart.s, hart.ex
         bus = self.bus
@@ -368,19 +403,21 @@ class Machine:
         self.rtc.poll()
         self.flush_output()
 
-    def _pending(self) -> bool:
-        s, c = self.hart.s, self.hart.c
+    def _pending(self, hart: int = 0) -> bool:
+        """Hart `hart` has an enabled interrupt pending (it would leave WFI)."""
+        s, c = self.harts[hart].s, self.harts[hart].c
         from wirt.cpu.csr import read_mip
         return (int(read_mip(s, c)) & int(c[L.CSR_MIE])) != 0
 
-    def next_deadline(self) -> int | None:
-        """The mtime of the next timer event that could wake the hart, or None.
+    def next_deadline(self, hart: int = 0) -> int | None:
+        """The mtime of the next timer event that could wake hart `hart`, or None.
 
         Counted: mtimecmp (if MTIE is enabled), stimecmp (with Sstc on and STIE enabled)
-        and the RTC alarm. Comparators already due but masked cannot wake it and are skipped.
+        and, for hart 0 (whose loop polls it), the RTC alarm. Comparators already due but
+        masked cannot wake it and are skipped.
         """
-        s, c = self.hart.s, self.hart.c
-        now = self.clock.now()
+        s, c = self.harts[hart].s, self.harts[hart].c
+        now = self.clocks[hart].now()
         mie = int(c[L.CSR_MIE])
         best: int | None = None
         cands = []
@@ -388,7 +425,7 @@ class Machine:
             cands.append(int(s[L.MTIMECMP]))
         if int(c[L.CSR_MENVCFG]) < 0 and mie & L.MIP_STIP:
             cands.append(int(c[L.CSR_STIMECMP]))
-        alarm = self.rtc.next_deadline()
+        alarm = self.rtc.next_deadline() if hart == 0 else None
         if alarm is not None:
             cands.append(max(0, -(-(alarm - self._epoch_ns) // NS_PER_TICK)))
         for t in cands:
@@ -425,7 +462,9 @@ class Machine:
         their work synchronously on the CPU thread, so there is no I/O in flight on the host.
         """
         self.flush_output()
+        more = {"smp": [h.state() for h in self.harts[1:]]} if self.num_harts > 1 else {}
         return {
+            **more,
             "hart": self.hart.state(),
             "clock": self.clock.state(),
             "plic": self.plic.state(),
@@ -446,7 +485,7 @@ class Machine:
             slots.append(None if dev is None else {"device": names.get(dev.device_id, str(dev.device_id))})
         while slots and slots[-1] is None:
             slots.pop()
-        return {"memory_size": self.memory.size, "harts": 1, "virtio": slots}
+        return {"memory_size": self.memory.size, "harts": self.num_harts, "virtio": slots}
 
     def load_state(self, d: dict[str, Any]) -> None:
         """Load `state()` output (guest RAM separately, see machine/snapshot.py).
@@ -466,12 +505,16 @@ class Machine:
                 slot.load_state(vs)
         self.plic.load_state(d["plic"])
         with self._ip_lock:
-            self.hart.load_state(d["hart"])
-            self.hart.s[L.ATTENTION] = 1  # re-check interrupts before the first instruction
+            for h, hs in zip(self.harts, [d["hart"], *d.get("smp", [])]):
+                h.load_state(hs)
+                h.s[L.ATTENTION] = 1  # re-check interrupts before the first instruction
         if not self.deterministic:
             now = self.clock.now()
             self.clock.set(now)  # host clock anchor: time runs on from the saved mtime
+            for clock in self.clocks[1:]:  # the other harts' anchors are already in their state
+                clock.before_slice()
             self._epoch_ns = time.time_ns() - now * NS_PER_TICK
         self._exit = None
         self._stop = False
-        self.wake.set()
+        for w in self.wakes:
+            w.set()

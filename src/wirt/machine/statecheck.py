@@ -99,18 +99,10 @@ def _match(t: object, v: object, where: str) -> None:
 
 
 def _ranges(t: dict[str, Any], v: dict[str, Any]) -> None:
-    s, ts = v["hart"]["s"], t["hart"]["s"]
-    for i, what in _FIXED_WORDS.items():
-        if s[i] != ts[i]:
-            raise _Bad(f"machine.hart: the {what} is {s[i]:#x}, the machine's {ts[i]:#x}")
-    if not -(1 << 63) <= s[L.TOHOST] < 1 << 63 or not all(-(1 << 63) <= w < 1 << 63 for w in s):
-        raise _Bad("machine.hart.s holds a word outside the signed 64-bit range")
-    if not all(-(1 << 63) <= w < 1 << 63 for w in v["hart"]["c"]):
-        raise _Bad("machine.hart.c holds a word outside the signed 64-bit range")
-    if s[L.PRIV] not in (L.PRV_U, L.PRV_S, L.PRV_M):
-        raise _Bad(f"machine.hart: privilege level {s[L.PRIV]} is not U, S or M")
-    if not 0 <= s[L.TIME_SHIFT] < 63:
-        raise _Bad(f"machine.hart: time shift {s[L.TIME_SHIFT]} is out of range")
+    harts = [("machine.hart", v["hart"], t["hart"])]
+    harts += [(f"machine.smp[{i}]", vh, th) for i, (vh, th) in enumerate(zip(v.get("smp", []), t.get("smp", [])))]
+    for name, vh, th in harts:
+        _hart_ranges(name, vh, th)
     for i, dev in enumerate(v.get("virtio", [])):
         for j, q in enumerate(dev.get("queues", []) if dev else []):
             for k in _U16:
@@ -121,6 +113,21 @@ def _ranges(t: dict[str, Any], v: dict[str, Any]) -> None:
             for k in ("desc", "driver", "device"):
                 if k in q and not 0 <= q[k] < 1 << 64:
                     raise _Bad(f"machine.virtio[{i}].queues[{j}].{k} is not a guest address")
+
+
+def _hart_ranges(name: str, v: dict[str, Any], t: dict[str, Any]) -> None:
+    s, ts = v["s"], t["s"]
+    for i, what in _FIXED_WORDS.items():
+        if s[i] != ts[i]:
+            raise _Bad(f"{name}: the {what} is {s[i]:#x}, the machine's {ts[i]:#x}")
+    if not -(1 << 63) <= s[L.TOHOST] < 1 << 63 or not all(-(1 << 63) <= w < 1 << 63 for w in s):
+        raise _Bad(f"{name}.s holds a word outside the signed 64-bit range")
+    if not all(-(1 << 63) <= w < 1 << 63 for w in v["c"]):
+        raise _Bad(f"{name}.c holds a word outside the signed 64-bit range")
+    if s[L.PRIV] not in (L.PRV_U, L.PRV_S, L.PRV_M):
+        raise _Bad(f"{name}: privilege level {s[L.PRIV]} is not U, S or M")
+    if not 0 <= s[L.TIME_SHIFT] < 63:
+        raise _Bad(f"{name}: time shift {s[L.TIME_SHIFT]} is out of range")
 
 
 def _kind(v: object) -> str:

@@ -41,8 +41,11 @@ class GuestClock:
     """mtime of one hart's state array `s`, kept in step with the host or the instruction count."""
 
     def __init__(self, s: np.ndarray, deterministic: bool = False,
-                 monotonic_ns=time.monotonic_ns) -> None:
+                 monotonic_ns=time.monotonic_ns, primary: "GuestClock | None" = None) -> None:
+        """`primary`: hart 0's clock, for another hart of the same machine: host time and
+        guest mtime writes are then shared, so all harts read one mtime (priv spec 3.2.1)."""
         self.s = s
+        self.primary = primary if primary is not None else self
         self.deterministic = deterministic
         self._mono = monotonic_ns
         self._host0 = monotonic_ns()
@@ -78,14 +81,20 @@ class GuestClock:
         value &= _M64
         self._anchor(value)
         if not self.deterministic:
-            self._offset = value - self._host_ticks_raw()
+            self.primary._offset = value - self._host_ticks_raw()
+
+    def anchor(self, value: int) -> None:
+        """Make mtime `value` at this hart's current instruction count (deterministic SMP:
+        the machine gives every hart the same time at the start of each round)."""
+        self._anchor(value)
 
     def _host_ticks_raw(self) -> int:
-        return (self._mono() - self._host0) // NS_PER_TICK
+        p = self.primary
+        return (p._mono() - p._host0) // NS_PER_TICK
 
     def host_ticks(self) -> int:
         """Where mtime should be by the host clock (real-time mode)."""
-        return self._host_ticks_raw() + self._offset
+        return self._host_ticks_raw() + self.primary._offset
 
     # ---- slices -----------------------------------------------------------------------
     def before_slice(self) -> None:
@@ -129,43 +138,54 @@ class GuestClock:
 
 
 class HartTimer:
-    """The CLINT `TimerPort` on top of hart 0's state: mtime, s[MTIMECMP], MSIP in s[HW_IP].
+    """The CLINT `TimerPort` on top of the harts' states: mtime, s[MTIMECMP], MSIP in s[HW_IP].
 
-    A negative s[MTIMECMP] means "never" to the core, which is what mtimecmp values of
-    2**63 and above (in practice: all ones, "disarmed") mean in unsigned arithmetic too.
+    `clocks[h]` is hart h's `GuestClock` (its state array is `clocks[h].s`); `current()` names
+    the hart whose access this is (mtime is read through that hart's clock, so it never runs
+    behind what the same hart read with rdtime). A negative s[MTIMECMP] means "never" to the
+    core, which is what mtimecmp values of 2**63 and above (in practice: all ones,
+    "disarmed") mean in unsigned arithmetic too.
     """
 
-    def __init__(self, s: np.ndarray, clock: GuestClock, ip_lock: threading.Lock,
-                 wake: threading.Event) -> None:
-        self.s = s
-        self.clock = clock
+    def __init__(self, clocks: list[GuestClock], ip_lock: threading.Lock, wakes: list[threading.Event],
+                 current=lambda: 0) -> None:
+        self.clocks = clocks
         self._lock = ip_lock
-        self._wake = wake
+        self._wakes = wakes
+        self._current = current
 
     def read_mtime(self) -> int:
-        return self.clock.now() & _M64
+        return self.clocks[self._current()].now() & _M64
 
     def write_mtime(self, value: int) -> None:
-        self.clock.set(value)
+        for clock in self.clocks:
+            clock.set(value)
 
     def read_mtimecmp(self, hart: int) -> int:
-        return int(self.s[L.MTIMECMP]) & _M64 if hart == 0 else _M64
+        return int(self.clocks[hart].s[L.MTIMECMP]) & _M64 if hart < len(self.clocks) else _M64
 
     def write_mtimecmp(self, hart: int, value: int) -> None:
-        if hart == 0:
-            self.s[L.MTIMECMP] = _signed(value)
-            # the core re-reads the deadline on its next entry (this write was an exit)
+        if hart < len(self.clocks):
+            self.clocks[hart].s[L.MTIMECMP] = _signed(value)
+            # the writing hart's core re-reads the deadline on its next entry (this write was an
+            # exit); another hart's slice is cut short so that it does too
+            if hart != self._current():
+                with self._lock:
+                    self.clocks[hart].s[L.ATTENTION] |= 1
+                self._wakes[hart].set()
 
     def read_msip(self, hart: int) -> int:
-        return int(self.s[L.HW_IP] >> L.IRQ_MSI) & 1 if hart == 0 else 0
+        return int(self.clocks[hart].s[L.HW_IP] >> L.IRQ_MSI) & 1 if hart < len(self.clocks) else 0
 
     def write_msip(self, hart: int, value: int) -> None:
-        if hart != 0:
+        """An IPI (priv spec 3.1.9 MSIP, set through the CLINT): reaches hart `hart` at once."""
+        if hart >= len(self.clocks):
             return
+        s = self.clocks[hart].s
         with self._lock:
             if value & 1:
-                self.s[L.HW_IP] |= L.MIP_MSIP
+                s[L.HW_IP] |= L.MIP_MSIP
             else:
-                self.s[L.HW_IP] &= ~L.MIP_MSIP
-            self.s[L.ATTENTION] |= 1
-        self._wake.set()
+                s[L.HW_IP] &= ~L.MIP_MSIP
+            s[L.ATTENTION] |= 1
+        self._wakes[hart].set()

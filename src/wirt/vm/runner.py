@@ -212,9 +212,6 @@ def check_supported(cfg: VMConfig) -> None:
     if cfg.boot.root and not cfg.disks:
         raise WirtError(f"VM {cfg.name!r} boots from disk 0 (boot.root) but has no disk; "
                         "add one or set root = false in its [boot] section")
-    if cfg.cpus != 1:
-        raise WirtError(f"VM {cfg.name!r} has {cfg.cpus} CPUs but the emulated board supports only 1 "
-                        f"so far; run `wirt set {cfg.name} --cpus 1`")
 
 
 def resolve_boot(cfg: VMConfig, vm_dir: Path) -> BootFiles:
@@ -300,7 +297,7 @@ class Runner:
         initrd = read_image(self.boot.initrd, "initrd") if self.boot.initrd else None
         bootargs = " ".join(x for x in (BASE_BOOTARGS, root_cmdline(self.cfg), self.cfg.boot.append.strip()) if x)
         self.machine = Machine(fw, kernel, initrd, memory_size=self.cfg.memory, bootargs=bootargs,
-                               on_output=self.on_output,
+                               on_output=self.on_output, num_harts=self.cfg.cpus,
                                jit=os.environ.get("WIRT_JIT") or self.cfg.jit)
         self._attach_devices()
         self._resume_snapshot()
