@@ -75,8 +75,10 @@ def qemu_exe() -> str | None:
     return shutil.which("qemu-system-riscv64")
 
 
-def qemu_cmd(command: str, initrd: str | None = None, memory: str = "512M", devices: list[str] = ()) -> list[str]:
-    """QEMU's virt board booting the default guest's files with `wirt run`'s exact command line."""
+def qemu_cmd(command: str, initrd: str | None = None, memory: str = "512M", devices: list[str] = (),
+             cpus: int = 1) -> list[str]:
+    """QEMU's virt board booting the default guest's files with `wirt run`'s exact command line
+    (with several `cpus`, one host thread per vCPU: MTTCG)."""
     from wirt.cli.run import _bootargs
     from wirt.images.guest import default_guest
 
@@ -84,7 +86,8 @@ def qemu_cmd(command: str, initrd: str | None = None, memory: str = "512M", devi
     exe = qemu_exe()
     assert exe is not None
     append = _bootargs(command, "", devices=bool(devices))
-    return [exe, "-M", "virt", "-m", memory.rstrip("B"), "-smp", "1", "-nographic", "-no-reboot",
+    smp = ["-smp", str(cpus)] + (["-accel", "tcg,thread=multi"] if cpus > 1 else [])
+    return [exe, "-M", "virt", "-m", memory.rstrip("B"), *smp, "-nographic", "-no-reboot",
             "-bios", str(guest.firmware), "-kernel", str(guest.kernel),
             "-initrd", initrd or str(guest.initrd), "-append", append, *devices]
 

@@ -39,7 +39,8 @@ def test_version(capsys):
 LS_FIELDS = {"name", "state", "cpus", "memory", "disk_used", "disk_size", "ip", "uptime", "pid", "reason"}
 STATUS_FIELDS = {"name", "uuid", "state", "pid", "uptime", "reason", "cpus", "cpu_affinity", "memory", "image",
                  "boots_from_disk", "disks", "disk_used", "network", "agent", "warnings", "limits"}
-TOP_FIELDS = {"name", "state", "rss", "cpu_percent", "mips", "disk_read", "disk_write", "net_rx", "net_tx"}
+TOP_FIELDS = {"name", "state", "rss", "cpu_percent", "mips", "vcpu_mips", "disk_read", "disk_write", "net_rx",
+              "net_tx"}
 SNAPSHOT_FIELDS = {"name", "parent", "created", "kind", "memory_bytes", "disk_bytes", "current"}
 IMAGE_FIELDS = {"kind", "path", "name", "size", "disk_used", "mtime"}
 
@@ -63,6 +64,7 @@ def test_json_of_ls_status_top_and_snapshot_ls(tiny_vm, capsys):
     assert st["state"] == "running" and st["pid"] > 0 and st["agent"] is False
     rows = _json(capsys, ["top", "--once", "--json", "--interval", "0.2"])
     assert len(rows) == 1 and set(rows[0]) == TOP_FIELDS and rows[0]["rss"] > 0 and rows[0]["mips"] is not None
+    assert len(rows[0]["vcpu_mips"]) == 1 and rows[0]["vcpu_mips"][0] == pytest.approx(rows[0]["mips"], rel=0.01)
 
 
 def test_image_ls_json(tmp_path, monkeypatch, capsys):

@@ -1,4 +1,4 @@
-"""`wirt top`: per-VM host CPU %, RSS, guest MIPS, disk and network bytes/s.
+"""`wirt top`: per-VM host CPU %, RSS, guest MIPS (and per vCPU), disk and network bytes/s.
 
 Each sample asks every running VM's control socket for `stats` (guest counters plus the
 process's /proc figures); rates are differences between two samples over their time apart.
@@ -38,6 +38,9 @@ def sample_all(prev: dict[str, dict[str, Any]], home: Any = None) -> tuple[list[
         dt = (s["time"] - p["time"]) if p else 0.0
         for key in _RATES:
             row[key] = ((s.get(key, 0) - p.get(key, 0)) / dt) if p and dt > 0 else None
+        vcpus, before = s.get("vcpu_instructions", []), (p or {}).get("vcpu_instructions", [])
+        row["vcpu_mips"] = ([(a - b) / dt / 1e6 for a, b in zip(vcpus, before)]
+                            if p and dt > 0 and len(before) == len(vcpus) else None)
         rows.append(row)
     return rows, raw
 
@@ -56,6 +59,15 @@ def _jit(j: dict[str, Any]) -> str:
             f"inv {j.get('invalidations', 0)}")
 
 
+def _mips(total: float | None, vcpus: list[float] | None) -> str:
+    """Guest MIPS, and with several vCPUs each one's in brackets: "41.2 [20.7 20.5]"."""
+    if total is None:
+        return "-"
+    if not vcpus or len(vcpus) < 2:
+        return f"{total / 1e6:.1f}"
+    return f"{total / 1e6:.1f} [" + " ".join(f"{v:.1f}" for v in vcpus) + "]"
+
+
 def render(rows: list[dict[str, Any]]) -> str:
     """The table `wirt top` prints."""
     if not rows:
@@ -69,7 +81,7 @@ def render(rows: list[dict[str, Any]]) -> str:
         cpu = r["cpu_seconds"]
         mips = r["instructions"]
         table.append((r["name"], r["state"], "-" if cpu is None else f"{cpu * 100:.0f}", human_size(r["rss"]),
-                      "-" if mips is None else f"{mips / 1e6:.1f}", _rate(r["disk_read_bytes"]),
+                      _mips(mips, r.get("vcpu_mips")), _rate(r["disk_read_bytes"]),
                       _rate(r["disk_write_bytes"]), _rate(r["net_rx_bytes"]), _rate(r["net_tx_bytes"]),
                       _jit(r.get("jit") or {})))
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
@@ -78,7 +90,8 @@ def render(rows: list[dict[str, Any]]) -> str:
 
 def json_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """`wirt top --json`: per VM its state, rss (bytes), cpu_percent, mips and byte rates per second
-    (disk_read, disk_write, net_rx, net_tx); null where no rate is known yet (docs/cli.md)."""
+    (disk_read, disk_write, net_rx, net_tx), vcpu_mips (one per vCPU); null where no rate is known
+    yet (docs/cli.md)."""
     out = []
     for r in rows:
         def get(key: str) -> float | None:
@@ -89,6 +102,7 @@ def json_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append({"name": r["name"], "state": r["state"], "rss": r.get("rss"),
                     "cpu_percent": None if cpu is None else round(cpu * 100, 1),
                     "mips": None if insns is None else round(insns / 1e6, 3),
+                    "vcpu_mips": None if r.get("vcpu_mips") is None else [round(v, 3) for v in r["vcpu_mips"]],
                     "disk_read": get("disk_read_bytes"), "disk_write": get("disk_write_bytes"),
                     "net_rx": get("net_rx_bytes"), "net_tx": get("net_tx_bytes")})
     return out

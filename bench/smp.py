@@ -1,0 +1,108 @@
+"""SMP speed-up: a CPU-bound parallel guest workload on 1, 2 and 4 vCPUs, beside QEMU -smp N.
+
+The guest program bench/smpwork.c forks 4 processes of pure integer work (no memory traffic, no
+system calls) and times them in the guest (CLOCK_MONOTONIC). The total work is the same at every
+vCPU count, so speed-up = time on 1 vCPU / time on N vCPUs. QEMU runs the same firmware, kernel,
+initramfs and command with `-smp N -accel tcg,thread=multi` (MTTCG: a host thread per vCPU).
+
+It also reports the cost of an idle extra vCPU: the hypervisor process's host CPU % while the
+guest sleeps for --idle seconds after the work (read from /proc/PID/stat), at 1 and 2 vCPUs.
+
+Usage: python bench/smp.py [--iterations 25000000] [--cpus 1,2,4] [--idle 10] [--no-qemu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import guestbench as gb  # noqa: E402
+
+JOBS = 4
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of process `pid`, all its threads (proc(5) fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(cmd: list[str], idle: int, timeout: float = 1800) -> tuple[float | None, float | None, str]:
+    """Run a hypervisor; returns (work seconds in the guest, host CPU % while the guest idles, output)."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         text=True, errors="replace")
+    out: list[str] = []
+    work = idle_pct = None
+    mark: tuple[float, float] | None = None
+    deadline = time.monotonic() + timeout
+    assert p.stdout is not None
+    for line in p.stdout:
+        out.append(line)
+        if line.startswith("smpwork ") and len(line.split()) == 5:
+            work = int(line.split()[3]) / 1e9
+        elif "IDLE-START" in line and "echo" not in line:
+            mark = (time.monotonic(), _cpu_seconds(p.pid))
+        elif "IDLE-END" in line and "echo" not in line and mark is not None:
+            idle_pct = 100 * (_cpu_seconds(p.pid) - mark[1]) / (time.monotonic() - mark[0])
+        if time.monotonic() > deadline:
+            p.kill()
+            break
+    p.wait()
+    return work, idle_pct, "".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--iterations", type=int, default=25_000_000, help="hash rounds per job (4 jobs)")
+    ap.add_argument("--cpus", default="1,2,4", help="vCPU counts to run (default 1,2,4)")
+    ap.add_argument("--idle", type=int, default=10, help="seconds the guest sleeps after the work (1 and 2 vCPUs)")
+    ap.add_argument("--no-qemu", action="store_true")
+    args = ap.parse_args()
+    counts = [int(c) for c in args.cpus.split(",")]
+    print(gb.host_load())
+    program = gb.build_guest_program(Path(__file__).with_name("smpwork.c"))
+    with tempfile.TemporaryDirectory() as tmp:
+        initrd = gb.initrd_with({"bin/smpwork": program}, Path(tmp))
+        results: dict[str, dict[int, tuple[float | None, float | None]]] = {"wirt": {}, "qemu": {}}
+        for n in counts:
+            idle = args.idle if n <= 2 else 0
+            command = f"smpwork {JOBS} {args.iterations}" + (f"; echo IDLE-START; sleep {idle}; echo IDLE-END"
+                                                              if idle else "")
+            runs = [("wirt", gb.wirt_cmd(command, "--initrd", str(initrd), "--cpus", str(n)))]
+            if gb.qemu_exe() and not args.no_qemu:
+                runs.append(("qemu", gb.qemu_cmd(command, initrd=str(initrd), cpus=n)))
+            for name, cmd in runs:
+                print(f"{name} {n} vCPU: running ...", file=sys.stderr, flush=True)
+                work, idle_pct, out = measure(cmd, idle)
+                if work is None:
+                    print(f"{name} {n} vCPU: no result\n{out[-1500:]}", file=sys.stderr)
+                results[name][n] = (work, idle_pct)
+        print(gb.host_load())
+        print(f"{JOBS} jobs x {args.iterations} rounds; guest seconds, speed-up vs 1 vCPU")
+        for name, rows in results.items():
+            base = rows.get(1, (None, None))[0]
+            for n, (work, idle_pct) in sorted(rows.items()):
+                speed = f"{base / work:.2f}x" if base and work else "-"
+                idle_s = f", idle guest: host CPU {idle_pct:.1f} %" if idle_pct is not None else ""
+                print(f"  {name:4} {n} vCPU: {work if work is None else round(work, 2)} s, speed-up {speed}{idle_s}")
+        w, q = results["wirt"], results["qemu"]
+        for n in counts:
+            if n > 1 and w.get(n, (None,))[0] and q.get(n, (None,))[0] and w.get(1, (None,))[0] and q.get(1, (None,))[0]:
+                ws, qs = w[1][0] / w[n][0], q[1][0] / q[n][0]
+                print(f"  {n} vCPUs: wirt speed-up / QEMU speed-up = {ws / qs:.2f}; "
+                      f"wirt time / QEMU time = {w[n][0] / q[n][0]:.2f}")
+        if w.get(1, (None, None))[1] is not None and w.get(2, (None, None))[1] is not None:
+            print(f"  an idle extra vCPU costs wirt {w[2][1] - w[1][1]:+.1f} % of a host CPU")
+        if q.get(1, (None, None))[1] is not None and q.get(2, (None, None))[1] is not None:
+            print(f"  an idle extra vCPU costs QEMU {q[2][1] - q[1][1]:+.1f} % of a host CPU")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
