@@ -21,10 +21,14 @@ def wirt_run(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-def test_cpuinfo_shows_isa_and_mmu():
-    r = wirt_run("--", "cat", "/proc/cpuinfo")
+def test_cpuinfo_shows_four_harts_with_isa_and_mmu():
+    """--cpus 4: OpenSBI starts every hart (HSM), Linux brings all four online."""
+    r = wirt_run("--cpus", "4", "--", "sh", "-c", "nproc; cat /proc/cpuinfo")
     assert r.returncode == 0, r.stderr[-2000:]
-    lines = {k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in r.stdout.splitlines())}
+    out = r.stdout.splitlines()
+    assert out[0] == "4", r.stdout[-2000:]
+    assert [ln.split(":")[1].strip() for ln in out if ln.startswith("processor")] == ["0", "1", "2", "3"]
+    lines = {k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in out)}
     assert lines["isa"].startswith("rv64imafdc")
     assert lines["mmu"] in ("sv48", "sv39")
 
