@@ -48,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mirror", metavar="URL", help="Debian mirror for fetching the default guest")
     p.add_argument("--disk", action="append", default=[], metavar="FILE[,ro]",
                    help="attach a raw or qcow2 disk on virtio-blk (/dev/vda, /dev/vdb, ...); repeatable")
+    p.add_argument("--mount", action="append", default=[], metavar="HOSTDIR:GUESTDIR[:ro]",
+                   help="share a host folder with the guest at GUESTDIR (virtio-9p, mounted at boot; "
+                        ":ro refuses writes; repeatable)")
     p.add_argument("--root", action="store_true",
                    help="boot from the first --disk (a root disk from `wirt image build`)")
     p.add_argument("--net", default="none", metavar="NET",
@@ -184,7 +187,7 @@ def _run(args: argparse.Namespace) -> int:
             raise WirtError("--mac sets the network card's address: add --net")
         args.mac_bytes = parse_mac(args.mac)
     firmware, kernel, initrd = _images(args)
-    bootargs = _bootargs(command, args.append, devices=bool(args.disk) or args.net_spec.kind != "none",
+    bootargs = _bootargs(command, args.append, devices=bool(args.disk or args.mount) or args.net_spec.kind != "none",
                          root=args.root)
 
     if args.dtb_out:
@@ -229,6 +232,15 @@ def _attach_devices(machine, args: argparse.Namespace) -> None:
     spec = getattr(args, "net_spec", None)
     if spec is not None and spec.kind != "none":
         attach_net(machine, spec.open(port_forwards=args.port), _mac(args))
+    if getattr(args, "mount", None):
+        from wirt.machine.attach import attach_mount
+        from wirt.vm.api import mount_configs
+
+        for mt in mount_configs(args.mount):
+            try:
+                attach_mount(machine, mt.host, mt.tag, mt.read_only)
+            except OSError as exc:
+                raise WirtError(f"--mount {mt}: cannot open {mt.host} ({exc.strerror or exc})") from None
 
 
 def _mac(args: argparse.Namespace) -> bytes:

@@ -42,6 +42,10 @@ ALLOWED: dict[str, str] = {
     "sync_file_range": "write-back of large snapshot images",
     # files: snapshots, restores, layers (Landlock limits which)
     "openat": "snapshot and layer files, lazy Python imports (paths limited by Landlock)",
+    "openat2": "host folders (virtio-9p): every name resolved with RESOLVE_BENEATH below the folder",
+    "symlinkat": "host folders (virtio-9p): a symbolic link the guest makes",
+    "fchownat": "host folders (virtio-9p): a chown the guest asks for",
+    "utimensat": "host folders (virtio-9p): file times the guest sets",
     "open": "as openat (older callers)",
     "close": "every descriptor",
     "close_range": "Python's subprocess-free cleanup paths",

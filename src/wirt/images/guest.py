@@ -38,6 +38,10 @@ DEFAULT_MODULES: frozenset[str] = frozenset(
     {"virtio_mmio", "virtio_blk", "virtio_net", "virtio_rng", "virtio_console", "ext4"}
 )
 
+# Loaded by /init only when the VM has a virtio-9p device (a host folder, `--mount`): every other
+# boot skips them (wirt.images.scripts.MOUNTS).
+MOUNT_MODULES: tuple[str, ...] = ("9pnet_virtio", "9p")
+
 # RISC-V Linux Image header (Documentation/arch/riscv/boot-image-header.rst).
 IMAGE_MAGIC_OFFSET, IMAGE_MAGIC = 0x30, b"RISCV\0\0\0"
 IMAGE_MAGIC2_OFFSET, IMAGE_MAGIC2 = 0x38, b"RSC\x05"
@@ -183,7 +187,7 @@ def default_guest(
     busybox_path = root / "busybox" / _safe(pkgs.busybox.version) / "busybox"
     key = hashlib.sha256(
         json.dumps(
-            [FORMAT_VERSION, scripts.INIT, scripts.UDHCPC_SCRIPT, AGENT, requested, compress,
+            [FORMAT_VERSION, scripts.INIT, scripts.UDHCPC_SCRIPT, AGENT, requested, MOUNT_MODULES, compress,
              pkgs.kernel.sha256, pkgs.busybox.sha256]  # fmt: skip
         ).encode()
     ).hexdigest()[:12]
@@ -273,11 +277,14 @@ def _build_initrd(
             files[name] = member.data
     kmods = KernelModules(files, builtin, aliases)
     order = kmods.resolve(requested)
+    mount_order = [m for m in kmods.resolve(list(MOUNT_MODULES)) if m not in order]
     skipped = [r for r in requested if kmods.is_builtin(r)]
     ui.info(
         "initramfs modules: " + (" ".join(order) or "none")
         + (f" (built in: {' '.join(skipped)})" if skipped else "")
+        + f"; for host folders: {' '.join(mount_order) or 'built in'}"
     )  # fmt: skip
-    build_initramfs(dest, busybox=busybox, modules=[(m, kmods.ko(m)) for m in order], compress=compress)
+    build_initramfs(dest, busybox=busybox, modules=[(m, kmods.ko(m)) for m in order], compress=compress,
+                    mount_modules=[(m, kmods.ko(m)) for m in mount_order])
     ui.info(f"built {dest.name} ({dest.stat().st_size / 1e6:.1f} MB)")
     return order

@@ -71,11 +71,13 @@ def write_initramfs(
     modules: Sequence[tuple[str, bytes]] = (),
     init_script: str = scripts.INIT,
     applets: Sequence[str] | None = None,
+    mount_modules: Sequence[tuple[str, bytes]] = (),
 ) -> None:
     """Write the uncompressed newc archive of the initramfs to `out`.
 
     `modules` are (name, plain ELF) pairs in load order; they become /lib/modules/NAME.ko and
-    /lib/modules/load-order lists them.
+    /lib/modules/load-order lists them. `mount_modules` (9p) go to /lib/modules/9p/ with their own
+    load-order: /init loads them only for a VM with a shared host folder.
     """
     cpio = CpioWriter(out)
     for d in ("bin", "dev", "etc", "etc/udhcpc", "lib", "lib/modules", "mnt", "proc", "root", "run", "sys", "tmp",
@@ -104,6 +106,11 @@ def write_initramfs(
     for name, ko in modules:
         cpio.add_file(f"lib/modules/{name}.ko", ko)
     cpio.add_file("lib/modules/load-order", "".join(f"{name}\n" for name, _ in modules).encode())
+    if mount_modules:
+        cpio.add_dir("lib/modules/9p", 0o755)
+        for name, ko in mount_modules:
+            cpio.add_file(f"lib/modules/9p/{name}.ko", ko)
+        cpio.add_file("lib/modules/9p/load-order", "".join(f"{name}\n" for name, _ in mount_modules).encode())
     cpio.close()
 
 
@@ -114,10 +121,11 @@ def build_initramfs(
     modules: Sequence[tuple[str, bytes]] = (),
     init_script: str = scripts.INIT,
     compress: bool = False,
+    mount_modules: Sequence[tuple[str, bytes]] = (),
 ) -> Path:
     """Write the initramfs to `dest` atomically; gzip it (level 6, mtime 0) if `compress`."""
     buf = io.BytesIO()
-    write_initramfs(buf, busybox=busybox, modules=modules, init_script=init_script)
+    write_initramfs(buf, busybox=busybox, modules=modules, init_script=init_script, mount_modules=mount_modules)
     data = buf.getvalue()
     if compress:
         data = gzip.compress(data, compresslevel=6, mtime=0)

@@ -53,3 +53,12 @@ def attach_rng(machine: Any) -> VirtioMmio:
     """Put a virtio entropy device (host os.urandom; the guest's /dev/hwrng) in the next free slot.
     Not for deterministic runs: its bytes differ every time."""
     return plug(machine, VirtioRng())
+
+
+def attach_mount(machine: Any, host_dir: str, tag: str, read_only: bool) -> VirtioMmio:
+    """Share host folder `host_dir` with the guest on virtio-9p under mount tag `tag` (the guest
+    mounts `-t 9p -o trans=virtio TAG`); nothing outside the folder is reachable
+    (wirt.devices.virtio.p9.safefs). Raises OSError when the folder cannot be opened."""
+    from wirt.devices.virtio.p9 import VirtioP9
+
+    return plug(machine, VirtioP9(host_dir, tag, read_only))

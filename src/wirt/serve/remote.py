@@ -98,7 +98,7 @@ class RemoteVM:
                ports: Iterable[str] = (), mac: str | None = None, cpu_affinity: Iterable[int] = (),
                append: str = "", firmware: str = "", kernel: str = "", initrd: str = "",
                init: str | None = None, hostname: str | None = None, user_data: str | None = None,
-               ssh_key: str | None = None) -> RemoteVM:
+               ssh_key: str | None = None, mounts: Iterable[str] = ()) -> RemoteVM:
         """VM.create's arguments, sent as the `wirt create` options (wirt.vm.schema.CREATE_OPTIONS)."""
         aff = list(cpu_affinity)
         body = {"name": name, "cpus": cpus, "memory": None if memory is None else str(memory),
@@ -106,7 +106,8 @@ class RemoteVM:
                 "image": image, "net": net, "port": list(ports), "mac": mac,
                 "cpu_affinity": ",".join(map(str, aff)) if aff else None, "append": append,
                 "firmware": firmware, "kernel": kernel, "initrd": initrd, "init": init,
-                "hostname": hostname or None, "user_data": user_data, "ssh_key": ssh_key}
+                "hostname": hostname or None, "user_data": user_data, "ssh_key": ssh_key,
+                "mount": list(mounts) or None}
         return cls(name, _call("POST", "/v1/vms", {k: v for k, v in body.items() if v is not None}))
 
     # ---- reading ------------------------------------------------------------------------------------

@@ -108,7 +108,7 @@ class VM:
                hostname: str = "", user_data: str | None = None, ssh_key: str | None = None,
                net: str | None = None, ports: Iterable[str] = (), mac: str | None = None,
                cpu_affinity: Iterable[int] = (), append: str = "", firmware: str = "", kernel: str = "",
-               initrd: str = "", home: Path | str | None = None) -> VM:
+               initrd: str = "", mounts: Iterable[str] = (), home: Path | str | None = None) -> VM:
         """Create a VM: its directory, vm.toml and (unless disk is None or "none") disk0.qcow2.
 
         image "debian": disk0 is a qcow2 overlay (at least `disk` bytes) on the Debian root disk
@@ -150,6 +150,7 @@ class VM:
         if hostname:
             validate_hostname(hostname)
         seed = _seed_inputs(user_data, ssh_key)  # checked before anything is built or written
+        shares = mount_configs(mounts)
         if seed is not None and init != "systemd":
             raise WirtError("cloud-init (--user-data, --ssh-key) runs under systemd; drop --init minimal")
         if seed is not None and image in ("initramfs", "none"):
@@ -160,6 +161,7 @@ class VM:
         cfg = VMConfig.new(name, cpus=cpus, memory=memory, image=image, net=net, ports=list(ports),
                            mac=mac, cpu_affinity=list(cpu_affinity), append=append)
         cfg.boot.root = image == "debian" or base_path is not None
+        cfg.mounts = shares
         cfg.boot.init = init
         cfg.boot.hostname = hostname
         if cfg.boot.root and cfg.network.mode == "user" and not any(p.guest == 22 for p in cfg.network.ports):
@@ -180,6 +182,7 @@ class VM:
         paths = store.create(cfg)
         try:
             named = [getattr(cfg.boot, k) for k in ("firmware", "kernel", "initrd") if getattr(cfg.boot, k)]
+            named += [m.host for m in shares]  # shared folders, named by the caller
             if image == "disk" and base_path is not None:
                 named.append(str(base_path))  # --image PATH: the user's own disk under the overlay
             if named:  # named by the caller: the VM may open them though they lie outside its folder
@@ -563,16 +566,28 @@ class VM:
 
     def set(self, *, memory: int | str | None = None, cpus: int | None = None,
             disk_size: int | str | None = None, cpu_affinity: Iterable[int] | None = None,
-            ports: Iterable[str] | None = None, add_ports: Iterable[str] = ()) -> list[str]:
+            ports: Iterable[str] | None = None, add_ports: Iterable[str] = (),
+            mounts: Iterable[str] | None = None, add_mounts: Iterable[str] = ()) -> list[str]:
         """Change resources; they apply at the next start. Disks only grow. `ports` replaces the
         port forwards ([] removes all), `add_ports` adds to them (replacing one of the same host
-        port and protocol). Returns what changed."""
+        port and protocol); `mounts` and `add_mounts` do the same for host folders
+        ("HOSTDIR:GUESTDIR[:ro]", one per guest folder). Returns what changed."""
         from wirt.vm.schema import parse_port
 
         with vm_lock(self.paths.root):
             cfg = self.config
             d = cfg.to_dict()
             changes = []
+            if mounts is not None or add_mounts:
+                now = [] if mounts is not None else list(cfg.mounts)
+                new = mount_configs([*(mounts or []), *add_mounts])
+                for m in new:
+                    now = [c for c in now if c.guest != m.guest] + [m]
+                d["mounts"] = [m.to_dict() for m in now]
+                if new:
+                    access.grant(self.store.home, cfg.uuid, [m.host for m in new])
+                before = " ".join(str(m) for m in cfg.mounts) or "none"
+                changes.append(f"mounts {before} -> {' '.join(str(m) for m in now) or 'none'}")
             if ports is not None or add_ports:
                 current = [] if ports is not None else list(cfg.network.ports)
                 for text in [*(ports or []), *add_ports]:
@@ -608,6 +623,18 @@ class VM:
             runner.check_supported(new_cfg)
             self.store.save(new_cfg)
             return changes
+
+
+def mount_configs(texts: Iterable[str]) -> list[MountConfig]:
+    """Parse "HOSTDIR:GUESTDIR[:ro]" words; each HOSTDIR must be an existing folder."""
+    from wirt.vm.schema import check_mounts, parse_mount
+
+    out = [parse_mount(t) for t in texts]
+    for m in out:
+        if not os.path.isdir(m.host):
+            raise WirtError(f"--mount {m}: {m.host} is not a folder on this host; create it or fix the path")
+    check_mounts(out, "--mount")
+    return out
 
 
 def running_demands(store: VMStore, exclude: str | None = None) -> list[Demand]:

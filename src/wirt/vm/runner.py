@@ -348,12 +348,28 @@ class Runner:
         console = attach_console(m, self.agent.on_output)
         self.agent.send = console.device.feed
         attach_rng(m)  # host entropy for the guest's kernel (virtio 1.2 section 5.4)
+        self._attach_mounts()
         if free_slots(m):
             from wirt.machine.attach import attach_data_port
 
             self.data_port = attach_data_port(m).device  # `wirt cp` (wirt.vm.datachan)
         else:
             self.warnings.append("no virtio slot left for the data port: `wirt cp` is unavailable")
+
+    def _attach_mounts(self) -> None:
+        """The [[mounts]] of vm.toml on virtio-9p (tag GUESTDIR[:ro]; the guest's /init mounts them).
+        Each host folder must be granted (named on the command line): vm.toml alone cannot share one."""
+        from wirt.machine.attach import attach_mount
+
+        for i, mt in enumerate(self.cfg.mounts):
+            self.policy.check(mt.host, f"mounts[{i}]")
+            if not free_slots(self.machine):
+                raise WirtError(f"no virtio slot left for mount {mt}; remove a disk or a mount (`wirt set --no-mount`)")
+            try:
+                attach_mount(self.machine, mt.host, mt.tag, mt.read_only)
+            except OSError as exc:
+                raise WirtError(f"mount {mt}: cannot open {mt.host} ({exc.strerror or exc}); "
+                                "create the folder or fix the path with `wirt set --mount`") from None
 
     def _attach_network(self) -> None:
         """The [network] of vm.toml on virtio-net: user (passt with the port forwards), tap:IF, socket:HUB."""

@@ -27,6 +27,10 @@ checks every value and raises a one-line `WirtError` naming the file, the key an
     format = "qcow2"
     size = "8G"
     read_only = false
+    [[mounts]]                   # a host folder in the guest (virtio-9p, mounted at boot)
+    host = "/home/me/src"        # absolute; must be named on the command line (its grant)
+    guest = "/mnt/src"
+    read_only = false
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from wirt.images.rootinit import INITS  # PID 1 of a root-disk VM: systemd | min
 from wirt.units import parse_size
 
 __all__ = [
-    "SCHEMA_VERSION", "IMAGES", "VMConfig", "DiskConfig", "NetworkConfig", "PortForward", "BootConfig",
+    "SCHEMA_VERSION", "IMAGES", "VMConfig", "DiskConfig", "MountConfig", "parse_mount", "NetworkConfig", "PortForward", "BootConfig",
     "validate_name", "validate_hostname", "default_hostname", "INITS", "parse_port", "parse_net_mode", "random_mac", "format_size",
     "MIN_MEMORY", "MAX_MEMORY", "MIN_DISK", "MAX_DISK", "MAX_CPUS", "MAX_NAME",
     "Option", "CREATE_OPTIONS", "SET_OPTIONS", "check_options", "options_json_schema", "create_arguments",
@@ -256,6 +260,72 @@ class DiskConfig:
         return cls(path, fmt, size, ro)
 
 
+_GUEST_DIR_RE = re.compile(r"(/[A-Za-z0-9._+@-]+)+")
+MAX_GUEST_DIR = 200  # the 9p mount tag (GUESTDIR or GUESTDIR:ro) must stay under 255 bytes
+
+
+def check_guest_dir(text: object, where: str) -> str:
+    """An absolute guest path made of plain names (no spaces, ':', '..' or '/' alone): it becomes
+    the 9p mount tag the guest's /init reads (wirt.images.scripts.MOUNTS)."""
+    fix = "give an absolute path of letters, digits and ._+@-, e.g. /mnt/src"
+    if not isinstance(text, str) or not _GUEST_DIR_RE.fullmatch(text) or len(text) > MAX_GUEST_DIR:
+        raise WirtError(f"{where}: {text!r} is not a guest folder; {fix}")
+    if any(part in (".", "..") for part in text.split("/")):
+        raise WirtError(f"{where}: {text!r} has a . or .. component; {fix}")
+    return text
+
+
+@dataclass
+class MountConfig:
+    """A host folder shared with the guest at `guest` (virtio-9p; docs/cli.md "Host folders")."""
+
+    host: str
+    guest: str
+    read_only: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.guest}" + (":ro" if self.read_only else "")
+
+    @property
+    def tag(self) -> str:
+        """The 9p mount tag: the guest folder, with ":ro" for a read-only share."""
+        return self.guest + (":ro" if self.read_only else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "guest": self.guest, "read_only": self.read_only}
+
+    @classmethod
+    def from_dict(cls, d: object, where: _Where, key: str) -> MountConfig:
+        if not isinstance(d, dict):
+            raise where.error(key, "is not a table", "write it as [[mounts]] with host, guest, read_only")
+        _unknown(where, key, d, {"host", "guest", "read_only"})
+        host = d.get("host")
+        if not isinstance(host, str) or not os.path.isabs(host) or "\0" in host:
+            raise where.error(f"{key}.host", f"{host!r} is not an absolute host folder", "write e.g. \"/home/me/src\"")
+        try:
+            guest = check_guest_dir(d.get("guest"), where.at(f"{key}.guest"))
+        except WirtError as exc:
+            raise WirtError(str(exc)) from None
+        ro = d.get("read_only", False)
+        if not isinstance(ro, bool):
+            raise where.error(f"{key}.read_only", f"{ro!r} is not a boolean", "write true or false")
+        return cls(os.path.normpath(host), guest, ro)
+
+
+def parse_mount(text: object, where: str = "--mount") -> MountConfig:
+    """'HOSTDIR:GUESTDIR[:ro]' (or ':rw') -> MountConfig; HOSTDIR made absolute (not checked to exist)."""
+    fix = "write HOSTDIR:GUESTDIR[:ro], e.g. ./src:/mnt/src or /data:/data:ro"
+    if not isinstance(text, str) or "\0" in text:
+        raise WirtError(f"{where}: {text!r} is not a mount; {fix}")
+    body, ro = text, False
+    if text.endswith((":ro", ":rw")):
+        body, ro = text[:-3], text.endswith(":ro")
+    host, sep, guest = body.rpartition(":")
+    if not sep or not host:
+        raise WirtError(f"{where}: {text!r} is not a mount; {fix}")
+    return MountConfig(os.path.abspath(os.path.expanduser(host)), check_guest_dir(guest, where), ro)
+
+
 @dataclass
 class NetworkConfig:
     """The VM's network card: backend mode, MAC address and port forwardings (user mode)."""
@@ -315,6 +385,15 @@ def check_ports(ports: list[PortForward], where: str) -> None:
         seen.add((p.host, p.protocol))
 
 
+def check_mounts(mounts: list[MountConfig], where: str) -> None:
+    """Refuse two shares at one guest folder."""
+    seen: set[str] = set()
+    for m in mounts:
+        if m.guest in seen:
+            raise WirtError(f"{where}: guest folder {m.guest} is mounted twice; keep one")
+        seen.add(m.guest)
+
+
 @dataclass
 class BootConfig:
     """How the VM boots: the image's kernel/initrd/firmware unless given, plus extra arguments;
@@ -369,6 +448,7 @@ class VMConfig:
     memory: int = 512 << 20
     image: str = "debian"
     disks: list[DiskConfig] = field(default_factory=list)
+    mounts: list[MountConfig] = field(default_factory=list)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     boot: BootConfig = field(default_factory=BootConfig)
     cpu_affinity: list[int] = field(default_factory=list)
@@ -402,6 +482,7 @@ class VMConfig:
             "image": self.image, "cpu_affinity": list(self.cpu_affinity), "jit": self.jit,
             "network": self.network.to_dict(), "boot": self.boot.to_dict(),
             "disks": [dk.to_dict() for dk in self.disks],
+            "mounts": [mt.to_dict() for mt in self.mounts],
         }
 
     @classmethod
@@ -413,7 +494,7 @@ class VMConfig:
         if not isinstance(d, dict):
             raise WirtError(f"{source}: is not a table of settings; recreate the VM")
         _unknown(where, "", d, {"schema_version", "name", "uuid", "created", "cpus", "memory", "image",
-                                "disks", "network", "boot", "cpu_affinity", "jit"})
+                                "disks", "mounts", "network", "boot", "cpu_affinity", "jit"})
         ver = d.get("schema_version")
         if ver is None:
             raise where.error("schema_version", "is missing", f"add schema_version = {SCHEMA_VERSION}")
@@ -465,10 +546,15 @@ class VMConfig:
         paths = [os.path.normpath(x.path) for x in disks]
         if len(set(paths)) != len(paths):
             raise where.error("disks", "the same file is attached twice", "remove the duplicate [[disks]] entry")
+        mounts_raw = d.get("mounts", [])
+        if not isinstance(mounts_raw, list):
+            raise where.error("mounts", "is not a list of tables", "write each mount as a [[mounts]] section")
+        mounts = [MountConfig.from_dict(x, where, f"mounts[{i}]") for i, x in enumerate(mounts_raw)]
+        check_mounts(mounts, where.at("mounts"))
         network = NetworkConfig.from_dict(d.get("network", {}), where)
         boot = BootConfig.from_dict(d.get("boot", {}), where)
         return cls(name=name, uuid=uid, created=created, cpus=cpus, memory=memory, image=image,
-                   disks=disks, network=network, boot=boot, cpu_affinity=sorted(aff), jit=jit,
+                   disks=disks, mounts=mounts, network=network, boot=boot, cpu_affinity=sorted(aff), jit=jit,
                    schema_version=SCHEMA_VERSION)
 
 
@@ -522,6 +608,8 @@ CREATE_OPTIONS: tuple[Option, ...] = (
            "config.toml [create] sets the defaults of these five)"),
     Option("port", "list", [], "forward host port H to guest port G, [ADDR:]H:G[/udp] (user network; "
            "repeatable); H listens on 127.0.0.1 unless ADDR is given (0.0.0.0:8080:80 exposes it)"),
+    Option("mount", "list", [], "share host folder HOSTDIR at GUESTDIR in the guest, HOSTDIR:GUESTDIR[:ro] "
+           "(virtio-9p, mounted at boot; :ro refuses writes; repeatable)"),
     Option("mac", "string", None, "MAC address (default: derived from the VM's uuid, 52:54:00:xx:xx:xx)"),
     Option("cpu_affinity", "string", None, "pin the VM process to host CPUs, e.g. 0,1 or 0-3"),
     Option("append", "string", "", "extra kernel command-line arguments"),
@@ -537,6 +625,9 @@ SET_OPTIONS: tuple[Option, ...] = (
     Option("port", "list", [], "add a port forward [ADDR:]H:G[/udp] (replaces one on the same host port); "
            "repeatable"),
     Option("no_port", "boolean", False, "remove every port forward first (then --port adds)"),
+    Option("mount", "list", [], "add a host folder HOSTDIR:GUESTDIR[:ro] (replaces one at the same GUESTDIR); "
+           "repeatable"),
+    Option("no_mount", "boolean", False, "remove every host folder first (then --mount adds)"),
 )
 _JSON_TYPES = {"string": {"type": "string"}, "integer": {"type": "integer"}, "boolean": {"type": "boolean"},
                "list": {"type": "array", "items": {"type": "string"}}}
@@ -600,7 +691,7 @@ def create_arguments(values: dict[str, Any]) -> dict[str, Any]:
     return {"cpus": v["cpus"], "memory": v["memory"], "disk": "default" if v["disk"] is None else v["disk"],
             "image": v["image"], "init": v.get("init") or "systemd", "hostname": v.get("hostname") or "",
             "user_data": v.get("user_data"), "ssh_key": v.get("ssh_key"),
-            "net": v["net"], "ports": list(v["port"]), "mac": v["mac"],
+            "net": v["net"], "ports": list(v["port"]), "mounts": list(v.get("mount") or []), "mac": v["mac"],
             "cpu_affinity": _affinity(v["cpu_affinity"]) or [], "append": v["append"],
             "firmware": v["firmware"], "kernel": v["kernel"], "initrd": v["initrd"]}
 
@@ -609,6 +700,9 @@ def set_arguments(values: dict[str, Any]) -> dict[str, Any]:
     """SET_OPTIONS values -> keyword arguments of VM.set."""
     ports = list(values.get("port") or [])
     no_port = bool(values.get("no_port"))
+    mounts = list(values.get("mount") or [])
+    no_mount = bool(values.get("no_mount"))
     return {"memory": values["memory"], "cpus": values["cpus"], "disk_size": values["disk_size"],
             "cpu_affinity": _affinity(values["cpu_affinity"]),
-            "ports": ports if no_port else None, "add_ports": [] if no_port else ports}
+            "ports": ports if no_port else None, "add_ports": [] if no_port else ports,
+            "mounts": mounts if no_mount else None, "add_mounts": [] if no_mount else mounts}
