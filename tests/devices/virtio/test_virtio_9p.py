@@ -4,6 +4,7 @@ and every way out of the shared folder (symlinks, `..`, absolute names, a rename
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import threading
@@ -13,7 +14,9 @@ import pytest
 from p9_client import Client, P9Error
 from virtio_driver import FakeDriver  # noqa: F401 -- the same sys.path entry as p9_client
 from wirt.devices.virtio import mmio as R
+from wirt.devices.irq import IrqLine
 from wirt.devices.virtio.mmio import VirtioMmio
+from wirt.devices.virtio.p9 import VirtioP9
 from wirt.devices.virtio.p9 import protocol as P
 from wirt.devices.virtio.p9.protocol import Writer
 
@@ -265,3 +268,32 @@ def test_fids_are_released_on_reset_and_bad_requests_answered(share):
     assert P.HEADER.unpack_from(reply)[1] == P.RLERROR
     assert c.read_all("hello.txt") == b"hello from the host\n"
     assert not c.drv.r(R.STATUS) & 0x40  # no DEVICE_NEEDS_RESET
+
+
+def test_fids_survive_a_snapshot_and_hostile_state_stays_inside(share, tmp_path):
+    c = Client(str(share))
+    c.attach()
+    f = c.open_path("sub/deep.bin")
+    w, _ = c.walk(c.root, "sub")
+    c.lcreate(w, "log.txt", os.O_WRONLY | os.O_TRUNC)
+    c.write(w, 0, b"before")
+    saved = c.t.state()
+    # a restore into a fresh device on the same guest RAM (a fork): the guest's fids work again,
+    # nothing is truncated twice
+    c.dev.close()
+    dev2 = VirtioP9(str(share), "/mnt/host")
+    t2 = VirtioMmio(dev2, c.mem, IrqLine())
+    t2.load_state(saved)
+    c.dev, c.t, c.drv.dev = dev2, t2, t2
+    d = c
+    assert d.read(f, 0, 4) == bytes(range(4))
+    assert d.write(w, 6, b" after") == 6
+    assert (share / "sub" / "log.txt").read_bytes() == b"before after"
+    # hostile saved state: names with slashes, .., links; nothing outside the folder is opened
+    d.t.load_state(dict(saved, device={"server": {"msize": 1 << 40, "fids": json.dumps([
+        [1, ["..", "secret"], 0], [2, ["to-passwd"], 0], [3, ["sub/../../secret"], 0], [4, ["to-etc", "passwd"], 0],
+        [5, ["hello.txt"], os.O_RDWR | os.O_TRUNC], "junk", [6]])}}))
+    srv = d.dev.server
+    assert sorted(srv.fids) == [2, 5] and srv.msize == 1 << 20
+    assert srv.fids[2].open_fd < 0  # the link is a fid, never opened
+    assert (share / "hello.txt").read_bytes() == b"hello from the host\n"  # O_TRUNC dropped

@@ -66,4 +66,8 @@ class VirtioP9(VirtioDevice):
         self.server.close()
 
     def state(self) -> dict[str, Any]:
-        return {"tag": self.tag.decode(), "read_only": self.read_only}
+        return {"tag": self.tag.decode(), "read_only": self.read_only, "server": self.server.state()}
+
+    def load_state(self, d: dict[str, Any]) -> None:
+        server = d.get("server")
+        self.server.load_state(server if isinstance(server, dict) else {})

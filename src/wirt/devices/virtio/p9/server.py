@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import logging
 import os
 import stat
 from dataclasses import dataclass, field
+from typing import Any
 
 from wirt.devices.virtio.p9 import protocol as P
 from wirt.devices.virtio.p9.protocol import ProtocolError, Reader, Writer, lerror, message, qid
@@ -120,6 +122,41 @@ class P9Server:
     def close(self) -> None:
         self.reset()
         self.root.close()
+
+    # ---- snapshots: fids are saved as paths below the root and walked again on restore -------------
+    def state(self) -> dict[str, Any]:
+        fids = [[n, list(f.parts), f.open_flags if f.open_fd >= 0 else -1] for n, f in self.fids.items()]
+        # one JSON string: the snapshot checker matches lists entry by entry against a fresh machine's
+        return {"msize": self.msize, "fids": json.dumps(fids, separators=(",", ":"))}
+
+    def load_state(self, d: dict[str, Any]) -> None:
+        """Re-establish the guest's fids after a restore or fork. The saved data is untrusted: each
+        path is walked again below the root like a guest walk; a file since removed or renamed
+        leaves its fid unknown (the guest then gets EBADF for it), never a file elsewhere."""
+        self.reset()
+        msize = d.get("msize", MAX_MSIZE)
+        self.msize = max(4096, min(msize, MAX_MSIZE)) if isinstance(msize, int) else MAX_MSIZE
+        keep = os.O_ACCMODE | os.O_APPEND | os.O_DSYNC | os.O_SYNC | os.O_DIRECTORY
+        try:
+            saved = json.loads(d.get("fids", "[]")) if isinstance(d.get("fids"), str) else []
+        except (ValueError, RecursionError):
+            saved = []
+        for item in saved[:MAX_FIDS] if isinstance(saved, list) else []:
+            try:
+                n, parts, flags = item
+                if not (isinstance(n, int) and isinstance(flags, int) and isinstance(parts, list)
+                        and all(isinstance(p, str) for p in parts)):
+                    continue
+                f = self._new_fid(n, self.root.lookup_path(tuple(parts)), tuple(parts))
+                if flags >= 0 and (stat.S_ISREG(f.mode) or stat.S_ISDIR(f.mode)):
+                    flags &= keep
+                    if self.read_only:
+                        flags &= ~(os.O_ACCMODE | os.O_APPEND)
+                    if f.is_dir:
+                        flags = os.O_RDONLY | os.O_DIRECTORY
+                    f.open_fd, f.open_flags = self.root.reopen(f.fd, flags), flags
+            except (OSError, ValueError, TypeError):
+                continue
 
     # ---- one request ---------------------------------------------------------------------------------
     def handle(self, readable: list[memoryview], writable: list[memoryview]) -> int:
