@@ -254,7 +254,11 @@ class ControlClient:
         return self
 
     def close(self) -> None:
+        """Hang up. shutdown first: it wakes a thread blocked reading this socket (close alone
+        does not, and the VM would not see the hang-up while that read holds the socket)."""
         if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
             self._sock.close()
             self._sock = None
 
