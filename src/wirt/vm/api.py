@@ -330,6 +330,11 @@ class VM:
                 continue
             if d.size > current:
                 diskmod.grow_disk(p, d.format, d.size)
+        for i, mt in enumerate(cfg.mounts):  # shared folders: granted and present (the VM process checks again)
+            policy.check(mt.host, f"{self.paths.config}: mounts[{i}]")
+            if not os.path.isdir(mt.host):
+                raise WirtError(f"{self.paths.config}: mounts[{i}]: {mt.host} is not a folder on this host; "
+                                f"create it or change the mount with `wirt set {self.name} --mount`")
 
     def _demand(self, cfg: VMConfig) -> Demand:
         growth = sum(diskmod.disk_growth(self.paths.disk(d.path), d.size, d.read_only) for d in cfg.disks)
