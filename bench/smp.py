@@ -6,9 +6,11 @@ vCPU count, so speed-up = time on 1 vCPU / time on N vCPUs. QEMU runs the same f
 initramfs and command with `-smp N -accel tcg,thread=multi` (MTTCG: a host thread per vCPU).
 
 It also reports the cost of an idle extra vCPU: the hypervisor process's host CPU % while the
-guest sleeps for --idle seconds after the work (read from /proc/PID/stat), at 1 and 2 vCPUs.
+guest sleeps for --idle seconds after the work (read from /proc/PID/stat), at 1 and 2 vCPUs. The
+idle window starts --settle seconds after the work: a freshly booted kernel runs its crypto
+self-tests (cryptomgr_test) for a while and is not idle before.
 
-Usage: python bench/smp.py [--iterations 25000000] [--cpus 1,2,4] [--idle 10] [--no-qemu]
+Usage: python bench/smp.py [--iterations 25000000] [--cpus 1,2,4] [--idle 10] [--settle 40] [--no-qemu]
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ def main() -> int:
     ap.add_argument("--iterations", type=int, default=25_000_000, help="hash rounds per job (4 jobs)")
     ap.add_argument("--cpus", default="1,2,4", help="vCPU counts to run (default 1,2,4)")
     ap.add_argument("--idle", type=int, default=10, help="seconds the guest sleeps after the work (1 and 2 vCPUs)")
+    ap.add_argument("--settle", type=int, default=40, help="seconds between the work and the idle window")
     ap.add_argument("--no-qemu", action="store_true")
     args = ap.parse_args()
     counts = [int(c) for c in args.cpus.split(",")]
@@ -72,8 +75,8 @@ def main() -> int:
         results: dict[str, dict[int, tuple[float | None, float | None]]] = {"wirt": {}, "qemu": {}}
         for n in counts:
             idle = args.idle if n <= 2 else 0
-            command = f"smpwork {JOBS} {args.iterations}" + (f"; echo IDLE-START; sleep {idle}; echo IDLE-END"
-                                                              if idle else "")
+            command = f"smpwork {JOBS} {args.iterations}" + (
+                f"; sleep {args.settle}; echo IDLE-START; sleep {idle}; echo IDLE-END" if idle else "")
             runs = [("wirt", gb.wirt_cmd(command, "--initrd", str(initrd), "--cpus", str(n)))]
             if gb.qemu_exe() and not args.no_qemu:
                 runs.append(("qemu", gb.qemu_cmd(command, initrd=str(initrd), cpus=n)))
