@@ -54,8 +54,8 @@ class _Pty:
         left = set(idents)
         while left:
             line = self.line()
-            if line.startswith(b"ip "):
-                continue  # the host's own eth0 address (the agent reports it as in a guest)
+            if line.startswith((b"ip ", b"ack ")):
+                continue  # the host's own eth0 address (the agent reports it as in a guest); stdin acks
             verb, ident, arg = line.split(b" ", 2)
             r = out[int(ident)]
             if verb == b"exit":
@@ -120,3 +120,66 @@ def test_agent_outputs_come_before_exit_and_ids_are_checked(agent: _Pty) -> None
     agent.send("exec x1 ZWNobyBubw==")  # not a number: ignored
     agent.exec(8, "true")
     assert agent.collect({8})[8]["exit"] == 0
+
+
+def _spawn(agent: _Pty, ident: int, cmd: str, size: tuple[int, int] | None = None) -> None:
+    tail = f" {size[0]} {size[1]}" if size else ""
+    agent.send(f"spawn {ident} {base64.b64encode(cmd.encode()).decode()}{tail}")
+
+
+def _feed(agent: _Pty, ident: int, data: bytes) -> None:
+    agent.send(f"in {ident} {base64.b64encode(data).decode()}")
+
+
+def _until(agent: _Pty, ident: int, want: bytes) -> tuple[bytes, list[bytes]]:
+    """Read the agent's lines for command `ident` until its output contains `want`; (output up to
+    and including it, other lines). The output after it is kept for the next call."""
+    out, other = agent.__dict__.pop("pending", b""), []
+    while want not in out:
+        verb, _, rest = agent.line().partition(b" ")
+        ident_b, _, arg = rest.partition(b" ")
+        if verb == b"out" and int(ident_b) == ident:
+            out += base64.b64decode(arg)
+        else:
+            other.append(verb + b" " + rest)
+            if verb == b"exit" and int(ident_b) == ident:
+                raise AssertionError(f"command {ident} ended before {want!r}: {out!r}")
+    end = out.index(want) + len(want)
+    agent.pending = out[end:]
+    return out[:end], other
+
+
+def test_spawn_streams_stdin_line_by_line_with_acks(agent: _Pty) -> None:
+    assert agent.line() == b"ready 1"
+    _spawn(agent, 4, "while read -r l; do echo got:$l; done; echo end; exit 9")
+    _feed(agent, 4, b"one\n")
+    out, other = _until(agent, 4, b"got:one\n")  # the line is read before any more input exists
+    assert other.count(b"ack 4") <= 1
+    _feed(agent, 4, b"two\nthr")
+    _feed(agent, 4, b"ee\n")
+    out, _ = _until(agent, 4, b"got:three\n")
+    agent.send("eof 4")
+    res = agent.collect({4})[4]
+    assert res["out"] == b"end\n" and res["exit"] == 9
+
+
+def test_spawn_on_a_pty_sizes_resizes_and_interrupts(agent: _Pty) -> None:
+    if not shutil.which("script"):
+        pytest.skip("host lacks script(1)")
+    assert agent.line() == b"ready 1"
+    _spawn(agent, 5, "stty size; tty; while read -r l; do echo \"[$l]\"; stty size; done", (33, 101))
+    _until(agent, 5, b"33 101")
+    _until(agent, 5, b"/dev/pts/")
+    _feed(agent, 5, b"typed\r")  # the terminal echoes and turns CR into NL (icrnl) like a real one
+    _until(agent, 5, b"[typed]")
+    _until(agent, 5, b"33 101")
+    agent.send("resize 5 40 120")  # TIOCSWINSZ (the kernel also sends SIGWINCH to the foreground group)
+    _feed(agent, 5, b"again\r")
+    _until(agent, 5, b"[again]")
+    _until(agent, 5, b"40 120")
+    _feed(agent, 5, b"\x04")  # ^D at the start of a line: end of input for the program
+    assert agent.collect({5})[5]["exit"] == 0
+    _spawn(agent, 6, "echo start; sleep 100", (24, 80))
+    _until(agent, 6, b"start")
+    _feed(agent, 6, b"\x03")  # ^C: the line discipline sends SIGINT to the program
+    assert agent.collect({6})[6]["exit"] == 130

@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+from guestshell import shell_session
 from hostpage import serve_page
 
 pytestmark = pytest.mark.slow
@@ -120,6 +121,14 @@ def test_guest_reads_host_entropy_from_virtio_rng(guest) -> None:
     assert len(data) == 128 and data != "0" * 128
 
 
+def test_exec_i_streams_stdin_and_the_initramfs_has_no_terminal(guest) -> None:
+    r = subprocess.run([sys.executable, "-c", _MAIN, "exec", "-i", "g", "--", "while read -r l; do echo \"<$l>\"; done"],
+                       input=b"a\nb\n", capture_output=True, timeout=300)
+    assert (r.returncode, r.stdout) == (0, b"<a>\n<b>\n"), r.stderr
+    r = wirt("exec", "-t", "g", "--", "true")  # busybox has no script(1)
+    assert r.returncode == 127 and b"no script(1)" in r.stderr and r.stderr.count(b"\n") == 1, r.stderr
+
+
 def test_graceful_stop_goes_through_the_agent(guest) -> None:
     st = guest.stop(timeout=60)
     assert st.state == "stopped" and st.reason == "poweroff"
@@ -145,6 +154,7 @@ def test_debian_root_disk_vm_runs_python3_through_exec(home) -> None:
         assert r.status == 0, r.stderr
         assert r.stdout.split()[:4] == [b"42", b"3", b"/dev/vda", b"deb"]
         assert int(r.stdout.split()[4]) > 3800  # MiB: the minimal init grew the 2 GiB file system to the 4 GiB disk
+        shell_session(wirt, "deb")
         assert vm.stop(timeout=60).reason == "poweroff"  # the agent synced and remounted read-only
     finally:
         if vm.status(query=False).running:

@@ -13,7 +13,7 @@ import sys
 from wirt.errors import WirtError
 
 # Modules under wirt.cli that contribute sub-commands, in help order.
-COMMAND_MODULES = ["run", "vm", "ssh", "cp", "run_elf", "image", "disk", "net", "snapshot", "complete", "serve"]
+COMMAND_MODULES = ["run", "vm", "shell", "ssh", "cp", "run_elf", "image", "disk", "net", "snapshot", "complete", "serve"]
 # Command plug-ins of the layers above the CLI (DESIGN.md "Layers"), loaded by name: each has
 # `register(subparsers)` and `route(args)`, which runs a command itself or returns None.
 PLUGIN_MODULES = ["wirt.cluster.cli"]

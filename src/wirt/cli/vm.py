@@ -126,12 +126,15 @@ class _OptionParser(argparse.ArgumentParser):
 def _exec_options(cls: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The options of `wirt exec` (also parsed again from between NAME and --)."""
     p = cls(add_help=False, prog="wirt exec")
-    p.add_argument("--timeout", "-t", type=float, default=120.0,
+    p.add_argument("--timeout", type=float, default=120.0,
                    help="seconds to wait for the guest agent to come up (default 120)")
     p.add_argument("--kill-after", type=float, metavar="SECONDS",
                    help="end the command if it runs longer than this (default: no limit)")
     p.add_argument("--stdin", "-i", action="store_true",
-                   help="send this command's standard input to the guest command (at most 64 KiB)")
+                   help="stream this command's standard input to the guest command as it comes")
+    p.add_argument("--tty", "-t", action="store_true",
+                   help="run the command on a terminal in the guest, attached to this one (size, resizes, "
+                        "Ctrl-C); its stdout and stderr both come back on stdout")
     return p
 
 
@@ -396,8 +399,12 @@ def _exec(args: argparse.Namespace) -> int:
     command = argv[0] if len(argv) == 1 else shlex.join(argv)
     if args.timeout < 0 or (args.kill_after is not None and args.kill_after <= 0):
         raise WirtError("--timeout and --kill-after must be positive numbers of seconds")
+    if args.tty or (args.stdin and not remote()):
+        from wirt.cli.shell import run_attached
+
+        return run_attached(args.name, command, tty=args.tty, timeout=args.timeout, kill_after=args.kill_after)
     stdin = b""
-    if args.stdin:
+    if args.stdin:  # over --remote: read whole, sent with the request
         stdin = sys.stdin.buffer.read(MAX_STDIN + 1)
         if len(stdin) > MAX_STDIN:
             raise WirtError(f"--stdin: standard input is longer than {MAX_STDIN} bytes")

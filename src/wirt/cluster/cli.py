@@ -277,6 +277,8 @@ def _exec(args: argparse.Namespace) -> int:
     if not argv:
         raise WirtError("exec: give the command after the VM name, e.g. `wirt exec web -- uname -a`")
     command = argv[0] if len(argv) == 1 else shlex.join(argv)
+    if getattr(args, "tty", False):
+        raise WirtError("exec -t needs the VM's own host; on a cluster run it on the VM's node")
     stdin = sys.stdin.buffer.read(MAX_STDIN + 1) if args.stdin else b""
     if len(stdin) > MAX_STDIN:
         raise WirtError(f"--stdin: standard input is longer than {MAX_STDIN} bytes")

@@ -5,7 +5,12 @@ It talks to the host over the virtio-console port the hypervisor gives every VM 
 `exec ID CMD [STDIN]`, the agent runs CMD with `sh -c` and sends back `out ID DATA`, `err ID DATA`
 chunks (base64) and one `exit ID STATUS`. It needs only what busybox and coreutils both have
 (stty, dd, base64, tr, mkfifo, setsid, kill), so the same script runs under the initramfs's
-busybox and the root disk's dash. It reports eth0's address (`ip ADDR`) once the init's DHCP
+busybox and the root disk's dash. `spawn` runs a command whose stdin the host streams
+(`in`/`eof`, each chunk acknowledged with `ack` so the host never has more than a few in flight),
+optionally on a pseudo-terminal made by util-linux's script(1) (`wirt shell`, `wirt exec -t`; the
+root disk has it, the initramfs's busybox does not) that the host
+resizes (`resize`: TIOCSWINSZ, so the kernel sends SIGWINCH) and whose line discipline turns a
+typed Ctrl-C into SIGINT for the guest program. It reports eth0's address (`ip ADDR`) once the init's DHCP
 (wirt.images.scripts.NETUP) or systemd-networkd has set it, and powers the guest off on
 `poweroff`: under systemd `systemctl poweroff` (services stop, file systems unmount), otherwise
 sync, root remounted read-only, then `poweroff -f` (the graceful `wirt stop`).
@@ -71,7 +76,10 @@ run() {
     fi
     printf '%s' "$2" | base64 -d > "$d/cmd" 2>/dev/null
     stdin=/dev/null
-    if [ -n "$3" ]; then
+    if [ -n "$3" ] && ! command -v script >/dev/null 2>&1; then
+        echo "wirt-agent: this guest has no script(1) to make a terminal (busybox in the initramfs lacks it); use a root-disk VM" > "$d/nopty"
+        setsid sh -c 'cat "$1" >&2; exit 127' sh "$d/nopty" < "$d/i" > "$d/o" 2> "$d/e" 3<&- 4<&- &
+    elif [ -n "$3" ]; then
         printf '%s' "$3" | base64 -d > "$d/in" 2>/dev/null
         stdin=$d/in
     fi
@@ -85,6 +93,77 @@ run() {
     echo $! > "$d/pid"
     wait $!
     status=$?
+    wait $po $pe
+    echo "exit $id $status"
+    rm -rf "$d"
+}
+
+# feed ID: the `in` lines of command ID (request FIFO on stdin) decoded onto stdout, the command's
+# stdin; "." (from `eof`) ends it. Each chunk is acknowledged once written, so the host keeps at most
+# a few lines in the request FIFO and the main loop never blocks writing to it.
+feed() {
+    while IFS= read -r l; do
+        [ "$l" = . ] && break
+        printf '%s' "$l" | base64 -d 2>/dev/null || break
+        echo "ack $1" >&4
+    done
+}
+
+# spawn ID CMD-B64 [ROWS COLS]: run the command with its stdin streamed by the host; with ROWS COLS
+# on a new pseudo-terminal of that size (script(1); its output, stdout and stderr alike, comes back
+# as `out`). "exit ID STATUS" at the end, as for `run`. The main loop has made its directory and
+# FIFOs (`prepare`) before it reads the next request, which may be the first `in`.
+prepare() {
+    if ! mkdir "$dir/x$1" 2>/dev/null; then
+        say "err $1 $(echo "wirt-agent: command id $1 is in use" | base64 | tr -d '\n')"
+        say "exit $1 126"
+        return 1
+    fi
+    mkfifo "$dir/x$1/o" "$dir/x$1/e" "$dir/x$1/i" "$dir/x$1/f"
+    # The feeder holds the request FIFO open before `in` may write to it (a FIFO nobody holds
+    # open drops what was written), then blocks until the command opens its stdin.
+    { : > "$dir/x$1/fr"; exec > "$dir/x$1/i"; feed "$1"; } <> "$dir/x$1/f" &
+    echo $! > "$dir/x$1/feeder"
+    n=0
+    while [ ! -e "$dir/x$1/fr" ] && [ "$n" -lt 500 ]; do
+        sleep 0.01
+        n=$((n + 1))
+    done
+}
+spawn() {
+    id=$1
+    d=$dir/x$id
+    printf '%s' "$2" | base64 -d > "$d/cmd" 2>/dev/null
+    pump out "$id" < "$d/o" &
+    po=$!
+    pump err "$id" < "$d/e" &
+    pe=$!
+    cd /
+    if [ -n "$3" ] && ! command -v script >/dev/null 2>&1; then
+        echo "wirt-agent: this guest has no script(1) to make a terminal (busybox in the initramfs lacks it); use a root-disk VM" > "$d/nopty"
+        setsid sh -c 'cat "$1" >&2; exit 127' sh "$d/nopty" < "$d/i" > "$d/o" 2> "$d/e" 3<&- 4<&- &
+    elif [ -n "$3" ]; then
+        # In the terminal: its size, its name (for `resize`), then the command; the status goes
+        # through a file because busybox's script exits 0 whatever the command did. Everything the
+        # agent starts in the background ignores SIGINT and SIGQUIT (POSIX sh without job control),
+        # and a shell cannot undo an ignore it inherited: coreutils' env resets them for the
+        # command, so a typed Ctrl-C ends it.
+        cat > "$d/pty" <<PTY
+stty rows $3 cols $4 2>/dev/null
+tty > "$d/tty"
+if env --default-signal=INT true 2>/dev/null; then set -- env --default-signal=INT,QUIT; else set --; fi
+"\$@" sh -c "\$(cat "$d/cmd")"
+echo \$? > "$d/st"
+PTY
+        SHELL=/bin/sh setsid script -qfc "sh $d/pty" /dev/null < "$d/i" > "$d/o" 2> "$d/e" 3<&- 4<&- &
+    else
+        setsid sh -c -- "$(cat "$d/cmd")" < "$d/i" > "$d/o" 2> "$d/e" 3<&- 4<&- &
+    fi
+    echo $! > "$d/pid"
+    wait $!
+    status=$?
+    [ -s "$d/st" ] && status=$(cat "$d/st")
+    kill "$(cat "$d/feeder")" 2>/dev/null
     wait $po $pe
     echo "exit $id $status"
     rm -rf "$d"
@@ -112,6 +191,22 @@ while :; do
         case "$verb" in
             hello) say "ready __VERSION__" ;;
             exec) [ -n "$id" ] && run "$id" "$a" "$b" >&4 2>/dev/null & ;;
+            spawn)
+                set -- $b
+                case "$1$2" in
+                    *[!0-9]*) set -- ;;
+                esac
+                [ -n "$id" ] && prepare "$id" && { spawn "$id" "$a" "$1" "$2" >&4 2>/dev/null & } ;;
+            in)
+                # O_RDWR: opening never blocks, even when the command has already ended
+                [ -p "$dir/x$id/f" ] && echo "$a" 1<> "$dir/x$id/f" ;;
+            eof) [ -p "$dir/x$id/f" ] && echo . 1<> "$dir/x$id/f" ;;
+            resize)
+                case "$a$b" in
+                    ''|*[!0-9]*) continue ;;
+                esac
+                t=$(cat "$dir/x$id/tty" 2>/dev/null)
+                [ -n "$t" ] && stty rows "$a" cols "$b" < "$t" 2>/dev/null ;;
             kill)
                 pid=$(cat "$dir/x$id/pid" 2>/dev/null)
                 [ -n "$pid" ] && kill -TERM "-$pid" 2>/dev/null ;;

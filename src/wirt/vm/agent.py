@@ -4,7 +4,9 @@ The line protocol (docs/control-protocol.md, "The guest agent"; the guest side i
 wirt.images.agent): the agent says `ready 1` when it starts, the host sends
 `exec ID CMD-B64 [STDIN-B64]`, the agent answers `out ID B64` / `err ID B64` chunks and one
 `exit ID STATUS`; `kill ID` ends a command (process group, SIGTERM); `poweroff` shuts the guest
-down cleanly; `ip ADDR` reports the guest's address after DHCP. `GuestAgent.on_output` runs on the CPU thread (device lock held), so it only
+down cleanly; `ip ADDR` reports the guest's address after DHCP. `spawn ID CMD-B64 [ROWS COLS]`
+starts a command whose stdin the host streams (`in ID B64`, each acknowledged by `ack ID`, then
+`eof ID`), on a pseudo-terminal of that size when ROWS COLS are given (`resize ID ROWS COLS`). `GuestAgent.on_output` runs on the CPU thread (device lock held), so it only
 parses lines and hands events to per-command queues; everything that waits runs on the caller's
 thread (the control socket's connection threads).
 """
@@ -22,10 +24,14 @@ from typing import Any
 
 from wirt.errors import WirtError
 
-__all__ = ["GuestAgent", "ExecEvent", "ExecResult", "ExecTimeout", "MAX_STDIN", "MAX_COMMAND"]
+__all__ = ["GuestAgent", "ExecEvent", "ExecResult", "ExecTimeout", "MAX_STDIN", "MAX_COMMAND", "MAX_TTY"]
 
 MAX_COMMAND = 64 << 10   # bytes of command text (the guest reads the request line byte by byte)
 MAX_STDIN = 64 << 10     # bytes of standard input sent with a command
+INPUT_CHUNK = 2048       # raw bytes per `in` line (wirt.images.agent.CHUNK: a line under PIPE_BUF)
+INPUT_WINDOW = 8         # `in` lines sent and not yet acknowledged: 8 x 2.7 KiB stays under the
+                         # guest's 64 KiB FIFO, so the agent's main loop never blocks writing one
+MAX_TTY = 4096           # largest rows or columns of a terminal
 _MAX_LINE = 1 << 20      # a longer guest line is garbage (the agent's lines are under 4 KiB)
 
 
@@ -62,6 +68,8 @@ class _Session:
     def __init__(self, ident: int) -> None:
         self.id = ident
         self.events: queue.Queue[ExecEvent | None] = queue.Queue()  # None: the agent went away
+        self.window = threading.Semaphore(INPUT_WINDOW)  # `in` lines the guest may still take
+        self.done = False
 
 
 class GuestAgent:
@@ -106,6 +114,12 @@ class GuestAgent:
         if verb == b"ip" and len(parts) == 2:
             self.ip = parts[1].decode("ascii", "replace")[:64]
             return
+        if verb == b"ack" and len(parts) == 2 and parts[1].isdigit():
+            with self._lock:
+                s = self._sessions.get(int(parts[1]))
+            if s is not None:
+                s.window.release()
+            return
         if len(parts) < 3 or not parts[1].isdigit():
             return  # not ours (noise before the agent set the line to raw): ignore
         with self._lock:
@@ -121,6 +135,8 @@ class GuestAgent:
                 return
             s.events.put(ExecEvent("stdout" if verb == b"out" else "stderr", data))
         elif verb == b"exit" and parts[2].isdigit():
+            s.done = True
+            s.window.release(INPUT_WINDOW)  # a writer waiting for room gives up
             s.events.put(ExecEvent("exit", status=int(parts[2])))
 
     # ---- state -----------------------------------------------------------------------------------
@@ -161,6 +177,8 @@ class GuestAgent:
             sessions = list(self._sessions.values())
             self._sessions.clear()
         for s in sessions:
+            s.done = True
+            s.window.release(INPUT_WINDOW)
             s.events.put(None)
 
     # ---- host -> guest ------------------------------------------------------------------------------
@@ -171,6 +189,22 @@ class GuestAgent:
 
     def start(self, command: str, stdin: bytes = b"") -> _Session:
         """Send a command to the agent; returns its session (pass it to `events`)."""
+        if len(stdin) > MAX_STDIN:
+            raise WirtError(f"standard input is {len(stdin)} bytes; at most {MAX_STDIN} are allowed")
+        return self._open("exec", command, f" {base64.b64encode(stdin).decode()}" if stdin else "")
+
+    def spawn(self, command: str, tty: tuple[int, int] | None = None) -> _Session:
+        """Start a command whose stdin is streamed (`send_input`, `close_input`); with `tty`
+        (rows, columns) on a pseudo-terminal in the guest, which `resize` resizes."""
+        tail = ""
+        if tty is not None:
+            rows, cols = tty
+            if not (0 < rows <= MAX_TTY and 0 < cols <= MAX_TTY):
+                raise WirtError(f"terminal size {rows}x{cols}: rows and columns must be from 1 to {MAX_TTY}")
+            tail = f" {int(rows)} {int(cols)}"
+        return self._open("spawn", command, tail)
+
+    def _open(self, verb: str, command: str, tail: str) -> _Session:
         if not self.ready:
             raise WirtError("the guest agent is not up")
         cmd = command.encode()
@@ -178,21 +212,37 @@ class GuestAgent:
             raise WirtError("the command is empty")
         if len(cmd) > MAX_COMMAND:
             raise WirtError(f"the command is {len(cmd)} bytes long; at most {MAX_COMMAND} are allowed")
-        if len(stdin) > MAX_STDIN:
-            raise WirtError(f"standard input is {len(stdin)} bytes; at most {MAX_STDIN} are allowed")
         with self._lock:
             ident = self._next
             self._next = self._next % 0x7FFF_FFFF + 1
             session = self._sessions[ident] = _Session(ident)
-        line = f"exec {ident} {base64.b64encode(cmd).decode()}"
-        if stdin:
-            line += f" {base64.b64encode(stdin).decode()}"
         try:
-            self._write(line)
+            self._write(f"{verb} {ident} {base64.b64encode(cmd).decode()}{tail}")
         except BaseException:
             self.forget(ident)
             raise
         return session
+
+    def send_input(self, s: _Session, data: bytes) -> None:
+        """Stream `data` to a spawned command's stdin; blocks while the guest has a window of
+        chunks not yet taken. Dropped once the command has ended."""
+        for i in range(0, len(data), INPUT_CHUNK):
+            s.window.acquire()
+            if s.done:
+                return
+            self._write(f"in {s.id} {base64.b64encode(data[i:i + INPUT_CHUNK]).decode()}")
+
+    def close_input(self, s: _Session) -> None:
+        """End a spawned command's stdin (it reads end-of-file once it has read the rest)."""
+        if not s.done:
+            self._write(f"eof {s.id}")
+
+    def resize(self, s: _Session, rows: int, cols: int) -> None:
+        """Set the size of a spawned command's terminal (the guest's kernel sends it SIGWINCH)."""
+        if not (0 < rows <= MAX_TTY and 0 < cols <= MAX_TTY):
+            raise WirtError(f"terminal size {rows}x{cols}: rows and columns must be from 1 to {MAX_TTY}")
+        if not s.done:
+            self._write(f"resize {s.id} {int(rows)} {int(cols)}")
 
     def kill(self, ident: int) -> None:
         """Ask the agent to end command `ident` (SIGTERM to its process group)."""
@@ -208,7 +258,10 @@ class GuestAgent:
     def forget(self, ident: int) -> None:
         """Drop a command's session (its client went away)."""
         with self._lock:
-            self._sessions.pop(ident, None)
+            s = self._sessions.pop(ident, None)
+        if s is not None:
+            s.done = True
+            s.window.release(INPUT_WINDOW)
 
     def events(self, s: _Session, timeout: float | None = None) -> Iterator[ExecEvent]:
         """The events of a started command until its exit; WirtError on timeout or a lost agent.

@@ -492,6 +492,23 @@ class VM:
                     return ExecResult(bytes(out), bytes(err), ev.status)
         raise WirtError(f"VM {self.name!r} closed the exec stream before the command's exit status")
 
+    def exec_attached(self, command: str | list[str], *, tty: tuple[int, int] | None = None,
+                      timeout: float = AGENT_WAIT, kill_after: float | None = None) -> Any:
+        """Start `command` in the guest with its stdin streamed from here: an AttachedExec
+        (wirt.vm.attached) to `write`, `eof`, `resize` and read `events()` from. With `tty`
+        (rows, columns) it runs on a pseudo-terminal in the guest (`wirt shell`, `wirt exec -t`)."""
+        import shlex
+
+        from wirt.vm.attached import AttachedExec
+
+        st = self._require_running()
+        if st.state == "paused":
+            raise StateError(f"VM {self.name!r} is paused; `wirt resume {self.name}` first")
+        text = command if isinstance(command, str) else shlex.join(command)
+        if not text.strip():
+            raise WirtError("exec: the command is empty")
+        return AttachedExec(self.paths.control, text, tty=tty, wait=timeout, kill_after=kill_after)
+
     def copy_in(self, src: str | Path, dest: str, *, recursive: bool = False, timeout: float = AGENT_WAIT,
                 progress: Any = None) -> int:
         """Copy host file (or with `recursive` tree) `src` to `dest` in the guest, modes, times and

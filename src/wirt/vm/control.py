@@ -48,9 +48,13 @@ class Stream:
     An error raised while iterating becomes an error reply that ends the stream. If the client
     goes away, the iterator is closed (a generator's `finally` runs), so work can be cancelled."""
 
-    def __init__(self, items: Iterator[dict[str, Any]]) -> None:
+    def __init__(self, items: Iterator[dict[str, Any]],
+                 on_input: Callable[[dict[str, Any] | None], None] | None = None) -> None:
         self.items = items
         self.rid: Any = None
+        # With on_input, the client's further lines while the stream runs are input for it
+        # (`exec` with "attach"): each JSON object is passed on, None when the client has gone.
+        self.on_input = on_input
 
     def close(self) -> None:
         close = getattr(self.items, "close", None)
@@ -148,6 +152,11 @@ class ControlServer:
                     continue
                 reply, attach = self.dispatch(line)
                 if isinstance(reply, Stream):
+                    if reply.on_input is not None:
+                        threading.Thread(target=self._read_input, args=(conn, buf, reply.on_input),
+                                         name="control-input", daemon=True).start()
+                        self._send_stream(conn, reply)
+                        return  # an attached stream owns the rest of the connection
                     self._send_stream(conn, reply)
                     continue
                 self._send(conn, reply)
@@ -159,6 +168,36 @@ class ControlServer:
         finally:
             with contextlib.suppress(OSError):
                 conn.close()
+
+    def _read_input(self, conn: socket.socket, buf: bytes, on_input: Callable[[dict[str, Any] | None], None]) -> None:
+        """The client's lines during an attached stream, each a JSON object for `on_input`; None
+        at the end (the client went away or the stream's connection was closed). Malformed lines
+        are dropped: the stream is the only reply channel."""
+        try:
+            while True:
+                nl = buf.find(b"\n")
+                if nl < 0:
+                    if len(buf) > MAX_LINE:
+                        return
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                    continue
+                line, buf = buf[:nl], buf[nl + 1:]
+                try:
+                    msg = json.loads(line)
+                except (ValueError, UnicodeDecodeError, RecursionError):
+                    continue
+                if isinstance(msg, dict):
+                    on_input(msg)
+        except OSError:
+            pass
+        except WirtError:
+            pass  # input for a command that has ended
+        finally:
+            with contextlib.suppress(WirtError):
+                on_input(None)
 
     def _send_stream(self, conn: socket.socket, stream: Stream) -> None:
         """Send a Stream's items as replies; an error ends it with an error reply."""

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from wirt.errors import WirtError
-from wirt.vm.agent import MAX_COMMAND, MAX_STDIN, ExecTimeout
+from wirt.vm.agent import MAX_COMMAND, MAX_STDIN, MAX_TTY, ExecTimeout
 from wirt.vm.confinement import TEST_HOOKS_ENV
 from wirt.vm.control import ControlError, Handler, Stream, arg
 
@@ -43,6 +43,16 @@ def proc_stats(pid: int) -> dict[str, Any]:
     except (OSError, ValueError):
         pass
     return out
+
+
+def _tty_size(v: Any, key: str) -> tuple[int, int] | None:
+    """[ROWS, COLS] of a request, checked; None when absent."""
+    if v is None:
+        return None
+    if (not isinstance(v, list) or len(v) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) for n in v)
+            or not all(0 < n <= MAX_TTY for n in v)):
+        raise ControlError("bad-argument", f"\"{key}\" must be [ROWS, COLUMNS], each from 1 to {MAX_TTY}")
+    return v[0], v[1]
 
 
 class VMService:
@@ -162,7 +172,8 @@ class VMService:
         return {"text": self.hub.tail(lines)}
 
     def exec(self, req: dict[str, Any]) -> Stream:
-        """Run a command through the guest agent; output and the exit status are streamed back."""
+        """Run a command through the guest agent; output and the exit status are streamed back.
+        With "attach" the client streams stdin (and with "tty" resizes) on the same connection."""
         command = arg(req, "command", str)
         if command is None or not command.strip():
             raise ControlError("bad-argument", "\"command\" is required (the shell command to run)")
@@ -180,6 +191,11 @@ class VMService:
             raise ControlError("bad-argument", f"\"command\" is longer than {MAX_COMMAND} bytes")
         if len(stdin) > MAX_STDIN:
             raise ControlError("bad-argument", f"\"stdin\" is longer than {MAX_STDIN} bytes")
+        attach = arg(req, "attach", bool, False)
+        tty = _tty_size(arg(req, "tty", list, None), "tty")
+        if tty is not None and not attach:
+            raise ControlError("bad-argument", "\"tty\" needs \"attach\": true (the terminal's input comes "
+                               "on the same connection)")
         agent = getattr(self.runner, "agent", None)
         if agent is None or agent.send is None:
             raise ControlError("unsupported", "this VM has no guest agent channel")
@@ -190,10 +206,38 @@ class VMService:
                                f"the guest agent is not up{f' after {wait:g} s' if wait else ''}: the guest is "
                                "still booting, or its image does not start wirt-agent")
         try:
-            session = agent.start(command, stdin)
+            session = agent.spawn(command, tty) if attach else agent.start(command, stdin)
+            if attach and stdin:
+                agent.send_input(session, stdin)
         except WirtError as exc:
             raise ControlError("failed", str(exc)) from None
-        return Stream(self._exec_events(agent, session, timeout))
+        if not attach:
+            return Stream(self._exec_events(agent, session, timeout))
+
+        def on_input(msg: dict[str, Any] | None) -> None:
+            """The client's lines: {"stdin": B64}, {"eof": true}, {"resize": [ROWS, COLS]};
+            None when it has gone (the command is then ended, as a plain exec's is)."""
+            if msg is None:
+                agent.kill(session.id)
+                return
+            if "stdin" in msg:
+                try:
+                    data = base64.b64decode(msg["stdin"], validate=True) if isinstance(msg["stdin"], str) else None
+                except (binascii.Error, ValueError):
+                    data = None
+                if data:
+                    agent.send_input(session, data)
+            if "resize" in msg:
+                try:
+                    size = _tty_size(msg["resize"], "resize")
+                except ControlError:
+                    size = None
+                if size is not None:
+                    agent.resize(session, *size)
+            if msg.get("eof") is True:
+                agent.close_input(session)
+
+        return Stream(self._exec_events(agent, session, timeout), on_input=on_input)
 
     def _exec_events(self, agent: Any, session: Any, timeout: float | None) -> Iterator[dict[str, Any]]:
         finished = False
