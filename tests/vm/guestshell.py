@@ -19,7 +19,7 @@ def shell_session(wirt: Callable[..., subprocess.CompletedProcess], name: str) -
     child = pexpect.spawn(sys.executable, ["-c", _MAIN, "shell", name], dimensions=(37, 111), timeout=120, env=env)
     try:
         # What is typed is echoed too, so each check looks for output that differs from its input.
-        child.sendline("stty size; echo ok$((6*7))")
+        child.sendline("stty size; echo ok$((6*7))")  # typed ahead of the prompt: kept
         child.expect("37 111")
         child.expect("ok42")
         child.setwinsize(45, 150)  # the kernel sends `wirt shell` SIGWINCH; it resizes the guest's terminal

@@ -84,7 +84,9 @@ def run_attached(name: str, command: str, *, tty: bool, timeout: float, kill_aft
         import tty as ttymod
 
         saved = termios.tcgetattr(stdin_fd)
-        ttymod.setraw(stdin_fd)  # every key, Ctrl-C and Ctrl-D too, goes to the guest's terminal
+        # Every key, Ctrl-C and Ctrl-D too, goes to the guest's terminal. TCSANOW: what was typed
+        # ahead stays (TCSAFLUSH, setraw's default, would drop it).
+        ttymod.setraw(stdin_fd, termios.TCSANOW)
 
         def on_winch(signum: int, frame: Any) -> None:
             with contextlib.suppress(WirtError):
