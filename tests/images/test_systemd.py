@@ -98,3 +98,16 @@ def test_sysusers_creates_users_groups_and_members(tmp_path: Path) -> None:
     assert "messagebus:!*:::::::" in (etc / "shadow").read_text().splitlines()
     assert "render:!*::messagebus" in (etc / "gshadow").read_text().splitlines()
     assert systemd.apply_sysusers(tree) == []  # idempotent
+
+
+def test_enable_packaged_follows_dh_installsystemd_postinst(tmp_path: Path) -> None:
+    """Services of packages added with --packages start at boot, as after `apt install` in the guest."""
+    tree = _tree(tmp_path)
+    (tree / "usr/lib/systemd/system/nginx.service").write_text("[Service]\nExecStart=/x\n\n[Install]\nWantedBy=multi-user.target\n")
+    postinst = ("if deb-systemd-helper --quiet was-enabled 'nginx.service'; then\n"
+                "\t\tdeb-systemd-helper enable 'nginx.service' >/dev/null || true\n"
+                "deb-systemd-helper enable 'not-shipped.timer' >/dev/null || true\nfi\n")
+    assert systemd.postinst_units(postinst) == ["nginx.service", "not-shipped.timer"]
+    made = systemd.enable_packaged(tree, {"nginx-common": postinst, "other": "#!/bin/sh\nexit 0\n"})
+    assert len(made) == 1
+    assert (tree / "etc/systemd/system/multi-user.target.wants/nginx.service").is_symlink()

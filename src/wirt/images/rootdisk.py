@@ -37,7 +37,7 @@ from wirt.images.rootinit import KERNEL_CMDLINE, ROOT_INIT
 from wirt.images.scripts import UDHCPC_SCRIPT
 from wirt.storage.convert import convert
 
-FORMAT_VERSION = 2  # bump when the tree layout changes, so cached disks are rebuilt
+FORMAT_VERSION = 3  # bump when the tree layout changes, so cached disks are rebuilt
 DEFAULT_SIZE = 2 << 30
 FORMATS = ("qcow2", "raw")
 
@@ -181,7 +181,8 @@ def _build(plan: RootDiskPlan, root: Path, dest: Path, fmt: str, keyring: Path |
             task = bar.add_task("unpack packages", total=len(debs))
             unpacked = rootfs.unpack_all(tree, debs, lambda i, name: bar.update(task, completed=i))
             bar.update(task, completed=len(debs), description="unpack packages")
-            summary = rootfs.finish_tree(tree, unpacked, mirror=plan.mirror, suite=SUITE)
+            summary = rootfs.finish_tree(tree, unpacked, mirror=plan.mirror, suite=SUITE,
+                                         services_of=_added_packages(plan, root, keyring))
             mtask = bar.add_task("kernel modules", total=plan.kernel.size)
             mods = moddb.install_modules(tree, kernel_deb, plan.kernel_version, plan.plain_modules,
                                          lambda done, _total: bar.update(mtask, completed=done))  # fmt: skip
@@ -200,6 +201,13 @@ def _build(plan: RootDiskPlan, root: Path, dest: Path, fmt: str, keyring: Path |
                 f"tree {t2 - t1:.1f}s, mkfs {t3 - t2:.1f}s, {fmt} {time.monotonic() - t3:.1f}s")  # fmt: skip
     finally:
         _rmtree(tmp)
+
+
+def _added_packages(plan: RootDiskPlan, root: Path, keyring: Path | None) -> set[str]:
+    """The packages of `plan` that the base disk (no --packages) does not have: those asked for
+    and what they pulled in, whose services start as after `apt install` (rootfs.finish_tree)."""
+    base = plan_root_disk(plan.mirror, size=plan.size, cache_dir=root, keyring=keyring)
+    return {p.name for p in plan.packages} - {p.name for p in base.packages}
 
 
 def _convert(src: Path, dest: Path, fmt: str) -> None:

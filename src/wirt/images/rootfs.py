@@ -402,8 +402,10 @@ def seed_system(tree: Path, *, mirror: str, suite: str, components: str = "main"
         os.chmod(tree / d, mode)
 
 
-def finish_tree(tree: Path, unpacked: Unpacked, *, mirror: str, suite: str) -> dict[str, object]:
-    """Steps 3–5 except the kernel modules; returns a summary for the build log."""
+def finish_tree(tree: Path, unpacked: Unpacked, *, mirror: str, suite: str,
+                services_of: Iterable[str] = ()) -> dict[str, object]:
+    """Steps 3–5 except the kernel modules; returns a summary for the build log. The units the
+    postinst scripts of the packages `services_of` enable are enabled too (systemd.enable_packaged)."""
     write_dpkg_database(tree, unpacked)
     seed_accounts(tree, unpacked.owners)
     alternatives = install_alternatives(tree, unpacked)
@@ -412,5 +414,10 @@ def finish_tree(tree: Path, unpacked: Unpacked, *, mirror: str, suite: str) -> d
     certs = seed_ca_certificates(tree)
     seed_system(tree, mirror=mirror, suite=suite)
     units = systemd.seed_systemd(tree)
+    wanted = set(services_of)
+    if wanted and systemd.has_systemd(tree):
+        units += systemd.enable_packaged(tree, {
+            ctl.field("Package"): ctl.members.get("postinst", (b"", 0))[0].decode("utf-8", "replace")
+            for ctl in unpacked.controls if ctl.field("Package") in wanted})
     return {"packages": len(unpacked.controls), "alternatives": alternatives, "ca_certificates": certs,
             "enabled_units": units}

@@ -18,6 +18,7 @@ ConditionNeedsUpdate= units (`mark_updated`).
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from pathlib import Path
 
@@ -180,6 +181,28 @@ def enable(tree: Path, name: str, _seen: set[str] | None = None) -> list[str]:
     for also in install.get("Also", []):
         if also not in NOT_ALSO and _unit_file(tree, also) is not None:
             made += enable(tree, also, seen)
+    return made
+
+
+# dh_installsystemd's postinst snippet: `deb-systemd-helper enable 'UNIT'` (on a fresh install).
+_POSTINST_ENABLE = re.compile(r"deb-systemd-helper enable '([^']+)'")
+
+
+def postinst_units(postinst: str) -> list[str]:
+    """The units a package's postinst enables on a fresh install (dh_installsystemd's snippet)."""
+    return list(dict.fromkeys(_POSTINST_ENABLE.findall(postinst)))
+
+
+def enable_packaged(tree: Path, postinsts: dict[str, str]) -> list[str]:
+    """Enable what the postinst scripts of the packages a disk was asked to carry beyond the base
+    image (`wirt image build --packages`) would: their services start at boot, as after `apt
+    install` in the guest. (The base image's own postinst units, apt's and e2fsprogs' timers among
+    them, stay as ENABLED chooses.) The links made."""
+    made: list[str] = []
+    for _pkg, script in sorted(postinsts.items()):
+        for unit in postinst_units(script):
+            if unit not in NOT_ALSO and _unit_file(tree, unit) is not None:
+                made += enable(tree, unit)
     return made
 
 
