@@ -128,6 +128,54 @@ def test_exec_websocket_streams_stdin_and_output(guest):
     assert (out, err) == (b"ONE TWO\nTHREE\n", b"done\n")
 
 
+def test_exec_websocket_streams_stdin_line_by_line(guest):
+    """Each line sent reaches the guest program while it runs: its answer comes back before the
+    next line exists. A client that hangs up ends the command in the guest."""
+    running(guest)
+
+    async def read_until(ws, want: bytes, out: bytearray) -> None:
+        while want not in out:
+            m = await ws.receive()
+            assert m.type == aiohttp.WSMsgType.TEXT, m
+            msg = json.loads(m.data)
+            assert "exit" not in msg and "error" not in msg, (msg, bytes(out))
+            if msg.get("stream") == "stdout":
+                out += base64.b64decode(msg["data"])
+
+    async def go() -> tuple[bytes, list]:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {guest.token}"}) as s:
+            async with s.ws_connect(f"{guest.base}/v1/vms/g/exec/ws") as ws:
+                await ws.send_str(json.dumps({"command": "while read -r l; do echo \"got:$l\"; done; echo end; exit 4",
+                                              "stdin": True, "timeout": BOOT}))
+                out = bytearray()
+                async with asyncio.timeout(BOOT):
+                    for line in (b"one", b"two", b"three"):
+                        await ws.send_bytes(line + b"\n")
+                        await read_until(ws, b"got:" + line + b"\n", out)
+                    await ws.send_str(json.dumps({"eof": True}))
+                    rest = []
+                    while not rest or "exit" not in rest[-1]:
+                        rest.append(json.loads((await ws.receive()).data))
+                out += b"".join(base64.b64decode(m["data"]) for m in rest if m.get("stream") == "stdout")
+            # hanging up mid-command: the guest program is ended (its pid file is gone)
+            async with s.ws_connect(f"{guest.base}/v1/vms/g/exec/ws") as ws:
+                await ws.send_str(json.dumps({"command": "echo $$ > /tmp/reader; echo up; cat > /dev/null",
+                                              "stdin": True, "timeout": BOOT}))
+                await read_until(ws, b"up\n", bytearray())
+            return bytes(out), rest
+
+    out, rest = asyncio.run(go())
+    assert out == b"got:one\ngot:two\ngot:three\nend\n"
+    assert rest[-1] == {"exit": 4}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        r = guest.unix.post("/v1/vms/g/exec", {"command": "kill -0 $(cat /tmp/reader) 2>/dev/null && echo alive || echo gone"})
+        if r.json()["stdout"] == "gone\n":
+            break
+        time.sleep(0.5)
+    assert r.json()["stdout"] == "gone\n"
+
+
 def test_console_websocket_runs_a_typed_command(guest):
     running(guest)
     guest.unix.post("/v1/vms/g/exec", {"command": "true", "timeout": BOOT})  # booted to userland

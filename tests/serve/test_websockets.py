@@ -104,4 +104,6 @@ def test_exec_ws_reports_errors_as_one_line(server, firmware):
     # the echo firmware has no guest agent: the wait for it ends with a one-line error
     got = asyncio.run(ask({"command": "true", "timeout": 1}))
     assert "agent" in got["error"] and "\n" not in got["error"]
+    got = asyncio.run(ask({"command": "cat", "stdin": True, "timeout": 1}))  # streamed stdin: the same
+    assert "agent" in got["error"] and "\n" not in got["error"]
     assert c.post("/v1/vms/x/stop?force=true").status == 200

@@ -147,8 +147,8 @@ def document() -> dict[str, Any]:
             "{\"resize\": [COLS, ROWS]}: the guest agent sets ttyS0's size, answered {\"resized\": [COLS, ROWS]}); "
             "Origin must be this server's")},
         "/v1/vms/{name}/exec/ws": {"parameters": [_NAME], "get": _ws(
-            "websocket: the first text frame is the exec request (+ \"stdin\": true, then binary stdin frames "
-            "and {\"eof\": true}); answers {\"stream\", \"data\": BASE64} frames and {\"exit\": STATUS}")},
+            "websocket: the first text frame is the exec request (+ \"stdin\": true, then binary stdin frames, "
+            "each passed to the running command as it comes, and {\"eof\": true}); answers {\"stream\", \"data\": BASE64} frames and {\"exit\": STATUS}")},
         "/v1/vms/{name}/logs": {"parameters": [_NAME], "get": _op(
             "the console log", None, content="text/plain", params=[_q("tail", "integer", "last bytes only")])},
         "/v1/vms/{name}/disks": {"parameters": [_NAME], "get": _op("the VM's disks", arr("Disk"), tag="disks")},

@@ -8,11 +8,13 @@ sets it) and is answered `{"resized": [cols, rows]}` once the guest has it, or `
 Resizes are applied one at a time, latest first (a browser sends many while a window is dragged).
 
 GET /v1/vms/{name}/exec/ws: the first text frame is the request, as the body of POST .../exec
-(`{"command": ..., "timeout": ..., "kill_after": ...}`, plus `"stdin": true` to send standard
-input). Then binary frames are stdin until `{"eof": true}`; the guest agent takes a command's
-stdin with the command (wirt.vm.agent), so the command starts at EOF (at once without stdin).
+(`{"command": ..., "timeout": ..., "kill_after": ...}`), plus `"stdin": true` to stream standard
+input. The command starts at once. With stdin, binary frames reach it as they arrive
+(VM.exec_attached: the guest agent acknowledges each chunk, so a client faster than the reader
+is slowed down, not buffered without end) until `{"eof": true}`.
 The server sends `{"stream": "stdout"|"stderr", "data": BASE64}` as output arrives and
-`{"exit": STATUS}` last; an error is `{"error": "one line"}` and a close.
+`{"exit": STATUS}` last; an error is `{"error": "one line"}` and a close. A client that hangs up
+ends the command in the guest.
 
 Browsers send Origin: it must be this server's own (a page elsewhere must not drive the VM
 with the user's cookie). Clients that send no Origin are programs holding the token.
@@ -24,13 +26,14 @@ import asyncio
 import base64
 import contextlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from wirt.errors import StateError, WirtError
 from wirt.serve.app import error, exec_request, run, the_vm
-from wirt.vm.agent import MAX_STDIN, ExecEvent
+from wirt.vm.agent import ExecEvent
 
 __all__ = ["register"]
 
@@ -144,11 +147,12 @@ async def console(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-def _is_eof(text: str) -> bool:
+def _control(text: str) -> dict[str, Any] | None:
     try:
-        return json.loads(text) == {"eof": True}
+        msg = json.loads(text)
     except ValueError:
-        return False
+        return None
+    return msg if isinstance(msg, dict) else None
 
 
 async def exec_ws(request: web.Request) -> web.StreamResponse:
@@ -170,11 +174,8 @@ async def exec_ws(request: web.Request) -> web.StreamResponse:
         return await fail("send the exec request as the first text frame within 60 s")
     if first.type != WSMsgType.TEXT:
         return await fail("the first frame must be the exec request as JSON text")
-    try:
-        req = json.loads(first.data)
-        if not isinstance(req, dict):
-            raise ValueError
-    except ValueError:
+    req = _control(first.data)
+    if req is None:
         return await fail("the exec request is not a JSON object")
     wants_stdin = req.pop("stdin", False)
     if not isinstance(wants_stdin, bool):
@@ -183,26 +184,16 @@ async def exec_ws(request: web.Request) -> web.StreamResponse:
         kw = exec_request(req)
     except WirtError as exc:
         return await fail(str(exc))
-    stdin = bytearray()
-    while wants_stdin:
-        msg = await ws.receive()
-        if msg.type == WSMsgType.BINARY:
-            stdin += msg.data
-            if len(stdin) > MAX_STDIN:
-                return await fail(f"stdin: longer than {MAX_STDIN} bytes")
-        elif msg.type == WSMsgType.TEXT and _is_eof(msg.data):
-            break
-        elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
-            return ws
-        else:
-            return await fail("send stdin as binary frames, then {\"eof\": true}")
-    kw["stdin"] = bytes(stdin)
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
-    def on_event(ev: ExecEvent) -> None:
+    def put(msg: dict[str, Any]) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, msg)
+
+    def output(ev: ExecEvent) -> None:
         if ev.kind in ("stdout", "stderr"):
-            msg = {"stream": ev.kind, "data": base64.b64encode(ev.data).decode()}
-            loop.call_soon_threadsafe(queue.put_nowait, msg)
+            put({"stream": ev.kind, "data": base64.b64encode(ev.data).decode()})
+        elif ev.kind == "exit":
+            put({"exit": ev.status})
 
     async def sender() -> None:
         while True:
@@ -212,16 +203,72 @@ async def exec_ws(request: web.Request) -> web.StreamResponse:
             if "exit" in msg or "error" in msg:
                 return
 
-    send = asyncio.create_task(sender())
-    try:
-        result = await run(request, vm.exec, on_event=on_event, **kw)
-        queue.put_nowait({"exit": result.status})
-    except WirtError as exc:
-        queue.put_nowait({"error": str(exc).splitlines()[0]})
-    await send
+    if not wants_stdin:  # nothing to stream in: the buffered exec, output streamed
+        send = asyncio.create_task(sender())
+        try:
+            await run(request, vm.exec, on_event=output, **kw)
+        except WirtError as exc:
+            put({"error": str(exc).splitlines()[0]})
+        await send
+    else:
+        await _attached(request, ws, vm, kw, output, put, sender)
     with contextlib.suppress(ConnectionResetError):
         await ws.close()
     return ws
+
+
+async def _attached(request: web.Request, ws: web.WebSocketResponse, vm: Any, kw: dict[str, Any],
+                    output: Callable[[ExecEvent], None],
+                    put: Callable[[dict[str, Any]], None], sender: Callable[[], Any]) -> None:
+    """Stdin streamed: binary frames reach the running command as they come (VM.exec_attached,
+    which the guest agent acknowledges chunk by chunk, so a fast client waits for a slow reader)."""
+    try:
+        att = await run(request, vm.exec_attached, kw["command"], timeout=kw["timeout"],
+                        kill_after=kw["kill_after"])
+    except WirtError as exc:
+        put({"error": str(exc).splitlines()[0]})
+        await sender()
+        return
+
+    def pump() -> None:
+        try:
+            for ev in att.events():
+                output(ev)
+                if ev.kind == "exit":
+                    return
+            put({"error": "the VM closed the exec stream before the command's exit status"})
+        except (WirtError, OSError) as exc:
+            put({"error": str(exc).splitlines()[0] if str(exc) else "the exec stream broke"})
+
+    async def stdin() -> None:
+        if kw["stdin"]:
+            await run(request, att.write, kw["stdin"])
+        async for msg in ws:
+            if msg.type == WSMsgType.BINARY:
+                await run(request, att.write, msg.data)
+                continue
+            ctl = _control(msg.data) if msg.type == WSMsgType.TEXT else None
+            if ctl == {"eof": True}:
+                await run(request, att.eof)
+            else:
+                put({"error": "send stdin as binary frames, then {\"eof\": true}"})
+                return
+
+    send = asyncio.create_task(sender())
+    feed = asyncio.create_task(stdin())
+    events = asyncio.ensure_future(run(request, pump))
+    try:
+        await asyncio.wait({send, feed}, return_when=asyncio.FIRST_COMPLETED)
+    except (ConnectionResetError, OSError):
+        pass
+    finally:
+        feed.cancel()
+        if not send.done():  # the client went away: hang up, which ends the command in the guest
+            send.cancel()
+        att.close()
+        for task in (feed, send, events):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
 
 def register(app: web.Application) -> None:
