@@ -5,7 +5,8 @@ control socket's `console-attach`, which first replays the recent output); a tex
 JSON control message: `{"input": "text"}` types text, `{"resize": [cols, rows]}` sets the size
 of the guest's console tty (VM.console_resize: the UART has no size channel, so the guest agent
 sets it) and is answered `{"resized": [cols, rows]}` once the guest has it, or `{"error": ...}`.
-Resizes are applied one at a time, latest first (a browser sends many while a window is dragged).
+Resizes are applied one at a time, only the latest waiting one (a browser sends many while a
+window is dragged).
 
 GET /v1/vms/{name}/exec/ws: the first text frame is the request, as the body of POST .../exec
 (`{"command": ..., "timeout": ..., "kill_after": ...}`), plus `"stdin": true` to stream standard
