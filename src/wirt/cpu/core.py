@@ -31,7 +31,7 @@ from wirt.cpu.jit.call import call_block
 from wirt.cpu.jit.table import slot as jt_slot
 from wirt.cpu.layout import (
     JQ_CALLS, JQ_CAP, JQ_COUNT, JQ_ENTRY, JQ_FORCE, JQ_HEAD, JQ_INVAL, JQ_LIMIT, JQ_SIDE,
-    JQ_HOT, JQ_LEVEL2, JQ_STEP, JQ_THRESHOLD, JR_END, JR_SIDE, JT_MODE_SHIFT, JT_W,
+    JQ_HOT, JQ_INSNS, JQ_LEVEL2, JQ_STEP, JQ_THRESHOLD, JR_END, JR_SIDE, JT_MODE_SHIFT, JT_W,
 )
 from wirt.cpu.mmu import pmp_fill, tlb_flush, walk
 
@@ -301,6 +301,7 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
                         ran = s[ICOUNT] - icount
                         icount += ran
                         jq[JQ_CALLS] += 1
+                        jq[JQ_INSNS] += ran
                         # Regions that keep running are compiled again at the optimizing level.
                         hot = jt[jb + 3] + ran
                         jt[jb + 3] = hot

@@ -221,6 +221,7 @@ JQ_CHAIN = 6
 JQ_INVAL = 7       # invalidations (a store or DMA to a page holding translations)
 JQ_STEP = 8        # non-zero: return to the caller after every region (lockstep checking)
 JQ_HOT = 9         # instructions run in a region before it is requested again, optimized (0: never)
+JQ_INSNS = 10      # guest instructions run in translated code
 JQ_LEVEL2 = 1 << 16  # set in a request's mode word: compile at the optimizing level
 JQ_HEAD = 16
 JQ_ENTRY = 4       # ram offset, mode, virtual pc, page generation

@@ -1,16 +1,22 @@
 """The translation cache: hot entries requested by the core become compiled regions.
 
 The core counts lookups of region entries in each hart's table and queues the hot ones
-(layout.JQ_*). Between time slices the hart's own thread calls `service()`, which decodes
-and emits queued regions, hands them to a background compiler thread (LLVM releases the GIL,
-so it runs beside the core on the other host core) and installs finished code in the hart's
-table. Only the hart's own thread writes its table, so the core never sees a half-written
-slot. Code is shared by every hart of the machine. The cache has a size limit; past it
-everything is dropped and translation starts over (QEMU's tb_flush policy).
+(layout.JQ_*). Between time slices the hart's own thread calls `service()`, which hands queued
+entries to a background compiler thread (it decodes, emits LLVM IR and compiles; LLVM releases
+the GIL, so it runs beside the core on another host core) and installs finished code in the
+hart's table.
+
+Several harts: code is shared by every hart of the machine, tables are per hart, and only a
+hart's own thread writes its table, so a core never sees a half-written slot. A region one hart
+asked for is installed in every hart that asked meanwhile, each at its own next `service()`.
+The cache has a size limit; past it everything is dropped and translation starts over (QEMU's
+tb_flush policy): each hart clears its own table at its next `service()`, and the dropped code
+is freed only when every hart has done so, since until then a hart may still be running it.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import sys
@@ -21,15 +27,15 @@ import numpy as np
 
 from wirt.cpu import layout as L
 from wirt.cpu.jit.compiler import compile_ir, host_supported
-from wirt.cpu.jit.emit import MODULE_HEADER, Mode, RegionEmitter
+from wirt.cpu.jit.emit import MODULE_HEADER, Mode, RegionEmitter, helper_ir
 from wirt.cpu.jit.region import discover
 from wirt.cpu.jit.table import slot_of
 
 DEFAULT_THRESHOLD = 16384     # lookups of an entry before it is translated (level 1): only
                               # code that stays hot; lower values made a Linux boot slower
 DEFAULT_HOT = 8_000_000       # instructions run in a region before it is optimized (level 2)
-BATCH = 16                    # regions per LLVM module
 DEFAULT_LIMIT = 64 << 20      # bytes of translated code before a flush
+MODULE_REGIONS = 64           # regions per LLVM module at most
 
 
 def jit_setting(value: str | None = None) -> str:
@@ -67,19 +73,24 @@ class TranslationCache:
         self.ram_size = len(ram)
         self.jpg = code_pages
         self.rvc = rvc
-        threshold = int(os.environ.get("WIRT_JIT_THRESHOLD", threshold))
-        self.threshold = 1 if setting == "force" else threshold
+        fixed = os.environ.get("WIRT_JIT_THRESHOLD")
+        self.threshold = 1 if setting == "force" else int(fixed or threshold)
         self.hot = int(os.environ.get("WIRT_JIT_HOT", hot))
         self.sync = sync or setting == "force"
         self.limit_bytes = limit_bytes
         # (off, mode) -> (fn, gen, level)
         self.regions: dict[tuple[int, int], tuple[int, int, int]] = {}
-        self.pending: set[tuple[int, int, int]] = set()
         self.batches: list = []
         self.code_bytes = 0
         self.stats = {"regions": 0, "optimized": 0, "compile_s": 0.0, "flushes": 0, "discarded": 0}
         self.tables: list[np.ndarray] = []
-        self._next_name = 0
+        self._index: dict[int, int] = {}             # id(jt) -> hart number
+        self._seen: list[int] = []                   # per hart: the flush generation its table has
+        self._installs: list[list] = []              # per hart: (off, mode, fn, gen) to install
+        self._waiting: dict[tuple[int, int, int], set[int]] = {}  # pending -> harts that asked
+        self._retired: list[tuple[int, list]] = []   # (flush generation, batches) still in use
+        self._lock = threading.RLock()
+        self._names = itertools.count()
         self._jobs: queue.Queue = queue.Queue()
         self._done: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -98,61 +109,81 @@ class TranslationCache:
         jq[L.JQ_THRESHOLD] = self.threshold if self.enabled else 0
         jq[L.JQ_FORCE] = 1 if self.sync else 0   # the core returns at each request
         jq[L.JQ_HOT] = self.hot
-        self.tables.append(jt)
+        with self._lock:
+            self._index[id(jt)] = len(self.tables)
+            self.tables.append(jt)
+            self._seen.append(self._flush_gen)
+            self._installs.append([])
         return jt, jq
 
     # ---- service (on the hart's thread, between time slices) ----------------------------------
     def service(self, jt: np.ndarray, jq: np.ndarray) -> None:
         """Take the hart's requests, start their compiles, install what has finished."""
-        n = int(jq[L.JQ_COUNT])
-        if n:
-            reqs = jq[L.JQ_HEAD: L.JQ_HEAD + n * L.JQ_ENTRY].reshape(n, L.JQ_ENTRY).copy()
-            jq[L.JQ_COUNT] = 0
-            work = []
-            work: dict[int, list] = {1: [], 2: []}
-            for off, mode, vpc, gen in reqs.tolist():
-                level = 2 if mode & L.JQ_LEVEL2 else 1
-                mode &= L.JQ_LEVEL2 - 1
-                key = (off, mode)
-                if (off, mode, level) in self.pending:
-                    continue
-                done = self.regions.get(key)
-                if done is not None and done[1] == self.jpg[off >> 12]:
-                    if done[2] >= level:
-                        self._install(jt, off, mode, done[0], done[1])
-                        continue
-                elif level == 2:
-                    continue  # an optimized copy of code that has changed since
-                self.pending.add((off, mode, level))
-                work[level].append((off, mode, gen))
-            for level, items in work.items():
-                if not items:
-                    continue
-                job = self._emit(items, level)
-                if self.sync:
-                    self._done.put(self._compile(job))
-                else:
-                    self._start_thread()
-                    self._jobs.put(job)
-        self._collect(jt)
+        with self._lock:
+            me = self._index[id(jt)]
+            if self._seen[me] != self._flush_gen:
+                self._clear(jt)
+                self._seen[me] = self._flush_gen
+                self._free_retired()
+            n = int(jq[L.JQ_COUNT])
+            if n:
+                reqs = jq[L.JQ_HEAD: L.JQ_HEAD + n * L.JQ_ENTRY].reshape(n, L.JQ_ENTRY).copy()
+                jq[L.JQ_COUNT] = 0
+                self._request(jt, me, reqs.tolist())
+            self._collect()
+            for off, mode, fn, gen in self._installs[me]:
+                self._install(jt, off, mode, fn, gen)
+            self._installs[me].clear()
 
-    def _emit(self, work: list[tuple[int, int, int]], level: int):
-        """Decode and emit regions into one module's IR (on the hart's thread: reads RAM now,
-        after the core marked the pages, so a later store is seen by the generation check)."""
+    def _request(self, jt: np.ndarray, me: int, reqs: list) -> None:
+        work: dict[int, list] = {1: [], 2: []}
+        for off, mode, vpc, gen in reqs:
+            level = 2 if mode & L.JQ_LEVEL2 else 1
+            mode &= L.JQ_LEVEL2 - 1
+            key = (off, mode)
+            waiting = self._waiting.get((off, mode, level))
+            if waiting is not None:
+                waiting.add(me)   # another hart asked first: install it here too when done
+                continue
+            done = self.regions.get(key)
+            if done is not None and done[1] == self.jpg[off >> 12]:
+                if done[2] >= level:
+                    self._install(jt, off, mode, done[0], done[1])
+                    continue
+            elif level == 2:
+                continue  # an optimized copy of code that has changed since
+            self._waiting[(off, mode, level)] = {me}
+            work[level].append((off, mode, gen))
+        for level, items in work.items():
+            if not items:
+                continue
+            job = (items, level, self._flush_gen)
+            if self.sync:
+                self._done.put(self._compile(job))
+            else:
+                self._start_thread()
+                self._jobs.put(job)
+
+    def _emit(self, work: list[tuple[int, int, int]], level: int) -> tuple[str, list]:
+        """Decode and emit regions into one module's IR. Runs on the compiler thread, reading
+        RAM after the core marked the pages: a store since then changed their generation, and
+        `_collect` drops what was made from the old bytes."""
         parts, entries = [], []
+        helpers: dict | None = {} if level == 1 else None   # level 1: out-of-line accesses
         for off, mode, gen in work:
             page = off & ~0xFFF
             m = Mode.from_key(mode)
             blocks = discover(self.ram16[page >> 1: (page >> 1) + 2048], self.rvc, off & 0xFFF, m.fp)
-            name = f"r{self._next_name}"
-            self._next_name += 1
+            name = f"r{next(self._names)}"
             if not blocks[off & 0xFFF].insns:
                 entries.append((off, mode, gen, None))   # nothing to translate at this entry
                 continue
             parts.append(RegionEmitter(name, blocks, off & 0xFFF, m, self.ram_base,
-                                       self.ram_size, self._fp_exec()).emit())
+                                       self.ram_size, self._fp_exec(), helpers).emit())
             entries.append((off, mode, gen, name))
-        return MODULE_HEADER + "".join(parts), entries, self._flush_gen, level
+        for hm, size, store in (helpers or {}).values():
+            parts.append(helper_ir(hm, size, store, self.ram_base, self.ram_size))
+        return MODULE_HEADER + "".join(parts), entries
 
     _fp_address = 0
 
@@ -164,9 +195,9 @@ class TranslationCache:
             cls._fp_address = fp_exec.address
         return cls._fp_address
 
-    @staticmethod
-    def _compile(job):
-        text, entries, fgen, level = job
+    def _compile(self, job):
+        items, level, fgen = job
+        text, entries = self._emit(items, level)
         names = [e[3] for e in entries if e[3] is not None]
         compiled = compile_ir(text, names, level) if names else None
         return compiled, entries, fgen, level
@@ -178,30 +209,46 @@ class TranslationCache:
 
     def _worker(self) -> None:
         while True:
-            job = self._jobs.get()
-            if job is None:
+            jobs = [self._jobs.get()]
+            while True:   # whatever else is queued goes into the same modules: a module costs
+                try:      # about 1 ms of LLVM set-up however small it is
+                    jobs.append(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+            stop = None in jobs
+            groups: dict[tuple[int, int], list] = {}
+            for job in jobs:
+                if job is not None:
+                    groups.setdefault((job[1], job[2]), []).extend(job[0])
+            for (level, fgen), items in groups.items():
+                for i in range(0, len(items), MODULE_REGIONS):
+                    self._compile_safely((items[i: i + MODULE_REGIONS], level, fgen))
+            if stop:
                 return
-            try:
-                self._done.put(self._compile(job))
-            except Exception as e:  # a bug in the emitter: keep running on the interpreter
-                print(f"wirt: translation failed ({e}); continuing without it", file=sys.stderr)
-                self._done.put((None, job[1], job[2], job[3]))
 
-    def _collect(self, jt: np.ndarray) -> None:
+    def _compile_safely(self, job) -> None:
+        try:
+            self._done.put(self._compile(job))
+        except Exception as e:  # a bug in the emitter: keep running on the interpreter
+            print(f"wirt: translation failed ({e}); continuing without it", file=sys.stderr)
+            items, level, fgen = job
+            self._done.put((None, [(o, m, g, "?") for o, m, g in items], fgen, level))
+
+    def _collect(self) -> None:
+        """Record finished compiles and queue their installs for the harts that asked."""
         while True:
             try:
                 compiled, entries, fgen, level = self._done.get_nowait()
             except queue.Empty:
                 return
-            for off, mode, _, _ in entries:
-                self.pending.discard((off, mode, level))
+            asked = [self._waiting.pop((off, mode, level), set()) for off, mode, _, _ in entries]
             if fgen != self._flush_gen:
                 continue  # made before a flush
             if compiled is not None:
                 self.batches.append(compiled)
                 self.code_bytes += compiled.code_bytes
                 self.stats["compile_s"] += compiled.seconds
-            for off, mode, gen, name in entries:
+            for (off, mode, gen, name), harts in zip(entries, asked):
                 if name is not None and compiled is None:
                     continue  # the compile failed: the interpreter keeps this code
                 if gen != self.jpg[off >> 12]:
@@ -210,9 +257,10 @@ class TranslationCache:
                 fn = compiled.addresses[name] if name is not None else 0
                 self.regions[(off, mode)] = (fn, gen, level)
                 self.stats["regions" if level == 1 else "optimized"] += fn != 0
-                self._install(jt, off, mode, fn, gen)
+                for h in harts:
+                    self._installs[h].append((off, mode, fn, gen))
             if self.code_bytes > self.limit_bytes:
-                self.flush()
+                self._flush_deferred()
 
     @staticmethod
     def _install(jt: np.ndarray, off: int, mode: int, fn: int, gen: int) -> None:
@@ -223,16 +271,34 @@ class TranslationCache:
         jt[b + 3] = 0
         jt[b] = off | (mode << L.JT_MODE_SHIFT)
 
-    def flush(self) -> None:
-        """Drop every translation (cache full, or memory replaced by a restore)."""
-        for jt in self.tables:
-            jt[0::L.JT_W] = -1
-            jt[3::L.JT_W] = 0
+    @staticmethod
+    def _clear(jt: np.ndarray) -> None:
+        jt[0::L.JT_W] = -1
+        jt[3::L.JT_W] = 0
+
+    def _flush_deferred(self) -> None:
+        """Drop every translation while harts run: each clears its own table at its next
+        service(); the code stays alive until all have."""
+        self._retired.append((self._flush_gen + 1, self.batches))
+        self.batches = []
         self.regions.clear()
-        self.batches.clear()
+        self._installs = [[] for _ in self._installs]
         self.code_bytes = 0
         self._flush_gen += 1
         self.stats["flushes"] += 1
+
+    def _free_retired(self) -> None:
+        low = min(self._seen, default=self._flush_gen)
+        self._retired = [(g, b) for g, b in self._retired if g > low]
+
+    def flush(self) -> None:
+        """Drop every translation now, with no hart running (memory replaced by a restore)."""
+        with self._lock:
+            self._flush_deferred()
+            for i, jt in enumerate(self.tables):
+                self._clear(jt)
+                self._seen[i] = self._flush_gen
+            self._free_retired()
 
     def counters(self, jq_list: list[np.ndarray]) -> dict:
         """Figures for stats and `wirt top`."""
@@ -241,6 +307,6 @@ class TranslationCache:
         d["setting"] = self.setting
         for name, idx in (("entered", L.JQ_CALLS), ("side_exits", L.JQ_SIDE),
                           ("limit_exits", L.JQ_LIMIT), ("chained", L.JQ_CHAIN),
-                          ("invalidations", L.JQ_INVAL)):
+                          ("invalidations", L.JQ_INVAL), ("translated_insns", L.JQ_INSNS)):
             d[name] = int(sum(int(q[idx]) for q in jq_list))
         return d

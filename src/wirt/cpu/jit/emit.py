@@ -116,13 +116,94 @@ def _regs(blocks: dict[int, Block]) -> tuple[set[int], set[int]]:
     return used, written
 
 
+def access_check(f: _Fn, m: "Mode", base: int, nram: int, addr: str, size: int, store: bool,
+                 fail: str) -> str:
+    """Emit the checks of a data access at `addr` and return its RAM offset; any failure
+    branches to label `fail`: a TLB miss or a permission the mode lacks (the interpreter's
+    rules, priv spec 4.3.1), an address outside RAM (MMIO), misalignment, and for stores a
+    page holding translations or HTIF's tohost (%tohost)."""
+    if m.dtlb:
+        vpn = f.op(f"ashr i64 {addr}, 12")
+        idx = f.op(f"and i64 {vpn}, {L.TLB_ENTRIES - 1}")
+        tagp = f.op(f"getelementptr i64, i64* %tlb, i64 {idx}")
+        tag = f.op(f"load i64, i64* {tagp}")
+        idx2 = f.op(f"add i64 {idx}, {L.TLB_ENTRIES}")
+        ep = f.op(f"getelementptr i64, i64* %tlb, i64 {idx2}")
+        e = f.op(f"load i64, i64* {ep}")
+        ok = f.op(f"icmp eq i64 {tag}, {vpn}")
+        if store:
+            wd = L.PTE_W | L.PTE_D
+            p = f.op(f"and i64 {e}, {wd}")
+            ok2 = f.op(f"icmp eq i64 {p}, {wd}")
+        else:
+            p = f.op(f"and i64 {e}, {m.rmask}")
+            ok2 = f.op(f"icmp ne i64 {p}, 0")
+        ok = f.op(f"and i1 {ok}, {ok2}")
+        if m.forbid_u != -1:
+            u = f.op(f"and i64 {e}, {L.PTE_U}")
+            ok3 = f.op(f"icmp ne i64 {u}, {m.forbid_u}")
+            ok = f.op(f"and i1 {ok}, {ok3}")
+        hit = f.label()
+        f.emit(f"  br i1 {ok}, label %{hit}, label %{fail}")
+        f.emit(f"{hit}:")
+        pg = f.op(f"and i64 {e}, -4096")
+        lo = f.op(f"and i64 {addr}, 4095")
+        pa = f.op(f"or i64 {pg}, {lo}")
+    else:
+        pa = addr
+    off = f.op(f"sub i64 {pa}, {base}")
+    ok = f.op(f"icmp ule i64 {off}, {nram - size}")
+    if size > 1:
+        al = f.op(f"and i64 {off}, {size - 1}")
+        ok2 = f.op(f"icmp eq i64 {al}, 0")
+        ok = f.op(f"and i1 {ok}, {ok2}")
+    go = f.label()
+    f.emit(f"  br i1 {ok}, label %{go}, label %{fail}")
+    f.emit(f"{go}:")
+    if store:
+        # Only now is `off` known to lie in RAM, so its page word may be read.
+        # A store to a page holding translations, or to HTIF's tohost, is the interpreter's.
+        pgi = f.op(f"lshr i64 {off}, 12")
+        jp = f.op(f"getelementptr i64, i64* %jpg, i64 {pgi}")
+        jw = f.op(f"load i64, i64* {jp}")
+        code = f.op(f"and i64 {jw}, 1")
+        ok3 = f.op(f"icmp eq i64 {code}, 0")
+        ok4 = f.op(f"icmp ne i64 {pa}, %tohost")
+        ok = f.op(f"and i1 {ok3}, {ok4}")
+        go = f.label()
+        f.emit(f"  br i1 {ok}, label %{go}, label %{fail}")
+        f.emit(f"{go}:")
+    return off
+
+
+def helper_name(m: "Mode", size: int, store: bool) -> str:
+    """The module helper for one kind of access in one mode."""
+    return (f"{'st' if store else 'ld'}{size}_{int(m.dtlb)}_{m.rmask}_"
+            f"{'a' if m.forbid_u == -1 else m.forbid_u}")
+
+
+def helper_ir(m: "Mode", size: int, store: bool, base: int, nram: int) -> str:
+    """An internal function doing `access_check`: the RAM offset, or -1 for a side exit."""
+    f = _Fn()
+    off = access_check(f, m, base, nram, "%addr", size, store, "fail")
+    args = "i64* %tlb, i64* %jpg, i64 %tohost, " if store else "i64* %tlb, "
+    return "\n".join([f"define internal fastcc i64 @{helper_name(m, size, store)}({args}i64 %addr) "
+                      "nounwind {", "entry:", *f.lines, f"  ret i64 {off}", "fail:", "  ret i64 -1",
+                      "}"]) + "\n"
+
+
 class RegionEmitter:
     """Emits one region as an LLVM function (see the module docstring)."""
 
     def __init__(self, name: str, blocks: dict[int, Block], entry: int, mode: Mode,
-                 ram_base: int, ram_size: int, fp_exec: int = 0) -> None:
-        """`fp_exec`: host address of jit/fpcall.fp_exec (FP arithmetic), if any is used."""
+                 ram_base: int, ram_size: int, fp_exec: int = 0,
+                 helpers: dict | None = None) -> None:
+        """`fp_exec`: host address of jit/fpcall.fp_exec (FP arithmetic), if any is used;
+        `helpers`: the module's access helpers (helper_ir), to call instead of inline checks,
+        filled in with those this region needs (None: inline checks)."""
         self.fp_exec = fp_exec
+        self.outline = helpers is not None
+        self.helpers = helpers if helpers is not None else {}
         self.name = name
         self.blocks = blocks
         self.entry = entry
@@ -179,59 +260,21 @@ class RegionEmitter:
 
     # ---- memory ------------------------------------------------------------------------------
     def ram_offset(self, addr: str, size: int, store: bool, side: str) -> str:
-        """The RAM offset of a data access, after the TLB, permission, range and alignment checks."""
-        f, m = self.f, self.mode
-        if m.dtlb:
-            vpn = f.op(f"ashr i64 {addr}, 12")
-            idx = f.op(f"and i64 {vpn}, {L.TLB_ENTRIES - 1}")
-            tagp = f.op(f"getelementptr i64, i64* %tlb, i64 {idx}")
-            tag = f.op(f"load i64, i64* {tagp}")
-            idx2 = f.op(f"add i64 {idx}, {L.TLB_ENTRIES}")
-            ep = f.op(f"getelementptr i64, i64* %tlb, i64 {idx2}")
-            e = f.op(f"load i64, i64* {ep}")
-            ok = f.op(f"icmp eq i64 {tag}, {vpn}")
-            if store:
-                wd = L.PTE_W | L.PTE_D
-                p = f.op(f"and i64 {e}, {wd}")
-                ok2 = f.op(f"icmp eq i64 {p}, {wd}")
-            else:
-                p = f.op(f"and i64 {e}, {m.rmask}")
-                ok2 = f.op(f"icmp ne i64 {p}, 0")
-            ok = f.op(f"and i1 {ok}, {ok2}")
-            if m.forbid_u != -1:
-                u = f.op(f"and i64 {e}, {L.PTE_U}")
-                ok3 = f.op(f"icmp ne i64 {u}, {m.forbid_u}")
-                ok = f.op(f"and i1 {ok}, {ok3}")
-            hit = f.label()
-            f.emit(f"  br i1 {ok}, label %{hit}, label %{side}")
-            f.emit(f"{hit}:")
-            pg = f.op(f"and i64 {e}, -4096")
-            lo = f.op(f"and i64 {addr}, 4095")
-            pa = f.op(f"or i64 {pg}, {lo}")
-        else:
-            pa = addr
-        off = f.op(f"sub i64 {pa}, {self.base}")
-        ok = f.op(f"icmp ule i64 {off}, {self.nram - size}")
-        if size > 1:
-            al = f.op(f"and i64 {off}, {size - 1}")
-            ok2 = f.op(f"icmp eq i64 {al}, 0")
-            ok = f.op(f"and i1 {ok}, {ok2}")
+        """The RAM offset of a data access, after the TLB, permission, range and alignment checks;
+        a failed check branches to `side`. Inline, or (`outline`) a call of a module helper that
+        returns -1 on failure: the IR of cold code is then half the size, so it compiles in
+        about half the time, at the cost of a call per access."""
+        f = self.f
+        if not self.outline:
+            return access_check(f, self.mode, self.base, self.nram, addr, size, store, side)
+        name = helper_name(self.mode, size, store)
+        self.helpers[name] = (self.mode, size, store)
+        args = "i64* %tlb, i64* %jpg, i64 %tohost, " if store else "i64* %tlb, "
+        off = f.op(f"call fastcc i64 @{name}({args}i64 {addr})")
+        ok = f.op(f"icmp sge i64 {off}, 0")
         go = f.label()
         f.emit(f"  br i1 {ok}, label %{go}, label %{side}")
         f.emit(f"{go}:")
-        if store:
-            # Only now is `off` known to lie in RAM, so its page word may be read.
-            # A store to a page holding translations, or to HTIF's tohost, is the interpreter's.
-            pgi = f.op(f"lshr i64 {off}, 12")
-            jp = f.op(f"getelementptr i64, i64* %jpg, i64 {pgi}")
-            jw = f.op(f"load i64, i64* {jp}")
-            code = f.op(f"and i64 {jw}, 1")
-            ok3 = f.op(f"icmp eq i64 {code}, 0")
-            ok4 = f.op(f"icmp ne i64 {pa}, %tohost")
-            ok = f.op(f"and i1 {ok3}, {ok4}")
-            go = f.label()
-            f.emit(f"  br i1 {ok}, label %{go}, label %{side}")
-            f.emit(f"{go}:")
         return off
 
     def mark_fs_dirty(self) -> None:
