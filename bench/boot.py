@@ -58,7 +58,7 @@ def timed(cmd: list[str], marker: str, timeout: float = 1800) -> tuple[float | N
 
 def milestones(guest, memory: int, deterministic: bool) -> None:
     """Boot in-process and print instructions/seconds at each boot stage."""
-    from wirt.images.scripts import run_param
+    from wirt.cli.run import _bootargs
     from wirt.machine.board import Machine
 
     stages = {"OpenSBI v": "OpenSBI banner", "Linux version": "Linux banner",
@@ -76,7 +76,7 @@ def milestones(guest, memory: int, deterministic: bool) -> None:
 
     m = Machine(guest.firmware.read_bytes(), guest.kernel.read_bytes(), guest.initrd.read_bytes(),
                 memory_size=memory, deterministic=deterministic, on_output=out,
-                bootargs=f"console=ttyS0 earlycon=sbi panic=1 {run_param('echo ' + MARKER)}")
+                bootargs=_bootargs(f"echo {MARKER}", ""))   # what `wirt run` boots with
     holder["m"] = m
     ready = time.perf_counter() - start
     t0 = time.perf_counter()
@@ -99,7 +99,9 @@ def milestones(guest, memory: int, deterministic: bool) -> None:
     if js.get("setting", "off") != "off":
         print(f"  translation tier ({js['setting']}): {js['regions']} regions compiled in "
               f"{js['compile_s']:.1f} s (background), entered {js['entered']} times, "
-              f"{js['side_exits']} side exits, {js['invalidations']} invalidations")
+              f"{js['side_exits']} side exits, {js['limit_exits']} limit exits, "
+              f"{js['invalidations']} invalidations, "
+              f"{js['translated_insns'] / max(r.instructions, 1):.0%} of instructions translated")
 
 
 def main() -> None:

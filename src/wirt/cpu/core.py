@@ -29,9 +29,11 @@ from wirt.cpu.layout import (
 )
 from wirt.cpu.jit.call import call_block
 from wirt.cpu.jit.table import slot as jt_slot
+from wirt.cpu.jit.x64.translate import MAX_CODE as X_MAX_CODE, translate as x_translate
 from wirt.cpu.layout import (
     JQ_CALLS, JQ_CAP, JQ_COUNT, JQ_ENTRY, JQ_FORCE, JQ_HEAD, JQ_INVAL, JQ_LIMIT, JQ_SIDE,
-    JQ_HOT, JQ_INSNS, JQ_LEVEL2, JQ_STEP, JQ_THRESHOLD, JR_END, JR_SIDE, JT_MODE_SHIFT, JT_W,
+    JQ_HOT, JQ_INSNS, JQ_LEVEL2, JQ_STEP, JQ_THRESHOLD, JQ_XBASE, JQ_XFLUSH, JQ_XFP, JQ_XN,
+    JQ_XPOS, JQ_XTHR, JR_END, JR_SIDE, JT_MODE_SHIFT, JT_SLOTS, JT_W,
 )
 from wirt.cpu.mmu import pmp_fill, tlb_flush, walk
 
@@ -186,11 +188,25 @@ def next_deadline(s, c, icount, limit):
 
 
 @njit(cache=True, nogil=True)
-def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg):
+def x_flush(jt, jq, size):
+    """Empty the hart's template code buffer: forget every table entry pointing into it."""
+    lo = jq[JQ_XBASE]
+    for i in range(JT_SLOTS):
+        fn = jt[i * JT_W + 1]
+        if fn >= lo and fn < lo + size:
+            jt[i * JT_W] = -1
+            jt[i * JT_W + 1] = 0
+    jq[JQ_XPOS] = 0
+    jq[JQ_XFLUSH] += 1
+
+
+@njit(cache=True, nogil=True)
+def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg, xc):
     """Run the hart for at most `budget` instructions; returns the exit reason (see layout).
 
     jt, jq: this hart's translation table and request queue; jpg: the machine's code-page
-    words (cpu/jit). With jq[JQ_THRESHOLD] == 0 the translation tier is off.
+    words; xc: the hart's code buffer for the template tier (cpu/jit). With
+    jq[JQ_THRESHOLD] == 0 the translation tier is off.
     """
     pc = s[PC]
     icount = s[ICOUNT]
@@ -216,6 +232,7 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
     forbid_u = 0
     forbid_fu = 0
     jthr = jq[JQ_THRESHOLD]
+    xthr = jq[JQ_XTHR] if len(xc) > 2 * X_MAX_CODE else 0
     jst = 0         # translation tier: 1 = look up a region at this pc, 2 = after this instruction
     jmode = 0
     jkey = 0
@@ -329,7 +346,27 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
                 else:
                     cnt = jt[jb + 3] + 1
                     jt[jb + 3] = cnt
-                    if cnt >= jthr:
+                    if xthr > 0 and cnt >= xthr:
+                        # Template tier: translate here and now (microseconds), enter at once.
+                        if jq[JQ_XPOS] > len(xc) - X_MAX_CODE:
+                            x_flush(jt, jq, len(xc))
+                        xp = jq[JQ_XPOS]
+                        xe = x_translate(xc, xp, ram16, rvc, foff, pc & 0xFFF, jmode, base, nram,
+                                         jq[JQ_XFP])
+                        if xe > xp:
+                            jq[JQ_XPOS] = (xe + 15) & ~15
+                            jq[JQ_XN] += 1
+                            # From now on a store to the page invalidates (layout.py, jpg).
+                            jgen = jgen | 1
+                            jpg[joff >> 12] = jgen
+                            jt[jb] = joff | jkey
+                            jt[jb + 1] = jq[JQ_XBASE] + xp
+                            jt[jb + 2] = jgen
+                            jt[jb + 3] = 0
+                            jst = 1
+                            continue
+                        jt[jb + 3] = -(1 << 40)   # nothing to translate here: stop counting
+                    elif xthr == 0 and cnt >= jthr:
                         jt[jb + 3] = -(jthr << 4)  # back off until the request is served
                         n = jq[JQ_COUNT]
                         if n < JQ_CAP:

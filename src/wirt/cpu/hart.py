@@ -61,7 +61,7 @@ def _warm_up(core) -> None:
     Hart._init_arrays(h, np.zeros(4096, dtype=np.uint8), 0x80000000, 0, np.zeros(8, dtype=np.uint8), 0x1000)
     h.s[L.PC] = 0x80000000
     core.run(h.s, h.c, h.tlb, h.ram8, h.ram16, h.ram32, h.ram64, h.rom8, _rvc_table, h.ex, 1,
-             h.jt, h.jq, h.jpg)
+             h.jt, h.jq, h.jpg, h.xc)
 
 
 class Hart:
@@ -80,7 +80,7 @@ class Hart:
             from wirt.cpu.jit.cache import TranslationCache, jit_setting
             jit = TranslationCache(ram, ram_base, self.jpg, _rvc_table, jit_setting(jit))
         self.jit = jit
-        self.jt, self.jq = jit.new_tables()
+        self.jt, self.jq, self.xc = jit.new_tables()
 
     def _init_arrays(self, ram: np.ndarray, ram_base: int, hartid: int, rom: np.ndarray,
                      rom_base: int, code_pages: np.ndarray | None = None) -> None:
@@ -104,6 +104,7 @@ class Hart:
         self.jit = None
         self.jt = np.full(L.JT_W, -1, dtype=np.int64)   # tier off until a cache is attached
         self.jq = np.zeros(L.JQ_SIZE, dtype=np.int64)
+        self.xc = np.zeros(8, dtype=np.uint8)           # no template-tier code buffer
         self.s[L.RAM_BASE] = ram_base
         self.s[L.RAM_SIZE] = len(ram)
         self.s[L.ROM_BASE] = rom_base
@@ -136,7 +137,7 @@ class Hart:
         while True:
             reason = self.core.run(s, self.c, self.tlb, self.ram8, self.ram16, self.ram32,
                                    self.ram64, self.rom8, _rvc_table, self.ex,
-                                   end - int(s[L.ICOUNT]), self.jt, jq, self.jpg)
+                                   end - int(s[L.ICOUNT]), self.jt, jq, self.jpg, self.xc)
             if self.jit is None or not self.jit.enabled:
                 return reason
             forced = reason == L.EXIT_BUDGET and jq[L.JQ_FORCE] and jq[L.JQ_COUNT]

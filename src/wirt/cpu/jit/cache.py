@@ -27,15 +27,18 @@ import numpy as np
 
 from wirt.cpu import layout as L
 from wirt.cpu.jit.compiler import compile_ir, host_supported
+from wirt.cpu.jit.x64.buffer import address, code_buffer
 from wirt.cpu.jit.emit import MODULE_HEADER, Mode, RegionEmitter, helper_ir
 from wirt.cpu.jit.region import discover
 from wirt.cpu.jit.table import slot_of
 
 DEFAULT_THRESHOLD = 16384     # lookups of an entry before it is translated (level 1): only
                               # code that stays hot; lower values made a Linux boot slower
+DEFAULT_XTHRESHOLD = 32      # lookups of an entry before the template tier translates it
 DEFAULT_HOT = 8_000_000       # instructions run in a region before it is optimized (level 2)
 DEFAULT_LIMIT = 64 << 20      # bytes of translated code before a flush
 MODULE_REGIONS = 64           # regions per LLVM module at most
+L2_MODULE_REGIONS = 4         # optimized regions per module (each costs tens of ms)
 
 
 def jit_setting(value: str | None = None) -> str:
@@ -58,7 +61,8 @@ class TranslationCache:
 
     def __init__(self, ram: np.ndarray, ram_base: int, code_pages: np.ndarray, rvc: np.ndarray,
                  setting: str = "on", threshold: int = DEFAULT_THRESHOLD,
-                 limit_bytes: int = DEFAULT_LIMIT, hot: int = DEFAULT_HOT, sync: bool = False) -> None:
+                 limit_bytes: int = DEFAULT_LIMIT, hot: int = DEFAULT_HOT, sync: bool = False,
+                 xthreshold: int = DEFAULT_XTHRESHOLD) -> None:
         """`sync`: compile on the calling thread at once (tests; always so under "force")."""
         global _notice_shown
         if setting != "off" and not host_supported():
@@ -76,6 +80,11 @@ class TranslationCache:
         fixed = os.environ.get("WIRT_JIT_THRESHOLD")
         self.threshold = 1 if setting == "force" else int(fixed or threshold)
         self.hot = int(os.environ.get("WIRT_JIT_HOT", hot))
+        # The template tier (jit/x64) translates after this many lookups of an entry; LLVM
+        # then only optimizes hot regions (0: LLVM does both levels).
+        self.xthreshold = int(os.environ.get("WIRT_JIT_XTHRESHOLD", xthreshold))
+        if setting == "force" and self.xthreshold > 0:
+            self.xthreshold = 1
         self.sync = sync or setting == "force"
         self.limit_bytes = limit_bytes
         # (off, mode) -> (fn, gen, level)
@@ -101,20 +110,28 @@ class TranslationCache:
         return self.setting != "off"
 
     # ---- per-hart arrays ----------------------------------------------------------------------
-    def new_tables(self) -> tuple[np.ndarray, np.ndarray]:
-        """A hart's translation table and request queue."""
+    def new_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A hart's translation table, request queue and template-tier code buffer."""
         jt = np.zeros(L.JT_SLOTS * L.JT_W, dtype=np.int64)
         jt[0::L.JT_W] = -1
         jq = np.zeros(L.JQ_SIZE, dtype=np.int64)
         jq[L.JQ_THRESHOLD] = self.threshold if self.enabled else 0
         jq[L.JQ_FORCE] = 1 if self.sync else 0   # the core returns at each request
         jq[L.JQ_HOT] = self.hot
+        xc = code_buffer() if self.enabled and self.xthreshold > 0 else None
+        if xc is None:
+            xc = np.zeros(8, dtype=np.uint8)
+        else:
+            from wirt.cpu.jit.fpcall import fp_exec
+            jq[L.JQ_XTHR] = self.xthreshold
+            jq[L.JQ_XBASE] = address(xc)
+            jq[L.JQ_XFP] = fp_exec.address
         with self._lock:
             self._index[id(jt)] = len(self.tables)
             self.tables.append(jt)
             self._seen.append(self._flush_gen)
             self._installs.append([])
-        return jt, jq
+        return jt, jq, xc
 
     # ---- service (on the hart's thread, between time slices) ----------------------------------
     def service(self, jt: np.ndarray, jq: np.ndarray) -> None:
@@ -208,23 +225,39 @@ class TranslationCache:
             self._thread.start()
 
     def _worker(self) -> None:
+        """Compile queued work, cheapest first: every waiting level-1 region (in modules of up
+        to MODULE_REGIONS: a module costs about 1 ms of LLVM set-up however small it is), then
+        level-2 regions a few at a time (tens of ms each), so a burst of new code is not kept
+        waiting behind the optimization of old loops. Newest requests first: they are the
+        code running now."""
+        pending: dict[tuple[int, int], list] = {}
         while True:
-            jobs = [self._jobs.get()]
-            while True:   # whatever else is queued goes into the same modules: a module costs
-                try:      # about 1 ms of LLVM set-up however small it is
-                    jobs.append(self._jobs.get_nowait())
+            block = not pending
+            while True:
+                try:
+                    job = self._jobs.get(block)
                 except queue.Empty:
                     break
-            stop = None in jobs
-            groups: dict[tuple[int, int], list] = {}
-            for job in jobs:
-                if job is not None:
-                    groups.setdefault((job[1], job[2]), []).extend(job[0])
-            for (level, fgen), items in groups.items():
-                for i in range(0, len(items), MODULE_REGIONS):
-                    self._compile_safely((items[i: i + MODULE_REGIONS], level, fgen))
-            if stop:
-                return
+                block = False
+                if job is None:
+                    return
+                pending.setdefault((job[1], job[2]), []).extend(job[0])
+            fgen = self._flush_gen
+            for key in list(pending):
+                if key[1] != fgen:     # made before a flush: nobody will install it
+                    for off, mode, _ in pending.pop(key):
+                        self._done.put((None, [(off, mode, 0, None)], key[1], key[0]))
+            if not pending:
+                continue
+            level, fgen = key = min(pending)
+            items = pending[key]
+            take = MODULE_REGIONS if level == 1 else L2_MODULE_REGIONS
+            chunk, rest = items[-take:], items[:-take]
+            if rest:
+                pending[key] = rest
+            else:
+                del pending[key]
+            self._compile_safely((chunk[::-1], level, fgen))
 
     def _compile_safely(self, job) -> None:
         try:
@@ -307,6 +340,8 @@ class TranslationCache:
         d["setting"] = self.setting
         for name, idx in (("entered", L.JQ_CALLS), ("side_exits", L.JQ_SIDE),
                           ("limit_exits", L.JQ_LIMIT), ("chained", L.JQ_CHAIN),
-                          ("invalidations", L.JQ_INVAL), ("translated_insns", L.JQ_INSNS)):
+                          ("invalidations", L.JQ_INVAL), ("translated_insns", L.JQ_INSNS),
+                          ("template_regions", L.JQ_XN), ("template_flushes", L.JQ_XFLUSH)):
             d[name] = int(sum(int(q[idx]) for q in jq_list))
+        d["regions"] += d["template_regions"]     # first-tier translations of either kind
         return d

@@ -1,0 +1,25 @@
+"""Executable memory for the template tier: one buffer per hart, written only by its thread."""
+
+from __future__ import annotations
+
+import mmap
+
+import numpy as np
+
+DEFAULT_SIZE = 64 << 20   # bytes per hart; pages are committed only as code is written
+
+
+def code_buffer(size: int = DEFAULT_SIZE) -> np.ndarray | None:
+    """A writable, executable uint8 array of `size` bytes (the mapping lives as long as the
+    array), or None where the host forbids such mappings."""
+    try:
+        mm = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
+                       prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    except (OSError, ValueError):
+        return None
+    return np.frombuffer(mm, dtype=np.uint8)
+
+
+def address(buf: np.ndarray) -> int:
+    """Host address of the buffer's first byte."""
+    return int(buf.ctypes.data)

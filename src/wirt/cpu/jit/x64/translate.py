@@ -1,0 +1,675 @@
+"""The template translator: a region of guest code straight to x86-64 bytes, inside the core.
+
+QEMU's lesson: code that runs a few dozen times is worth translating only if translation costs
+about as much as interpreting it a few times. LLVM takes milliseconds per region; this
+translator, compiled by numba into the core, takes microseconds, so the core translates a
+region synchronously after a handful of lookups (jq[JQ_XTHR]) and LLVM only re-optimizes the
+hottest ones (level 2, cpu/jit/cache.py).
+
+A region (the blocks reachable on one 4 KiB page from an entry, as region.discover finds them)
+becomes one function with the contract of emit.py:
+
+    int64 fn(int64 *s, int64 *c, int64 *tlb, uint8 *ram, int64 *jpg, int64 limit)
+
+It returns JR_END, JR_SIDE or JR_LIMIT with s[PC] (virtual) and s[ICOUNT] written. Guest
+registers stay in `s`: every instruction loads its operands and stores its result, so an exit
+only writes pc and the count. Loads and stores check the software TLB inline with the
+interpreter's permission rules, then the RAM bounds and alignment, and for stores the page's
+translation word and HTIF's tohost; any failed check leaves *before* the instruction (JR_SIDE)
+and the interpreter runs it. Host registers in the generated code:
+
+    rbx  s          rbp  guest RAM     r12  TLB      r13  CSR array c
+    r14  virtual address of the page (pc - page offset)       r15  instruction count
+    [rsp] limit     [rsp+8] jpg        rax rcx rdx rsi rdi r8-r11: scratch
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from wirt.cpu.jit.x64.asm import (
+    ADD, AND, CC_A, CC_AE, CC_B, CC_E, CC_G, CC_GE, CC_L, CC_NE, CMP, NOIDX, OR, R8, R9, R12, R13,
+    R14, R15, RAX, RBP, RBX, RCX, RDI, RDX, RSI, RSP, SAR, SHL, SHR, SUB, XOR, alu_ri, alu_rm,
+    alu_rr, call_r, cmp_rx, cqo, enc, imul_rr, jcc, jmp, lea, load_x, mov_mi, mov_ri, mov_rm,
+    mov_mr, mov_rr, movsxd, or_mi, patch32, pop, push, ret, setcc_zx, shift_cl, shift_ri, store_x,
+    test_m8, test_ri, u8, unary)
+from wirt.cpu.layout import (
+    CSR_MSTATUS, F0, ICOUNT, JR_END, JR_LIMIT, JR_SIDE, MS_FS, PC, PTE_D, PTE_R, PTE_U, PTE_W,
+    PTE_X, PRV_U, TLB_ENTRIES, TOHOST)
+
+MAX_INSNS = 256         # guest instructions per region
+MAX_BLOCK = 64          # per block
+MAX_BLOCKS = 96
+MAX_CODE = 128 * 1024   # bytes a region can take at most (under 200 per instruction, with stubs)
+NAN_BOX = -(1 << 32)
+
+# Instruction classes (what `kind` returns).
+K_NONE, K_ALU, K_LOAD, K_STORE, K_BRANCH, K_JAL, K_JALR, K_FENCE, K_FP = 0, 1, 2, 3, 4, 5, 6, 7, 8
+# How a block ends.
+E_SIDE, E_FALL, E_BRANCH, E_JAL, E_JALR = 0, 1, 2, 3, 4
+
+_S_PC = 8 * PC
+_S_IC = 8 * ICOUNT
+
+
+@njit(cache=True, nogil=True)
+def kind(inst, fp):
+    """The class of an instruction this translator handles, or K_NONE (the interpreter runs it,
+    and raises the exception for anything reserved or illegal)."""
+    op = inst & 0x7F
+    f3 = (inst >> 12) & 7
+    f7 = (inst >> 25) & 0x7F
+    if op == 0x13:
+        if f3 == 1 and (inst >> 26) & 0x3F != 0:
+            return K_NONE
+        if f3 == 5 and ((inst >> 26) & 0x3F) != 0 and ((inst >> 26) & 0x3F) != 0x10:
+            return K_NONE
+        return K_ALU
+    if op == 0x33:
+        if f7 == 0 or f7 == 1 or (f7 == 0x20 and (f3 == 0 or f3 == 5)):
+            return K_ALU
+        return K_NONE
+    if op == 0x1B:
+        if f3 == 0 or (f3 == 1 and f7 == 0) or (f3 == 5 and (f7 == 0 or f7 == 0x20)):
+            return K_ALU
+        return K_NONE
+    if op == 0x3B:
+        if f7 == 0 and (f3 == 0 or f3 == 1 or f3 == 5):
+            return K_ALU
+        if f7 == 0x20 and (f3 == 0 or f3 == 5):
+            return K_ALU
+        if f7 == 1 and f3 != 1 and f3 != 2 and f3 != 3:
+            return K_ALU
+        return K_NONE
+    if op == 0x37 or op == 0x17:
+        return K_ALU
+    if op == 0x03:
+        return K_LOAD if f3 != 7 else K_NONE
+    if op == 0x23:
+        return K_STORE if f3 <= 3 else K_NONE
+    if op == 0x07:
+        return K_LOAD if fp and (f3 == 2 or f3 == 3) else K_NONE
+    if op == 0x27:
+        return K_STORE if fp and (f3 == 2 or f3 == 3) else K_NONE
+    if op == 0x63:
+        return K_BRANCH if f3 != 2 and f3 != 3 else K_NONE
+    if op == 0x6F:
+        return K_JAL
+    if op == 0x67:
+        return K_JALR if f3 == 0 else K_NONE
+    if op == 0x0F and f3 == 0:
+        return K_FENCE
+    if fp and (op == 0x53 or op == 0x43 or op == 0x47 or op == 0x4B or op == 0x4F):
+        return K_FP
+    return K_NONE
+
+
+@njit(cache=True, nogil=True)
+def branch_offset(inst):
+    return (((inst >> 31) << 12) | (((inst >> 7) & 1) << 11)
+            | (((inst >> 25) & 0x3F) << 5) | (((inst >> 8) & 0xF) << 1))
+
+
+@njit(cache=True, nogil=True)
+def jal_offset(inst):
+    return (((inst >> 31) << 20) | (((inst >> 12) & 0xFF) << 12)
+            | (((inst >> 20) & 1) << 11) | (((inst >> 21) & 0x3FF) << 1))
+
+
+# ---- region discovery ---------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def discover(ram16, rvc, poff, entry, fp, bs, bf, bn, be, bo, ii, io, il, at):
+    """Fill the block arrays (start, first instruction, count, end kind, end offset) and the
+    instruction arrays (encoding, page offset, length) for the region entered at page offset
+    `entry` of the page at RAM offset `poff`; `at[off >> 1]` = block number + 1 of the block
+    starting there. Returns (blocks, instructions). Same shape as region.discover."""
+    work = np.empty(2 * MAX_BLOCKS + 2, np.int64)
+    nw = 0
+    work[nw] = entry
+    nw += 1
+    nb = 0
+    ni = 0
+    while nw > 0 and ni < MAX_INSNS and nb < MAX_BLOCKS:
+        nw -= 1
+        start = work[nw]
+        if at[start >> 1] != 0:
+            continue
+        k = nb
+        nb += 1
+        at[start >> 1] = k + 1
+        bs[k] = start
+        bf[k] = ni
+        bn[k] = 0
+        be[k] = E_SIDE
+        bo[k] = start
+        off = start
+        while True:
+            if off >= 4096 or bn[k] >= MAX_BLOCK or ni >= MAX_INSNS:
+                be[k] = E_FALL
+                bo[k] = off
+                break
+            if off != start and at[off >> 1] != 0 and bn[at[off >> 1] - 1] > 0:
+                be[k] = E_FALL          # join an existing block
+                bo[k] = off
+                break
+            lo = np.int64(ram16[(poff + off) >> 1])
+            if (lo & 3) != 3:
+                inst = np.int64(rvc[lo])
+                n = 2
+            else:
+                if off > 4096 - 4:
+                    be[k] = E_SIDE
+                    bo[k] = off
+                    break
+                inst = lo | (np.int64(ram16[((poff + off) >> 1) + 1]) << 16)
+                inst = (inst ^ 0x80000000) - 0x80000000
+                n = 4
+            c = kind(inst, fp) if inst != 0 else K_NONE
+            if c == K_NONE:
+                be[k] = E_SIDE
+                bo[k] = off
+                break
+            ii[ni] = inst
+            io[ni] = off
+            il[ni] = n
+            ni += 1
+            bn[k] += 1
+            off += n
+            if c == K_BRANCH:
+                be[k] = E_BRANCH
+                t = off - n + branch_offset(inst)
+                if 0 <= t < 4096 and at[t >> 1] == 0 and nw < len(work) - 2:
+                    work[nw] = t
+                    nw += 1
+                if off < 4096 and at[off >> 1] == 0:
+                    work[nw] = off
+                    nw += 1
+                break
+            if c == K_JAL:
+                be[k] = E_JAL
+                t = off - n + jal_offset(inst)
+                if 0 <= t < 4096 and at[t >> 1] == 0 and nw < len(work) - 1:
+                    work[nw] = t
+                    nw += 1
+                break
+            if c == K_JALR:
+                be[k] = E_JALR
+                break
+        if (be[k] == E_FALL and bo[k] < 4096 and at[bo[k] >> 1] == 0 and ni < MAX_INSNS
+                and nw < len(work) - 1):
+            work[nw] = bo[k]
+            nw += 1
+    return nb, ni
+
+
+# ---- emission helpers ----------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def ld(b, p, r, x):
+    """Host register r = guest register x (slot x of s; slot 0 reads as zero)."""
+    if x == 0:
+        return alu_rr(b, p, XOR, r, r, 0)
+    return mov_rm(b, p, r, RBX, 8 * x)
+
+
+@njit(cache=True, nogil=True)
+def epilogue(b, p):
+    p = alu_ri(b, p, ADD, RSP, 24, 1)
+    p = pop(b, p, R15)
+    p = pop(b, p, R14)
+    p = pop(b, p, R13)
+    p = pop(b, p, R12)
+    p = pop(b, p, RBP)
+    p = pop(b, p, RBX)
+    return ret(b, p)
+
+
+@njit(cache=True, nogil=True)
+def exit_stub(b, p, off, k, code):
+    """Leave with pc = page + off, count = r15 + k, return `code`."""
+    p = lea(b, p, RAX, R14, off)
+    p = mov_mr(b, p, RBX, _S_PC, RAX)
+    if k == 0:
+        p = mov_mr(b, p, RBX, _S_IC, R15)
+    else:
+        p = lea(b, p, RAX, R15, k)
+        p = mov_mr(b, p, RBX, _S_IC, RAX)
+    p = mov_ri(b, p, RAX, code)
+    return epilogue(b, p)
+
+
+@njit(cache=True, nogil=True)
+def jcc8(b, p, cc):
+    """jcc rel8 to be patched: (position after, position of the rel8)."""
+    b[p] = 0x70 + cc
+    return p + 2, p + 1
+
+
+@njit(cache=True, nogil=True)
+def jmp8(b, p):
+    b[p] = 0xEB
+    return p + 2, p + 1
+
+
+@njit(cache=True, nogil=True)
+def patch8(b, at, target):
+    b[at] = (target - (at + 1)) & 0xFF
+
+
+@njit(cache=True, nogil=True)
+def access(b, p, size, store, dtlb, rmask, forbid_u, ram_base, ram_size, sites, ns, stub):
+    """Checks of a data access whose virtual address is in rax (priv spec 4.3.1 via the TLB, as
+    the interpreter's permission rules); leaves the RAM offset in rax. Each failed check jumps
+    to stub number `stub` (a side exit before the instruction): the jumps are recorded in
+    sites[ns], sites[ns+1] (position of the rel32, stub). Returns (p, ns)."""
+    if dtlb:
+        p = mov_rr(b, p, RDX, RAX)
+        p = shift_ri(b, p, SAR, RDX, 12, 1)                 # vpn
+        p = enc(b, p, 0, 0x89, RDX, RCX, NOIDX, 0, 0, False)  # ecx = edx
+        p = alu_ri(b, p, AND, RCX, TLB_ENTRIES - 1, 0)      # TLB index
+        p = cmp_rx(b, p, RDX, R12, RCX, 3, 0)               # tag == vpn?
+        p, at = jcc(b, p, CC_NE)
+        sites[ns, 0] = at
+        sites[ns, 1] = stub
+        ns += 1
+        p = enc(b, p, 1, 0x8B, RDX, R12, RCX, 3, 8 * TLB_ENTRIES, True)  # the entry's data word
+        if store:
+            p = mov_rr(b, p, RCX, RDX)
+            p = alu_ri(b, p, AND, RCX, PTE_W | PTE_D, 1)
+            p = alu_ri(b, p, CMP, RCX, PTE_W | PTE_D, 1)
+            p, at = jcc(b, p, CC_NE)
+        else:
+            p = test_ri(b, p, RDX, rmask)
+            p, at = jcc(b, p, CC_E)
+        sites[ns, 0] = at
+        sites[ns, 1] = stub
+        ns += 1
+        if forbid_u != -1:
+            p = test_ri(b, p, RDX, PTE_U)
+            p, at = jcc(b, p, CC_E if forbid_u == 0 else CC_NE)
+            sites[ns, 0] = at
+            sites[ns, 1] = stub
+            ns += 1
+        p = alu_ri(b, p, AND, RDX, -4096, 1)
+        p = alu_ri(b, p, AND, RAX, 4095, 0)
+        p = alu_rr(b, p, OR, RAX, RDX, 1)                   # physical address
+    if store:   # HTIF's tohost is the machine's
+        p = alu_rm(b, p, CMP, RAX, RBX, 8 * TOHOST)
+        p, at = jcc(b, p, CC_E)
+        sites[ns, 0] = at
+        sites[ns, 1] = stub
+        ns += 1
+    p = mov_ri(b, p, RDX, ram_base)
+    p = alu_rr(b, p, SUB, RAX, RDX, 1)
+    p = mov_ri(b, p, RDX, ram_size - size)
+    p = alu_rr(b, p, CMP, RAX, RDX, 1)
+    p, at = jcc(b, p, CC_A)                                 # outside RAM (unsigned): MMIO
+    sites[ns, 0] = at
+    sites[ns, 1] = stub
+    ns += 1
+    if size > 1:
+        p = test_ri(b, p, RAX, size - 1)
+        p, at = jcc(b, p, CC_NE)
+        sites[ns, 0] = at
+        sites[ns, 1] = stub
+        ns += 1
+    if store:   # a page holding translations: the interpreter invalidates them
+        p = mov_rr(b, p, RDX, RAX)
+        p = shift_ri(b, p, SHR, RDX, 12, 1)
+        p = mov_rm(b, p, RCX, RSP, 8)
+        p = test_m8(b, p, RCX, RDX, 3, 0, 1)
+        p, at = jcc(b, p, CC_NE)
+        sites[ns, 0] = at
+        sites[ns, 1] = stub
+        ns += 1
+    return p, ns
+
+
+@njit(cache=True, nogil=True)
+def divrem(b, p, f3, w):
+    """rax = rax (/ or %) rcx per funct3 4..7, with RISC-V's results for division by zero and
+    overflow (unprivileged spec 13.2), w=0 on the low 32 bits."""
+    signed = f3 == 4 or f3 == 6
+    quot = f3 == 4 or f3 == 5
+    p = alu_rr(b, p, OR, RCX, RCX, w)           # flags of rcx
+    p, z = jcc8(b, p, CC_E)
+    d1 = 0
+    if signed:
+        p = alu_ri(b, p, CMP, RCX, -1, w)
+        p, go = jcc8(b, p, CC_NE)
+        if quot:
+            p = unary(b, p, 3, RAX, w)          # x / -1 = -x (the overflow case wraps to x)
+        else:
+            p = alu_rr(b, p, XOR, RAX, RAX, 0)  # x % -1 = 0
+        p, d1 = jmp8(b, p)
+        patch8(b, go, p)
+        p = cqo(b, p, w)
+        p = unary(b, p, 7, RCX, w)              # idiv
+    else:
+        p = alu_rr(b, p, XOR, RDX, RDX, 0)
+        p = unary(b, p, 6, RCX, w)              # div
+    if not quot:
+        p = mov_rr(b, p, RAX, RDX)
+    p, d2 = jmp8(b, p)
+    patch8(b, z, p)
+    if quot:
+        p = mov_ri(b, p, RAX, -1)               # x / 0 = all ones; x % 0 = x
+    patch8(b, d2, p)
+    if signed:
+        patch8(b, d1, p)
+    return p
+
+
+@njit(cache=True, nogil=True)
+def alu(b, p, inst, off):
+    """An integer computation writing only rd (nothing for rd = x0: no side effects)."""
+    op = inst & 0x7F
+    rd = (inst >> 7) & 31
+    f3 = (inst >> 12) & 7
+    f7 = (inst >> 25) & 0x7F
+    rs1 = (inst >> 15) & 31
+    rs2 = (inst >> 20) & 31
+    if rd == 0:
+        return p
+    if op == 0x37:
+        return mov_mi(b, p, RBX, 8 * rd, (inst >> 12) << 12)
+    if op == 0x17:
+        v = off + ((inst >> 12) << 12)
+        if -(1 << 31) <= v < (1 << 31):
+            p = lea(b, p, RAX, R14, v)
+        else:
+            p = mov_ri(b, p, RAX, v)
+            p = alu_rr(b, p, ADD, RAX, R14, 1)
+        return mov_mr(b, p, RBX, 8 * rd, RAX)
+    p = ld(b, p, RAX, rs1)
+    if op == 0x13:
+        imm = inst >> 20
+        if f3 == 0:
+            if imm != 0:
+                p = alu_ri(b, p, ADD, RAX, imm, 1)
+        elif f3 == 1:
+            p = shift_ri(b, p, SHL, RAX, imm & 63, 1)
+        elif f3 == 2 or f3 == 3:
+            p = alu_ri(b, p, CMP, RAX, imm, 1)
+            p = setcc_zx(b, p, CC_L if f3 == 2 else CC_B, RAX)
+        elif f3 == 4:
+            p = alu_ri(b, p, XOR, RAX, imm, 1)
+        elif f3 == 5:
+            p = shift_ri(b, p, SAR if (imm >> 10) & 1 else SHR, RAX, imm & 63, 1)
+        elif f3 == 6:
+            p = alu_ri(b, p, OR, RAX, imm, 1)
+        else:
+            p = alu_ri(b, p, AND, RAX, imm, 1)
+        return mov_mr(b, p, RBX, 8 * rd, RAX)
+    if op == 0x1B:
+        imm = inst >> 20
+        if f3 == 0:
+            p = alu_ri(b, p, ADD, RAX, imm, 0)
+        elif f3 == 1:
+            p = shift_ri(b, p, SHL, RAX, imm & 31, 0)
+        else:
+            p = shift_ri(b, p, SAR if f7 == 0x20 else SHR, RAX, imm & 31, 0)
+        p = movsxd(b, p, RAX, RAX)
+        return mov_mr(b, p, RBX, 8 * rd, RAX)
+    p = ld(b, p, RCX, rs2)
+    w = 1 if op == 0x33 else 0
+    if f7 == 1:
+        if f3 == 0:
+            p = imul_rr(b, p, RAX, RCX, w)
+        elif f3 == 1:
+            p = unary(b, p, 5, RCX, 1)          # rdx:rax = signed rax * rcx
+            p = mov_rr(b, p, RAX, RDX)
+        elif f3 == 3:
+            p = unary(b, p, 4, RCX, 1)          # unsigned
+            p = mov_rr(b, p, RAX, RDX)
+        elif f3 == 2:
+            # mulhsu: high(unsigned product) - (rs1 < 0 ? rs2 : 0)
+            p = mov_rr(b, p, R8, RAX)
+            p = unary(b, p, 4, RCX, 1)
+            p = shift_ri(b, p, SAR, R8, 63, 1)
+            p = alu_rr(b, p, AND, R8, RCX, 1)
+            p = alu_rr(b, p, SUB, RDX, R8, 1)
+            p = mov_rr(b, p, RAX, RDX)
+        else:
+            p = divrem(b, p, f3, w)
+    elif f3 == 0:
+        p = alu_rr(b, p, SUB if f7 == 0x20 else ADD, RAX, RCX, w)
+    elif f3 == 1:
+        p = shift_cl(b, p, SHL, RAX, w)
+    elif f3 == 5:
+        p = shift_cl(b, p, SAR if f7 == 0x20 else SHR, RAX, w)
+    elif f3 == 2 or f3 == 3:
+        p = alu_rr(b, p, CMP, RAX, RCX, 1)
+        p = setcc_zx(b, p, CC_L if f3 == 2 else CC_B, RAX)
+    elif f3 == 4:
+        p = alu_rr(b, p, XOR, RAX, RCX, 1)
+    elif f3 == 6:
+        p = alu_rr(b, p, OR, RAX, RCX, 1)
+    else:
+        p = alu_rr(b, p, AND, RAX, RCX, 1)
+    if w == 0:
+        p = movsxd(b, p, RAX, RAX)
+    return mov_mr(b, p, RBX, 8 * rd, RAX)
+
+
+# ---- the translator ----------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec):
+    """Translate the region entered at page offset `entry` of the RAM page at offset `poff` for
+    mode number `mode` (core.run's jmode) into b[pos:]; returns the end position, or `pos` if
+    the entry instruction is not translatable. The caller guarantees MAX_CODE bytes of room."""
+    dpriv = (mode >> 2) & 3
+    sum_ = (mode >> 4) & 1
+    mxr = (mode >> 5) & 1
+    dtlb = ((mode >> 7) & 1) != 0
+    fp = ((mode >> 8) & 1) != 0
+    forbid_u = 0 if dpriv == PRV_U else (-1 if sum_ else PTE_U)
+    rmask = PTE_R | (PTE_X if mxr else 0)
+
+    bs = np.empty(MAX_BLOCKS, np.int64)
+    bf = np.empty(MAX_BLOCKS, np.int64)
+    bn = np.empty(MAX_BLOCKS, np.int64)
+    be = np.empty(MAX_BLOCKS, np.int64)
+    bo = np.empty(MAX_BLOCKS, np.int64)
+    ii = np.empty(MAX_INSNS, np.int64)
+    io = np.empty(MAX_INSNS, np.int64)
+    il = np.empty(MAX_INSNS, np.int64)
+    at = np.zeros(2048, np.int64)
+    nb, ni = discover(ram16, rvc, poff, entry, fp, bs, bf, bn, be, bo, ii, io, il, at)
+    if ni == 0:
+        return pos
+
+    code_at = np.empty(MAX_BLOCKS, np.int64)
+    fix = np.empty((MAX_INSNS * 2 + MAX_BLOCKS * 2, 2), np.int64)   # (rel32 position, block)
+    nfix = 0
+    sites = np.empty((MAX_INSNS * 8, 2), np.int64)                   # (rel32 position, stub)
+    stubs = np.empty((MAX_INSNS + 2, 3), np.int64)                   # (page offset, k, code)
+    stub_at = np.empty(MAX_INSNS + 2, np.int64)
+
+    p = pos
+    p = push(b, p, RBX)
+    p = push(b, p, RBP)
+    p = push(b, p, R12)
+    p = push(b, p, R13)
+    p = push(b, p, R14)
+    p = push(b, p, R15)
+    p = alu_ri(b, p, SUB, RSP, 24, 1)       # 16-byte aligned for calls; [rsp] limit, [rsp+8] jpg
+    p = mov_rr(b, p, RBX, RDI)
+    p = mov_rr(b, p, R13, RSI)
+    p = mov_rr(b, p, R12, RDX)
+    p = mov_rr(b, p, RBP, RCX)
+    p = mov_mr(b, p, RSP, 8, R8)
+    p = mov_mr(b, p, RSP, 0, R9)
+    p = mov_rm(b, p, R15, RBX, _S_IC)
+    p = mov_rm(b, p, R14, RBX, _S_PC)
+    p = alu_ri(b, p, SUB, R14, entry, 1)
+
+    for k in range(nb):
+        code_at[k] = p
+        ns = 0
+        nst = 0
+        n = bn[k]
+        if n == 0:
+            p = exit_stub(b, p, bs[k], 0, JR_SIDE)
+            continue
+        # The whole block must fit under the instruction limit, or the interpreter runs it.
+        p = lea(b, p, RAX, R15, n)
+        p = alu_rm(b, p, CMP, RAX, RSP, 0)
+        p, a = jcc(b, p, CC_G)
+        stubs[nst, 0] = bs[k]
+        stubs[nst, 1] = 0
+        stubs[nst, 2] = JR_LIMIT
+        sites[ns, 0] = a
+        sites[ns, 1] = nst
+        ns += 1
+        nst += 1
+        done = False
+        for j in range(n):
+            inst = ii[bf[k] + j]
+            off = io[bf[k] + j]
+            op = inst & 0x7F
+            c = kind(inst, fp)
+            if j == n - 1 and (c == K_BRANCH or c == K_JAL or c == K_JALR):
+                p = alu_ri(b, p, ADD, R15, n, 1)
+                link = off + il[bf[k] + j]
+                rd = (inst >> 7) & 31
+                if c == K_BRANCH:
+                    rs1 = (inst >> 15) & 31
+                    rs2 = (inst >> 20) & 31
+                    f3 = (inst >> 12) & 7
+                    p = ld(b, p, RAX, rs1)
+                    if rs2 == 0:
+                        p = alu_ri(b, p, CMP, RAX, 0, 1)
+                    else:
+                        p = alu_rm(b, p, CMP, RAX, RBX, 8 * rs2)
+                    cc = CC_E
+                    if f3 == 1:
+                        cc = CC_NE
+                    elif f3 == 4:
+                        cc = CC_L
+                    elif f3 == 5:
+                        cc = CC_GE
+                    elif f3 == 6:
+                        cc = CC_B
+                    elif f3 == 7:
+                        cc = CC_AE
+                    t = off + branch_offset(inst)
+                    p, a = jcc(b, p, cc)
+                    if 0 <= t < 4096 and at[t >> 1] != 0:
+                        fix[nfix, 0] = a
+                        fix[nfix, 1] = at[t >> 1] - 1
+                        nfix += 1
+                    else:
+                        stubs[nst, 0] = t
+                        stubs[nst, 1] = 0
+                        stubs[nst, 2] = JR_END
+                        sites[ns, 0] = a
+                        sites[ns, 1] = nst
+                        ns += 1
+                        nst += 1
+                    t = link
+                elif c == K_JAL:
+                    if rd != 0:
+                        p = lea(b, p, RAX, R14, link)
+                        p = mov_mr(b, p, RBX, 8 * rd, RAX)
+                    t = off + jal_offset(inst)
+                else:
+                    p = ld(b, p, RAX, (inst >> 15) & 31)
+                    p = alu_ri(b, p, ADD, RAX, inst >> 20, 1)
+                    p = alu_ri(b, p, AND, RAX, -2, 1)
+                    if rd != 0:
+                        p = lea(b, p, RCX, R14, link)
+                        p = mov_mr(b, p, RBX, 8 * rd, RCX)
+                    p = mov_mr(b, p, RBX, _S_PC, RAX)
+                    p = mov_mr(b, p, RBX, _S_IC, R15)
+                    p = mov_ri(b, p, RAX, JR_END)
+                    p = epilogue(b, p)
+                    done = True
+                    break
+                # continue at t: a block of the region, or leave for the core to find it
+                if 0 <= t < 4096 and at[t >> 1] != 0:
+                    p, a = jmp(b, p)
+                    fix[nfix, 0] = a
+                    fix[nfix, 1] = at[t >> 1] - 1
+                    nfix += 1
+                else:
+                    p = exit_stub(b, p, t, 0, JR_END)
+                done = True
+                break
+            if c == K_ALU:
+                p = alu(b, p, inst, off)
+            elif c == K_LOAD or c == K_STORE:
+                stubs[nst, 0] = off
+                stubs[nst, 1] = j
+                stubs[nst, 2] = JR_SIDE
+                f3 = (inst >> 12) & 7
+                rd = (inst >> 7) & 31
+                imm = (inst >> 20) if c == K_LOAD else (((inst >> 25) << 5) | ((inst >> 7) & 31))
+                p = ld(b, p, RAX, (inst >> 15) & 31)
+                if imm != 0:
+                    p = alu_ri(b, p, ADD, RAX, imm, 1)
+                size = 1 << (f3 & 3)
+                p, ns = access(b, p, size, c == K_STORE, dtlb, rmask, forbid_u, ram_base,
+                               ram_size, sites, ns, nst)
+                nst += 1
+                if c == K_LOAD:
+                    if op == 0x07:
+                        if size == 4:
+                            p = load_x(b, p, 4, False, RAX, RBP, RAX, 0, 0)
+                            p = mov_ri(b, p, RCX, NAN_BOX)
+                            p = alu_rr(b, p, OR, RAX, RCX, 1)
+                        else:
+                            p = load_x(b, p, 8, False, RAX, RBP, RAX, 0, 0)
+                        p = mov_mr(b, p, RBX, 8 * (F0 + rd), RAX)
+                        p = or_mi(b, p, R13, 8 * CSR_MSTATUS, MS_FS)
+                    else:
+                        p = load_x(b, p, size, f3 < 4, RAX, RBP, RAX, 0, 0)
+                        if rd != 0:
+                            p = mov_mr(b, p, RBX, 8 * rd, RAX)
+                else:
+                    rs2 = (inst >> 20) & 31
+                    p = ld(b, p, RCX, F0 + rs2 if op == 0x27 else rs2)
+                    p = store_x(b, p, size, RCX, RBP, RAX, 0, 0)
+            elif c == K_FENCE:
+                # x86 keeps every order but store -> load (SDM 8.2.2): FENCE with a W
+                # predecessor and an R successor needs mfence for other harts to agree.
+                if ((inst >> 24) & 1) != 0 and ((inst >> 21) & 1) != 0:
+                    b[p] = 0x0F
+                    b[p + 1] = 0xAE
+                    b[p + 2] = 0xF0
+                    p += 3
+            elif c == K_FP:
+                # fpcall.fp_exec(s, c, inst): 0 done, else illegal form (nothing written)
+                stubs[nst, 0] = off
+                stubs[nst, 1] = j
+                stubs[nst, 2] = JR_SIDE
+                p = mov_rr(b, p, RDI, RBX)
+                p = mov_rr(b, p, RSI, R13)
+                p = mov_ri(b, p, RDX, inst)
+                p = mov_ri(b, p, RAX, fp_exec)
+                p = call_r(b, p, RAX)
+                p = alu_rr(b, p, OR, RAX, RAX, 1)
+                p, a = jcc(b, p, CC_NE)
+                sites[ns, 0] = a
+                sites[ns, 1] = nst
+                ns += 1
+                nst += 1
+        if not done:
+            p = alu_ri(b, p, ADD, R15, n, 1)
+            t = bo[k]
+            if be[k] == E_FALL and 0 <= t < 4096 and at[t >> 1] != 0:
+                p, a = jmp(b, p)
+                fix[nfix, 0] = a
+                fix[nfix, 1] = at[t >> 1] - 1
+                nfix += 1
+            else:
+                p = exit_stub(b, p, t, 0, JR_END if be[k] == E_FALL else JR_SIDE)
+        # this block's out-of-line exits
+        for q in range(nst):
+            stub_at[q] = p
+            p = exit_stub(b, p, stubs[q, 0], stubs[q, 1], stubs[q, 2])
+        for r in range(ns):
+            patch32(b, sites[r, 0], stub_at[sites[r, 1]])
+    for q in range(nfix):
+        patch32(b, fix[q, 0], code_at[fix[q, 1]])
+    return p
