@@ -232,3 +232,130 @@ def test_jit_setting_parsing() -> None:
     assert jit_setting("0") == "off" and jit_setting("force") == "force" and jit_setting("1") == "on"
     with pytest.raises(ValueError, match="not one of"):
         jit_setting("fast")
+
+
+# S- or U-mode code under Sv39 calling functions on other pages, directly, through a pointer
+# and through an alias page whose mapping flips between two physical pages (S: by switching
+# satp between two roots), so chained exits (jit/x64 dispatch) must re-check the TLB and the
+# table at every crossing. The tables are built by the program itself in M-mode.
+CHAIN = r"""
+    la t2, root1
+    la t0, l1a
+    srli t0, t0, 12
+    slli t0, t0, 10
+    ori t0, t0, 1
+    sd t0, 8(t2)                 /* VA 0x40000000.. -> l1a */
+    li t0, ((0x80000000 >> 12) << 10) | {giga}
+    sd t0, 16(t2)                /* identity gigapage over RAM */
+    la t1, l0a
+    srli t0, t1, 12
+    slli t0, t0, 10
+    ori t0, t0, 1
+    la t1, l1a
+    sd t0, 0(t1)
+    la t0, fn_a
+    srli t0, t0, 12
+    slli t0, t0, 10
+    ori t0, t0, {leaf}
+    la t1, l0a
+    sd t0, 0(t1)                 /* VA 0x40000000 -> fn_a's page */
+    la t2, root2
+    la t0, l1b
+    srli t0, t0, 12
+    slli t0, t0, 10
+    ori t0, t0, 1
+    sd t0, 8(t2)
+    li t0, ((0x80000000 >> 12) << 10) | {giga}
+    sd t0, 16(t2)
+    la t1, l0b
+    srli t0, t1, 12
+    slli t0, t0, 10
+    ori t0, t0, 1
+    la t1, l1b
+    sd t0, 0(t1)
+    la t0, fn_b
+    srli t0, t0, 12
+    slli t0, t0, 10
+    ori t0, t0, {leaf}
+    la t1, l0b
+    sd t0, 0(t1)                 /* VA 0x40000000 -> fn_b's page */
+    la t0, root1
+    srli t0, t0, 12
+    li t1, 8 << 60
+    or t0, t0, t1
+    csrw satp, t0
+    sfence.vma
+    ENTER_{mode}
+    li s0, 0
+    li s2, 0
+1:  li t0, 0x40000000
+    jalr ra, 0(t0)               /* the alias page: fn_a or fn_b */
+    add s2, s2, a0
+    jal ra, fn_c                 /* direct call to another page */
+    add s2, s2, a0
+    la t0, fn_c
+    jalr ra, 0(t0)               /* through a pointer */
+    slli s2, s2, 1
+    add s2, s2, a0
+    andi t0, s0, 63
+    bnez t0, 2f
+    {switch}
+2:  addi s0, s0, 1
+    li t0, 1500
+    blt s0, t0, 1b
+    REC s2
+    j pass
+
+    .pushsection .text
+    .balign 4096
+fn_a:
+    li a0, 0
+    li t1, 5
+3:  addi a0, a0, 3
+    addi t1, t1, -1
+    bnez t1, 3b
+    ret
+    .balign 4096
+fn_b:
+    li a0, 0
+    li t1, 7
+3:  addi a0, a0, 11
+    addi t1, t1, -1
+    bnez t1, 3b
+    ret
+    .balign 4096
+fn_c:
+    la t1, cdata
+    ld a0, 0(t1)
+    addi a0, a0, 1
+    sd a0, 0(t1)
+    ret
+    .balign 4096
+    .popsection
+    .pushsection .data
+    .balign 8192
+root1: .fill 512, 8, 0
+root2: .fill 512, 8, 0
+l1a: .fill 512, 8, 0
+l0a: .fill 512, 8, 0
+l1b: .fill 512, 8, 0
+l0b: .fill 512, 8, 0
+cdata: .dword 0
+    .popsection
+"""
+# Flip the alias: csrr satp, toggle between root1 and root2 (they are 4 KiB apart).
+SWITCH = r"""csrr t0, satp
+    xori t0, t0, 1
+    csrw satp, t0
+    sfence.vma"""
+
+
+@pytest.mark.parametrize("mode", ["S", "U"])
+def test_chained_regions_across_pages_match_the_interpreter(mode: str) -> None:
+    user = 0x10 if mode == "U" else 0
+    body = CHAIN.format(mode=mode, giga=0xCF | user, leaf=0xCB | user,
+                        switch=SWITCH if mode == "S" else "nop")
+    path = K.build(body, f"jitchain{mode}")
+    got = lockstep(str(path), 1 << 20, 2_000_000)
+    assert got["exit_code"] == 0
+    assert got["template_regions"] > 0 and got["chained"] > 1000, got

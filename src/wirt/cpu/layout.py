@@ -207,7 +207,7 @@ MENVCFG_WMASK = MENVCFG_STCE | 1  # STCE (Sstc) and FIOM
 # Per-hart translation table `jt`: JT_SLOTS direct-mapped slots of JT_W words:
 #   key (RAM offset of the entry | mode << JT_MODE_SHIFT, or -1), function address, the
 #   page's generation word (jpg) the code was made from.
-JT_SLOTS = 1 << 14
+JT_SLOTS = 1 << 16
 JT_W = 4
 JT_MODE_SHIFT = 40
 # Per-hart request queue and counters `jq` (int64):
@@ -228,6 +228,8 @@ JQ_XTHR = 13       # lookups of an entry before it is translated by the template
 JQ_XFP = 14        # host address of jit/fpcall.fp_exec
 JQ_XN = 15         # regions translated
 JQ_XFLUSH = 16     # buffer flushes
+JQ_XJT = 17        # host address of the hart's translation table (chained exits read it)
+JQ_XJQ = 18        # host address of this array (chained exits count in it)
 JQ_LEVEL2 = 1 << 16  # set in a request's mode word: compile at the optimizing level
 JQ_HEAD = 24
 JQ_ENTRY = 4       # ram offset, mode, virtual pc, page generation

@@ -126,6 +126,8 @@ class TranslationCache:
             jq[L.JQ_XTHR] = self.xthreshold
             jq[L.JQ_XBASE] = address(xc)
             jq[L.JQ_XFP] = fp_exec.address
+            jq[L.JQ_XJT] = address(jt)
+            jq[L.JQ_XJQ] = address(jq)
         with self._lock:
             self._index[id(jt)] = len(self.tables)
             self.tables.append(jt)

@@ -33,14 +33,15 @@ from wirt.cpu.jit.x64.asm import (
     R14, R15, RAX, RBP, RBX, RCX, RDI, RDX, RSI, RSP, SAR, SHL, SHR, SUB, XOR, alu_ri, alu_rm,
     alu_rr, call_r, cmp_rx, cqo, enc, imul_rr, jcc, jmp, lea, load_x, mov_mi, mov_ri, mov_rm,
     mov_mr, mov_rr, movsxd, or_mi, patch32, pop, push, ret, setcc_zx, shift_cl, shift_ri, store_x,
-    test_m8, test_ri, u8, unary)
+    test_m8, test_ri, u8, u32, unary, jmp_r)
 from wirt.cpu.layout import (
     CSR_MSTATUS, F0, ICOUNT, JR_END, JR_LIMIT, JR_SIDE, MS_FS, PC, PTE_D, PTE_R, PTE_U, PTE_W,
-    PTE_X, PRV_U, TLB_ENTRIES, TOHOST)
+    PTE_X, PRV_U, TLB_ENTRIES, TOHOST, JT_MODE_SHIFT, JT_SLOTS, JQ_CHAIN)
 
 MAX_INSNS = 256         # guest instructions per region
 MAX_BLOCK = 64          # per block
 MAX_BLOCKS = 96
+BODY = 56               # bytes of a region's prologue: chained entries jump past it
 MAX_CODE = 128 * 1024   # bytes a region can take at most (under 200 per instruction, with stubs)
 NAN_BOX = -(1 << 32)
 
@@ -452,12 +453,106 @@ def alu(b, p, inst, off):
     return mov_mr(b, p, RBX, 8 * rd, RAX)
 
 
+@njit(cache=True, nogil=True)
+def dispatch(b, p, mode, dtlb, ram_base, ram_size, jt_addr, xbase, xsize, jq_addr):
+    """The region's way out at a block boundary, pc in rax: enter the translation of that pc
+    directly if the table has a valid one made by this tier ("chaining"; QEMU's
+    goto_tb/lookup_and_goto_ptr), else return JR_END to the core.
+
+    It repeats the core's checks before it enters a region: the fetch TLB entry with execute
+    permission (priv spec 4.3.1; S and U modes only, where fetch and data use the same TLB
+    view, so the region's mode decides), the page inside RAM, not the page's last halfword,
+    then the table slot's key (RAM offset, mode) and the page's generation word. The limit is
+    checked by the target's first block, so time slices end as they do without chaining."""
+    p = mov_mr(b, p, RBX, _S_PC, RAX)
+    p = mov_mr(b, p, RBX, _S_IC, R15)
+    if (mode & 3) == 3:
+        p = mov_ri(b, p, RAX, JR_END)
+        return epilogue(b, p)
+    outs = np.empty(12, np.int64)
+    no = 0
+    p = mov_rr(b, p, RDX, RAX)
+    if dtlb:
+        p = shift_ri(b, p, SAR, RDX, 12, 1)
+        p = enc(b, p, 0, 0x89, RDX, RCX, NOIDX, 0, 0, False)  # ecx = edx
+        p = alu_ri(b, p, AND, RCX, TLB_ENTRIES - 1, 0)
+        p = cmp_rx(b, p, RDX, R12, RCX, 3, 0)
+        p, outs[no] = jcc(b, p, CC_NE)
+        no += 1
+        p = enc(b, p, 1, 0x8B, RDX, R12, RCX, 3, 8 * TLB_ENTRIES, True)
+        p = test_ri(b, p, RDX, PTE_X)
+        p, outs[no] = jcc(b, p, CC_E)
+        no += 1
+        p = test_ri(b, p, RDX, PTE_U)
+        p, outs[no] = jcc(b, p, CC_E if (mode & 3) == PRV_U else CC_NE)
+        no += 1
+        p = alu_ri(b, p, AND, RDX, -4096, 1)
+        p = mov_rr(b, p, RCX, RAX)
+        p = alu_ri(b, p, AND, RCX, 4095, 0)
+        p = alu_rr(b, p, OR, RDX, RCX, 1)
+    p = mov_rr(b, p, RCX, RAX)
+    p = alu_ri(b, p, AND, RCX, 4095, 0)
+    p = alu_ri(b, p, CMP, RCX, 0xFFE, 0)
+    p, outs[no] = jcc(b, p, CC_E)
+    no += 1
+    p = mov_ri(b, p, RCX, ram_base)
+    p = alu_rr(b, p, SUB, RDX, RCX, 1)                    # RAM offset
+    p = mov_ri(b, p, RCX, ram_size - 1)
+    p = alu_rr(b, p, CMP, RDX, RCX, 1)
+    p, outs[no] = jcc(b, p, CC_A)
+    no += 1
+    # slot = table.slot_of(off, mode)
+    p = mov_rr(b, p, RCX, RDX)
+    p = shift_ri(b, p, SHR, RCX, 1, 1)
+    p = mov_rr(b, p, RSI, RDX)
+    p = shift_ri(b, p, SHR, RSI, 11, 1)
+    p = alu_rr(b, p, XOR, RCX, RSI, 1)
+    p = alu_ri(b, p, XOR, RCX, (mode * 0x51) & 0x7FFFFFFF, 1)
+    p = alu_ri(b, p, AND, RCX, JT_SLOTS - 1, 0)
+    p = shift_ri(b, p, SHL, RCX, 5, 1)                    # * JT_W * 8 bytes
+    p = mov_ri(b, p, RSI, jt_addr)
+    p = alu_rr(b, p, ADD, RSI, RCX, 1)
+    p = mov_ri(b, p, R8, mode << JT_MODE_SHIFT)
+    p = alu_rr(b, p, OR, R8, RDX, 1)
+    p = cmp_rx(b, p, R8, RSI, NOIDX, 0, 0)                # key
+    p, outs[no] = jcc(b, p, CC_NE)
+    no += 1
+    p = mov_rr(b, p, R8, RDX)
+    p = shift_ri(b, p, SHR, R8, 12, 1)
+    p = mov_rm(b, p, R9, RSP, 8)
+    p = load_x(b, p, 8, False, R8, R9, R8, 3, 0)          # jpg[page]
+    p = cmp_rx(b, p, R8, RSI, NOIDX, 0, 16)               # the generation it was made from
+    p, outs[no] = jcc(b, p, CC_NE)
+    no += 1
+    p = mov_rm(b, p, R8, RSI, 8)                          # function
+    p = mov_rr(b, p, R9, R8)
+    p = mov_ri(b, p, RCX, xbase)
+    p = alu_rr(b, p, SUB, R9, RCX, 1)
+    p = mov_ri(b, p, RCX, xsize)
+    p = alu_rr(b, p, CMP, R9, RCX, 1)
+    p, outs[no] = jcc(b, p, CC_AE)                        # not this tier's code
+    no += 1
+    p = mov_ri(b, p, RCX, jq_addr)
+    p = enc(b, p, 1, 0xFF, 0, RCX, NOIDX, 0, 8 * JQ_CHAIN, True)   # inc jq[JQ_CHAIN]
+    p = mov_rr(b, p, R14, RAX)
+    p = alu_ri(b, p, AND, R14, -4096, 1)                  # the new page's virtual base
+    p = alu_ri(b, p, ADD, R8, BODY, 1)
+    p = jmp_r(b, p, R8)
+    for q in range(no):
+        patch32(b, outs[q], p)
+    p = mov_ri(b, p, RAX, JR_END)
+    return epilogue(b, p)
+
+
 # ---- the translator ----------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec):
+def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec, jt_addr, xbase,
+              jq_addr):
     """Translate the region entered at page offset `entry` of the RAM page at offset `poff` for
     mode number `mode` (core.run's jmode) into b[pos:]; returns the end position, or `pos` if
-    the entry instruction is not translatable. The caller guarantees MAX_CODE bytes of room."""
+    the entry instruction is not translatable. The caller guarantees MAX_CODE bytes of room.
+    `jt_addr`, `xbase`, `jq_addr`: host addresses of the hart's translation table, of b and
+    of the hart's counters (chaining)."""
     dpriv = (mode >> 2) & 3
     sum_ = (mode >> 4) & 1
     mxr = (mode >> 5) & 1
@@ -485,6 +580,8 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
     sites = np.empty((MAX_INSNS * 8, 2), np.int64)                   # (rel32 position, stub)
     stubs = np.empty((MAX_INSNS + 2, 3), np.int64)                   # (page offset, k, code)
     stub_at = np.empty(MAX_INSNS + 2, np.int64)
+    dsites = np.empty(MAX_INSNS * 2 + MAX_BLOCKS * 2, np.int64)     # jumps to the dispatcher
+    nd = 0
 
     p = pos
     p = push(b, p, RBX)
@@ -502,7 +599,10 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
     p = mov_mr(b, p, RSP, 0, R9)
     p = mov_rm(b, p, R15, RBX, _S_IC)
     p = mov_rm(b, p, R14, RBX, _S_PC)
-    p = alu_ri(b, p, SUB, R14, entry, 1)
+    p = enc(b, p, 1, 0x81, 5, R14, NOIDX, 0, 0, False)   # sub r14, imm32: fixed length
+    p = u32(b, p, entry)
+    if p - pos != BODY:   # where dispatch enters a region (its entry block follows)
+        return pos
 
     for k in range(nb):
         code_at[k] = p
@@ -580,10 +680,9 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                     if rd != 0:
                         p = lea(b, p, RCX, R14, link)
                         p = mov_mr(b, p, RBX, 8 * rd, RCX)
-                    p = mov_mr(b, p, RBX, _S_PC, RAX)
-                    p = mov_mr(b, p, RBX, _S_IC, R15)
-                    p = mov_ri(b, p, RAX, JR_END)
-                    p = epilogue(b, p)
+                    p, a = jmp(b, p)                    # to the dispatcher, target in rax
+                    dsites[nd] = a
+                    nd += 1
                     done = True
                     break
                 # continue at t: a block of the region, or leave for the core to find it
@@ -593,7 +692,10 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                     fix[nfix, 1] = at[t >> 1] - 1
                     nfix += 1
                 else:
-                    p = exit_stub(b, p, t, 0, JR_END)
+                    p = lea(b, p, RAX, R14, t)
+                    p, a = jmp(b, p)
+                    dsites[nd] = a
+                    nd += 1
                 done = True
                 break
             if c == K_ALU:
@@ -662,14 +764,29 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                 fix[nfix, 0] = a
                 fix[nfix, 1] = at[t >> 1] - 1
                 nfix += 1
+            elif be[k] == E_FALL:
+                p = lea(b, p, RAX, R14, t)
+                p, a = jmp(b, p)
+                dsites[nd] = a
+                nd += 1
             else:
-                p = exit_stub(b, p, t, 0, JR_END if be[k] == E_FALL else JR_SIDE)
+                p = exit_stub(b, p, t, 0, JR_SIDE)
         # this block's out-of-line exits
         for q in range(nst):
             stub_at[q] = p
-            p = exit_stub(b, p, stubs[q, 0], stubs[q, 1], stubs[q, 2])
+            if stubs[q, 2] == JR_END:
+                p = lea(b, p, RAX, R14, stubs[q, 0])
+                p, a = jmp(b, p)
+                dsites[nd] = a
+                nd += 1
+            else:
+                p = exit_stub(b, p, stubs[q, 0], stubs[q, 1], stubs[q, 2])
         for r in range(ns):
             patch32(b, sites[r, 0], stub_at[sites[r, 1]])
     for q in range(nfix):
         patch32(b, fix[q, 0], code_at[fix[q, 1]])
+    d = p
+    p = dispatch(b, p, mode, dtlb, ram_base, ram_size, jt_addr, xbase, len(b), jq_addr)
+    for q in range(nd):
+        patch32(b, dsites[q], d)
     return p
