@@ -35,7 +35,7 @@ from wirt.cpu.layout import (
     JQ_HOT, JQ_INSNS, JQ_LEVEL2, JQ_STEP, JQ_THRESHOLD, JQ_XBASE, JQ_XFLUSH, JQ_XFP, JQ_XN, JQ_XJT, JQ_XJQ,
     JQ_XPOS, JQ_XTHR, JR_END, JR_SIDE, JT_MODE_SHIFT, JT_SLOTS, JT_W,
 )
-from wirt.cpu.mmu import pmp_fill, tlb_flush, walk
+from wirt.cpu.mmu import pmp_fill, tlb_flush, tlb_flush_page, walk
 
 TLB_MASK = TLB_ENTRIES - 1
 NAN_BOX = -(1 << 32)
@@ -959,6 +959,12 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
                 if f7 == 0x09 and rd == 0:  # sfence.vma
                     if priv == PRV_U or (priv == PRV_S and (c[CSR_MSTATUS] & MS_TVM) != 0):
                         illegal = True
+                    elif rs1 != 0:
+                        # Only the translations of the address in rs1 (priv spec 4.2.1; for
+                        # any ASID, a superset of what rs2 selects): Linux does this ~100,000
+                        # times a boot, and a full flush costs every hot page a new walk.
+                        tlb_flush_page(tlb, s[rs1])
+                        fpage = -1
                     else:
                         tlb_flush(tlb)
                         fpage = -1

@@ -69,7 +69,8 @@ KIND_FP_D = 3
 
 # ---- TLB ----------------------------------------------------------------------------------
 TLB_ENTRIES = 1024  # direct-mapped on virtual page number
-# tlb[i] = tag (vaddr >> 12) or -1; tlb[TLB_ENTRIES + i] = physical page | PTE flag bits (-1 is
+# tlb[i] = tag (vaddr >> 12) or -1; tlb[TLB_ENTRIES + i] = physical page | PTE flag bits (bits
+# 0-7) | the leaf's level << 8 (0: 4 KiB page; for sfence.vma of one address) (-1 is
 # also the top page's tag: its slot, the last, has data 0 whenever its tag is -1 from a flush)
 
 # ---- privilege levels ---------------------------------------------------------------------

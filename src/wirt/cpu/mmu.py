@@ -31,6 +31,23 @@ def tlb_flush(tlb):
 
 
 @njit(cache=True, nogil=True)
+def tlb_flush_page(tlb, vaddr):
+    """Forget the cached translations of one virtual address (sfence.vma with rs1 != x0):
+    its 4 KiB entry, and every entry filled from the same superpage leaf PTE (the level is
+    kept in bits 8-9 of an entry's data word), since that leaf maps the address too."""
+    vpn = vaddr >> 12
+    idx = vpn & TLB_MASK
+    if tlb[idx] == vpn:
+        tlb[idx] = -1
+        tlb[TLB_ENTRIES + idx] = 0
+    for i in range(TLB_ENTRIES):
+        lvl = (tlb[TLB_ENTRIES + i] >> 8) & 3
+        if lvl != 0 and (tlb[i] >> (9 * lvl)) == (vpn >> (9 * lvl)):
+            tlb[i] = -1
+            tlb[TLB_ENTRIES + i] = 0
+
+
+@njit(cache=True, nogil=True)
 def page_fault_cause(acc):
     if acc == ACC_FETCH:
         return EXC_INSN_PAGE
@@ -148,7 +165,7 @@ def walk(s, c, ram64, tlb, vaddr, acc, priv, sum_, mxr):
             return 0, access_fault_cause(acc)
         idx = (vaddr >> 12) & TLB_MASK
         tlb[idx] = vaddr >> 12
-        tlb[TLB_ENTRIES + idx] = (phys & ~0xFFF) | (newpte & 0xFF)
+        tlb[TLB_ENTRIES + idx] = (phys & ~0xFFF) | (newpte & 0xFF) | (lvl << 8)
         return phys, -1
     return 0, page_fault_cause(acc)
 

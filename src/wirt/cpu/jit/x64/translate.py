@@ -309,8 +309,13 @@ def access(b, p, size, store, dtlb, rmask, forbid_u, ram_base, ram_size, sites, 
     sites[ns, 1] = stub
     ns += 1
     if size > 1:
-        p = test_ri(b, p, RAX, size - 1)
-        p, at = jcc(b, p, CC_NE)
+        # Misaligned is fine within a page (the host does it in one access, as the
+        # interpreter's byte loop would); one that crosses into the next page needs that
+        # page's translation: the interpreter's.
+        p = enc(b, p, 0, 0x89, RAX, RCX, NOIDX, 0, 0, False)   # ecx = eax
+        p = alu_ri(b, p, AND, RCX, 4095, 0)
+        p = alu_ri(b, p, CMP, RCX, 4096 - size, 0)
+        p, at = jcc(b, p, CC_A)
         sites[ns, 0] = at
         sites[ns, 1] = stub
         ns += 1
