@@ -546,6 +546,62 @@ def test_sfence_vma_flushes_changed_mappings() -> None:
                          ("count", 1), ("cause", 13), ("tval", 0x1000)])
 
 
+def test_sfence_vma_of_one_address_flushes_its_whole_superpage() -> None:
+    """4.2.1: sfence.vma with an address invalidates every cached translation made from the
+    leaf PTE that maps it. Two addresses in one 2 MiB megapage are cached (wirt keeps one TLB
+    entry per 4 KiB page); the megapage PTE is changed and only the first address fenced: the
+    second must see the new mapping too."""
+    text = """
+    li t1, 0x200000
+    li t2, 0x201000
+    li t4, 0x1000
+    ld a0, 0(t1)
+    REC a0
+    ld a0, 0(t2)
+    REC a0
+    ld a0, 0(t4)
+    REC a0
+    li t0, {mega2}
+    li t3, {mega_pte}
+    sd t0, 0(t3)
+    li t0, {small2}
+    li t3, {small_pte}
+    sd t0, 0(t3)
+    sfence.vma t1
+    ld a0, 0(t2)
+    REC a0
+    sfence.vma
+    ld a0, 0(t4)
+    REC a0
+    """
+    holder = {}
+
+    def make_tables(r):
+        pt = base_tables(r, 39)
+        holder["mega"] = pt.map(0x200000, MEGA, V | R | A, level=1)
+        holder["small"] = pt.map(0x1000, DATA + 0x1000, V | R | A)
+        for k in range(2):
+            r.m.memory.write_u64(MEGA + 0x1000 * k, mark(0x40 + k))
+            r.m.memory.write_u64(DATA + 0x1000 * (8 + k), mark(8 + k))
+
+    dry = PageTables(DictMemory(), 39)
+    dry.map(0x80000000, 0x80000000, 0, level=2)
+    mega_pte = dry.map(0x200000, 0, 0, level=1)
+    small_pte = dry.map(0x1000, 0, 0)
+    # New megapage: DATA + 8 pages is not 2 MiB aligned, so map the megapage to 0x80000000
+    # (RAM start) instead and read what is there.
+    mega2 = ((0x80000000 >> 12) << 10) | V | R | A
+    small2 = (((DATA + 0x1000 * 9) >> 12) << 10) | V | R | A
+    body = body_in("S", 39, text.format(mega2=mega2, mega_pte=mega_pte, small2=small2,
+                                        small_pte=small_pte))
+    r = K.run(body, "mmu-sfence-super", ram=RAM, setup=make_tables)
+    assert holder["mega"] == mega_pte and holder["small"] == small_pte
+    ram_word = r.m.memory.read_u64(0x80001000)
+    K.expect_results(r, [("mega first", mark(0x40)), ("mega second", mark(0x41)),
+                         ("small", mark(1)), ("mega second after fence", ram_word),
+                         ("small after full fence", mark(9))])
+
+
 def test_satp_write_switches_address_space() -> None:
     """Writing satp with another root (and ASID) selects the new tables at once (4.1.11);
     wirt flushes its TLB on every satp write, so the old root's cached translation of the
