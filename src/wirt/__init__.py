@@ -11,8 +11,9 @@ def _core_source_key() -> str:
     """A digest of the CPU core's sources. numba's cache only notices edits to the file that
     holds a function, not to the constants it imports, so the cache folder is keyed by this."""
     h = _hashlib.sha256()
-    for p in sorted((_Path(__file__).parent / "cpu").glob("*.py")):
-        h.update(p.name.encode())
+    root = _Path(__file__).parent / "cpu"
+    for p in sorted(root.rglob("*.py")):    # the core includes cpu/jit's translator
+        h.update(str(p.relative_to(root)).encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
 

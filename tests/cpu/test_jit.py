@@ -67,6 +67,23 @@ def random_stream(seed: int, n: int = 120) -> str:
             out.append(f"{rnd.choice(['beq', 'bne', 'blt', 'bge', 'bltu', 'bgeu'])} {a}, {b}, 1f")
             out.append(f"{rnd.choice(ALU_R)} {rd}, {a}, {b}")
             out.append("1:")
+        elif k < 0.95:
+            # an atomic on the data: AMOs, or LR then SC (which succeeds, or fails after a
+            # store to the reserved word), some misaligned (an exception the handler skips)
+            w = rnd.choice(["w", "d"])
+            off = rnd.choice([0, 8, 16, 24, 4, 12]) if rnd.random() < 0.9 else rnd.choice([1, 2, 6])
+            if w == "d" and off % 8 == 4:
+                off += 4
+            out.append(f"addi t2, s2, {off}")
+            if rnd.random() < 0.7:
+                name = rnd.choice(["amoswap", "amoadd", "amoxor", "amoand", "amoor", "amomin",
+                                   "amomax", "amominu", "amomaxu"])
+                out.append(f"{name}.{w}{rnd.choice(['', '.aq', '.rl', '.aqrl'])} {rd}, {b}, (t2)")
+            else:
+                out.append(f"lr.{w} {rd}, (t2)")
+                if rnd.random() < 0.3:
+                    out.append(f"s{w} {a}, 0(t2)")
+                out.append(f"sc.{w} {rd}, {b}, (t2)")
         elif k < 0.97:
             out.append(rnd.choice([f"c.addi {rd}, {rnd.randint(1, 31)}", f"c.mv {rd}, {a if a != 'zero' else 'a0'}",
                                    f"c.add {rd}, {a if a != 'zero' else 'a1'}", f"c.slli {rd}, {rnd.randint(1, 63)}",

@@ -140,6 +140,12 @@ def lea(b, p, dst, base, disp):
 
 
 @njit(cache=True, nogil=True)
+def lea_x(b, p, dst, base, index):
+    """dst = base + index."""
+    return enc(b, p, 1, 0x8D, dst, base, index, 0, 0, True)
+
+
+@njit(cache=True, nogil=True)
 def movsxd(b, p, dst, src):
     """dst = sign-extended low 32 bits of src."""
     return enc(b, p, 1, 0x63, dst, src, NOIDX, 0, 0, False)

@@ -33,10 +33,10 @@ from wirt.cpu.jit.x64.asm import (
     R14, R15, RAX, RBP, RBX, RCX, RDI, RDX, RSI, RSP, SAR, SHL, SHR, SUB, XOR, alu_ri, alu_rm,
     alu_rr, call_r, cmp_rx, cqo, enc, imul_rr, jcc, jmp, lea, load_x, mov_mi, mov_ri, mov_rm,
     mov_mr, mov_rr, movsxd, or_mi, patch32, pop, push, ret, setcc_zx, shift_cl, shift_ri, store_x,
-    test_m8, test_ri, u8, u32, unary, jmp_r)
+    test_m8, test_ri, u8, u32, unary, jmp_r, lea_x)
 from wirt.cpu.layout import (
     CSR_MSTATUS, F0, ICOUNT, JR_END, JR_LIMIT, JR_SIDE, MS_FS, PC, PTE_D, PTE_R, PTE_U, PTE_W,
-    PTE_X, PRV_U, TLB_ENTRIES, TOHOST, JT_MODE_SHIFT, JT_SLOTS, JQ_CHAIN)
+    PTE_X, PRV_U, TLB_ENTRIES, TOHOST, JT_MODE_SHIFT, JT_SLOTS, JQ_CHAIN, RESERVATION, RES_VALUE)
 
 MAX_INSNS = 256         # guest instructions per region
 MAX_BLOCK = 64          # per block
@@ -46,7 +46,7 @@ MAX_CODE = 128 * 1024   # bytes a region can take at most (under 200 per instruc
 NAN_BOX = -(1 << 32)
 
 # Instruction classes (what `kind` returns).
-K_NONE, K_ALU, K_LOAD, K_STORE, K_BRANCH, K_JAL, K_JALR, K_FENCE, K_FP = 0, 1, 2, 3, 4, 5, 6, 7, 8
+K_NONE, K_ALU, K_LOAD, K_STORE, K_BRANCH, K_JAL, K_JALR, K_FENCE, K_FP, K_AMO = range(10)
 # How a block ends.
 E_SIDE, E_FALL, E_BRANCH, E_JAL, E_JALR = 0, 1, 2, 3, 4
 
@@ -101,6 +101,14 @@ def kind(inst, fp):
         return K_JALR if f3 == 0 else K_NONE
     if op == 0x0F and f3 == 0:
         return K_FENCE
+    if op == 0x2F and (f3 == 2 or f3 == 3):
+        f5 = (inst >> 27) & 0x1F
+        if f5 == 2 and ((inst >> 20) & 31) != 0:
+            return K_NONE
+        if (f5 <= 4 or f5 == 8 or f5 == 12 or f5 == 16 or f5 == 20 or f5 == 24
+                or f5 == 28):
+            return K_AMO
+        return K_NONE
     if fp and (op == 0x53 or op == 0x43 or op == 0x47 or op == 0x4B or op == 0x4F):
         return K_FP
     return K_NONE
@@ -258,7 +266,8 @@ def patch8(b, at, target):
 
 
 @njit(cache=True, nogil=True)
-def access(b, p, size, store, dtlb, rmask, forbid_u, ram_base, ram_size, sites, ns, stub):
+def access(b, p, size, store, dtlb, rmask, forbid_u, ram_base, ram_size, sites, ns, stub,
+           aligned=False):
     """Checks of a data access whose virtual address is in rax (priv spec 4.3.1 via the TLB, as
     the interpreter's permission rules); leaves the RAM offset in rax. Each failed check jumps
     to stub number `stub` (a side exit before the instruction): the jumps are recorded in
@@ -308,7 +317,13 @@ def access(b, p, size, store, dtlb, rmask, forbid_u, ram_base, ram_size, sites, 
     sites[ns, 0] = at
     sites[ns, 1] = stub
     ns += 1
-    if size > 1:
+    if size > 1 and aligned:    # atomics: misaligned is an exception (the interpreter's)
+        p = test_ri(b, p, RAX, size - 1)
+        p, at = jcc(b, p, CC_NE)
+        sites[ns, 0] = at
+        sites[ns, 1] = stub
+        ns += 1
+    elif size > 1:
         # Misaligned is fine within a page (the host does it in one access, as the
         # interpreter's byte loop would); one that crosses into the next page needs that
         # page's translation: the interpreter's.
@@ -363,6 +378,87 @@ def divrem(b, p, f3, w):
     patch8(b, d2, p)
     if signed:
         patch8(b, d1, p)
+    return p
+
+
+@njit(cache=True, nogil=True)
+def lock_op(b, p, op, reg, w):
+    """lock <op> [rdi], reg (op: 0x0FC1 xadd, 0x0FB1 cmpxchg; 0x87 xchg is locked anyway)."""
+    if op != 0x87:
+        b[p] = 0xF0
+        p += 1
+    return enc(b, p, w, op, reg, RDI, NOIDX, 0, 0, True)
+
+
+@njit(cache=True, nogil=True)
+def amo(b, p, inst, ram_base):
+    """LR, SC or an AMO (unpriv spec 8.2-8.4) on the RAM offset in rax, checked by `access`,
+    as the interpreter does it: host atomic instructions, so they are atomic with respect to
+    the other harts' threads (a locked x86 instruction is also a full fence, which covers
+    aq/rl); SC succeeds only on this hart's reservation of the address and if the word still
+    holds what LR loaded (one lock cmpxchg, docs/cpu.md)."""
+    f5 = (inst >> 27) & 0x1F
+    rd = (inst >> 7) & 31
+    rs2 = (inst >> 20) & 31
+    w = (inst >> 12) & 1                      # 1: .d, 0: .w
+    if f5 == 2:                               # LR
+        p = mov_ri(b, p, RDX, ram_base)
+        p = alu_rr(b, p, ADD, RDX, RAX, 1)
+        p = mov_mr(b, p, RBX, 8 * RESERVATION, RDX)
+        p = load_x(b, p, 8 if w else 4, True, RAX, RBP, RAX, 0, 0)
+        p = mov_mr(b, p, RBX, 8 * RES_VALUE, RAX)
+        if rd != 0:
+            p = mov_mr(b, p, RBX, 8 * rd, RAX)
+        return p
+    p = lea_x(b, p, RDI, RBP, RAX)            # host address of the word
+    p = ld(b, p, RCX, rs2)
+    if f5 == 3:                               # SC
+        p = mov_ri(b, p, RDX, ram_base)
+        p = alu_rr(b, p, ADD, RDX, RAX, 1)
+        p = alu_rm(b, p, CMP, RDX, RBX, 8 * RESERVATION)
+        p, f1 = jcc8(b, p, CC_NE)
+        p = mov_rm(b, p, RAX, RBX, 8 * RES_VALUE)
+        p = lock_op(b, p, 0x0FB1, RCX, w)
+        p, f2 = jcc8(b, p, CC_NE)
+        p = alu_rr(b, p, XOR, RAX, RAX, 0)    # success: 0
+        p, d = jmp8(b, p)
+        patch8(b, f1, p)
+        patch8(b, f2, p)
+        p = mov_ri(b, p, RAX, 1)
+        patch8(b, d, p)
+        p = mov_mi(b, p, RBX, 8 * RESERVATION, -1)
+        if rd != 0:
+            p = mov_mr(b, p, RBX, 8 * rd, RAX)
+        return p
+    if f5 == 1:
+        p = lock_op(b, p, 0x87, RCX, w)       # xchg
+        p = mov_rr(b, p, RAX, RCX)
+    elif f5 == 0:
+        p = lock_op(b, p, 0x0FC1, RCX, w)     # xadd
+        p = mov_rr(b, p, RAX, RCX)
+    else:
+        p = enc(b, p, w, 0x8B, RAX, RDI, NOIDX, 0, 0, True)   # old
+        loop = p
+        p = mov_rr(b, p, RDX, RAX)
+        if f5 == 4:
+            p = alu_rr(b, p, XOR, RDX, RCX, w)
+        elif f5 == 12:
+            p = alu_rr(b, p, AND, RDX, RCX, w)
+        elif f5 == 8:
+            p = alu_rr(b, p, OR, RDX, RCX, w)
+        else:
+            # min/max/minu/maxu: rdx = rcx unless old already wins (cmov)
+            cc = CC_L if f5 == 16 else (CC_G if f5 == 20 else (CC_B if f5 == 24 else CC_A))
+            p = mov_rr(b, p, RDX, RCX)
+            p = alu_rr(b, p, CMP, RAX, RCX, w)
+            p = enc(b, p, w, 0x0F40 + cc, RDX, RAX, NOIDX, 0, 0, False)
+        p = lock_op(b, p, 0x0FB1, RDX, w)     # cmpxchg: on failure rax = the current word
+        p, a = jcc8(b, p, CC_NE)
+        patch8(b, a, loop)
+    if w == 0:
+        p = movsxd(b, p, RAX, RAX)
+    if rd != 0:
+        p = mov_mr(b, p, RBX, 8 * rd, RAX)
     return p
 
 
@@ -737,6 +833,16 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                     rs2 = (inst >> 20) & 31
                     p = ld(b, p, RCX, F0 + rs2 if op == 0x27 else rs2)
                     p = store_x(b, p, size, RCX, RBP, RAX, 0, 0)
+            elif c == K_AMO:
+                stubs[nst, 0] = off
+                stubs[nst, 1] = j
+                stubs[nst, 2] = JR_SIDE
+                f5 = (inst >> 27) & 0x1F
+                p = ld(b, p, RAX, (inst >> 15) & 31)
+                p, ns = access(b, p, 4 << ((inst >> 12) & 1), f5 != 2, dtlb, rmask, forbid_u,
+                               ram_base, ram_size, sites, ns, nst, True)
+                nst += 1
+                p = amo(b, p, inst, ram_base)
             elif c == K_FENCE:
                 # x86 keeps every order but store -> load (SDM 8.2.2): FENCE with a W
                 # predecessor and an R successor needs mfence for other harts to agree.
