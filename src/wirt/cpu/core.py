@@ -29,7 +29,8 @@ from wirt.cpu.layout import (
 )
 from wirt.cpu.jit.call import call_block
 from wirt.cpu.jit.table import slot as jt_slot
-from wirt.cpu.jit.x64.translate import MAX_CODE as X_MAX_CODE, translate as x_translate
+from wirt.cpu.jit.x64.translate import MAX_CODE as X_MAX_CODE, SCRATCH as X_SCRATCH
+from wirt.cpu.jit.x64.translate import translate as x_translate
 from wirt.cpu.layout import (
     JQ_CALLS, JQ_CAP, JQ_COUNT, JQ_ENTRY, JQ_FORCE, JQ_HEAD, JQ_INVAL, JQ_LIMIT, JQ_SIDE,
     JQ_HOT, JQ_INSNS, JQ_LEVEL2, JQ_STEP, JQ_THRESHOLD, JQ_XBASE, JQ_XFLUSH, JQ_XFP, JQ_XN, JQ_XJT, JQ_XJQ,
@@ -188,15 +189,17 @@ def next_deadline(s, c, icount, limit):
 
 
 @njit(cache=True, nogil=True)
-def x_flush(jt, jq, size):
+def x_flush(jt, jq, xc):
     """Empty the hart's template code buffer: forget every table entry pointing into it."""
     lo = jq[JQ_XBASE]
+    size = len(xc)
     for i in range(JT_SLOTS):
         fn = jt[i * JT_W + 1]
         if fn >= lo and fn < lo + size:
             jt[i * JT_W] = -1
             jt[i * JT_W + 1] = 0
-    jq[JQ_XPOS] = 0
+    jq[JQ_XPOS] = X_SCRATCH
+    xc[:8192] = 0      # the translator's record of shared exit code (translate.W_DISP, W_TAILS)
     jq[JQ_XFLUSH] += 1
 
 
@@ -232,7 +235,7 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
     forbid_u = 0
     forbid_fu = 0
     jthr = jq[JQ_THRESHOLD]
-    xthr = jq[JQ_XTHR] if len(xc) > 2 * X_MAX_CODE else 0
+    xthr = jq[JQ_XTHR] if len(xc) > X_SCRATCH + 2 * X_MAX_CODE else 0
     jst = 0         # translation tier: 1 = look up a region at this pc, 2 = after this instruction
     jmode = 0
     jkey = 0
@@ -348,19 +351,27 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
                     jt[jb + 3] = cnt
                     if xthr > 0 and cnt >= xthr:
                         # Template tier: translate here and now (microseconds), enter at once.
+                        # First mark the page (layout.py, jpg): from then on a store to it makes
+                        # a new generation, so a store racing with the translation (another
+                        # hart's) leaves it stale, never valid. Compare-and-swap, as another
+                        # hart may bump the word meanwhile: an old value must not come back.
+                        if (jgen & 1) == 0:
+                            if cas(jpg, joff >> 12, jgen, jgen | 1) != jgen:
+                                continue           # the page changed under us: next time
+                            jgen = jgen | 1
+                            host_fence()
                         if jq[JQ_XPOS] > len(xc) - X_MAX_CODE:
-                            x_flush(jt, jq, len(xc))
-                        xp = jq[JQ_XPOS]
-                        xe = x_translate(xc, xp, ram16, rvc, foff, pc & 0xFFF, jmode, base, nram,
-                                         jq[JQ_XFP], jq[JQ_XJT], jq[JQ_XBASE], jq[JQ_XJQ])
+                            x_flush(jt, jq, xc)
+                        xp = max(jq[JQ_XPOS], X_SCRATCH)
+                        xs, xe = x_translate(xc, xp, ram16, rvc, foff, pc & 0xFFF, jmode, base,
+                                             nram, jq[JQ_XFP], jq[JQ_XJT], jq[JQ_XBASE],
+                                             jq[JQ_XJQ])
                         if xe > xp:
                             jq[JQ_XPOS] = (xe + 15) & ~15
+                        if xe > xs:
                             jq[JQ_XN] += 1
-                            # From now on a store to the page invalidates (layout.py, jpg).
-                            jgen = jgen | 1
-                            jpg[joff >> 12] = jgen
                             jt[jb] = joff | jkey
-                            jt[jb + 1] = jq[JQ_XBASE] + xp
+                            jt[jb + 1] = jq[JQ_XBASE] + xs
                             jt[jb + 2] = jgen
                             jt[jb + 3] = 0
                             jst = 1

@@ -166,8 +166,6 @@ class Machine:
         """`jit`: the CPU's translation tier, "on", "off" or "force" (default: WIRT_JIT, else on)."""
         if not 1 <= num_harts <= MAX_HARTS:
             raise WirtError(f"a machine has 1 to {MAX_HARTS} CPUs, not {num_harts}")
-        if num_harts > 1:
-            jit = "off"  # until the translation tier is safe for several hart threads (issue 14)
         self.num_harts = num_harts
         if not firmware:
             raise WirtError("the firmware image is empty; give OpenSBI's fw_dynamic.bin")

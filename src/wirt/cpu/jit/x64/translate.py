@@ -38,10 +38,15 @@ from wirt.cpu.layout import (
     CSR_MSTATUS, F0, ICOUNT, JR_END, JR_LIMIT, JR_SIDE, MS_FS, PC, PTE_D, PTE_R, PTE_U, PTE_W,
     PTE_X, PRV_U, TLB_ENTRIES, TOHOST, JT_MODE_SHIFT, JT_SLOTS, JQ_CHAIN, RESERVATION, RES_VALUE)
 
-MAX_INSNS = 256         # guest instructions per region
+MAX_INSNS = 96          # guest instructions per region
 MAX_BLOCK = 64          # per block
 MAX_BLOCKS = 96
 BODY = 56               # bytes of a region's prologue: chained entries jump past it
+SCRATCH = 128 * 1024    # bytes at the start of a code buffer the translator keeps for itself
+W_DISP = 0              # ... as int64 words: per mode number, where its dispatcher is
+W_TAILS = 512           # the side-exit and limit-exit tails
+W_AT = 1024             # block starts by page halfword (all zero between calls)
+W_WORK = 4096           # working arrays
 MAX_CODE = 128 * 1024   # bytes a region can take at most (under 200 per instruction, with stubs)
 NAN_BOX = -(1 << 32)
 
@@ -128,12 +133,11 @@ def jal_offset(inst):
 
 # ---- region discovery ---------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def discover(ram16, rvc, poff, entry, fp, bs, bf, bn, be, bo, ii, io, il, at):
+def discover(ram16, rvc, poff, entry, fp, bs, bf, bn, be, bo, ii, io, il, at, work):
     """Fill the block arrays (start, first instruction, count, end kind, end offset) and the
     instruction arrays (encoding, page offset, length) for the region entered at page offset
     `entry` of the page at RAM offset `poff`; `at[off >> 1]` = block number + 1 of the block
     starting there. Returns (blocks, instructions). Same shape as region.discover."""
-    work = np.empty(2 * MAX_BLOCKS + 2, np.int64)
     nw = 0
     work[nw] = entry
     nw += 1
@@ -234,17 +238,28 @@ def epilogue(b, p):
 
 
 @njit(cache=True, nogil=True)
-def exit_stub(b, p, off, k, code):
-    """Leave with pc = page + off, count = r15 + k, return `code`."""
-    p = lea(b, p, RAX, R14, off)
+def exit_tail(b, p, code):
+    """The shared end of exits (one per code buffer and code): pc in rax, count in rcx."""
     p = mov_mr(b, p, RBX, _S_PC, RAX)
-    if k == 0:
-        p = mov_mr(b, p, RBX, _S_IC, R15)
-    else:
-        p = lea(b, p, RAX, R15, k)
-        p = mov_mr(b, p, RBX, _S_IC, RAX)
+    p = mov_mr(b, p, RBX, _S_IC, RCX)
     p = mov_ri(b, p, RAX, code)
     return epilogue(b, p)
+
+
+@njit(cache=True, nogil=True)
+def jmp_to(b, p, target):
+    """jmp rel32 to a known position."""
+    p, a = jmp(b, p)
+    patch32(b, a, target)
+    return p
+
+
+@njit(cache=True, nogil=True)
+def exit_stub(b, p, off, k, tail):
+    """Leave with pc = page + off, count = r15 + k, through the exit tail at `tail`."""
+    p = lea(b, p, RAX, R14, off)
+    p = lea(b, p, RCX, R15, k)
+    return jmp_to(b, p, tail)
 
 
 @njit(cache=True, nogil=True)
@@ -555,7 +570,7 @@ def alu(b, p, inst, off):
 
 
 @njit(cache=True, nogil=True)
-def dispatch(b, p, mode, dtlb, ram_base, ram_size, jt_addr, xbase, xsize, jq_addr):
+def dispatch(b, p, mode, dtlb, ram_base, ram_size, jt_addr, xbase, xsize, jq_addr, outs):
     """The region's way out at a block boundary, pc in rax: enter the translation of that pc
     directly if the table has a valid one made by this tier ("chaining"; QEMU's
     goto_tb/lookup_and_goto_ptr), else return JR_END to the core.
@@ -570,7 +585,6 @@ def dispatch(b, p, mode, dtlb, ram_base, ram_size, jt_addr, xbase, xsize, jq_add
     if (mode & 3) == 3:
         p = mov_ri(b, p, RAX, JR_END)
         return epilogue(b, p)
-    outs = np.empty(12, np.int64)
     no = 0
     p = mov_rr(b, p, RDX, RAX)
     if dtlb:
@@ -650,10 +664,13 @@ def dispatch(b, p, mode, dtlb, ram_base, ram_size, jt_addr, xbase, xsize, jq_add
 def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec, jt_addr, xbase,
               jq_addr):
     """Translate the region entered at page offset `entry` of the RAM page at offset `poff` for
-    mode number `mode` (core.run's jmode) into b[pos:]; returns the end position, or `pos` if
-    the entry instruction is not translatable. The caller guarantees MAX_CODE bytes of room.
-    `jt_addr`, `xbase`, `jq_addr`: host addresses of the hart's translation table, of b and
-    of the hart's counters (chaining)."""
+    mode number `mode` (core.run's jmode) into b[pos:]; returns (start of the function, end),
+    equal if the entry instruction is not translatable. The caller guarantees MAX_CODE bytes
+    of room and pos >= SCRATCH. `jt_addr`, `xbase`, `jq_addr`: host addresses of the hart's
+    translation table, of b and of the hart's counters (chaining).
+
+    b[:SCRATCH] is the translator's own: where this buffer's shared exit tails and per-mode
+    dispatchers are (zero: not made since the last flush) and its working arrays."""
     dpriv = (mode >> 2) & 3
     sum_ = (mode >> 4) & 1
     mxr = (mode >> 5) & 1
@@ -662,29 +679,65 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
     forbid_u = 0 if dpriv == PRV_U else (-1 if sum_ else PTE_U)
     rmask = PTE_R | (PTE_X if mxr else 0)
 
-    bs = np.empty(MAX_BLOCKS, np.int64)
-    bf = np.empty(MAX_BLOCKS, np.int64)
-    bn = np.empty(MAX_BLOCKS, np.int64)
-    be = np.empty(MAX_BLOCKS, np.int64)
-    bo = np.empty(MAX_BLOCKS, np.int64)
-    ii = np.empty(MAX_INSNS, np.int64)
-    io = np.empty(MAX_INSNS, np.int64)
-    il = np.empty(MAX_INSNS, np.int64)
-    at = np.zeros(2048, np.int64)
-    nb, ni = discover(ram16, rvc, poff, entry, fp, bs, bf, bn, be, bo, ii, io, il, at)
+    w = b[:SCRATCH].view(np.int64)
+    q = W_WORK
+    bs = w[q: q + MAX_BLOCKS]
+    q += MAX_BLOCKS
+    bf = w[q: q + MAX_BLOCKS]
+    q += MAX_BLOCKS
+    bn = w[q: q + MAX_BLOCKS]
+    q += MAX_BLOCKS
+    be = w[q: q + MAX_BLOCKS]
+    q += MAX_BLOCKS
+    bo = w[q: q + MAX_BLOCKS]
+    q += MAX_BLOCKS
+    code_at = w[q: q + MAX_BLOCKS]
+    q += MAX_BLOCKS
+    ii = w[q: q + MAX_INSNS]
+    q += MAX_INSNS
+    io = w[q: q + MAX_INSNS]
+    q += MAX_INSNS
+    il = w[q: q + MAX_INSNS]
+    q += MAX_INSNS
+    nfx = MAX_INSNS * 2 + MAX_BLOCKS * 2
+    fix = w[q: q + 2 * nfx].reshape((nfx, 2))      # (rel32 position, block)
+    q += 2 * nfx
+    dsites = w[q: q + nfx]                          # jumps to the dispatcher
+    q += nfx
+    sites = w[q: q + 16 * MAX_INSNS].reshape((8 * MAX_INSNS, 2))   # (rel32 position, stub)
+    q += 16 * MAX_INSNS
+    stubs = w[q: q + 3 * (MAX_INSNS + 2)].reshape((MAX_INSNS + 2, 3))   # (page offset, k, code)
+    q += 3 * (MAX_INSNS + 2)
+    stub_at = w[q: q + MAX_INSNS + 2]
+    q += MAX_INSNS + 2
+    work = w[q: q + 2 * MAX_BLOCKS + 2]
+    q += 2 * MAX_BLOCKS + 2
+    outs = w[q: q + 16]
+    q += 16
+    at = w[W_AT: W_AT + 2048]                       # kept all zero between calls
+    nb, ni = discover(ram16, rvc, poff, entry, fp, bs, bf, bn, be, bo, ii, io, il, at, work)
     if ni == 0:
-        return pos
-
-    code_at = np.empty(MAX_BLOCKS, np.int64)
-    fix = np.empty((MAX_INSNS * 2 + MAX_BLOCKS * 2, 2), np.int64)   # (rel32 position, block)
+        for k in range(nb):
+            at[bs[k] >> 1] = 0
+        return pos, pos
     nfix = 0
-    sites = np.empty((MAX_INSNS * 8, 2), np.int64)                   # (rel32 position, stub)
-    stubs = np.empty((MAX_INSNS + 2, 3), np.int64)                   # (page offset, k, code)
-    stub_at = np.empty(MAX_INSNS + 2, np.int64)
-    dsites = np.empty(MAX_INSNS * 2 + MAX_BLOCKS * 2, np.int64)     # jumps to the dispatcher
     nd = 0
 
     p = pos
+    # This buffer's shared pieces, made on first use after a flush.
+    if w[W_TAILS] == 0:
+        w[W_TAILS] = p
+        p = exit_tail(b, p, JR_SIDE)
+        w[W_TAILS + 1] = p
+        p = exit_tail(b, p, JR_LIMIT)
+    side_tail = w[W_TAILS]
+    limit_tail = w[W_TAILS + 1]
+    if w[W_DISP + mode] == 0:
+        w[W_DISP + mode] = p
+        p = dispatch(b, p, mode, dtlb, ram_base, ram_size, jt_addr, xbase, len(b), jq_addr, outs)
+    disp = w[W_DISP + mode]
+    p = (p + 15) & ~15
+    start = p
     p = push(b, p, RBX)
     p = push(b, p, RBP)
     p = push(b, p, R12)
@@ -702,8 +755,10 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
     p = mov_rm(b, p, R14, RBX, _S_PC)
     p = enc(b, p, 1, 0x81, 5, R14, NOIDX, 0, 0, False)   # sub r14, imm32: fixed length
     p = u32(b, p, entry)
-    if p - pos != BODY:   # where dispatch enters a region (its entry block follows)
-        return pos
+    if p - start != BODY:   # where dispatch enters a region (its entry block follows)
+        for k in range(nb):
+            at[bs[k] >> 1] = 0
+        return start, start
 
     for k in range(nb):
         code_at[k] = p
@@ -711,7 +766,7 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
         nst = 0
         n = bn[k]
         if n == 0:
-            p = exit_stub(b, p, bs[k], 0, JR_SIDE)
+            p = exit_stub(b, p, bs[k], 0, side_tail)
             continue
         # The whole block must fit under the instruction limit, or the interpreter runs it.
         p = lea(b, p, RAX, R15, n)
@@ -881,7 +936,7 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                 dsites[nd] = a
                 nd += 1
             else:
-                p = exit_stub(b, p, t, 0, JR_SIDE)
+                p = exit_stub(b, p, t, 0, side_tail)
         # this block's out-of-line exits
         for q in range(nst):
             stub_at[q] = p
@@ -891,13 +946,14 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                 dsites[nd] = a
                 nd += 1
             else:
-                p = exit_stub(b, p, stubs[q, 0], stubs[q, 1], stubs[q, 2])
+                p = exit_stub(b, p, stubs[q, 0], stubs[q, 1],
+                              side_tail if stubs[q, 2] == JR_SIDE else limit_tail)
         for r in range(ns):
             patch32(b, sites[r, 0], stub_at[sites[r, 1]])
     for q in range(nfix):
         patch32(b, fix[q, 0], code_at[fix[q, 1]])
-    d = p
-    p = dispatch(b, p, mode, dtlb, ram_base, ram_size, jt_addr, xbase, len(b), jq_addr)
     for q in range(nd):
-        patch32(b, dsites[q], d)
-    return p
+        patch32(b, dsites[q], disp)
+    for k in range(nb):
+        at[bs[k] >> 1] = 0
+    return start, p
