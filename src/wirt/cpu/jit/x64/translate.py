@@ -35,7 +35,7 @@ from wirt.cpu.jit.x64.asm import (
     mov_mr, mov_rr, movsxd, or_mi, patch32, pop, push, ret, setcc_zx, shift_cl, shift_ri, store_x,
     test_m8, test_ri, u8, u32, unary, jmp_r, lea_x)
 from wirt.cpu.layout import (
-    CSR_MSTATUS, F0, ICOUNT, JR_END, JR_LIMIT, JR_SIDE, MS_FS, PC, PTE_D, PTE_R, PTE_U, PTE_W,
+    CSR_FCSR, CSR_MSTATUS, F0, ICOUNT, JR_END, JR_LIMIT, JR_SIDE, MS_FS, PC, PTE_D, PTE_R, PTE_U, PTE_W,
     PTE_X, PRV_U, TLB_ENTRIES, TOHOST, JT_MODE_SHIFT, JT_SLOTS, JQ_CHAIN, RESERVATION, RES_VALUE)
 
 MAX_INSNS = 96          # guest instructions per region
@@ -478,6 +478,67 @@ def amo(b, p, inst, ram_base):
 
 
 @njit(cache=True, nogil=True)
+def normal_or(b, p, r, fails, nf):
+    """Jump (recorded in fails) unless the binary64 bits in r are a normal, non-zero number:
+    exponent 1..0x7FE. Uses rcx."""
+    p = mov_rr(b, p, RCX, r)
+    p = shift_ri(b, p, SHR, RCX, 52, 1)
+    p = alu_ri(b, p, AND, RCX, 0x7FF, 0)
+    p = alu_ri(b, p, SUB, RCX, 1, 0)
+    p = alu_ri(b, p, CMP, RCX, 0x7FE, 0)
+    p, fails[nf] = jcc(b, p, CC_AE)
+    return p, nf + 1
+
+
+@njit(cache=True, nogil=True)
+def fp_fast(b, p, inst):
+    """The interpreter's fast path for fadd.d/fsub.d/fmul.d/fdiv.d (docs/cpu.md "F and D"):
+    with round-to-nearest-even, fflags.NX already set, normal operands and a normal result, the
+    host's correctly rounded SSE2 result is the answer and NX the only flag it could raise.
+    Returns (p, rel32 position of the jump past the slow path, or -1 if there is no fast
+    path); any failed condition falls into the slow path emitted after it."""
+    op = inst & 0x7F
+    rm = (inst >> 12) & 7
+    f7 = (inst >> 25) & 0x7F
+    if op != 0x53 or (rm != 0 and rm != 7):
+        return p, -1
+    if f7 == 0x01:
+        sse = 0x58      # addsd
+    elif f7 == 0x05:
+        sse = 0x5C      # subsd
+    elif f7 == 0x09:
+        sse = 0x59      # mulsd
+    elif f7 == 0x0D:
+        sse = 0x5E      # divsd
+    else:
+        return p, -1
+    fails = np.empty(6, np.int64)
+    nf = 0
+    p = mov_rm(b, p, RAX, R13, 8 * CSR_FCSR)
+    p = alu_ri(b, p, AND, RAX, 1 | (0xE0 if rm == 7 else 0), 0)
+    p = alu_ri(b, p, CMP, RAX, 1, 0)
+    p, fails[nf] = jcc(b, p, CC_NE)
+    nf += 1
+    p = mov_rm(b, p, RAX, RBX, 8 * (F0 + ((inst >> 15) & 31)))
+    p, nf = normal_or(b, p, RAX, fails, nf)
+    p = mov_rm(b, p, RDX, RBX, 8 * (F0 + ((inst >> 20) & 31)))
+    p, nf = normal_or(b, p, RDX, fails, nf)
+    for k, v in enumerate((0x66, 0x48, 0x0F, 0x6E, 0xC0,          # movq xmm0, rax
+                           0x66, 0x48, 0x0F, 0x6E, 0xCA,          # movq xmm1, rdx
+                           0xF2, 0x0F, sse, 0xC1,                 # op xmm0, xmm1
+                           0x66, 0x48, 0x0F, 0x7E, 0xC0)):        # movq rax, xmm0
+        b[p + k] = v
+    p += 19
+    p, nf = normal_or(b, p, RAX, fails, nf)
+    p = mov_mr(b, p, RBX, 8 * (F0 + ((inst >> 7) & 31)), RAX)
+    p = or_mi(b, p, R13, 8 * CSR_MSTATUS, MS_FS)
+    p, done = jmp(b, p)
+    for k in range(nf):
+        patch32(b, fails[k], p)
+    return p, done
+
+
+@njit(cache=True, nogil=True)
 def alu(b, p, inst, off):
     """An integer computation writing only rd (nothing for rd = x0: no side effects)."""
     op = inst & 0x7F
@@ -911,6 +972,7 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                 stubs[nst, 0] = off
                 stubs[nst, 1] = j
                 stubs[nst, 2] = JR_SIDE
+                p, fast_done = fp_fast(b, p, inst)
                 p = mov_rr(b, p, RDI, RBX)
                 p = mov_rr(b, p, RSI, R13)
                 p = mov_ri(b, p, RDX, inst)
@@ -922,6 +984,8 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                 sites[ns, 1] = nst
                 ns += 1
                 nst += 1
+                if fast_done >= 0:
+                    patch32(b, fast_done, p)
         if not done:
             p = alu_ri(b, p, ADD, R15, n, 1)
             t = bo[k]
