@@ -165,12 +165,13 @@ class TranslationCache:
                 waiting.add(me)   # another hart asked first: install it here too when done
                 continue
             done = self.regions.get(key)
-            if done is not None and done[1] == self.jpg[off >> 12]:
+            current = self.jpg[off >> 12]
+            if done is not None and done[1] == current:
                 if done[2] >= level:
                     self._install(jt, off, mode, done[0], done[1])
                     continue
-            elif level == 2:
-                continue  # an optimized copy of code that has changed since
+            elif level == 2 and gen != current:
+                continue  # an optimized copy of code that has changed since it ran hot
             self._waiting[(off, mode, level)] = {me}
             work[level].append((off, mode, gen))
         for level, items in work.items():
