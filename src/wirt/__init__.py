@@ -18,6 +18,9 @@ def _core_source_key() -> str:
     return h.hexdigest()[:16]
 
 
+# wirt does no linear algebra: without this, numpy's OpenBLAS starts a thread per host core
+# that spins for a while after import, taking host CPU from the vCPU and compiler threads.
+_os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 # numba reads its cache location when it is first imported: keep the compiled CPU core in
 # the user's cache directory (not beside the sources, which may be read-only).
 _os.environ.setdefault("NUMBA_CACHE_DIR", str(_cache_dir() / "numba" / _core_source_key()))
