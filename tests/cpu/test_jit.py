@@ -84,6 +84,12 @@ def random_stream(seed: int, n: int = 120) -> str:
                 if rnd.random() < 0.3:
                     out.append(f"s{w} {a}, 0(t2)")
                 out.append(f"sc.{w} {rd}, {b}, (t2)")
+        elif k < 0.96:
+            # CSR instructions (translated as calls of the interpreter's code): counters must
+            # read the same under both tiers; a write leaves the region after it
+            out.append(rnd.choice([f"csrr {rd}, instret", f"csrr {rd}, cycle", f"csrr {rd}, mscratch",
+                                   f"csrw mscratch, {a}", f"csrrs {rd}, mscratch, {b}",
+                                   f"csrrci {rd}, mscratch, 5", f"csrr {rd}, mhartid"]))
         elif k < 0.97:
             out.append(rnd.choice([f"c.addi {rd}, {rnd.randint(1, 31)}", f"c.mv {rd}, {a if a != 'zero' else 'a0'}",
                                    f"c.add {rd}, {a if a != 'zero' else 'a1'}", f"c.slli {rd}, {rnd.randint(1, 63)}",

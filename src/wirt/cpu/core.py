@@ -34,6 +34,7 @@ from wirt.cpu.jit.x64.translate import translate as x_translate
 from wirt.cpu.layout import (
     JQ_CALLS, JQ_CAP, JQ_COUNT, JQ_ENTRY, JQ_FORCE, JQ_HEAD, JQ_INVAL, JQ_LIMIT, JQ_SIDE,
     JQ_HOT, JQ_INSNS, JQ_LEVEL2, JQ_STEP, JQ_THRESHOLD, JQ_XBASE, JQ_XFLUSH, JQ_XFP, JQ_XN, JQ_XJT, JQ_XJQ,
+    JQ_XCSR, JR_MODE,
     JQ_XPOS, JQ_XTHR, JR_END, JR_SIDE, JT_MODE_SHIFT, JT_SLOTS, JT_W,
 )
 from wirt.cpu.mmu import pmp_fill, tlb_flush, tlb_flush_page, walk
@@ -336,6 +337,11 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
                                 jq[JQ_COUNT] = n + 1
                         if r == JR_END:
                             jst = 1
+                        elif r == JR_MODE:
+                            # A CSR write in the region: as the interpreter does after one.
+                            recompute = True
+                            limit = 0
+                            jst = 1
                         elif r == JR_SIDE:
                             jst = 2
                             jq[JQ_SIDE] += 1
@@ -365,7 +371,7 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
                         xp = max(jq[JQ_XPOS], X_SCRATCH)
                         xs, xe = x_translate(xc, xp, ram16, rvc, foff, pc & 0xFFF, jmode, base,
                                              nram, jq[JQ_XFP], jq[JQ_XJT], jq[JQ_XBASE],
-                                             jq[JQ_XJQ])
+                                             jq[JQ_XJQ], jq[JQ_XCSR])
                         if xe > xp:
                             jq[JQ_XPOS] = (xe + 15) & ~15
                         if xe > xs:

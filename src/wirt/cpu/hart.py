@@ -31,7 +31,7 @@ def _core():
     start = time.monotonic()
     try:
         from wirt.cpu import core, rvc
-        from wirt.cpu.jit import fpcall  # noqa: F401  (the FP helper translated code calls)
+        from wirt.cpu.jit import csrcall, fpcall  # noqa: F401  (helpers translated code calls)
         global _rvc_table
         if _rvc_table is None:
             _rvc_table = rvc.build_rvc_table()

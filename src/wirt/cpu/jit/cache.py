@@ -122,8 +122,10 @@ class TranslationCache:
         if xc is None:
             xc = np.zeros(8, dtype=np.uint8)
         else:
+            from wirt.cpu.jit.csrcall import csr_exec
             from wirt.cpu.jit.fpcall import fp_exec
             jq[L.JQ_XTHR] = self.xthreshold
+            jq[L.JQ_XCSR] = csr_exec.address
             jq[L.JQ_XBASE] = address(xc)
             jq[L.JQ_XFP] = fp_exec.address
             jq[L.JQ_XJT] = address(jt)

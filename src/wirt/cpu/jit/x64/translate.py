@@ -36,7 +36,7 @@ from wirt.cpu.jit.x64.asm import (
     test_m8, test_ri, u8, u32, unary, jmp_r, lea_x)
 from wirt.cpu.layout import (
     CSR_FCSR, CSR_MSTATUS, F0, ICOUNT, JR_END, JR_LIMIT, JR_SIDE, MS_FS, PC, PTE_D, PTE_R, PTE_U, PTE_W,
-    PTE_X, PRV_U, TLB_ENTRIES, TOHOST, JT_MODE_SHIFT, JT_SLOTS, JQ_CHAIN, RESERVATION, RES_VALUE)
+    PTE_X, PRV_U, TLB_ENTRIES, JR_MODE, TOHOST, JT_MODE_SHIFT, JT_SLOTS, JQ_CHAIN, RESERVATION, RES_VALUE)
 
 MAX_INSNS = 96          # guest instructions per region
 MAX_BLOCK = 64          # per block
@@ -44,14 +44,14 @@ MAX_BLOCKS = 96
 BODY = 56               # bytes of a region's prologue: chained entries jump past it
 SCRATCH = 128 * 1024    # bytes at the start of a code buffer the translator keeps for itself
 W_DISP = 0              # ... as int64 words: per mode number, where its dispatcher is
-W_TAILS = 512           # the side-exit and limit-exit tails
+W_TAILS = 512           # the side-exit, limit-exit and mode-exit tails
 W_AT = 1024             # block starts by page halfword (all zero between calls)
 W_WORK = 4096           # working arrays
 MAX_CODE = 128 * 1024   # bytes a region can take at most (under 200 per instruction, with stubs)
 NAN_BOX = -(1 << 32)
 
 # Instruction classes (what `kind` returns).
-K_NONE, K_ALU, K_LOAD, K_STORE, K_BRANCH, K_JAL, K_JALR, K_FENCE, K_FP, K_AMO = range(10)
+K_NONE, K_ALU, K_LOAD, K_STORE, K_BRANCH, K_JAL, K_JALR, K_FENCE, K_FP, K_AMO, K_CSR = range(11)
 # How a block ends.
 E_SIDE, E_FALL, E_BRANCH, E_JAL, E_JALR = 0, 1, 2, 3, 4
 
@@ -116,6 +116,8 @@ def kind(inst, fp):
         return K_NONE
     if fp and (op == 0x53 or op == 0x43 or op == 0x47 or op == 0x4B or op == 0x4F):
         return K_FP
+    if op == 0x73 and f3 != 0 and f3 != 4:
+        return K_CSR
     return K_NONE
 
 
@@ -723,12 +725,13 @@ def dispatch(b, p, mode, dtlb, ram_base, ram_size, jt_addr, xbase, xsize, jq_add
 # ---- the translator ----------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
 def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec, jt_addr, xbase,
-              jq_addr):
+              jq_addr, csr_exec):
     """Translate the region entered at page offset `entry` of the RAM page at offset `poff` for
     mode number `mode` (core.run's jmode) into b[pos:]; returns (start of the function, end),
     equal if the entry instruction is not translatable. The caller guarantees MAX_CODE bytes
     of room and pos >= SCRATCH. `jt_addr`, `xbase`, `jq_addr`: host addresses of the hart's
-    translation table, of b and of the hart's counters (chaining).
+    translation table, of b and of the hart's counters (chaining); `fp_exec`, `csr_exec`: the
+    helpers of jit/fpcall.py and jit/csrcall.py.
 
     b[:SCRATCH] is the translator's own: where this buffer's shared exit tails and per-mode
     dispatchers are (zero: not made since the last flush) and its working arrays."""
@@ -767,10 +770,11 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
     q += nfx
     sites = w[q: q + 16 * MAX_INSNS].reshape((8 * MAX_INSNS, 2))   # (rel32 position, stub)
     q += 16 * MAX_INSNS
-    stubs = w[q: q + 3 * (MAX_INSNS + 2)].reshape((MAX_INSNS + 2, 3))   # (page offset, k, code)
-    q += 3 * (MAX_INSNS + 2)
-    stub_at = w[q: q + MAX_INSNS + 2]
-    q += MAX_INSNS + 2
+    nstubs = 2 * MAX_BLOCK + 2                      # per block: two per CSR instruction at most
+    stubs = w[q: q + 3 * nstubs].reshape((nstubs, 3))   # (page offset, k, code)
+    q += 3 * nstubs
+    stub_at = w[q: q + nstubs]
+    q += nstubs
     work = w[q: q + 2 * MAX_BLOCKS + 2]
     q += 2 * MAX_BLOCKS + 2
     outs = w[q: q + 16]
@@ -791,8 +795,11 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
         p = exit_tail(b, p, JR_SIDE)
         w[W_TAILS + 1] = p
         p = exit_tail(b, p, JR_LIMIT)
+        w[W_TAILS + 2] = p
+        p = exit_tail(b, p, JR_MODE)
     side_tail = w[W_TAILS]
     limit_tail = w[W_TAILS + 1]
+    mode_tail = w[W_TAILS + 2]
     if w[W_DISP + mode] == 0:
         w[W_DISP + mode] = p
         p = dispatch(b, p, mode, dtlb, ram_base, ram_size, jt_addr, xbase, len(b), jq_addr, outs)
@@ -959,6 +966,31 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                                ram_base, ram_size, sites, ns, nst, True)
                 nst += 1
                 p = amo(b, p, inst, ram_base)
+            elif c == K_CSR:
+                # csrcall.csr_exec(s, c, tlb, inst) with pc and the count of this instruction
+                # written (counters read them): 0 done; 1 illegal, nothing written: leave
+                # before it; 2 written: leave after it, for the core to recompute its mode
+                # and look for interrupts (JR_MODE), as the interpreter does after a write.
+                p = lea(b, p, RAX, R14, off)
+                p = mov_mr(b, p, RBX, _S_PC, RAX)
+                p = lea(b, p, RAX, R15, j)
+                p = mov_mr(b, p, RBX, _S_IC, RAX)
+                p = mov_rr(b, p, RDI, RBX)
+                p = mov_rr(b, p, RSI, R13)
+                p = mov_rr(b, p, RDX, R12)
+                p = mov_ri(b, p, RCX, inst)
+                p = mov_ri(b, p, RAX, csr_exec)
+                p = call_r(b, p, RAX)
+                for code in (JR_SIDE, JR_MODE):
+                    stubs[nst, 0] = off if code == JR_SIDE else off + il[bf[k] + j]
+                    stubs[nst, 1] = j if code == JR_SIDE else j + 1
+                    stubs[nst, 2] = code
+                    p = alu_ri(b, p, CMP, RAX, 1 if code == JR_SIDE else 2, 1)
+                    p, a = jcc(b, p, CC_E)
+                    sites[ns, 0] = a
+                    sites[ns, 1] = nst
+                    ns += 1
+                    nst += 1
             elif c == K_FENCE:
                 # x86 keeps every order but store -> load (SDM 8.2.2): FENCE with a W
                 # predecessor and an R successor needs mfence for other harts to agree.
@@ -1010,8 +1042,12 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                 dsites[nd] = a
                 nd += 1
             else:
-                p = exit_stub(b, p, stubs[q, 0], stubs[q, 1],
-                              side_tail if stubs[q, 2] == JR_SIDE else limit_tail)
+                tail = side_tail
+                if stubs[q, 2] == JR_LIMIT:
+                    tail = limit_tail
+                elif stubs[q, 2] == JR_MODE:
+                    tail = mode_tail
+                p = exit_stub(b, p, stubs[q, 0], stubs[q, 1], tail)
         for r in range(ns):
             patch32(b, sites[r, 0], stub_at[sites[r, 1]])
     for q in range(nfix):
