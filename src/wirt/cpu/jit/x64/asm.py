@@ -287,6 +287,26 @@ def jmp(b, p):
 
 
 @njit(cache=True, nogil=True)
+def jcc8(b, p, cc):
+    """jcc rel8 to be patched: (position after, position of the rel8)."""
+    b[p] = 0x70 + cc
+    return p + 2, p + 1
+
+
+@njit(cache=True, nogil=True)
+def jmp8(b, p):
+    """jmp rel8 to be patched: (position after, position of the rel8)."""
+    b[p] = 0xEB
+    return p + 2, p + 1
+
+
+@njit(cache=True, nogil=True)
+def patch8(b, at, target):
+    """Point the rel8 field at `at` to `target` (within -128..127 of its end)."""
+    b[at] = (target - (at + 1)) & 0xFF
+
+
+@njit(cache=True, nogil=True)
 def call_r(b, p, r):
     """call r (indirect, absolute address in a register)."""
     return enc(b, p, 0, 0xFF, 2, r, NOIDX, 0, 0, False)
@@ -299,21 +319,23 @@ def jmp_r(b, p, r):
 
 
 @njit(cache=True, nogil=True)
-def push(b, p, r):
+def op_plus_r(b, p, op, r):
+    """A one-byte opcode with the register in its low bits (push 50+r, pop 58+r), REX.B for r8+."""
     if r >= 8:
         b[p] = 0x41
         p += 1
-    b[p] = 0x50 + (r & 7)
+    b[p] = op + (r & 7)
     return p + 1
 
 
 @njit(cache=True, nogil=True)
+def push(b, p, r):
+    return op_plus_r(b, p, 0x50, r)
+
+
+@njit(cache=True, nogil=True)
 def pop(b, p, r):
-    if r >= 8:
-        b[p] = 0x41
-        p += 1
-    b[p] = 0x58 + (r & 7)
-    return p + 1
+    return op_plus_r(b, p, 0x58, r)
 
 
 @njit(cache=True, nogil=True)

@@ -33,7 +33,7 @@ from wirt.cpu.jit.x64.asm import (
     R14, R15, RAX, RBP, RBX, RCX, RDI, RDX, RSI, RSP, SAR, SHL, SHR, SUB, XOR, alu_ri, alu_rm,
     alu_rr, call_r, cmp_rx, cqo, enc, imul_rr, jcc, jmp, lea, load_x, mov_mi, mov_ri, mov_rm,
     mov_mr, mov_rr, movsxd, or_mi, patch32, pop, push, ret, setcc_zx, shift_cl, shift_ri, store_x,
-    test_m8, test_ri, u8, u32, unary, jmp_r, lea_x)
+    test_m8, test_ri, u8, u32, unary, jmp_r, lea_x, jcc8, jmp8, patch8)
 from wirt.cpu.layout import (
     CSR_FCSR, CSR_MSTATUS, F0, ICOUNT, JR_END, JR_LIMIT, JR_SIDE, MS_FS, PC, PTE_D, PTE_R, PTE_U, PTE_W,
     PTE_X, PRV_U, TLB_ENTRIES, JR_MODE, TOHOST, JT_MODE_SHIFT, JT_SLOTS, JQ_CHAIN, RESERVATION, RES_VALUE)
@@ -262,24 +262,6 @@ def exit_stub(b, p, off, k, tail):
     p = lea(b, p, RAX, R14, off)
     p = lea(b, p, RCX, R15, k)
     return jmp_to(b, p, tail)
-
-
-@njit(cache=True, nogil=True)
-def jcc8(b, p, cc):
-    """jcc rel8 to be patched: (position after, position of the rel8)."""
-    b[p] = 0x70 + cc
-    return p + 2, p + 1
-
-
-@njit(cache=True, nogil=True)
-def jmp8(b, p):
-    b[p] = 0xEB
-    return p + 2, p + 1
-
-
-@njit(cache=True, nogil=True)
-def patch8(b, at, target):
-    b[at] = (target - (at + 1)) & 0xFF
 
 
 @njit(cache=True, nogil=True)
@@ -722,6 +704,12 @@ def dispatch(b, p, mode, dtlb, ram_base, ram_size, jt_addr, xbase, xsize, jq_add
     return epilogue(b, p)
 
 
+@njit(cache=True, nogil=True)
+def carve(w, q, n):
+    """The n words of the scratch w from q, and the position after them."""
+    return w[q: q + n], q + n
+
+
 # ---- the translator ----------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
 def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec, jt_addr, xbase,
@@ -745,40 +733,27 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
 
     w = b[:SCRATCH].view(np.int64)
     q = W_WORK
-    bs = w[q: q + MAX_BLOCKS]
-    q += MAX_BLOCKS
-    bf = w[q: q + MAX_BLOCKS]
-    q += MAX_BLOCKS
-    bn = w[q: q + MAX_BLOCKS]
-    q += MAX_BLOCKS
-    be = w[q: q + MAX_BLOCKS]
-    q += MAX_BLOCKS
-    bo = w[q: q + MAX_BLOCKS]
-    q += MAX_BLOCKS
-    code_at = w[q: q + MAX_BLOCKS]
-    q += MAX_BLOCKS
-    ii = w[q: q + MAX_INSNS]
-    q += MAX_INSNS
-    io = w[q: q + MAX_INSNS]
-    q += MAX_INSNS
-    il = w[q: q + MAX_INSNS]
-    q += MAX_INSNS
+    bs, q = carve(w, q, MAX_BLOCKS)
+    bf, q = carve(w, q, MAX_BLOCKS)
+    bn, q = carve(w, q, MAX_BLOCKS)
+    be, q = carve(w, q, MAX_BLOCKS)
+    bo, q = carve(w, q, MAX_BLOCKS)
+    code_at, q = carve(w, q, MAX_BLOCKS)
+    ii, q = carve(w, q, MAX_INSNS)
+    io, q = carve(w, q, MAX_INSNS)
+    il, q = carve(w, q, MAX_INSNS)
     nfx = MAX_INSNS * 2 + MAX_BLOCKS * 2
-    fix = w[q: q + 2 * nfx].reshape((nfx, 2))      # (rel32 position, block)
-    q += 2 * nfx
-    dsites = w[q: q + nfx]                          # jumps to the dispatcher
-    q += nfx
-    sites = w[q: q + 16 * MAX_INSNS].reshape((8 * MAX_INSNS, 2))   # (rel32 position, stub)
-    q += 16 * MAX_INSNS
+    fix, q = carve(w, q, 2 * nfx)                   # (rel32 position, block)
+    fix = fix.reshape((nfx, 2))
+    dsites, q = carve(w, q, nfx)                    # jumps to the dispatcher
+    sites, q = carve(w, q, 16 * MAX_INSNS)          # (rel32 position, stub)
+    sites = sites.reshape((8 * MAX_INSNS, 2))
     nstubs = 2 * MAX_BLOCK + 2                      # per block: two per CSR instruction at most
-    stubs = w[q: q + 3 * nstubs].reshape((nstubs, 3))   # (page offset, k, code)
-    q += 3 * nstubs
-    stub_at = w[q: q + nstubs]
-    q += nstubs
-    work = w[q: q + 2 * MAX_BLOCKS + 2]
-    q += 2 * MAX_BLOCKS + 2
-    outs = w[q: q + 16]
-    q += 16
+    stubs, q = carve(w, q, 3 * nstubs)              # (page offset, k, code)
+    stubs = stubs.reshape((nstubs, 3))
+    stub_at, q = carve(w, q, nstubs)
+    work, q = carve(w, q, 2 * MAX_BLOCKS + 2)
+    outs, q = carve(w, q, 16)
     at = w[W_AT: W_AT + 2048]                       # kept all zero between calls
     nb, ni = discover(ram16, rvc, poff, entry, fp, bs, bf, bn, be, bo, ii, io, il, at, work)
     if ni == 0:
