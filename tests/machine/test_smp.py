@@ -52,8 +52,9 @@ def smp_program() -> bytes:
     return bytes(image)
 
 
-def smp_machine(harts: int, deterministic: bool, iterations: int = ITER) -> Machine:
-    m = Machine(smp_program(), memory_size=64 * MIB, num_harts=harts, deterministic=deterministic)
+def smp_machine(harts: int, deterministic: bool, iterations: int = ITER, jit: str | None = None) -> Machine:
+    m = Machine(smp_program(), memory_size=64 * MIB, num_harts=harts, deterministic=deterministic,
+                jit=jit)
     params = m.memory.array[PARAMS: PARAMS + 16].view(np.int64)
     params[:] = [harts, iterations]
     m.memory.array[PARAMS + 16: PARAMS + 24].view(np.int64)[0] = MP_ROUNDS
@@ -71,9 +72,11 @@ def expected(harts: int, iterations: int = ITER) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("harts", [2, 4])
-def test_atomics_are_exact_with_a_host_thread_per_hart(harts):
-    """Real-time mode: the harts run on host threads in parallel; every count is exact."""
-    m = smp_machine(harts, deterministic=False)
+@pytest.mark.parametrize("jit", ["off", "force"])
+def test_atomics_are_exact_with_a_host_thread_per_hart(harts, jit):
+    """Real-time mode: the harts run on host threads in parallel; every count is exact, in the
+    interpreter and in translated code (atomics, fences and stores of jit/x64)."""
+    m = smp_machine(harts, deterministic=False, jit=jit)
     result = m.run(max_insns=10**10)
     assert result.reason == "poweroff", result
     assert counts(m) == expected(harts)

@@ -26,6 +26,7 @@ import numpy as np
 
 from wirt.cpu import layout as L
 from wirt.cpu.hart import Hart
+from wirt.cpu.jit.cache import jit_setting
 from wirt.devices.clint import Clint
 from wirt.devices.finisher import TestFinisher
 from wirt.devices.irq import IrqLine
@@ -166,6 +167,14 @@ class Machine:
         """`jit`: the CPU's translation tier, "on", "off" or "force" (default: WIRT_JIT, else on)."""
         if not 1 <= num_harts <= MAX_HARTS:
             raise WirtError(f"a machine has 1 to {MAX_HARTS} CPUs, not {num_harts}")
+        if num_harts > 1 and not isinstance(jit, str) and jit is not None:
+            pass  # a TranslationCache given by the caller
+        elif num_harts > 1 and jit_setting(jit) != "force":
+            # Off by default with several harts until a retranslation storm is understood: a
+            # 2-vCPU guest with two busy shells made 4.3 million template translations and 193
+            # buffer flushes in a minute (one vCPU: 159 thousand, 6) and starved its console.
+            # WIRT_JIT=force still turns it on (tests/machine/test_smp.py).
+            jit = "off"
         self.num_harts = num_harts
         if not firmware:
             raise WirtError("the firmware image is empty; give OpenSBI's fw_dynamic.bin")
