@@ -353,7 +353,13 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
                             return EXIT_BUDGET
                         continue
                 else:
-                    cnt = jt[jb + 3] + 1
+                    cnt = jt[jb + 3]
+                    if cnt > 0 and jt[jb] != (joff | jkey) and jt[jb + 1] != 0:
+                        # The slot holds another region: its count is that region's hot count,
+                        # not our lookups. Counting from it replaced the resident at once, and two
+                        # regions sharing a slot then retranslated each other at every lookup.
+                        cnt = 0
+                    cnt += 1
                     jt[jb + 3] = cnt
                     if xthr > 0 and cnt >= xthr:
                         # Template tier: translate here and now (microseconds), enter at once.
