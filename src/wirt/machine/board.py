@@ -170,10 +170,9 @@ class Machine:
         if num_harts > 1 and not isinstance(jit, str) and jit is not None:
             pass  # a TranslationCache given by the caller
         elif num_harts > 1 and jit_setting(jit) != "force":
-            # Off by default with several harts until a retranslation storm is understood: a
-            # 2-vCPU guest with two busy shells made 4.3 million template translations and 193
-            # buffer flushes in a minute (one vCPU: 159 thousand, 6) and starved its console.
-            # WIRT_JIT=force still turns it on (tests/machine/test_smp.py).
+            # Off by default with several harts for now: a 2-vCPU guest with two busy shells
+            # starves its console with it (docs/machine.md "SMP"). WIRT_JIT=force still turns it
+            # on (tests/machine/test_smp.py).
             jit = "off"
         self.num_harts = num_harts
         if not firmware:
