@@ -167,9 +167,7 @@ class Machine:
         """`jit`: the CPU's translation tier, "on", "off" or "force" (default: WIRT_JIT, else on)."""
         if not 1 <= num_harts <= MAX_HARTS:
             raise WirtError(f"a machine has 1 to {MAX_HARTS} CPUs, not {num_harts}")
-        if num_harts > 1 and not isinstance(jit, str) and jit is not None:
-            pass  # a TranslationCache given by the caller
-        elif num_harts > 1 and jit_setting(jit) != "force":
+        if num_harts > 1 and (jit is None or isinstance(jit, str)) and jit_setting(jit) != "force":
             # Off by default with several harts for now: a 2-vCPU guest with two busy shells
             # starves its console with it (docs/machine.md "SMP"). WIRT_JIT=force still turns it
             # on (tests/machine/test_smp.py).

@@ -265,6 +265,22 @@ def exit_stub(b, p, off, k, tail):
 
 
 @njit(cache=True, nogil=True)
+def set_stub(stubs, nst, off, k, code):
+    """Stub number nst leaves with pc = page + off, count = r15 + k and JR_* code `code`."""
+    stubs[nst, 0] = off
+    stubs[nst, 1] = k
+    stubs[nst, 2] = code
+
+
+@njit(cache=True, nogil=True)
+def add_site(sites, ns, at, stub):
+    """Record that the rel32 at `at` jumps to stub number `stub`; returns the new count."""
+    sites[ns, 0] = at
+    sites[ns, 1] = stub
+    return ns + 1
+
+
+@njit(cache=True, nogil=True)
 def access(b, p, size, store, dtlb, rmask, forbid_u, ram_base, ram_size, sites, ns, stub,
            aligned=False):
     """Checks of a data access whose virtual address is in rax (priv spec 4.3.1 via the TLB, as
@@ -278,9 +294,7 @@ def access(b, p, size, store, dtlb, rmask, forbid_u, ram_base, ram_size, sites, 
         p = alu_ri(b, p, AND, RCX, TLB_ENTRIES - 1, 0)      # TLB index
         p = cmp_rx(b, p, RDX, R12, RCX, 3, 0)               # tag == vpn?
         p, at = jcc(b, p, CC_NE)
-        sites[ns, 0] = at
-        sites[ns, 1] = stub
-        ns += 1
+        ns = add_site(sites, ns, at, stub)
         p = enc(b, p, 1, 0x8B, RDX, R12, RCX, 3, 8 * TLB_ENTRIES, True)  # the entry's data word
         if store:
             p = mov_rr(b, p, RCX, RDX)
@@ -290,38 +304,28 @@ def access(b, p, size, store, dtlb, rmask, forbid_u, ram_base, ram_size, sites, 
         else:
             p = test_ri(b, p, RDX, rmask)
             p, at = jcc(b, p, CC_E)
-        sites[ns, 0] = at
-        sites[ns, 1] = stub
-        ns += 1
+        ns = add_site(sites, ns, at, stub)
         if forbid_u != -1:
             p = test_ri(b, p, RDX, PTE_U)
             p, at = jcc(b, p, CC_E if forbid_u == 0 else CC_NE)
-            sites[ns, 0] = at
-            sites[ns, 1] = stub
-            ns += 1
+            ns = add_site(sites, ns, at, stub)
         p = alu_ri(b, p, AND, RDX, -4096, 1)
         p = alu_ri(b, p, AND, RAX, 4095, 0)
         p = alu_rr(b, p, OR, RAX, RDX, 1)                   # physical address
     if store:   # HTIF's tohost is the machine's
         p = alu_rm(b, p, CMP, RAX, RBX, 8 * TOHOST)
         p, at = jcc(b, p, CC_E)
-        sites[ns, 0] = at
-        sites[ns, 1] = stub
-        ns += 1
+        ns = add_site(sites, ns, at, stub)
     p = mov_ri(b, p, RDX, ram_base)
     p = alu_rr(b, p, SUB, RAX, RDX, 1)
     p = mov_ri(b, p, RDX, ram_size - size)
     p = alu_rr(b, p, CMP, RAX, RDX, 1)
     p, at = jcc(b, p, CC_A)                                 # outside RAM (unsigned): MMIO
-    sites[ns, 0] = at
-    sites[ns, 1] = stub
-    ns += 1
+    ns = add_site(sites, ns, at, stub)
     if size > 1 and aligned:    # atomics: misaligned is an exception (the interpreter's)
         p = test_ri(b, p, RAX, size - 1)
         p, at = jcc(b, p, CC_NE)
-        sites[ns, 0] = at
-        sites[ns, 1] = stub
-        ns += 1
+        ns = add_site(sites, ns, at, stub)
     elif size > 1:
         # Misaligned is fine within a page (the host does it in one access, as the
         # interpreter's byte loop would); one that crosses into the next page needs that
@@ -330,18 +334,14 @@ def access(b, p, size, store, dtlb, rmask, forbid_u, ram_base, ram_size, sites, 
         p = alu_ri(b, p, AND, RCX, 4095, 0)
         p = alu_ri(b, p, CMP, RCX, 4096 - size, 0)
         p, at = jcc(b, p, CC_A)
-        sites[ns, 0] = at
-        sites[ns, 1] = stub
-        ns += 1
+        ns = add_site(sites, ns, at, stub)
     if store:   # a page holding translations: the interpreter invalidates them
         p = mov_rr(b, p, RDX, RAX)
         p = shift_ri(b, p, SHR, RDX, 12, 1)
         p = mov_rm(b, p, RCX, RSP, 8)
         p = test_m8(b, p, RCX, RDX, 3, 0, 1)
         p, at = jcc(b, p, CC_NE)
-        sites[ns, 0] = at
-        sites[ns, 1] = stub
-        ns += 1
+        ns = add_site(sites, ns, at, stub)
     return p, ns
 
 
@@ -815,12 +815,8 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
         p = lea(b, p, RAX, R15, n)
         p = alu_rm(b, p, CMP, RAX, RSP, 0)
         p, a = jcc(b, p, CC_G)
-        stubs[nst, 0] = bs[k]
-        stubs[nst, 1] = 0
-        stubs[nst, 2] = JR_LIMIT
-        sites[ns, 0] = a
-        sites[ns, 1] = nst
-        ns += 1
+        set_stub(stubs, nst, bs[k], 0, JR_LIMIT)
+        ns = add_site(sites, ns, a, nst)
         nst += 1
         done = False
         for j in range(n):
@@ -859,12 +855,8 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                         fix[nfix, 1] = at[t >> 1] - 1
                         nfix += 1
                     else:
-                        stubs[nst, 0] = t
-                        stubs[nst, 1] = 0
-                        stubs[nst, 2] = JR_END
-                        sites[ns, 0] = a
-                        sites[ns, 1] = nst
-                        ns += 1
+                        set_stub(stubs, nst, t, 0, JR_END)
+                        ns = add_site(sites, ns, a, nst)
                         nst += 1
                     t = link
                 elif c == K_JAL:
@@ -900,9 +892,7 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
             if c == K_ALU:
                 p = alu(b, p, inst, off)
             elif c == K_LOAD or c == K_STORE:
-                stubs[nst, 0] = off
-                stubs[nst, 1] = j
-                stubs[nst, 2] = JR_SIDE
+                set_stub(stubs, nst, off, j, JR_SIDE)
                 f3 = (inst >> 12) & 7
                 rd = (inst >> 7) & 31
                 imm = (inst >> 20) if c == K_LOAD else (((inst >> 25) << 5) | ((inst >> 7) & 31))
@@ -932,9 +922,7 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                     p = ld(b, p, RCX, F0 + rs2 if op == 0x27 else rs2)
                     p = store_x(b, p, size, RCX, RBP, RAX, 0, 0)
             elif c == K_AMO:
-                stubs[nst, 0] = off
-                stubs[nst, 1] = j
-                stubs[nst, 2] = JR_SIDE
+                set_stub(stubs, nst, off, j, JR_SIDE)
                 f5 = (inst >> 27) & 0x1F
                 p = ld(b, p, RAX, (inst >> 15) & 31)
                 p, ns = access(b, p, 4 << ((inst >> 12) & 1), f5 != 2, dtlb, rmask, forbid_u,
@@ -957,14 +945,13 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                 p = mov_ri(b, p, RAX, csr_exec)
                 p = call_r(b, p, RAX)
                 for code in (JR_SIDE, JR_MODE):
-                    stubs[nst, 0] = off if code == JR_SIDE else off + il[bf[k] + j]
-                    stubs[nst, 1] = j if code == JR_SIDE else j + 1
-                    stubs[nst, 2] = code
+                    if code == JR_SIDE:
+                        set_stub(stubs, nst, off, j, code)
+                    else:
+                        set_stub(stubs, nst, off + il[bf[k] + j], j + 1, code)
                     p = alu_ri(b, p, CMP, RAX, 1 if code == JR_SIDE else 2, 1)
                     p, a = jcc(b, p, CC_E)
-                    sites[ns, 0] = a
-                    sites[ns, 1] = nst
-                    ns += 1
+                    ns = add_site(sites, ns, a, nst)
                     nst += 1
             elif c == K_FENCE:
                 # x86 keeps every order but store -> load (SDM 8.2.2): FENCE with a W
@@ -976,9 +963,7 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                     p += 3
             elif c == K_FP:
                 # fpcall.fp_exec(s, c, inst): 0 done, else illegal form (nothing written)
-                stubs[nst, 0] = off
-                stubs[nst, 1] = j
-                stubs[nst, 2] = JR_SIDE
+                set_stub(stubs, nst, off, j, JR_SIDE)
                 p, fast_done = fp_fast(b, p, inst)
                 p = mov_rr(b, p, RDI, RBX)
                 p = mov_rr(b, p, RSI, R13)
@@ -987,9 +972,7 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                 p = call_r(b, p, RAX)
                 p = alu_rr(b, p, OR, RAX, RAX, 1)
                 p, a = jcc(b, p, CC_NE)
-                sites[ns, 0] = a
-                sites[ns, 1] = nst
-                ns += 1
+                ns = add_site(sites, ns, a, nst)
                 nst += 1
                 if fast_done >= 0:
                     patch32(b, fast_done, p)
