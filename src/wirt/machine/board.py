@@ -169,8 +169,8 @@ class Machine:
             raise WirtError(f"a machine has 1 to {MAX_HARTS} CPUs, not {num_harts}")
         if num_harts > 1 and (jit is None or isinstance(jit, str)) and jit_setting(jit) != "force":
             # Off by default with several harts for now: a 2-vCPU guest with two busy shells
-            # starves its console with it (docs/machine.md "SMP"). WIRT_JIT=force still turns it
-            # on (tests/machine/test_smp.py).
+            # loses a wake-up with it, a store -> load order its translated stores do not keep
+            # (docs/machine.md "SMP"). WIRT_JIT=force still turns it on (tests/machine/test_smp.py).
             jit = "off"
         self.num_harts = num_harts
         if not firmware:
