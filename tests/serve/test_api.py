@@ -221,3 +221,24 @@ def test_every_route_is_in_the_openapi_document(home):
                  if "{action}" in path else [path])
         for p in paths:
             assert route.method.lower() in doc.get(p, {}), f"{route.method} {p} is not documented"
+
+
+def test_web_console_is_pinned_by_its_lockfile_and_loads_nothing_from_the_internet():
+    """Every front-end package is pinned to one exact version in package.json and locked with an
+    integrity hash in the lockfile npm wrote at setup (neither it nor node_modules is committed),
+    and the page's own files reference no outside address."""
+    import json
+    import re
+
+    from wirt.serve.webui import STATIC, VENDOR, WEB
+
+    deps = json.loads((WEB / "package.json").read_text())["dependencies"]
+    lock = json.loads((WEB / "package-lock.json").read_text())["packages"]
+    assert lock[""]["dependencies"] == deps
+    for name, version in deps.items():
+        assert re.fullmatch(r"\d+\.\d+\.\d+", version), (name, version)
+        entry = lock[f"node_modules/{name}"]
+        assert entry["version"] == version and entry["integrity"].startswith("sha512-"), entry
+    assert {path.split("/lib/")[0].split("/css/")[0] for path in VENDOR.values()} == set(deps)
+    for name in ("index.html", *STATIC):
+        assert not re.search(r"https?://|src=[\"']//|href=[\"']//", (WEB / name).read_text()), name

@@ -32,8 +32,6 @@ def test_cli_drives_a_server(server, firmware, tmp_path):
     assert wirt("pause", "rc", env=env).returncode == 0
     assert server.unix.get("/v1/vms/rc").json()["state"] == "paused"
     assert wirt("resume", "rc", env=env).returncode == 0
-    r = wirt("console", "rc", env=env)
-    assert r.returncode == 2 and "web console" in r.stderr
     r = wirt("snapshot", "create", "rc", "s1", env=env)
     assert r.returncode == 0 and "full" in r.stdout, r.stderr
     r = wirt("snapshot", "ls", "rc", "--json", env=env)
@@ -52,3 +50,47 @@ def test_cli_drives_a_server(server, firmware, tmp_path):
     r = wirt("--remote", server.base, "rm", "rc2", env=dict(tcp, WIRT_TOKEN=server.token))
     assert r.returncode == 0, r.stderr
     assert not (server.home / "vms" / "rc2").exists()
+
+
+def test_remote_console_and_streamed_exec(server, firmware, tmp_path):
+    """`wirt --remote URL console` carries the console both ways over the console websocket (the
+    echo firmware types back what it gets) and ends when the VM stops; exec -i and -t stream over
+    the exec websocket (here the firmware has no agent: a one-line error)."""
+    import threading
+    import time
+
+    assert server.unix.post("/v1/vms", tiny_body("rcon", firmware)).status == 201
+    assert server.unix.post("/v1/vms/rcon/start").json()["state"] == "running"
+    env = dict(os.environ, WIRT_HOME=str(tmp_path / "client-home"), WIRT_REMOTE=server.base, WIRT_TOKEN=server.token)
+    p = subprocess.Popen([sys.executable, "-c", _MAIN, "console", "rcon"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    seen = bytearray()
+
+    def read() -> None:
+        while data := p.stdout.read1(4096):
+            seen.extend(data)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        p.stdin.write(b"hello-remote")
+        p.stdin.flush()
+        deadline = time.monotonic() + 60
+        while b"hello-remote" not in seen and time.monotonic() < deadline and p.poll() is None:
+            time.sleep(0.1)
+        assert b"hello-remote" in seen, (bytes(seen), p.poll())
+        assert server.unix.post("/v1/vms/rcon/stop?force=true").status == 200
+        assert p.wait(60) == 0
+        reader.join(10)
+        assert b"the VM stopped" in p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    r = wirt("console", "rcon", env=env)  # stopped now: refused in one line
+    assert r.returncode == 2 and "is stopped" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert server.unix.post("/v1/vms/rcon/start").status == 200
+    for flag in ("-i", "-t"):
+        r = wirt("exec", "--timeout", "1", flag, "rcon", "--", "cat", env=env)
+        assert r.returncode == 2 and "agent" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert server.unix.post("/v1/vms/rcon/stop?force=true").status == 200

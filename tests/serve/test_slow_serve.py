@@ -176,6 +176,104 @@ def test_exec_websocket_streams_stdin_line_by_line(guest):
     assert r.json()["stdout"] == "gone\n"
 
 
+@pytest.fixture(scope="module")
+def debian(guest):
+    """A Debian root-disk VM "deb" on the module's server (the initramfs's busybox has no script(1),
+    so guest terminals need the root disk), booted to its agent."""
+    from wirt.images.rootdisk import root_disk
+
+    root_disk()  # built once and cached (tests/vm/test_slow_exec.py uses the same image)
+    r = guest.unix.post("/v1/vms", {"name": "deb", "image": "debian", "init": "minimal", "memory": "256M",
+                                    "disk": "4G", "net": "none"})
+    assert r.status == 201, r
+    assert guest.unix.post("/v1/vms/deb/start").json()["state"] == "running"
+    assert guest.unix.post("/v1/vms/deb/exec", {"command": "true", "timeout": BOOT}).json()["status"] == 0
+    yield "deb"
+    guest.unix.post("/v1/vms/deb/stop?force=true")
+
+
+def test_exec_websocket_on_a_terminal(guest, debian):
+    """"tty": the command runs on a guest pseudo-terminal of that size with TERM set, reads what
+    is typed, and a resize frame changes the size (SIGWINCH) while it runs."""
+    script = ("[ -t 0 ] && echo is-a-tty; stty size; echo term=$TERM; read l; echo got=$l; "
+              "trap 'stty size; exit 5' WINCH; echo armed-$((5*5)); while sleep 0.2; do :; done")
+
+    async def go() -> tuple[bytes, list]:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {guest.token}"}) as s:
+            async with s.ws_connect(f"{guest.base}/v1/vms/{debian}/exec/ws") as ws:
+                await ws.send_str(json.dumps({"command": script, "tty": [100, 30], "timeout": BOOT}))
+                out, msgs = bytearray(), []
+
+                async def until(text: bytes) -> None:
+                    while text not in out:
+                        m = await ws.receive()
+                        assert m.type == aiohttp.WSMsgType.TEXT, m
+                        msgs.append(json.loads(m.data))
+                        assert "exit" not in msgs[-1] and "error" not in msgs[-1], (msgs[-1], bytes(out))
+                        out.extend(base64.b64decode(msgs[-1]["data"]))
+
+                async with asyncio.timeout(BOOT):
+                    await until(b"term=xterm-256color")
+                    await ws.send_bytes(b"typed-line\r")
+                    await until(b"armed-25")
+                    await ws.send_str(json.dumps({"resize": [120, 40]}))
+                    while "exit" not in msgs[-1]:
+                        msgs.append(json.loads((await ws.receive()).data))
+                        out.extend(base64.b64decode(msgs[-1].get("data", "")))
+                return bytes(out), msgs
+
+    out, msgs = asyncio.run(go())
+    assert {m["stream"] for m in msgs if "stream" in m} == {"stdout"}  # one stream, as on any terminal
+    assert msgs[-1] == {"exit": 5}
+    text = out.decode(errors="replace")
+    assert "is-a-tty" in text and "30 100" in text and "got=typed-line" in text, text
+    assert "40 120" in text.split("armed-25")[-1], text
+
+
+def _remote_cli(guest, tmp_path, monkeypatch):
+    """`wirt` as a subprocess with --remote set to the server (and a client home of its own)."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("WIRT_REMOTE", f"unix:{guest.socket}")
+    monkeypatch.setenv("WIRT_HOME", str(tmp_path / "client-home"))
+    main = "import sys, wirt.cli as c; sys.exit(c.main(sys.argv[1:]))"
+
+    def wirt(*args: str, data: bytes = b"") -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", main, *args], input=data, capture_output=True, timeout=BOOT)
+
+    return wirt
+
+
+def test_remote_cli_streams_exec_stdin(guest, tmp_path, monkeypatch):
+    """`wirt --remote URL exec -i` streams stdin through the exec websocket: more than a buffered
+    request may carry, stdout and stderr apart; `-t` reaches the guest (whose busybox has no script(1))."""
+    running(guest)
+    guest.unix.post("/v1/vms/g/exec", {"command": "true", "timeout": BOOT})
+    wirt = _remote_cli(guest, tmp_path, monkeypatch)
+    from wirt.vm.agent import MAX_STDIN
+
+    big = b"0123456789abcde\n" * (MAX_STDIN // 16 * 3)
+    r = wirt("exec", "-i", "g", "--", "sh", "-c", "wc -c; echo err >&2; exit 7", data=big)
+    assert (r.returncode, r.stdout.split(), r.stderr) == (7, [str(len(big)).encode()], b"err\n"), r
+    r = wirt("exec", "-t", "g", "--", "true")
+    assert r.returncode == 127 and b"no script(1)" in r.stderr and r.stderr.count(b"\n") == 1, r.stderr
+
+
+def test_remote_shell_on_a_guest_terminal(guest, debian, tmp_path, monkeypatch):
+    """`wirt --remote URL shell` under a pty: the guest terminal has this one's size, follows its
+    resizes, takes Ctrl-C, and ends with the shell's status (tests/vm/guestshell.py, as locally)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("guestshell", Path(__file__).parent.parent / "vm" / "guestshell.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    wirt = _remote_cli(guest, tmp_path, monkeypatch)
+    mod.shell_session(wirt, debian)
+    assert not (tmp_path / "client-home" / "vms").exists()  # it all happened on the server
+
+
 def test_console_websocket_runs_a_typed_command(guest):
     running(guest)
     guest.unix.post("/v1/vms/g/exec", {"command": "true", "timeout": BOOT})  # booted to userland

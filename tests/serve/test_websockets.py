@@ -107,3 +107,34 @@ def test_exec_ws_reports_errors_as_one_line(server, firmware):
     got = asyncio.run(ask({"command": "cat", "stdin": True, "timeout": 1}))  # streamed stdin: the same
     assert "agent" in got["error"] and "\n" not in got["error"]
     assert c.post("/v1/vms/x/stop?force=true").status == 200
+
+
+def test_exec_ws_tty_requests_are_checked(server, firmware):
+    """A terminal request ("tty": [cols, rows] or true, "term") is checked before anything runs,
+    and a session on a terminal accepts only stdin, {"eof": true} and {"resize": [COLS, ROWS]}."""
+    c = server.unix
+    assert c.post("/v1/vms", tiny_body("y", firmware)).status == 201
+    assert c.post("/v1/vms/y/start").status == 200
+
+    async def ask(req: dict, then: dict | None = None) -> dict:
+        async with _session(server) as s:
+            async with s.ws_connect(f"{server.base}/v1/vms/y/exec/ws") as ws:
+                await ws.send_str(json.dumps(req))
+                if then is not None:
+                    await ws.send_str(json.dumps(then))
+                return json.loads((await ws.receive(timeout=60)).data)
+
+    for tty in ([0, 24], [80], [80, 5000], "80x24", [80.5, 24]):
+        got = asyncio.run(ask({"command": "true", "tty": tty}))
+        assert got["error"].startswith("tty: give [COLS, ROWS]"), (tty, got)
+    assert "applies to a terminal" in asyncio.run(ask({"command": "true", "term": "vt100"}))["error"]
+    got = asyncio.run(ask({"command": "true", "tty": True, "term": "x; reboot"}))
+    assert "not a terminal type name" in got["error"]
+    # the echo firmware has no agent: while the session waits for one, control frames are checked
+    got = asyncio.run(ask({"command": "cat", "tty": [80, 24], "timeout": 60}, {"resize": [0, 24]}))
+    assert "resize with" in got["error"] and "\n" not in got["error"], got
+    got = asyncio.run(ask({"command": "cat", "stdin": True, "timeout": 60}, {"resize": [80, 24]}))
+    assert got["error"] == "send stdin as binary frames, then {\"eof\": true}", got  # no terminal: no resize
+    got = asyncio.run(ask({"command": "cat", "tty": True, "timeout": 1}))
+    assert "agent" in got["error"] and "\n" not in got["error"]
+    assert c.post("/v1/vms/y/stop?force=true").status == 200

@@ -59,12 +59,8 @@ def run_attached(name: str, command: str, *, tty: bool, timeout: float, kill_aft
     """Run `command` in VM `name` with this process's stdin attached (on a guest terminal when
     `tty`); its output goes to stdout (and stderr without a terminal). Returns its exit status."""
     from wirt.cli.target import vm_class
-    from wirt.vm.api import VM
 
-    vm = vm_class().get(name)
-    if not isinstance(vm, VM):
-        raise WirtError("an attached command (shell, exec -t/-i) needs the VM's own host; over --remote use "
-                        "the web console at /ui/ or `wirt exec` without -t")
+    vm = vm_class().get(name)  # over --remote, a RemoteVM: the same session over the exec websocket
     st = vm.status()
     if st.state not in ("running", "paused"):
         raise WirtError(f"VM {name!r} is {st.state}; start it with `wirt start {name}`")

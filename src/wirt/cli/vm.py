@@ -387,7 +387,7 @@ def _exec(args: argparse.Namespace) -> int:
     """`wirt exec NAME -- CMD`: stream the guest command's output, exit with its status."""
     import shlex
 
-    from wirt.vm.agent import MAX_STDIN, ExecEvent
+    from wirt.vm.agent import ExecEvent
 
     argv = list(args.command)
     if "--" in argv and argv[0].startswith("-"):  # options between NAME and -- stay in the remainder
@@ -399,15 +399,10 @@ def _exec(args: argparse.Namespace) -> int:
     command = argv[0] if len(argv) == 1 else shlex.join(argv)
     if args.timeout < 0 or (args.kill_after is not None and args.kill_after <= 0):
         raise WirtError("--timeout and --kill-after must be positive numbers of seconds")
-    if args.tty or (args.stdin and not remote()):
+    if args.tty or args.stdin:  # streamed (over --remote through the exec websocket)
         from wirt.cli.shell import run_attached
 
         return run_attached(args.name, command, tty=args.tty, timeout=args.timeout, kill_after=args.kill_after)
-    stdin = b""
-    if args.stdin:  # over --remote: read whole, sent with the request
-        stdin = sys.stdin.buffer.read(MAX_STDIN + 1)
-        if len(stdin) > MAX_STDIN:
-            raise WirtError(f"--stdin: standard input is longer than {MAX_STDIN} bytes")
     vm = _vm(args.name)
     st = vm.status()
     if st.state not in ("running", "paused"):
@@ -419,7 +414,7 @@ def _exec(args: argparse.Namespace) -> int:
             out.write(ev.data)
             out.flush()
 
-    result = vm.exec(command, timeout=args.timeout, kill_after=args.kill_after, stdin=stdin, on_event=show)
+    result = vm.exec(command, timeout=args.timeout, kill_after=args.kill_after, on_event=show)
     return result.status
 
 

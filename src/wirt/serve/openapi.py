@@ -148,7 +148,9 @@ def document() -> dict[str, Any]:
             "Origin must be this server's")},
         "/v1/vms/{name}/exec/ws": {"parameters": [_NAME], "get": _ws(
             "websocket: the first text frame is the exec request (+ \"stdin\": true, then binary stdin frames, "
-            "each passed to the running command as it comes, and {\"eof\": true}); answers {\"stream\", \"data\": BASE64} frames and {\"exit\": STATUS}")},
+            "each passed to the running command as it comes, and {\"eof\": true}; + \"tty\": [COLS, ROWS] or true "
+            "and \"term\" for a guest pseudo-terminal, resized by {\"resize\": [COLS, ROWS]}); answers "
+            "{\"stream\", \"data\": BASE64} frames and {\"exit\": STATUS}")},
         "/v1/vms/{name}/logs": {"parameters": [_NAME], "get": _op(
             "the console log", None, content="text/plain", params=[_q("tail", "integer", "last bytes only")])},
         "/v1/vms/{name}/disks": {"parameters": [_NAME], "get": _op("the VM's disks", arr("Disk"), tag="disks")},

@@ -4,14 +4,19 @@
 CLI's commands run unchanged on either. URL is `unix:/path/api.sock`, `http://HOST:PORT` or
 `https://HOST:PORT`; the bearer token comes from WIRT_TOKEN, else from this host's
 $WIRT_HOME/serve/token (a server on the same host). Standard library only: the serve extra is
-not needed on the client. Console attach and `top` need the VM's own host (or the web console).
+not needed on the client. `console`, `shell` and `exec -t`/`-i` stream over the server's
+websockets (wirt.serve.wsclient); `top` and `logs --follow` need the VM's own host (or /metrics).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
 import os
+import socket
 import tempfile
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -19,13 +24,14 @@ from urllib.parse import quote
 
 from wirt.errors import NotFoundError, StateError, WirtError
 from wirt.serve.client import Client, Reply
+from wirt.serve.wsclient import BINARY, TEXT, Refused, WebSocket
 from wirt.vm.agent import ExecEvent, ExecResult
 from wirt.vm.schema import VMConfig
 from wirt.vm.snapshots import SnapshotInfo
 from wirt.vm.status import VMStatus
 from wirt.vm.store import VMPaths, wirt_home
 
-__all__ = ["RemoteVM", "remote_url", "client"]
+__all__ = ["RemoteVM", "RemoteAttached", "RemoteConsole", "remote_url", "client"]
 
 
 def remote_url() -> str | None:
@@ -68,6 +74,131 @@ def _call(method: str, path: str, body: Any = None) -> Any:
         raise WirtError(f"cannot reach the server at {remote_url()}: {exc}; is `wirt serve` running?") from None
 
 
+def _server_mounts(texts: Iterable[str]) -> list[str]:
+    """--mount words for the server: HOSTDIR is a folder on the server's host, so it must be
+    absolute (a relative or ~ path would be resolved in the server's folder, not here)."""
+    out = list(texts)
+    for text in out:
+        if not isinstance(text, str) or not text.startswith("/"):
+            raise WirtError(f"--mount {text!r}: over --remote HOSTDIR is a folder on the server's host; "
+                            "give its absolute path, e.g. /srv/site:/srv/site")
+    return out
+
+
+def _websocket(path: str) -> WebSocket:
+    """A websocket to the server; a refused upgrade becomes the matching one-line WirtError."""
+    try:
+        return WebSocket(client(), path)
+    except Refused as exc:
+        _check(exc.reply)
+        raise WirtError(f"server: HTTP {exc.reply.status}") from None
+    except OSError as exc:
+        raise WirtError(f"cannot reach the server at {remote_url()}: {exc}; is `wirt serve` running?") from None
+
+
+class RemoteAttached:
+    """VM.exec_attached over GET .../exec/ws: the methods of wirt.vm.attached.AttachedExec."""
+
+    def __init__(self, vm_path: str, command: str, *, tty: tuple[int, int] | None = None,
+                 wait: float = 120.0, kill_after: float | None = None) -> None:
+        req: dict[str, Any] = {"command": command, "timeout": wait, "stdin": True}
+        if kill_after is not None:
+            req["kill_after"] = kill_after
+        if tty is not None:
+            req["tty"] = [int(tty[1]), int(tty[0])]  # the websocket's order: [cols, rows]
+        self._ws = _websocket(f"{vm_path}/exec/ws")
+        self._ws.send_text(json.dumps(req))
+
+    def _send(self, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except OSError as exc:
+            raise WirtError(f"the connection to the server closed ({exc})") from None
+
+    def write(self, data: bytes) -> None:
+        """Bytes for the command's stdin."""
+        if data:
+            self._send(self._ws.send_bytes, data)
+
+    def eof(self) -> None:
+        """No more input."""
+        self._send(self._ws.send_text, json.dumps({"eof": True}))
+
+    def resize(self, rows: int, cols: int) -> None:
+        """The terminal's new size (the guest program gets SIGWINCH)."""
+        self._send(self._ws.send_text, json.dumps({"resize": [int(cols), int(rows)]}))
+
+    def events(self) -> Any:
+        """Output as it comes, then the exit event; WirtError on an error message."""
+        while True:
+            msg = self._ws.receive()
+            if msg is None:
+                return
+            if msg[0] != TEXT:
+                continue
+            data = json.loads(msg[1])
+            if "exit" in data:
+                yield ExecEvent("exit", status=int(data["exit"]))
+                return
+            if "error" in data:
+                raise WirtError(f"server: {data['error']}")
+            yield ExecEvent(data.get("stream", "stdout"), base64.b64decode(data.get("data", "")))
+
+    def close(self) -> None:
+        """Hang up (the server then ends a command still running)."""
+        self._ws.close()
+
+
+class RemoteConsole:
+    """What `wirt console` needs of VM.control() over GET .../console: after
+    request("console-attach"), `sock` is a local socket carrying the console's bytes both ways
+    (a socket pair bridged to the websocket by two threads), so the CLI's select loop runs unchanged."""
+
+    def __init__(self, vm_path: str) -> None:
+        self._path = f"{vm_path}/console"
+        self._ws: WebSocket | None = None
+        self.sock, self._far = socket.socketpair()
+
+    def request(self, cmd: str, **_: Any) -> dict[str, Any]:
+        if cmd != "console-attach":
+            raise WirtError(f"{cmd}: needs the VM's own host")
+        ws = self._ws = _websocket(self._path)
+        threading.Thread(target=self._down, args=(ws,), name="wirt-console-down", daemon=True).start()
+        threading.Thread(target=self._up, args=(ws,), name="wirt-console-up", daemon=True).start()
+        return {"ok": True}
+
+    def _down(self, ws: WebSocket) -> None:
+        """Console output from the server to the local socket, until the VM closes the console."""
+        try:
+            while (msg := ws.receive()) is not None:
+                if msg[0] == BINARY:
+                    self._far.sendall(msg[1])
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                self._far.shutdown(socket.SHUT_WR)
+
+    def _up(self, ws: WebSocket) -> None:
+        """What is typed here, to the server."""
+        try:
+            while data := self._far.recv(65536):
+                ws.send_bytes(data)
+        except OSError:
+            pass
+
+    def leftover(self) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        if self._ws is not None:
+            self._ws.close()
+        for s in (self.sock, self._far):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+
 class RemoteVM:
     """One VM of a remote server. Cheap to construct; every property asks the server."""
 
@@ -107,7 +238,7 @@ class RemoteVM:
                 "cpu_affinity": ",".join(map(str, aff)) if aff else None, "append": append,
                 "firmware": firmware, "kernel": kernel, "initrd": initrd, "init": init,
                 "hostname": hostname or None, "user_data": user_data, "ssh_key": ssh_key,
-                "mount": list(mounts) or None}
+                "mount": _server_mounts(mounts) or None}
         return cls(name, _call("POST", "/v1/vms", {k: v for k, v in body.items() if v is not None}))
 
     # ---- reading ------------------------------------------------------------------------------------
@@ -141,8 +272,9 @@ class RemoteVM:
             f.write(data if isinstance(data, bytes) else str(data).encode())
         return Path(tmp)
 
-    def control(self, timeout: float = 5.0) -> Any:
-        raise WirtError("the console needs the VM's own host; over --remote use the web console at /ui/")
+    def control(self, timeout: float = 5.0) -> RemoteConsole:
+        """Only the console: `request("console-attach")` opens the console websocket."""
+        return RemoteConsole(self._path)
 
     # ---- lifecycle --------------------------------------------------------------------------------------
     def _act(self, action: str, query: str = "") -> VMStatus:
@@ -173,12 +305,20 @@ class RemoteVM:
         _call("DELETE", f"{self._path}?force={'true' if force else 'false'}")
 
     def set(self, *, memory: int | str | None = None, cpus: int | None = None,
-            disk_size: int | str | None = None, cpu_affinity: Iterable[int] | None = None) -> list[str]:
+            disk_size: int | str | None = None, cpu_affinity: Iterable[int] | None = None,
+            ports: Iterable[str] | None = None, add_ports: Iterable[str] = (),
+            mounts: Iterable[str] | None = None, add_mounts: Iterable[str] = ()) -> list[str]:
+        """VM.set's arguments as the `wirt set` options: `ports`/`mounts` replace (--no-port and
+        --no-mount, then --port/--mount), `add_ports`/`add_mounts` add."""
         body: dict[str, Any] = {"memory": None if memory is None else str(memory), "cpus": cpus,
                                 "disk_size": None if disk_size is None else str(disk_size)}
         if cpu_affinity is not None:
             aff = list(cpu_affinity)
             body["cpu_affinity"] = ",".join(map(str, aff)) if aff else "none"
+        body["port"] = [*(ports or ()), *add_ports] or None
+        body["no_port"] = True if ports is not None else None
+        body["mount"] = _server_mounts([*(mounts or ()), *add_mounts]) or None
+        body["no_mount"] = True if mounts is not None else None
         return _call("PATCH", self._path, {k: v for k, v in body.items() if v is not None})["changes"]
 
     def exec(self, command: str | list[str], *, timeout: float = 120.0, kill_after: float | None = None,
@@ -197,6 +337,14 @@ class RemoteVM:
                     on_event(ExecEvent(kind, data))
             on_event(ExecEvent("exit", status=res.status))
         return res
+
+    def exec_attached(self, command: str | list[str], *, tty: tuple[int, int] | None = None,
+                      timeout: float = 120.0, kill_after: float | None = None) -> RemoteAttached:
+        """The command with its stdin streamed over the exec websocket (on a guest terminal with `tty`)."""
+        import shlex
+
+        text = command if isinstance(command, str) else shlex.join(command)
+        return RemoteAttached(self._path, text, tty=tty, wait=timeout, kill_after=kill_after)
 
     # ---- snapshots ------------------------------------------------------------------------------------------
     def snapshot(self, name: str) -> SnapshotInfo:

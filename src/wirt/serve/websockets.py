@@ -12,7 +12,10 @@ GET /v1/vms/{name}/exec/ws: the first text frame is the request, as the body of 
 (`{"command": ..., "timeout": ..., "kill_after": ...}`), plus `"stdin": true` to stream standard
 input. The command starts at once. With stdin, binary frames reach it as they arrive
 (VM.exec_attached: the guest agent acknowledges each chunk, so a client faster than the reader
-is slowed down, not buffered without end) until `{"eof": true}`.
+is slowed down, not buffered without end) until `{"eof": true}`. `"tty": [cols, rows]` (or
+`true`: 80x24) runs the command on a pseudo-terminal in the guest, as `wirt exec -t` does: stdin
+is streamed, stdout and stderr are one stream, `"term"` sets TERM (default xterm-256color), and
+`{"resize": [cols, rows]}` resizes the terminal (the guest program gets SIGWINCH).
 The server sends `{"stream": "stdout"|"stderr", "data": BASE64}` as output arrives and
 `{"exit": STATUS}` last; an error is `{"error": "one line"}` and a close. A client that hangs up
 ends the command in the guest.
@@ -27,6 +30,8 @@ import asyncio
 import base64
 import contextlib
 import json
+import re
+import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +41,18 @@ from wirt.errors import StateError, WirtError
 from wirt.serve.app import error, exec_request, run, the_vm
 from wirt.vm.agent import ExecEvent
 
-__all__ = ["register"]
+__all__ = ["register", "window_size"]
+
+DEFAULT_TERM = "xterm-256color"  # what xterm.js (and `wirt shell`'s default) understands
+TTY_MAX = 4096  # the agent's limit on a pseudo-terminal's rows and columns (docs/control-protocol.md)
+
+
+def window_size(value: Any, hi: int = 9999) -> tuple[int, int] | None:
+    """[cols, rows] of a resize or tty request as a tuple, or None when it is not two whole numbers from 1 to hi."""
+    if (isinstance(value, list) and len(value) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) and 0 < x <= hi for x in value)):
+        return value[0], value[1]
+    return None
 
 
 def origin_ok(request: web.Request) -> bool:
@@ -124,15 +140,12 @@ async def console(request: web.Request) -> web.StreamResponse:
             if msg.type == WSMsgType.BINARY:
                 await loop.sock_sendall(sock, msg.data)
             elif msg.type == WSMsgType.TEXT:
-                try:
-                    ctl = json.loads(msg.data)
-                except ValueError:
-                    ctl = None
-                if isinstance(ctl, dict) and isinstance(ctl.get("input"), str):
+                ctl = _control(msg.data)
+                size = window_size(ctl.get("resize")) if ctl is not None else None
+                if ctl is not None and isinstance(ctl.get("input"), str):
                     await loop.sock_sendall(sock, ctl["input"].encode())
-                elif (isinstance(ctl, dict) and isinstance(ctl.get("resize"), list) and len(ctl["resize"]) == 2
-                      and all(isinstance(x, int) and 0 < x < 10000 for x in ctl["resize"])):
-                    sizer.want(*ctl["resize"])
+                elif size is not None:
+                    sizer.want(*size)
                 else:
                     await ws.send_str(json.dumps({"error": "send binary console input, {\"input\": TEXT} "
                                                            "or {\"resize\": [COLS, ROWS]}"}))
@@ -182,9 +195,14 @@ async def exec_ws(request: web.Request) -> web.StreamResponse:
     if not isinstance(wants_stdin, bool):
         return await fail("stdin: write true (stdin follows as binary frames until {\"eof\": true}) or false")
     try:
+        tty = _tty_request(req)
         kw = exec_request(req)
     except WirtError as exc:
         return await fail(str(exc))
+    if tty is not None:  # a terminal reads its keys as they are typed: stdin is always streamed
+        wants_stdin = True
+        cmd = kw["command"] if isinstance(kw["command"], str) else shlex.join(kw["command"])
+        kw["command"] = f"TERM={tty[2]}; export TERM; {cmd}"
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
     def put(msg: dict[str, Any]) -> None:
@@ -212,20 +230,39 @@ async def exec_ws(request: web.Request) -> web.StreamResponse:
             put({"error": str(exc).splitlines()[0]})
         await send
     else:
-        await _attached(request, ws, vm, kw, output, put, sender)
+        await _attached(request, ws, vm, kw, output, put, sender, tty)
     with contextlib.suppress(ConnectionResetError):
         await ws.close()
     return ws
 
 
+def _tty_request(req: dict[str, Any]) -> tuple[int, int, str] | None:
+    """Take "tty" ([cols, rows] or true) and "term" out of an exec request: (cols, rows, TERM), or None."""
+    tty, term = req.pop("tty", False), req.pop("term", None)
+    if tty is False or tty is None:
+        if term is not None:
+            raise WirtError("term: applies to a terminal; give \"tty\" too")
+        return None
+    size = (80, 24) if tty is True else window_size(tty, TTY_MAX)
+    if size is None:
+        raise WirtError(f"tty: give [COLS, ROWS] (whole numbers from 1 to {TTY_MAX}) or true for 80x24")
+    if term is None:
+        term = DEFAULT_TERM
+    if not isinstance(term, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.+-]{0,63}", term):
+        raise WirtError(f"term: {term!r} is not a terminal type name such as xterm-256color")
+    return size[0], size[1], term
+
+
 async def _attached(request: web.Request, ws: web.WebSocketResponse, vm: Any, kw: dict[str, Any],
                     output: Callable[[ExecEvent], None],
-                    put: Callable[[dict[str, Any]], None], sender: Callable[[], Any]) -> None:
+                    put: Callable[[dict[str, Any]], None], sender: Callable[[], Any],
+                    tty: tuple[int, int, str] | None = None) -> None:
     """Stdin streamed: binary frames reach the running command as they come (VM.exec_attached,
-    which the guest agent acknowledges chunk by chunk, so a fast client waits for a slow reader)."""
+    which the guest agent acknowledges chunk by chunk, so a fast client waits for a slow reader);
+    with `tty` on a guest pseudo-terminal that `{"resize": [cols, rows]}` frames resize."""
     try:
         att = await run(request, vm.exec_attached, kw["command"], timeout=kw["timeout"],
-                        kill_after=kw["kill_after"])
+                        kill_after=kw["kill_after"], tty=None if tty is None else (tty[1], tty[0]))
     except WirtError as exc:
         put({"error": str(exc).splitlines()[0]})
         await sender()
@@ -249,10 +286,15 @@ async def _attached(request: web.Request, ws: web.WebSocketResponse, vm: Any, kw
                 await run(request, att.write, msg.data)
                 continue
             ctl = _control(msg.data) if msg.type == WSMsgType.TEXT else None
+            size = window_size(ctl.get("resize"), TTY_MAX) if tty is not None and ctl is not None else None
             if ctl == {"eof": True}:
                 await run(request, att.eof)
-            else:
-                put({"error": "send stdin as binary frames, then {\"eof\": true}"})
+            elif size is not None and len(ctl) == 1:  # type: ignore[arg-type]
+                await run(request, att.resize, size[1], size[0])
+            else:  # said here, not queued: the hang-up that follows cancels the sender
+                with contextlib.suppress(ConnectionResetError):
+                    await ws.send_str(json.dumps({"error": "send stdin as binary frames, then {\"eof\": true}" + (
+                        f"; resize with {{\"resize\": [COLS, ROWS]}} (1 to {TTY_MAX})" if tty else "")}))
                 return
 
     send = asyncio.create_task(sender())
