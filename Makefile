@@ -7,10 +7,11 @@ PY := $(VENV)/bin/python
 # System packages the tests need: the RISC-V cross toolchain (test programs), qemu-img
 # (qcow2 interop), QEMU itself (reference for benchmarks), dtc (device tree review), passt,
 # chromium and its WebDriver (the web console's browser test), openssl (a test certificate),
-# libseccomp2 (the VM process's seccomp filter, through pyseccomp), the OpenSSH client (`wirt ssh`).
+# libseccomp2 (the VM process's seccomp filter, through pyseccomp), the OpenSSH client (`wirt ssh`),
+# zsh (the zsh completion test).
 SYSTEM_PACKAGES := gcc-riscv64-unknown-elf binutils-riscv64-unknown-elf picolibc-riscv64-unknown-elf \
 	qemu-utils qemu-system-misc device-tree-compiler passt opensbi debian-archive-keyring gpgv \
-	gnupg cpio e2fsprogs xz-utils zstd iproute2 chromium chromium-driver openssl libseccomp2 openssh-client
+	gnupg cpio e2fsprogs xz-utils zstd iproute2 chromium chromium-driver openssl libseccomp2 openssh-client zsh
 
 WEB := src/wirt/serve/web
 

@@ -142,6 +142,47 @@ def test_bash_completion_completes_vm_and_snapshot_names(home, firmware, tmp_pat
     assert _complete("wirt create al", env) == []  # a new name: nothing to offer
 
 
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
+def test_zsh_completion_completes_vm_and_snapshot_names(home, firmware, tmp_path):
+    """The zsh script as printed, run by zsh; only the completion system's `_describe` (which needs
+    a live completion widget) and `compdef` (compinit) are stood in for: they print what zsh would offer."""
+    from wirt.vm.api import VM
+
+    for name in ("alpha", "alps", "beta"):
+        VM.create(name, memory="32M", disk="1M", image="none", net="none", firmware=str(firmware))
+    VM("alpha").snapshot("first")
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "wirt").write_text(f"#!/bin/sh\nexec {sys.executable} -c '{_MAIN}' \"$@\"\n")
+    (shim / "wirt").chmod(0o755)
+    env = dict(os.environ, PATH=f"{shim}:{os.environ['PATH']}")
+    script = tmp_path / "wirt.zsh"
+    script.write_text(_wirt("completion", "zsh", env=env).stdout)
+
+    def offered(line: str) -> list[str]:
+        probe = ('compdef() { :; }; _describe() { print -rl -- "${(@P)2}"; }; source "$1"; '
+                 'words=(${(z)2}); BUFFER=$2; CURSOR=${#2}; _python_argcomplete')
+        r = subprocess.run(["zsh", "-f", "-c", probe, "zsh", str(script), line], capture_output=True, text=True,
+                           env=env, timeout=60, cwd=tmp_path)  # host files offered by cp: tmp_path's
+        return sorted(x.split(":")[0].rstrip("\\") for x in r.stdout.splitlines() if x and not x.startswith("-"))
+
+    assert offered("wirt start al") == ["alpha", "alps"]
+    assert offered("wirt snapshot restore alpha ") == ["first"]
+    assert offered("wirt cp be") == ["beta"]
+
+
+def test_a_closed_stdout_ends_quietly():
+    """`wirt ... | head -1`: the reader is gone before wirt writes; no traceback, SIGPIPE's status."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run([sys.executable, "-c", _MAIN, "completion", "bash"], stdout=w, stderr=subprocess.PIPE,
+                           text=True, timeout=60, stdin=subprocess.DEVNULL)
+    finally:
+        os.close(w)
+    assert p.returncode == 141 and p.stderr == "", p.stderr
+
+
 def test_config_toml_create_defaults(home, firmware, capsys):
     home.mkdir(parents=True, exist_ok=True)
     (home / "config.toml").write_text('[create]\nmemory = "48M"\ndisk = "none"\nimage = "none"\nnet = "none"\n')

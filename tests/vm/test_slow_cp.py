@@ -60,6 +60,31 @@ def test_a_100_mib_file_round_trips(guest, tmp_path):
     guest.exec("rm /tmp/big.bin", kill_after=60)
 
 
+def test_one_file_keeps_mode_and_time_and_leaves_no_temporary(guest, tmp_path):
+    """A single file goes without tar (bytes, then size check, mode, time, rename)."""
+    f = tmp_path / "tool"
+    f.write_bytes(os.urandom(200_000))
+    f.chmod(0o750)
+    os.utime(f, (1_600_000_000, 1_600_000_000))
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    empty.chmod(0o604)
+    guest.exec("mkdir -p /tmp/one/tool/ && echo old > /tmp/one/renamed", kill_after=60)
+    for args in ((str(f), "cp:/tmp/one/renamed"), (str(f), "cp:/tmp/"), (str(empty), "cp:/tmp/one")):
+        r = wirt("cp", *args)  # onto an existing file, into a folder, an empty file
+        assert r.returncode == 0, r.stderr
+    g = guest.exec("cd /tmp && stat -c '%n %a %Y %s' tool one/renamed one/empty && sha256sum tool one/renamed; "
+                   "ls -a /tmp /tmp/one | grep -c wirt-cp", kill_after=120)
+    lines = g.stdout.decode().split("\n")
+    assert lines[:3] == ["tool 750 1600000000 200000", "one/renamed 750 1600000000 200000", "one/empty 604 "
+                         f"{int(empty.stat().st_mtime)} 0"], g.stderr
+    assert [x.split()[0] for x in lines[3:5]] == [_sha(f)] * 2 and lines[5] == "0"
+    r = wirt("cp", str(f), "cp:/tmp/one")  # /tmp/one/tool is a folder: refused, nothing left behind
+    assert r.returncode == 2 and "/tmp/one/tool: is a directory" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert guest.exec("ls -a /tmp/one /tmp/one/tool | grep -c wirt-cp", kill_after=60).stdout == b"0\n"
+
+
 def test_a_tree_keeps_modes_times_and_symlinks(guest, tmp_path):
     tree = tmp_path / "tree"
     (tree / "sub" / "deeper").mkdir(parents=True)

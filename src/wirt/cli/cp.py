@@ -44,8 +44,12 @@ def split_operand(text: str) -> tuple[str | None, str]:
 
 
 def _cp(args: argparse.Namespace) -> int:
+    from wirt.cli.target import remote
     from wirt.vm.api import VM
 
+    if remote():  # else a VM of the same name on this host would be the one copied to
+        raise WirtError("cp needs the VM's own host (it streams through the VM's data socket); "
+                        "over --remote run `wirt cp` on the server's host")
     (svm, spath), (dvm, dpath) = split_operand(args.src), split_operand(args.dest)
     if (svm is None) == (dvm is None):
         raise WirtError("give exactly one side as NAME:/path in a VM, e.g. `wirt cp file.txt web:/root/`"

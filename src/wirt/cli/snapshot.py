@@ -119,8 +119,12 @@ def _fork(args: argparse.Namespace) -> int:
     from wirt.cli.target import remote
     from wirt.vm.snapshots import vm_fork
 
-    if remote():  # one REST call: forked (and started) on the server
-        new, notes = _vm(args.name).fork(args.snapshot, args.new_name, start=False), []
+    if remote():  # one REST call: forked (and started) on the server; its notes are not sent back
+        new = _vm(args.name).fork(args.snapshot, args.new_name, start=False)
+        ports = new.config.network.ports
+        notes = [f"port forwards moved to free host ports (the source keeps its own): "
+                 f"{' '.join(map(str, ports))}; change them with `wirt set {args.new_name} --no-port --port ...`"
+                 ] if ports else []
     else:
         new, notes = vm_fork(_vm(args.name), args.snapshot, args.new_name)
     for n in notes:

@@ -8,9 +8,12 @@ and symlinks. Nothing is held in memory whole: the host reads and writes in 1 Mi
 
 Host -> guest: the guest command extracts into DEST when it is a directory, else into a fresh
 temporary directory beside DEST and renames the result onto DEST (so a failed copy leaves no
-half file under DEST's name). Guest -> host: the host extracts itself, refusing members that
-would land outside the destination (absolute names, `..`, paths through symlinks the archive
-made), and dropping set-uid/set-gid bits.
+half file under DEST's name). One regular file skips tar: its bytes go straight to a temporary
+file beside the target through `dd` in 64 KiB writes (busybox tar's extraction cost the guest 3.1-3.4
+instructions per byte, dd 2.5), then its size is checked, its mode and time set, and it is renamed.
+Guest -> host: the host extracts itself, refusing members that would land outside the
+destination (absolute names, `..`, paths through symlinks the archive made), and dropping
+set-uid/set-gid bits.
 """
 
 from __future__ import annotations
@@ -56,6 +59,25 @@ def _put_command(dest: str, name: str) -> str:
         "trap 'rm -rf -- \"$t\"; exit 143' TERM INT HUP; "  # `wirt cp` interrupted: no leftovers
         "tar -x -f - -C \"$t\" < \"$P\" && times \"$t\" && mv -f -- \"$t/$N\" \"$D\"; s=$?; "
         "rm -rf -- \"$t\"; exit $s")
+
+
+def _put_file_command(dest: str, name: str, size: int, mode: int, mtime: int) -> str:
+    """Write the port's bytes (one regular file, no archive) to a temporary file beside the target
+    (DEST, or DEST/NAME when DEST is a folder), check that `size` bytes came, set mode and time, rename."""
+    d, n = shlex.quote(dest), shlex.quote(name)
+    return _FIND_PORT + (
+        f"D={d}; N={n}; "
+        "[ -d \"$D\" ] && D=\"${D%/}/$N\"; "
+        "[ -d \"$D\" ] && { echo \"$D: is a directory\" >&2; exit 1; }; "
+        "dir=$(dirname -- \"$D\"); "
+        "[ -d \"$dir\" ] || { echo \"$dir: no such directory\" >&2; exit 1; }; "
+        "t=$(mktemp \"$dir/.wirt-cp.XXXXXX\") || exit 1; "
+        "trap 'rm -f -- \"$t\"; exit 143' TERM INT HUP; "
+        "dd if=\"$P\" of=\"$t\" bs=65536 iflag=fullblock status=none; s=$(stat -c %s -- \"$t\"); "
+        f"if [ \"$s\" != {size} ]; then echo \"the guest received $s of {size} bytes\" >&2; "
+        "rm -f -- \"$t\"; exit 1; fi; "
+        f"chmod {mode:o} \"$t\" && touch -c -d @{mtime} \"$t\" && mv -f -- \"$t\" \"$D\"; s=$?; "
+        "rm -f -- \"$t\"; exit $s")
 
 
 def _folder_times(src: Path, name: str) -> bytes:
@@ -239,13 +261,19 @@ def copy_to_guest(vm: Any, src: str | Path, dest: str, *, recursive: bool = Fals
     chan = _Channel(vm.paths.data_socket, done, timeout)
     chan.progress = progress
     try:
-        times = _folder_times(src, name) if recursive else b""
-        done, out = _run_guest(vm, _put_command(dest, name), timeout, times)
+        if stat.S_ISREG(st.st_mode):  # the bytes alone (see the module's docstring)
+            command, times = _put_file_command(dest, name, st.st_size, st.st_mode & 0o7777, int(st.st_mtime)), b""
+        else:
+            command, times = _put_command(dest, name), _folder_times(src, name) if recursive else b""
+        done, out = _run_guest(vm, command, timeout, times)
         chan.done = done
         try:
-            with tarfile.open(fileobj=chan, mode="w|", format=tarfile.GNU_FORMAT, bufsize=CHUNK,  # type: ignore[call-overload]
-                              copybufsize=CHUNK) as tar:
-                tar.add(str(src), arcname=name, recursive=recursive, filter=_reset_owner)
+            if stat.S_ISREG(st.st_mode):
+                _send_file(src, chan)
+            else:
+                with tarfile.open(fileobj=chan, mode="w|", format=tarfile.GNU_FORMAT,  # type: ignore[call-overload]
+                                  bufsize=CHUNK, copybufsize=CHUNK) as tar:
+                    tar.add(str(src), arcname=name, recursive=recursive, filter=_reset_owner)
             chan.sock.shutdown(socket.SHUT_WR)
         except _GuestEnded:
             pass  # the guest's error below says why
@@ -256,6 +284,13 @@ def copy_to_guest(vm: Any, src: str | Path, dest: str, *, recursive: bool = Fals
         chan.close()
     _guest_outcome(out, f"copy to {vm.name}:{dest}")
     return chan.moved
+
+
+def _send_file(src: Path, chan: _Channel) -> None:
+    """Stream a regular file's bytes into the channel, CHUNK at a time."""
+    with open(src, "rb") as f:
+        while data := f.read(CHUNK):
+            chan.write(data)
 
 
 def copy_from_guest(vm: Any, src: str, dest: str | Path, *, recursive: bool = False, timeout: float = 120.0,
