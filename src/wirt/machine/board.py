@@ -169,7 +169,7 @@ class Machine:
             raise WirtError(f"a machine has 1 to {MAX_HARTS} CPUs, not {num_harts}")
         if num_harts > 1 and (jit is None or isinstance(jit, str)) and jit_setting(jit) != "force":
             # Off by default with several harts for now: a 2-vCPU guest with two busy shells
-            # loses a wake-up with it, a store -> load order its translated stores do not keep
+            # loses wake-ups with it, from translated S-mode stores in a way not yet understood
             # (docs/machine.md "SMP"). WIRT_JIT=force still turns it on (tests/machine/test_smp.py).
             jit = "off"
         self.num_harts = num_harts
