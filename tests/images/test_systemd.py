@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,34 @@ def test_seed_systemd_writes_wirt_units_and_first_boot_state(tmp_path: Path) -> 
     assert int(stamp) == (tree / "usr").stat().st_mtime_ns == int(stamp) // 10**9 * 10**9
     assert (tree / "var/.updated").read_text() == (tree / "etc/.updated").read_text()
     assert "pam_unix.so" in (tree / "etc/pam.d/common-auth").read_text()
+    # networkd writes no resolv.conf: wirt-resolv copies the lease's DNS servers before network-online
+    assert {"etc/systemd/system/multi-user.target.wants/wirt-resolv.service",
+            "etc/systemd/system/network-online.target.wants/wirt-resolv.service"} <= set(made)
+    resolv = (etc / "wirt-resolv.service").read_text()
+    assert "Before=network-online.target" in resolv and "ConditionPathExists=/sys/class/net/eth0" in resolv  # no NIC: no wait
+    assert os.access(tree / systemd.RESOLV_PATH.lstrip("/"), os.X_OK)
+
+
+def test_resolv_script_writes_the_dns_servers_of_the_lease(tmp_path: Path) -> None:
+    """wirt-resolv (run here by the host's sh) copies every lease's DNS= servers; no lease in time,
+    or a lease without DNS, leaves resolv.conf as it was."""
+    script = tmp_path / "wirt-resolv"
+    script.write_text(systemd.RESOLV_SCRIPT)
+    leases, conf = tmp_path / "leases", tmp_path / "resolv.conf"
+    conf.write_text("nameserver 192.0.2.1\n")
+    run = lambda: subprocess.run(["sh", str(script), str(leases), str(conf), "0"], capture_output=True, text=True,
+                                 timeout=30)  # noqa: E731
+    assert run().returncode == 0 and conf.read_text() == "nameserver 192.0.2.1\n"  # no lease dir at all
+    leases.mkdir()
+    (leases / "2").write_text("# This is private data. Do not parse.\nADDRESS=192.0.2.2\nROUTER=192.0.2.1\n")
+    assert run().returncode == 0 and conf.read_text() == "nameserver 192.0.2.1\n"  # a lease without DNS
+    (leases / "2").write_text("ADDRESS=192.0.2.2\nDNS=10.255.255.53 10.0.0.2\nNTP=10.0.0.9\n")
+    (leases / "3").write_text("ADDRESS=10.1.0.5\nDNS=10.0.0.2\n")
+    r = run()
+    assert r.returncode == 0, r.stderr
+    lines = conf.read_text().splitlines()
+    assert lines[0].startswith("#") and sorted(lines[1:]) == ["nameserver 10.0.0.2", "nameserver 10.255.255.53"]
+    assert [p.name for p in tmp_path.iterdir() if "wirt-resolv" in p.name] == ["wirt-resolv"]  # no temporary left
 
 
 def test_seed_systemd_without_systemd_only_writes_pam(tmp_path: Path) -> None:

@@ -103,6 +103,14 @@ def test_named_images_are_listed_and_created_from(home: Path, tmp_path: Path, mo
     assert cli.main(["image", "ls"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert any(line.startswith("rootdisk") and f"web-base: {disk.name}" in line for line in out), out
+    ud = tmp_path / "user-data"
+    ud.write_text("#cloud-config\nruncmd:\n  - [sh, -c, 'echo ok']\n")
+    assert cli.main(["create", "w3", "--image", "web-base", "--user-data", str(ud), "--net", "none"]) == 2
+    err = capsys.readouterr().err  # nothing on that disk would read the seed: refused, not ignored
+    assert "has no cloud-init" in err and "--packages nginx-light,cloud-init`" in err and len(err.strip().splitlines()) == 1
+    named.save("cloud-base", disk, ["nginx-light", "cloud-init"])
+    vm = VM.create("w4", disk="4G", image="cloud-base", user_data=str(ud), net="none")
+    assert [d.path for d in vm.config.disks] == ["disk0.qcow2", "seed.raw"]
     disk.unlink()
     assert cli.main(["create", "w2", "--image", "web-base", "--net", "none"]) == 2
     assert "build --name web-base --packages nginx-light" in capsys.readouterr().err

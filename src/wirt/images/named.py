@@ -17,7 +17,7 @@ from wirt.errors import WirtError
 from wirt.fileio import atomic_write
 from wirt.images.cache import CACHE_MODE, cache_root
 
-__all__ = ["RESERVED", "save", "lookup", "names_by_path", "validate"]
+__all__ = ["RESERVED", "save", "lookup", "packages", "names_by_path", "validate"]
 
 RESERVED = ("debian", "initramfs", "none", "disk")  # image names wirt itself gives a meaning
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -62,6 +62,18 @@ def lookup(name: str, *, cache: Path | None = None) -> Path | None:
         raise WirtError(f"image {name!r}: its disk {path} is gone from the cache; rebuild it with "
                         f"`wirt image build --name {name}" + (f" --packages {pkgs}`" if pkgs else "`"))
     return path
+
+
+def packages(name: str, *, cache: Path | None = None) -> list[str] | None:
+    """The packages `name` was built with (`--packages`), or None when there is no readable record:
+    so `wirt create` can tell whether a named disk carries cloud-init before the VM waits for it."""
+    if not _NAME.fullmatch(name or "") or name in RESERVED:
+        return None
+    try:
+        pkgs = json.loads((_dir(cache) / f"{name}.json").read_text())["packages"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return [str(p) for p in pkgs] if isinstance(pkgs, list) else None
 
 
 def names_by_path(*, cache: Path | None = None) -> dict[str, list[str]]:

@@ -113,7 +113,7 @@ def plan_root_disk(
     key = hashlib.sha256(
         json.dumps(
             [FORMAT_VERSION, ROOT_INIT, AGENT, UDHCPC_SCRIPT, KERNEL_CMDLINE, systemd.AGENT_UNIT,
-             systemd.NETWORK, systemd.GETTY_DROPIN, systemd.SSH_KEYGEN_UNIT, systemd.SSHD_DROPIN, systemd.PAM_COMMON,
+             systemd.NETWORK, systemd.RESOLV_UNIT, systemd.RESOLV_SCRIPT, systemd.GETTY_DROPIN, systemd.SSH_KEYGEN_UNIT, systemd.SSHD_DROPIN, systemd.PAM_COMMON,
              systemd.ENABLED, systemd.CLOUD_CFG, systemd.MANAGER_CONF, systemd.MASKED, url, size, plain,
              sorted((p.name, p.version, p.sha256) for p in pkgs), kernel.sha256]  # fmt: skip
         ).encode()

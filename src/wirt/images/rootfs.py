@@ -378,7 +378,7 @@ def seed_system(tree: Path, *, mirror: str, suite: str, components: str = "main"
     _write(etc / "hostname", f"{HOSTNAME}\n")
     _write(etc / "hosts", f"127.0.0.1\tlocalhost\n127.0.1.1\t{HOSTNAME}\n\n"
                           "::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")  # fmt: skip
-    _write(etc / "resolv.conf", f"# passt --dns-forward 192.0.2.1 relays DNS sent to its gateway to the host's resolver\n"
+    _write(etc / "resolv.conf", f"# replaced at boot by the DHCP lease's DNS servers (udhcpc; under systemd wirt-resolv)\n"
                                 f"nameserver {PASST_DNS}\n")  # fmt: skip
     # tzdata's postinst default: UTC.
     if (tree / "usr/share/zoneinfo/Etc/UTC").exists():

@@ -79,6 +79,18 @@ def _seed_inputs(user_data: str | None, ssh_key: str | None) -> tuple[bytes, lis
     return data, [read_public_key(key)] if key is not None else []
 
 
+def _check_cloud_image(name: str) -> None:
+    """Refuse user-data for a `wirt image build --name` disk built without cloud-init: nothing in
+    the guest would read the seed, and the VM would boot unprovisioned without a word."""
+    from wirt.images import named
+
+    pkgs = named.packages(name)
+    if pkgs is not None and not set(CLOUD_PACKAGES) <= set(pkgs):
+        want = ",".join(dict.fromkeys([*pkgs, *CLOUD_PACKAGES]))
+        raise WirtError(f"--image {name}: this disk has no cloud-init to read --user-data/--ssh-key; rebuild it "
+                        f"with `wirt image build --name {name} --packages {want}`")
+
+
 class VM:
     """One virtual machine in the store. Cheap to construct; every property reads the files."""
 
@@ -155,6 +167,8 @@ class VM:
             raise WirtError("cloud-init (--user-data, --ssh-key) runs under systemd; drop --init minimal")
         if seed is not None and image in ("initramfs", "none"):
             raise WirtError(f"cloud-init (--user-data, --ssh-key) runs on a root disk, not image {image}")
+        if seed is not None and base_path is not None and image != "disk":
+            _check_cloud_image(image)
         if (image == "debian" or base_path is not None) and disk is None:
             raise WirtError(f"image {image} boots from its disk; give a disk size (e.g. --disk 8G) "
                             "or use --image initramfs")
