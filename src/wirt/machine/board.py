@@ -26,7 +26,6 @@ import numpy as np
 
 from wirt.cpu import layout as L
 from wirt.cpu.hart import Hart
-from wirt.cpu.jit.cache import jit_setting
 from wirt.devices.clint import Clint
 from wirt.devices.finisher import TestFinisher
 from wirt.devices.irq import IrqLine
@@ -167,11 +166,6 @@ class Machine:
         """`jit`: the CPU's translation tier, "on", "off" or "force" (default: WIRT_JIT, else on)."""
         if not 1 <= num_harts <= MAX_HARTS:
             raise WirtError(f"a machine has 1 to {MAX_HARTS} CPUs, not {num_harts}")
-        if num_harts > 1 and (jit is None or isinstance(jit, str)) and jit_setting(jit) != "force":
-            # Off by default with several harts for now: a 2-vCPU guest with two busy shells
-            # loses wake-ups with it, from translated S-mode stores in a way not yet understood
-            # (docs/machine.md "SMP"). WIRT_JIT=force still turns it on (tests/machine/test_smp.py).
-            jit = "off"
         self.num_harts = num_harts
         if not firmware:
             raise WirtError("the firmware image is empty; give OpenSBI's fw_dynamic.bin")

@@ -226,7 +226,8 @@ def _hart_loop(m: Machine, i: int, halt: threading.Event, limit: int) -> Machine
                     m._poll()
         clock.before_slice()
         t0 = perf()
-        reason = hart.run(min(next_poll - done, SLICE) if i == 0 else SLICE)
+        budget = min(SLICE, clock.slice_budget())   # harts agree on mtime within about a slice
+        reason = hart.run(min(next_poll - done, budget) if i == 0 else budget)
         clock.account(int(s[L.ICOUNT]) - done, perf() - t0)
         if reason == L.EXIT_WFI:
             m.stats["wfi_exits"] += 1

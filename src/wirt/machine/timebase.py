@@ -6,8 +6,9 @@ so timer interrupts need no exit. Between slices the machine moves the anchor:
 
 - real-time mode: on every entry mtime is re-anchored to the host's monotonic clock
   (never backwards: if the guest ran ahead within a slice it keeps its time). TIME_SHIFT
-  is adapted to the measured speed of the core, rounded so that in-slice time runs a
-  little slower than the host clock; the re-anchor then only ever jumps forward.
+  follows the fastest recent slice, rounded up, so that in-slice time runs slower than the
+  host clock; the re-anchor then only ever jumps forward, and the harts of one machine
+  agree on mtime to within about a slice.
 - deterministic mode: mtime comes from the instruction count alone (fixed TIME_SHIFT);
   a WFI fast-forwards mtime to the next deadline, so a run repeats instruction for
   instruction no matter how fast the host is (DESIGN.md "engine contract").
@@ -29,6 +30,8 @@ TIMEBASE_HZ = 10_000_000  # DT /cpus/timebase-frequency, as on QEMU's virt
 NS_PER_TICK = 1_000_000_000 // TIMEBASE_HZ
 DETERMINISTIC_SHIFT = 4   # one tick every 16 instructions: a 160 MIPS "virtual" hart
 MAX_SHIFT = 12
+SLICE_TICKS = 10_000      # mtime a hart's slice may cover (1 ms) when several run at once
+MEASURED_SLICE = 20_000  # shorter slices (ended by an exit) time too coarsely to count
 _M64 = (1 << 64) - 1
 
 
@@ -51,7 +54,7 @@ class GuestClock:
         self._host0 = monotonic_ns()
         self._offset = 0  # guest ticks = host ticks since _host0 + _offset (real-time mode)
         # speed measurement for TIME_SHIFT (real-time mode)
-        self._meas_insns = 0
+        self._meas_max = 0.0  # fastest slice of the window, in instructions per tick
         self._meas_ns = 0
         self.reset()
 
@@ -106,20 +109,41 @@ class GuestClock:
         self._anchor(host if host > now else now)
 
     def account(self, insns: int, elapsed_ns: int) -> None:
-        """Record core speed; every ~0.25 s of core time pick TIME_SHIFT to match it."""
+        """Record core speed and pick TIME_SHIFT from the fastest slice of every ~0.25 s of core
+        time, so that in-slice time never runs ahead of the host clock (see below)."""
         if self.deterministic:
             return
-        self._meas_insns += insns
+        shift = int(self.s[L.TIME_SHIFT])
+        ticks = elapsed_ns // NS_PER_TICK
+        if insns >= MEASURED_SLICE and ticks > 0:
+            # With the translation tier one slice runs 10x faster than another (a user loop
+            # against kernel code). A shift fitted to the average speed let fast slices move this
+            # hart's mtime tens of ms ahead of the host and of the other harts, whose times
+            # Linux takes to agree (a synchronized clocksource): with 2 vCPUs its scheduler
+            # then left tasks runnable but unrun for minutes. So a slice that ran ahead raises
+            # the shift at once, and the shift follows the fastest slice.
+            per_tick = insns / ticks
+            if per_tick > (1 << shift):
+                self._anchor(self.now())
+                shift = self.s[L.TIME_SHIFT] = min(MAX_SHIFT, math.ceil(math.log2(per_tick)))
+            self._meas_max = max(self._meas_max, per_tick)
         self._meas_ns += elapsed_ns
         if self._meas_ns < 250_000_000:
             return
-        ips = self._meas_insns * 1e9 / self._meas_ns
-        self._meas_insns = self._meas_ns = 0
-        per_tick = ips / TIMEBASE_HZ
-        shift = 0 if per_tick <= 1 else min(MAX_SHIFT, math.ceil(math.log2(per_tick)))
-        if shift != int(self.s[L.TIME_SHIFT]):
+        per_tick = self._meas_max
+        self._meas_max = 0.0
+        self._meas_ns = 0
+        if per_tick <= 0:
+            return
+        new = 0 if per_tick <= 1 else min(MAX_SHIFT, math.ceil(math.log2(per_tick)))
+        if new != shift:
             self._anchor(self.now())
-            self.s[L.TIME_SHIFT] = shift
+            self.s[L.TIME_SHIFT] = new
+
+    def slice_budget(self) -> int:
+        """Instructions in which in-slice mtime covers SLICE_TICKS: a hart that runs faster than
+        its TIME_SHIFT assumes gets at most that far ahead of the host and of the other harts."""
+        return SLICE_TICKS << int(self.s[L.TIME_SHIFT])
 
     def fast_forward(self, target: int) -> None:
         """Deterministic WFI: jump mtime to `target` (no-op if it is not in the future)."""
