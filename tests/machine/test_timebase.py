@@ -31,7 +31,10 @@ def run_slice(clock: GuestClock, host: FakeHost, mips: int) -> None:
 
 
 def new_clock(host: FakeHost, primary: GuestClock | None = None) -> GuestClock:
-    return GuestClock(np.zeros(L.S_SIZE, dtype=np.int64), monotonic_ns=host, primary=primary)
+    """A hart's clock in a machine with several harts."""
+    clock = GuestClock(np.zeros(L.S_SIZE, dtype=np.int64), monotonic_ns=host, primary=primary)
+    clock.agree = True
+    return clock
 
 
 def test_a_fast_slice_raises_the_shift_at_once():

@@ -195,6 +195,8 @@ class Machine:
                                     for h in range(1, num_harts)]
         self.clock = GuestClock(self.hart.s, deterministic)
         self.clocks = [self.clock] + [GuestClock(h.s, deterministic, primary=self.clock) for h in self.harts[1:]]
+        for clock in self.clocks:
+            clock.agree = num_harts > 1
         self.wakes = [threading.Event() for _ in self.harts]  # set by device events while a hart sleeps
         self.wake = self.wakes[0]
         self._ip_lock = threading.Lock()       # serializes writers of s[HW_IP] and s[ATTENTION]
