@@ -2,7 +2,8 @@
 
 - two counter processes in a 2-vCPU guest keep running after a restore,
   from where they were;
-- two forks of one snapshot run at once, diverge, and neither changes the other's disk.
+- two forks of one snapshot of a 2-vCPU guest run at once, keep its counters running on both
+  vCPUs, diverge, and neither changes the other's disk.
 """
 
 from __future__ import annotations
@@ -91,10 +92,11 @@ def test_counter_keeps_running_after_restore(guest):
 
 def test_forks_run_at_once_and_diverge(guest):
     made, make = guest
-    vm = make("origin", net="user")
+    vm = make("origin", net="user", cpus=2)
     vm.start()
     wait_shell(vm)
     run(vm, "printf 'origin\\n' | dd of=/dev/vda conv=fsync 2>/dev/null; echo o-$((1+1))", "o-2")
+    run(vm, COUNTER + " " + COUNTER1 + " echo started-$((1+1))", "started-2")
     vm.snapshot("base")
     a = vm.fork("base", "fork-a", start=True)
     b = vm.fork("base", "fork-b", start=True)
@@ -104,6 +106,11 @@ def test_forks_run_at_once_and_diverge(guest):
         assert "origin" in run(f, "head -c 6 /dev/vda; echo", "origin")
         run(f, f"printf '{word}\\n' | dd of=/dev/vda conv=fsync 2>/dev/null; echo x-$((1+1))", "x-2")
         run(f, f"echo {word} > /tmp/who; echo y-$((1+1))", "y-2")
+    for f in (a, b):  # a fork of a 2-vCPU guest: its processes go on, on both vCPUs
+        assert value(f, "$(nproc)", "cpus") == "2"
+        n, m = count(f), count(f, "/tmp/m")
+        time.sleep(2)
+        assert count(f) > n and count(f, "/tmp/m") > m
     assert value(a, "$(cat /tmp/who) $(head -c 5 /dev/vda)", "a") == "apple apple"
     assert value(b, "$(cat /tmp/who) $(head -c 5 /dev/vda)", "b") == "berry berry"
     assert "origin" in run(vm, "head -c 6 /dev/vda; echo", "origin")
