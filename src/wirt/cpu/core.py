@@ -43,6 +43,9 @@ TLB_MASK = TLB_ENTRIES - 1
 NAN_BOX = -(1 << 32)
 # How many instructions may run between checks of the attention flag and interrupts.
 CHUNK = 1 << 14
+HOT_MASK = (1 << 48) - 1   # a table slot's count word: the resident's hot count ...
+CONTEND_SHIFT = 48         # ... and above it, misses of another entry that wants the slot
+CONTEND = 256              # misses that take a slot from another region
 
 
 @njit(cache=True, nogil=True)
@@ -324,8 +327,11 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
                         jq[JQ_CALLS] += 1
                         jq[JQ_INSNS] += ran
                         # Regions that keep running are compiled again at the optimizing level.
-                        hot = jt[jb + 3] + ran
-                        jt[jb + 3] = hot
+                        # (the word's top bits count another entry's misses: see below)
+                        hot = (jt[jb + 3] & HOT_MASK) + ran
+                        if hot > HOT_MASK:
+                            hot = HOT_MASK
+                        jt[jb + 3] = hot | (jt[jb + 3] & ~HOT_MASK)
                         if hot >= jq[JQ_HOT] and hot - ran < jq[JQ_HOT] and jq[JQ_HOT] > 0:
                             n = jq[JQ_COUNT]
                             if n < JQ_CAP:
@@ -354,13 +360,26 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
                         continue
                 else:
                     cnt = jt[jb + 3]
-                    if cnt > 0 and jt[jb] != (joff | jkey) and jt[jb + 1] != 0:
-                        # The slot holds another region: its count is that region's hot count,
-                        # not our lookups. Counting from it replaced the resident at once, and two
-                        # regions sharing a slot then retranslated each other at every lookup.
-                        cnt = 0
-                    cnt += 1
-                    jt[jb + 3] = cnt
+                    if cnt >= 0 and jt[jb] != (joff | jkey) and jt[jb + 1] != 0:
+                        # The slot holds another region, whose hot count is the word's low bits.
+                        # Our misses count in its top bits, kept while the resident runs: after
+                        # CONTEND of them we take the slot. Counting from the hot count replaced
+                        # the resident at once (two regions sharing a slot retranslated each
+                        # other at every lookup); counting from 0 at each miss never did, and a
+                        # hot user loop whose slot a kernel region held stayed interpreted.
+                        misses = (cnt >> CONTEND_SHIFT) + 1
+                        if misses < CONTEND:
+                            jt[jb + 3] = (cnt & HOT_MASK) | (misses << CONTEND_SHIFT)
+                            cnt = -1     # not yet
+                        else:
+                            cnt = 1 << 30   # take the slot now, at either tier's threshold
+                    elif cnt < 0 and (jt[jb] != (joff | jkey) or jt[jb + 2] != jgen):
+                        cnt = 0    # another entry's "nothing here" or back-off: not ours
+                    if cnt == -1:
+                        pass
+                    else:
+                        cnt += 1
+                        jt[jb + 3] = cnt
                     if xthr > 0 and cnt >= xthr:
                         # Template tier: translate here and now (microseconds), enter at once.
                         # First mark the page (layout.py, jpg): from then on a store to it makes
@@ -388,7 +407,14 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
                             jt[jb + 3] = 0
                             jst = 1
                             continue
-                        jt[jb + 3] = -(1 << 40)   # nothing to translate here: stop counting
+                        # Nothing to translate at this entry: remember it as an entry with no
+                        # code (key, generation, fn 0), so its lookups stop counting, and only
+                        # its own: the mark once stayed on the slot for whatever hashed there
+                        # later, new code in a reused page too, and kept that interpreted.
+                        jt[jb] = joff | jkey
+                        jt[jb + 1] = 0
+                        jt[jb + 2] = jgen
+                        jt[jb + 3] = -(1 << 40)
                     elif xthr == 0 and cnt >= jthr:
                         jt[jb + 3] = -(jthr << 4)  # back off until the request is served
                         n = jq[JQ_COUNT]
