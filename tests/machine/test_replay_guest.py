@@ -1,5 +1,7 @@
 """Replay: a deterministic Debian guest snapshotted midway finishes byte-identically after a restore,
-with one vCPU and with two (every hart saved; the harts interleaved in fixed quanta).
+with one vCPU and with two (every hart saved; the harts interleaved in fixed quanta). The snapshot
+is taken with a warm translation cache (the tier is on by default) and the restored machine
+starts cold: translations are never part of the state.
 
 Slow: boots the real kernel (about 1.3e9 guest instructions) in-process.
 """
@@ -33,6 +35,8 @@ def test_replay_after_restore_is_byte_identical(tmp_path: Path, cpus: int) -> No
     m = guest(out, cpus)
     while b"tick 10 " not in out:  # run to the middle of the workload
         assert m.run(max_insns=m.instructions + 20_000_000).reason == "limit", bytes(out[-2000:])
+    warm = m.hart.jit_stats()
+    assert warm["setting"] == "on" and warm["regions"] > 100 and warm["entered"] > 0, warm
     save_machine(m, tmp_path)
     mark, at = len(out), [h.instret for h in m.harts]
     first = m.run()
@@ -44,6 +48,7 @@ def test_replay_after_restore_is_byte_identical(tmp_path: Path, cpus: int) -> No
     m2 = guest(out2, cpus)
     restore_machine(m2, tmp_path)
     assert [h.instret for h in m2.harts] == at
+    assert m2.hart.jit_stats()["regions"] == 0    # cold: the snapshot holds no translations
     second = m2.run()
     assert second.reason == "poweroff"
     assert second.instructions == first.instructions
