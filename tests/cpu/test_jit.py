@@ -427,3 +427,48 @@ loopb:
     stats = m.hart.jit_stats()
     # loop B is 400 thousand instructions: nearly all of them must have run translated
     assert stats["translated_insns"] > 350_000, stats
+
+
+def test_a_full_code_buffer_is_emptied_and_its_pages_returned(monkeypatch) -> None:
+    """More translated code than a hart's template buffer holds: the core empties the buffer
+    and translates again (same results as the interpreter, in lockstep), and the pages past
+    the code written since are given back to the host (they read as zero again)."""
+    import mmap
+
+    from wirt.cpu.jit import cache
+    from wirt.cpu.jit.x64 import buffer
+    from wirt.cpu.jit.x64.translate import MAX_CODE, SCRATCH
+    from wirt.machine.baremetal import BareMetal
+    size = SCRATCH + 2 * MAX_CODE + 4096      # the smallest buffer the core uses
+    monkeypatch.setattr(cache, "code_buffer", lambda: buffer.code_buffer(size))
+    # 1500 small functions, each its own region (with their return sites: over 400 KiB of code)
+    funcs = "".join(f"f{i}:\n    addi a0, a0, {i % 2000}\n    xori a1, a0, {i % 1000}\n    add a2, a2, a1\n    ret\n"
+                    for i in range(1500))
+    calls = "".join(f"    call f{i}\n" for i in range(1500))
+    body = f"""
+    li s0, 3
+    li a0, 0
+    li a2, 0
+1:
+{calls}    addi s0, s0, -1
+    bnez s0, 1b
+    REC a0
+    REC a2
+    j 2f
+{funcs}2:
+"""
+    path = K.build(body, "jitfull")
+    got = lockstep(str(path), 1 << 20, 2_000_000)
+    assert got["exit_code"] == 0
+    m = BareMetal(str(path), 1 << 20, output=lambda b: None, jit="force")
+    xc, jq, checked = m.hart.xc, m.hart.jq, 0
+    while True:
+        r = m.run(m.hart.instret + 500)
+        if int(jq[L.JQ_XFLUSH]) > checked:   # emptied during this step, and serviced after it
+            checked = int(jq[L.JQ_XFLUSH])
+            pos = (int(jq[L.JQ_XPOS]) + cache.RELEASE_MARGIN + mmap.PAGESIZE - 1) & ~(mmap.PAGESIZE - 1)
+            assert pos < len(xc) - MAX_CODE
+            assert not xc[pos:].any(), "the old code's pages were not given back"
+        if r.reason != "max-insns":
+            break
+    assert r.exit_code == 0 and checked >= 1, (r, m.hart.jit_stats())

@@ -17,6 +17,7 @@ is freed only when every hart has done so, since until then a hart may still be 
 from __future__ import annotations
 
 import itertools
+import mmap
 import os
 import queue
 import sys
@@ -39,6 +40,7 @@ DEFAULT_HOT = 8_000_000       # instructions run in a region before it is optimi
 DEFAULT_LIMIT = 64 << 20      # bytes of translated code before a flush
 MODULE_REGIONS = 64           # regions per LLVM module at most
 L2_MODULE_REGIONS = 4         # optimized regions per module (each costs tens of ms)
+RELEASE_MARGIN = 64 << 10     # code buffer bytes past the write position kept after a flush
 COMPILER_NICE = 19            # the compiler thread's nice value when vCPUs fill the host's cores
 
 
@@ -96,6 +98,7 @@ class TranslationCache:
         self.tables: list[np.ndarray] = []
         self._index: dict[int, int] = {}             # id(jt) -> hart number
         self._seen: list[int] = []                   # per hart: the flush generation its table has
+        self._xbufs: list[tuple[np.ndarray, list[int]]] = []  # per hart: code buffer, [flushes seen]
         self._installs: list[list] = []              # per hart: (off, mode, fn, gen) to install
         self._waiting: dict[tuple[int, int, int], set[int]] = {}  # pending -> harts that asked
         self._retired: list[tuple[int, list]] = []   # (flush generation, batches) still in use
@@ -136,6 +139,7 @@ class TranslationCache:
             self.tables.append(jt)
             self._seen.append(self._flush_gen)
             self._installs.append([])
+            self._xbufs.append((xc, [0]))
         return jt, jq, xc
 
     # ---- service (on the hart's thread, between time slices) ----------------------------------
@@ -143,6 +147,7 @@ class TranslationCache:
         """Take the hart's requests, start their compiles, install what has finished."""
         with self._lock:
             me = self._index[id(jt)]
+            self._release_flushed(me, jq)
             if self._seen[me] != self._flush_gen:
                 self._clear(jt)
                 self._seen[me] = self._flush_gen
@@ -156,6 +161,26 @@ class TranslationCache:
             for off, mode, fn, gen in self._installs[me]:
                 self._install(jt, off, mode, fn, gen)
             self._installs[me].clear()
+
+    def _release_flushed(self, me: int, jq: np.ndarray) -> None:
+        """After the core emptied hart `me`'s template buffer (it was full), give the host back
+        the pages past the code written since: RSS follows the code in use, not the most the
+        buffer ever held. Only this hart's thread writes its buffer, and it is here, not in
+        the core."""
+        xc, seen = self._xbufs[me]
+        flushes = int(jq[L.JQ_XFLUSH])
+        if flushes == seen[0]:
+            return
+        seen[0] = flushes
+        mm = xc.base.obj if isinstance(xc.base, memoryview) else xc.base   # buffer.code_buffer's mmap
+        if not hasattr(mm, "madvise"):
+            return
+        start = (int(jq[L.JQ_XPOS]) + RELEASE_MARGIN + mmap.PAGESIZE - 1) & ~(mmap.PAGESIZE - 1)
+        if start < len(xc):
+            try:
+                mm.madvise(mmap.MADV_DONTNEED, start, len(xc) - start)
+            except (OSError, ValueError):
+                pass
 
     def _request(self, jt: np.ndarray, me: int, reqs: list) -> None:
         work: dict[int, list] = {1: [], 2: []}

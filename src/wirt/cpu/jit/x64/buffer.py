@@ -6,7 +6,8 @@ import mmap
 
 import numpy as np
 
-DEFAULT_SIZE = 64 << 20   # bytes per hart; pages are committed only as code is written
+DEFAULT_SIZE = 256 << 20  # bytes per hart; pages are committed only as code is written
+                          # (a Debian python3 workload filled 64 MiB twice; QEMU allows 1 GiB)
 
 
 def code_buffer(size: int = DEFAULT_SIZE) -> np.ndarray | None:
