@@ -36,7 +36,10 @@ from wirt.cpu.jit.table import slot_of
 DEFAULT_THRESHOLD = 16384     # lookups of an entry before it is translated (level 1): only
                               # code that stays hot; lower values made a Linux boot slower
 DEFAULT_XTHRESHOLD = 32      # lookups of an entry before the template tier translates it
-DEFAULT_HOT = 8_000_000       # instructions run in a region before it is optimized (level 2)
+DEFAULT_HOT = 64_000_000      # instructions run in a region before it is optimized (level 2):
+                              # about as long in template code as its compile takes (ski
+                              # rental). At 8 million a Debian python3 workload optimized 100
+                              # regions for 4 s of LLVM, and under host load ran 2x slower
 DEFAULT_LIMIT = 64 << 20      # bytes of translated code before a flush
 MODULE_REGIONS = 64           # regions per LLVM module at most
 L2_MODULE_REGIONS = 4         # optimized regions per module (each costs tens of ms)
