@@ -41,7 +41,7 @@ FORMAT_VERSION = 3  # bump when the tree layout changes, so cached disks are reb
 DEFAULT_SIZE = 2 << 30
 FORMATS = ("qcow2", "raw")
 
-__all__ = ["KERNEL_CMDLINE", "DEFAULT_SIZE", "RootDiskPlan", "root_disk", "plan_root_disk"]
+__all__ = ["KERNEL_CMDLINE", "DEFAULT_SIZE", "RootDiskPlan", "root_disk", "plan_root_disk", "cached_root_disk"]
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,23 @@ def root_disk(
         return dest
     _build(plan, root, dest, fmt, keyring)
     return dest
+
+
+def cached_root_disk(extra_packages: Iterable[str] = (), *, fmt: str = "qcow2",
+                     cache_dir: Path | None = None) -> Path | None:
+    """The disk `root_disk(extra_packages=...)` would return, if the cache already holds it in
+    format `fmt`; None otherwise. Never builds and never touches the network (a wirt cluster asks
+    every node this before fetching the disk from one that has it)."""
+    root = cache_dir or cache_root()
+    try:
+        url = find_mirror(None)
+    except WirtError:
+        return None  # no mirror configured: no manifest can be keyed here either
+    extra = tuple(dict.fromkeys([*rootfs.DEFAULT_EXTRA, *(p.strip() for p in extra_packages if p.strip())]))
+    if not _request_manifest(root, url, extra).is_file():
+        return None  # resolving the package set would need the mirror
+    dest = plan_root_disk(url, extra_packages=extra_packages, cache_dir=root).path(root, fmt)
+    return dest if dest.is_file() else None
 
 
 def _fetch(archive: Archive, root: Path, pkg: Package) -> Path:

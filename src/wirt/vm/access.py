@@ -1,5 +1,7 @@
-"""What a VM may open on the host: its folder, wirt's image cache, and the files the user named
-explicitly (`wirt create --kernel ...`, `VM.create(firmware=...)`), recorded as *grants*.
+"""What a VM may open on the host: its folder, wirt's image cache, the base images of
+`$WIRT_HOME/bases` (read-only disks named by their SHA-256, which a cluster node fetches from
+another node: wirt.cluster.bases), and the files the user named explicitly (`wirt create
+--kernel ...`, `VM.create(firmware=...)`), recorded as *grants*.
 
 Grants live outside the VM folder, in `$WIRT_HOME/grants/UUID.json` (0600): vm.toml and
 snapshots are files that can be edited or copied in, so they must not be able to widen the set.
@@ -19,7 +21,13 @@ from wirt.fileio import atomic_write
 from wirt.paths import cache_dir
 from wirt.vm.store import VMPaths
 
-__all__ = ["grants_file", "grant", "granted", "forget_grants", "vm_policy"]
+__all__ = ["bases_dir", "grants_file", "grant", "granted", "forget_grants", "vm_policy"]
+
+
+def bases_dir(home: Path) -> Path:
+    """The folder of base images by content hash (`SHA256.qcow2` or `.raw`): read-only disks that
+    overlays may be backed by, like the image cache's, but this WIRT_HOME's own."""
+    return Path(home) / "bases"
 
 
 def grants_file(home: Path, uuid: str) -> Path:
@@ -52,7 +60,7 @@ def forget_grants(home: Path, uuid: str) -> None:
 def vm_policy(paths: VMPaths, uuid: str) -> PathPolicy:
     """The files VM `paths` (identity `uuid`) may open."""
     home = paths.root.parent.parent
-    return PathPolicy(folders=(str(paths.root), str(cache_dir().expanduser())),
+    return PathPolicy(folders=(str(paths.root), str(cache_dir().expanduser()), str(bases_dir(home))),
                       files=tuple(granted(home, uuid)), owner=f"VM {paths.name!r}",
                       fix="move the file into the VM's folder, or name it on the command line, e.g. "
                           "`wirt create --kernel FILE`")

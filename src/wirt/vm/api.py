@@ -120,7 +120,8 @@ class VM:
                hostname: str = "", user_data: str | None = None, ssh_key: str | None = None,
                net: str | None = None, ports: Iterable[str] = (), mac: str | None = None,
                cpu_affinity: Iterable[int] = (), append: str = "", firmware: str = "", kernel: str = "",
-               initrd: str = "", mounts: Iterable[str] = (), home: Path | str | None = None) -> VM:
+               initrd: str = "", mounts: Iterable[str] = (), base: Path | str | None = None,
+               home: Path | str | None = None) -> VM:
         """Create a VM: its directory, vm.toml and (unless disk is None or "none") disk0.qcow2.
 
         image "debian": disk0 is a qcow2 overlay (at least `disk` bytes) on the Debian root disk
@@ -136,6 +137,9 @@ class VM:
         seed disk (wirt.images.cloudinit) as disk 1.
         cpus, memory, disk ("default"), image and net not given come from config.toml's [create]
         section (wirt.vm.settings.CreateDefaults).
+        `base`: the root disk file to lay disk 0 over, already found by the caller instead of
+        resolving `image` here (a wirt cluster node that fetched the image's disk from another
+        node by its content hash: wirt.cluster.bases); `image` then only names it.
         """
         from wirt.vm.schema import IMAGES, INITS, validate_hostname
         from wirt.vm.settings import load_create_defaults
@@ -150,7 +154,9 @@ class VM:
         if disk == "none":
             disk = None
 
-        base_path = diskmod.user_disk(image)
+        if base is not None and image in ("initramfs", "none"):
+            raise WirtError(f"image {image} has no root disk; a base disk cannot be given for it")
+        base_path = Path(base).resolve() if base is not None else diskmod.user_disk(image)
         if base_path is not None:
             image = image if "/" not in image and not Path(image).exists() else "disk"  # a name, or a file
         elif image not in IMAGES or image == "disk":

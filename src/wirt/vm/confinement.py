@@ -1,5 +1,5 @@
 """Confining a VM process after set-up (docs/security.md): a Landlock ruleset limiting the file
-system to the VM's folder, wirt's image cache, the files named for it and what Python needs to
+system to the VM's folder, wirt's image cache and base images (read only), the files named for it and what Python needs to
 import, then a seccomp filter allowing only the system calls a running VM needs.
 
 Called by the VM process (wirt.vm.process) on the thread that runs the CPU, once the machine is
@@ -16,7 +16,7 @@ import sysconfig
 from dataclasses import dataclass, field
 
 from wirt.paths import cache_dir
-from wirt.vm.access import grants_file, vm_policy
+from wirt.vm.access import bases_dir, grants_file, vm_policy
 from wirt.vm.schema import VMConfig
 from wirt.vm.store import VMPaths
 
@@ -74,7 +74,8 @@ def confine_vm(paths: VMPaths, cfg: VMConfig) -> Confinement:
         shared_rw = [m.host for m in cfg.mounts if not m.read_only and policy.allows(m.host)]
         shared_ro = [m.host for m in cfg.mounts if m.read_only and policy.allows(m.host)]
         c.landlock = landlock.restrict([str(paths.root), *writable, *shared_rw],
-                                       [str(cache_dir().expanduser()), *policy.files, *shared_ro,
+                                       [str(cache_dir().expanduser()), str(bases_dir(home)),
+                                        *policy.files, *shared_ro,
                                         str(grants_file(home, cfg.uuid)), *_readable()])
     except OSError as exc:
         c.notices.append(f"Landlock unavailable ({exc.strerror or exc}): file access is limited by wirt's "
