@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,13 @@ NODES = [NodeSpec("n0", 4, 2048, {"zone": "a"}), NodeSpec("n1", 2, 1024, {"zone"
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     with local_cluster(NODES, tmp_path_factory.mktemp("fleet")) as c:
         yield c
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def process_tree(root: int) -> set[int]:

@@ -6,19 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.cluster.conftest import off_loopback_sockets
+from tests.cluster.conftest import free_port, off_loopback_sockets
 from wirt.cluster.local import DEAD_PROXY_ENV
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess:

@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import socket
+import threading
 import time
 import uuid as uuidlib
 from pathlib import Path
@@ -43,9 +44,15 @@ class HostAgent:
     """wirt on one node (see the module docstring)."""
 
     def __init__(self, node: str) -> None:
+        from wirt.cluster.bases import BaseStore
+
         self.node = node
         self.home = wirt_home()
         self.store = VMStore(self.home)
+        self.bases = BaseStore(self.home)
+        self.transfers: dict[str, dict[str, Any]] = {}  # key -> what, bytes moved and total, for progress
+        self._fetching: dict[str, threading.Lock] = {}  # one fetch of a base at a time
+        self._fetching_lock = threading.Lock()
 
     def _vm(self, name: str) -> Any:
         from wirt.vm.api import VM
@@ -72,11 +79,12 @@ class HostAgent:
         return vm_row(self._vm(name))
 
     # ---- lifecycle -----------------------------------------------------------------------------
-    def create(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """VM.create on this node; `spec` holds its keyword arguments (name, cpus, memory, ...)."""
+    def create(self, spec: dict[str, Any], base: str | None = None) -> dict[str, Any]:
+        """VM.create on this node; `spec` holds its keyword arguments (name, cpus, memory, ...),
+        `base` the root disk fetched here for its image (ensure_base), if this node had none."""
         from wirt.vm.api import VM
 
-        vm = VM.create(home=self.home, **spec)
+        vm = VM.create(home=self.home, base=base, **spec)
         cfg = vm.config
         return {"path": str(vm.paths.root.resolve()), "uuid": cfg.uuid, "mac": cfg.network.mac}
 
@@ -122,6 +130,161 @@ class HostAgent:
 
     def console_input(self, name: str, data: bytes) -> None:
         self._vm(name).console_input(data)
+
+    # ---- base images by content (wirt.cluster.bases) ---------------------------------------------
+    def find_base(self, image: str, cloud: bool = False) -> dict[str, Any] | None:
+        """The root disk `image` names here (bases.find_image), described with its hash; None
+        when this node does not have it."""
+        from wirt.cluster.bases import find_image
+
+        path = find_image(image, cloud)
+        return None if path is None else self.bases.describe(path)
+
+    def vm_bases(self, name: str) -> list[dict[str, Any]]:
+        """The base files VM `name`'s disks and snapshot layers are backed by outside its folder,
+        described with their hashes and, under "files", which of its files name each one how."""
+        from wirt.cluster.bases import external_backings
+        from wirt.cluster.transfer import manifest
+
+        root = self.store.paths(name).root
+        by_target: dict[str, list[list[str]]] = {}
+        for rel, backing, target in external_backings(root, [f["path"] for f in manifest(root)]):
+            by_target.setdefault(target, []).append([rel, backing])
+        out = []
+        for target, files in sorted(by_target.items()):
+            if not os.path.isfile(target):
+                raise WirtError(f"VM {name!r} on node {self.node}: {files[0][0]} is backed by {target}, which is "
+                                "missing there; restore that file (or rebuild its image) before moving the VM")
+            from wirt.cluster.bases import _header
+
+            below = _header(Path(target))
+            if below is not None and below.backing_file:
+                raise WirtError(f"VM {name!r}: its base {target} is itself an overlay (on {below.backing_file}); "
+                                f"the cluster moves single-file bases: flatten it with `wirt disk convert {target} "
+                                "FLAT.qcow2` and create the VM on that")
+            out.append(dict(self.bases.describe(Path(target)), files=files))
+        return out
+
+    def read_base(self, sha: str, offset: int, length: int) -> bytes:
+        """`length` bytes at `offset` of the base with hash `sha` (one this node knows by hash only)."""
+        path = self.bases.source(sha)
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(length)
+
+    def ensure_base(self, base: dict[str, Any], sources: list[tuple[str, Any]], key: str,
+                    label: str) -> dict[str, Any]:
+        """Have base `base` (a description from find_base/vm_bases) here: the file at the same
+        path if it is in this node's own image cache and has the same hash (hosts that share or
+        copied their caches), else the one in this node's store, else fetched from the first of
+        `sources` ((node, agent) pairs) that sends a copy with the right hash. A file elsewhere
+        (another node's cache or WIRT_HOME, seen on a shared file system) is never used in place:
+        it is not this node's to keep. Returns its path here and what was fetched."""
+        from wirt.cluster.bases import _check_hash
+        from wirt.paths import cache_dir
+
+        sha = _check_hash(base["sha256"])
+        p = base.get("path")
+        with contextlib.suppress(OSError):
+            if (p and Path(os.path.realpath(p)).is_relative_to(os.path.realpath(cache_dir().expanduser()))
+                    and os.path.getsize(p) == base["size"] and self.bases.hash(Path(p)) == sha):
+                return {"path": os.path.realpath(p), "bytes": 0, "from": None}
+        with self._fetching_lock:
+            lock = self._fetching.setdefault(sha, threading.Lock())
+        with lock:  # a second VM wanting the same base waits for the first fetch, then finds it
+            have = self.bases.lookup(sha)
+            if have is not None:
+                return {"path": str(have), "bytes": 0, "from": None}
+            failures = []
+            for node, source in sources:
+                try:
+                    return self._fetch_base(base, node, source, key, label)
+                except WirtError as exc:
+                    failures.append(str(exc))
+            raise WirtError("; ".join(failures) or f"base image {label}: no node to fetch it from")
+
+    def _fetch_base(self, base: dict[str, Any], node: str, source: Any, key: str, label: str) -> dict[str, Any]:
+        import ray
+
+        sha = base["sha256"]
+        return self._receive_base(base, f"base image {label} from {node}", f"the copy on {node}", key,
+                                  lambda rel, off, n: source.read_base.remote(sha, off, n), ray.get) | {"from": node}
+
+    def _receive_base(self, base: dict[str, Any], what: str, where: str, key: str,
+                      fetch: Any, get: Any) -> dict[str, Any]:
+        """Pull base `base` in chunks (transfer.receive with `fetch`/`get`) into a staging file of
+        the store, check its SHA-256 and give it its name there; progress under `key`."""
+        import shutil
+
+        from wirt.cluster.transfer import receive
+        from wirt.images.cache import sha256_file
+
+        sha = base["sha256"]
+        staging = self.bases.staging()
+        files = [{"path": "base", "size": int(base["size"]), "mode": 0o400, "extents": base["extents"]}]
+        self.transfers[key] = {"what": what, "moved": 0, "total": sum(n for _, n in base["extents"])}
+
+        def progress(moved: int, total: int) -> None:
+            self.transfers[key] = {"what": what, "moved": moved, "total": total}
+
+        t0 = time.monotonic()
+        try:
+            try:
+                moved = receive(files, staging, fetch, get, progress=progress)
+            except WirtError as exc:
+                raise WirtError(f"fetching {what} failed: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 -- the source died or refused: one line, try the next
+                first = (str(getattr(exc, "cause", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise WirtError(f"fetching {what} failed: {first}") from None
+            got = sha256_file(staging / "base")
+            if got != sha:
+                raise WirtError(f"{what} does not match its content hash (sha256 {got[:12]}..., expected "
+                                f"{sha[:12]}...): {where} ({base.get('path')}) changed or is damaged; "
+                                "rebuild or restore it there and try again")
+            path = self.bases.add(staging / "base", sha, base["format"])
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            self.transfers.pop(key, None)
+        return {"path": str(path), "bytes": moved, "seconds": time.monotonic() - t0}
+
+    def _own_bases(self, name: str) -> int:
+        """Make VM `name` (just adopted from a failed node's folder) use only bases this node
+        may keep: one it can open only as another node's file (that node's store or cache, seen
+        on a shared file system) is copied into this store by its hash (unless already there)
+        and the VM's files are pointed at the copy. Returns the bytes copied; a base that cannot
+        be read is "unreachable"."""
+        from wirt.cluster.bases import external_backings, set_backing
+        from wirt.cluster.transfer import manifest
+        from wirt.vm.access import vm_policy
+
+        paths = self.store.paths(name)
+        policy = vm_policy(paths, self.store.load(name).uuid)
+        copied = 0
+        groups: dict[str, list[str]] = {}
+        for rel, _, target in external_backings(paths.root, [f["path"] for f in manifest(paths.root)]):
+            if not policy.allows(target):
+                groups.setdefault(target, []).append(rel)
+        for target, rels in sorted(groups.items()):
+            if not os.path.isfile(target):
+                raise WirtError(f"unreachable: the base {target} of VM {name!r} cannot be read from node {self.node}")
+            base = self.bases.describe(Path(target))
+            have = self.bases.lookup(base["sha256"])
+            if have is None:
+
+                def read(fut: tuple[int, int], path: str = target) -> bytes:
+                    with open(path, "rb") as f:
+                        return os.pread(f.fileno(), fut[1], fut[0])
+
+                got = self._receive_base(base, f"base {target}", "the file", name,
+                                         lambda rel, off, n: (off, n), read)
+                have, copied = Path(got["path"]), copied + got["bytes"]
+            for rel in rels:
+                set_backing(paths.root / rel, str(have))
+        return copied
+
+    def transfer_progress(self, key: str) -> dict[str, Any] | None:
+        """What a transfer running here for `key` (a VM's name) has moved so far, or None."""
+        return self.transfers.get(key)
 
     # ---- migration: the source side ------------------------------------------------------------
     def migrate_out(self, name: str, live: bool) -> dict[str, Any]:
@@ -173,26 +336,56 @@ class HostAgent:
 
     # ---- migration: the target side ------------------------------------------------------------
     def migrate_in(self, name: str, source: Any, files: list[dict[str, Any]], snapshot: str | None,
-                   start: bool, grants: list[str] = ()) -> dict[str, Any]:
+                   start: bool, grants: list[str] = (), rebase: list[tuple[str, str]] = ()) -> dict[str, Any]:
         """Pull the VM's files from agent `source`, put them into this node's store, and (for a
-        live move) resume the VM from the migration snapshot. Returns bytes moved and timings."""
+        live move) resume the VM from the migration snapshot. `rebase` lists (file, base path
+        here) for the files whose base has another path on this node (ensure_base). Returns bytes
+        moved and timings."""
         import ray
 
+        from wirt.cluster.bases import set_backing
         from wirt.cluster.transfer import receive
 
         t0 = time.monotonic()
         staging = self._staging(name)
-        moved = receive(files, staging, lambda rel, off, n: source.read.remote(name, rel, off, n), ray.get)
+        what = f"VM {name}'s files"
+        self.transfers[name] = {"what": what, "moved": 0, "total": 0}
+
+        def progress(moved: int, total: int) -> None:
+            self.transfers[name] = {"what": what, "moved": moved, "total": total}
+
+        try:
+            moved = receive(files, staging, lambda rel, off, n: source.read.remote(name, rel, off, n), ray.get,
+                            progress=progress)
+        finally:
+            self.transfers.pop(name, None)
         t1 = time.monotonic()
+        try:
+            for rel, path in rebase:
+                set_backing(staging / rel, path)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         self._install(name, staging)
-        self._grant(name, list(grants))
-        self._check_backing(name)
-        if snapshot is not None:
-            self._resume(name, snapshot)
-        elif start:
-            self._vm(name).start()
+        try:
+            self._grant(name, list(grants))
+            self._check_backing(name)
+            if snapshot is not None:
+                self._resume(name, snapshot)
+            elif start:
+                self._vm(name).start()
+        except BaseException:
+            self._drop(name)  # the source keeps (and resumes) its copy: no second one may stay here
+            raise
         return {"bytes": moved, "transfer_seconds": t1 - t0, "resume_seconds": time.monotonic() - t1,
                 "path": str(self.store.paths(name).root.resolve())}
+
+    def _drop(self, name: str) -> None:
+        """Delete a copy installed here by a move that failed (stopping it if it started)."""
+        with contextlib.suppress(Exception):
+            self._vm(name).remove(force=True)
 
     def _staging(self, name: str) -> Path:
         if self.store.exists(name):
@@ -221,17 +414,18 @@ class HostAgent:
             grant(self.home, self.store.load(name).uuid, files)
 
     def _check_backing(self, name: str) -> None:
-        """Disks backed by a file outside the VM folder (the Debian base image) need it here too."""
+        """Every disk's backing chain opens here, within what the VM may open (its bases were
+        put here by ensure_base before the move)."""
+        from wirt.vm.access import vm_policy
         from wirt.vm.snapshots import _chain
 
         paths = self.store.paths(name)
         cfg = self.store.load(name)
         for d in cfg.disks:
             try:
-                _chain(paths.disk(d.path))
+                _chain(paths.disk(d.path), vm_policy(paths, cfg.uuid))
             except (WirtError, OSError) as exc:
-                raise WirtError(f"VM {name!r} on node {self.node}: disk {d.path}: {exc}; build the base image "
-                                "there with `wirt image build` (same version) and start it again") from None
+                raise WirtError(f"VM {name!r} on node {self.node}: disk {d.path}: {exc}") from None
 
     def _resume(self, name: str, snapshot: str) -> None:
         vm = self._vm(name)
@@ -266,6 +460,11 @@ class HostAgent:
 
         old_home = old.root.parent.parent
         self._grant(name, granted(old_home, uuid))
+        try:
+            moved += self._own_bases(name)
+        except BaseException:
+            self._drop(name)  # the old folder stays as it was: a later attempt starts again
+            raise
         forget_grants(old_home, uuid)
         import shutil
 

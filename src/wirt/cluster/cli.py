@@ -167,10 +167,53 @@ def _print_table(table: list[tuple[str, ...]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
+# a transfer shows a progress bar (on stderr) from this size on; smaller ones are over at once
+PROGRESS_MIN = 32 << 20
+
+
+def _await(ref: Any, name: str) -> Any:
+    """The controller's answer `ref` for a command on VM `name`; meanwhile a progress bar of any
+    long transfer for it (a base image being fetched, its files being moved) on stderr."""
+    import ray
+
+    from wirt.cluster import services
+
+    ctl = services.controller()
+    bar = task = shown = None
+    try:
+        while not ray.wait([ref], timeout=0.5)[0]:
+            try:
+                p = services.call(ctl.progress.remote(name), "the controller", timeout=10)
+            except WirtError:
+                p = None
+            if not p or p["total"] < PROGRESS_MIN:
+                continue
+            if bar is None:
+                from wirt.images import ui
+
+                bar = ui.byte_progress()
+                bar.start()
+            if p["what"] != shown:
+                task = bar.add_task(p["what"], total=p["total"])
+                shown = p["what"]
+            bar.update(task, completed=p["moved"], total=p["total"])
+    finally:
+        if bar is not None:
+            bar.stop()
+    return services.call(ref, "the controller")
+
+
+def _say_fetched(fetched: list[dict[str, Any]], node: str) -> None:
+    for f in fetched:
+        print(f"wirt: fetched base image {f['image']} ({human_size(f['bytes'])}) from node {f['from']} to {node} "
+              f"in {f['seconds']:.1f} s; sha256 {f['sha256'][:16]}... verified", file=sys.stderr)
+
+
 def _migrate(args: argparse.Namespace) -> int:
     services = _connect_any(args)
     print(f"wirt: moving {args.name} to {args.node} ...", file=sys.stderr)
-    r = services.call(services.controller().migrate.remote(args.name, args.node, not args.offline), "the controller")
+    r = _await(services.controller().migrate.remote(args.name, args.node, not args.offline), args.name)
+    _say_fetched(r.get("fetched", []), r["target"])
     how = (f"running; guest paused {r['downtime_seconds']:.2f} s (snapshot {r['snapshot_seconds']:.2f} s, transfer "
            f"{r['transfer_seconds']:.2f} s, resume {r['resume_seconds']:.2f} s)" if r["running"] else "stopped")
     print(f"migrated VM {r['name']} {r['source']} -> {r['target']} in {r['total_seconds']:.2f} s, "
@@ -193,9 +236,7 @@ def _where(name: str) -> tuple[Any, str]:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from wirt.cluster import services
     from wirt.cluster.placement import parse_labels
-
     from wirt.vm.schema import CREATE_OPTIONS, create_arguments
 
     if args.cpu_affinity:
@@ -204,7 +245,8 @@ def _create(args: argparse.Namespace) -> int:
     wishes = {"labels": parse_labels(args.label, "--label"), "affinity": parse_labels(args.affinity, "--affinity"),
               "anti_affinity": parse_labels(args.anti_affinity, "--anti-affinity"),
               "node_labels": parse_labels(args.node_label, "--node-label"), "policy": args.policy or "spread"}
-    rec = services.call(_ctl().create.remote(spec, wishes, args.on, args.restart_policy or "never"), "the controller")
+    rec = _await(_ctl().create.remote(spec, wishes, args.on, args.restart_policy or "never"), args.name)
+    _say_fetched(rec.get("fetched", []), rec["node"])
     print(f"created VM {rec['name']} on node {rec['node']}: {rec['cpus']} CPU, {human_size(rec['memory'])} RAM"
           + (f", restart policy {rec['restart_policy']}" if rec["restart_policy"] != "never" else ""))
     return 0

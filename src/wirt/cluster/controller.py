@@ -20,6 +20,7 @@ import json
 import threading
 import time
 import uuid as uuidlib
+from pathlib import Path
 from typing import Any
 
 from wirt.cluster.placement import NodeView, PlacementError, Request, place
@@ -51,6 +52,7 @@ class Controller:
         self.seen: dict[str, dict[str, Any]] = {}
         self.pending: dict[str, dict[str, Any]] = {}  # creations placed but not yet recorded
         self.events: list[str] = []
+        self.activity: dict[str, str] = {}  # VM name -> the node moving its files or base now (progress)
         self._stop = threading.Event()
         threading.Thread(target=self._watch, name="wirt-node-watch", daemon=True).start()
 
@@ -137,6 +139,81 @@ class Controller:
     def recent_events(self) -> list[str]:
         return list(self.events)
 
+    def progress(self, name: str) -> dict[str, Any] | None:
+        """The transfer under way for VM `name` (its base being fetched, its files being moved):
+        what, bytes moved, bytes in all; None when there is none. The CLI polls this."""
+        node = self.activity.get(name)
+        if node is None:
+            return None
+        try:
+            return call(agent(node).transfer_progress.remote(name), f"the agent of {node}", timeout=10)
+        except WirtError:
+            return None
+
+    def _alive(self) -> list[str]:
+        with self.lock:
+            return sorted(n for n, v in self._ray_nodes().items() if v.get("Alive"))
+
+    # ---- base images (wirt.cluster.bases) ----------------------------------------------------------
+    def _base_for(self, name: str, spec: dict[str, Any], node: str) -> dict[str, Any] | None:
+        """Make sure `node` has the root disk of the new VM's image: None when it has it itself
+        (VM.create finds it there) or the image has none; else where the fetched copy is and
+        what was fetched. An image no node has is refused, except "debian", which the node
+        builds as `wirt create` does on one host."""
+        image = str(spec.get("image"))
+        if image in ("initramfs", "none"):
+            return None
+        cloud = bool(spec.get("user_data") or spec.get("ssh_key"))
+        if call(agent(node).find_base.remote(image, cloud), f"the agent of {node}", timeout=600) is not None:
+            return None
+        others = [n for n in self._alive() if n != node]
+        refs = {}
+        for n in others:
+            with contextlib.suppress(WirtError):
+                refs[n] = agent(n).find_base.remote(image, cloud)
+        hits: dict[str, dict[str, Any]] = {}
+        for n, ref in refs.items():
+            with contextlib.suppress(WirtError):
+                found = call(ref, f"the agent of {n}", timeout=600)
+                if found is not None:
+                    hits[n] = found
+        if not hits:
+            if image == "debian":
+                return None
+            asked = ", ".join([node, *others])
+            fix = (f"build it on one of them with `wirt image build --name {image}`" if "/" not in image
+                   else "put the disk file at that path on one of them, or give the name of a `wirt image build "
+                        "--name` disk")
+            raise WirtError(f"image {image!r} is on no node of the cluster (asked {asked}); {fix}")
+        first = next(iter(hits.values()))  # nodes in name order; those with the same bytes can all serve
+        sources = [(n, agent(n)) for n, h in hits.items() if h["sha256"] == first["sha256"]]
+        self.activity[name] = node
+        try:
+            got = call(agent(node).ensure_base.remote(first, sources, name, repr(image)), f"the agent of {node}")
+        finally:
+            self.activity.pop(name, None)
+        return dict(got, image=repr(image), sha256=first["sha256"], node=node)
+
+    def _move_bases(self, name: str, source: str, target: str) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+        """Before a move: have the bases of VM `name` on `target` (fetched from `source` when
+        missing), while the guest still runs. Returns the files to point at new base paths there
+        and what was fetched."""
+        bases = call(agent(source).vm_bases.remote(name), f"the agent of {source}", timeout=600)
+        rebase: list[tuple[str, str]] = []
+        fetched = []
+        self.activity[name] = target
+        try:
+            for b in bases:
+                label = f"{Path(b['path']).name} of VM {name}"
+                got = call(agent(target).ensure_base.remote(b, [(source, agent(source))], name, label),
+                           f"the agent of {target}")
+                rebase += [(rel, got["path"]) for rel, backing in b["files"] if backing != got["path"]]
+                if got["bytes"]:
+                    fetched.append(dict(got, sha256=b["sha256"], image=label))
+        finally:
+            self.activity.pop(name, None)
+        return rebase, fetched
+
     # ---- reservation (Ray placement groups) --------------------------------------------------------
     def _reserve(self, name: str, node: str, cpus: int, memory: int, overhead: int) -> str:
         import ray
@@ -218,10 +295,15 @@ class Controller:
         try:
             pg = self._reserve(name, chosen.name, cpus, memory, chosen.overhead)
             try:
-                made = call(agent(chosen.name).create.remote(dict(spec, memory=memory)), f"the agent of {chosen.name}")
+                base = self._base_for(name, spec, chosen.name)
+                made = call(agent(chosen.name).create.remote(dict(spec, memory=memory), base and base["path"]),
+                            f"the agent of {chosen.name}")
             except BaseException:
                 self._release(pg)
                 raise
+            if base and base["bytes"]:
+                self._note(f"fetched base image {base['image']} ({base['bytes'] >> 20} MiB) from {base['from']} "
+                           f"to {chosen.name}")
             rec = {"name": name, "node": chosen.name, "path": made["path"], "uuid": made["uuid"], "cpus": cpus,
                    "memory": memory, "memory_mib": chosen.demand_mib(memory), "pg": pg, "state": "ok",
                    "reason": "", "restart_policy": restart_policy,
@@ -230,7 +312,7 @@ class Controller:
                 self.vms[name] = rec
                 self._save()
             self._note(f"created {name} on {chosen.name}")
-            return dict(rec)
+            return dict(rec, fetched=[base] if base and base["bytes"] else [])
         finally:
             with self.lock:
                 self.busy.discard(name)
@@ -312,16 +394,21 @@ class Controller:
             chosen = place(req, [views[target]])
             new_pg = self._reserve(name, target, rec["cpus"], rec["memory"], chosen.overhead)
             src, dst = agent(source), agent(target)
+            tb = time.monotonic()
+            rebase, fetched = self._move_bases(name, source, target)  # the guest runs on meanwhile
             t0 = time.monotonic()
             out = call(src.migrate_out.remote(name, live), f"the agent of {source}")
             was_running = out["snapshot"] is not None
+            self.activity[name] = target
             try:
-                got = call(dst.migrate_in.remote(name, src, out["manifest"], out["snapshot"], False, out["grants"]),
-                           f"the agent of {target}")
+                got = call(dst.migrate_in.remote(name, src, out["manifest"], out["snapshot"], False, out["grants"],
+                                                 rebase), f"the agent of {target}")
             except BaseException:
                 with contextlib.suppress(Exception):
                     call(src.migrate_abort.remote(name, out["snapshot"]), f"the agent of {source}")
                 raise
+            finally:
+                self.activity.pop(name, None)
             t1 = time.monotonic()
             with contextlib.suppress(WirtError):
                 call(src.discard.remote(name), f"the agent of {source}")
@@ -332,7 +419,8 @@ class Controller:
             new_pg = None
             self._note(f"migrated {name} {source} -> {target}" + (f", downtime {t1 - t0:.2f} s" if was_running else ""))
             return {"name": name, "source": source, "target": target, "running": was_running,
-                    "bytes": got["bytes"], "total_seconds": round(time.monotonic() - t0, 3),
+                    "bytes": got["bytes"], "total_seconds": round(time.monotonic() - tb, 3), "fetched": fetched,
+                    "bases_seconds": round(t0 - tb, 3),
                     "downtime_seconds": round(t1 - t0, 3) if was_running else None,
                     "snapshot_seconds": round(out["stop_seconds"], 3),
                     "transfer_seconds": round(got["transfer_seconds"], 3),

@@ -25,6 +25,7 @@ class NodeSpec:
     vcpus: float
     memory_mib: float
     labels: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # more environment for its processes (e.g. WIRT_CACHE)
 
 
 @dataclass
@@ -55,7 +56,7 @@ def _args(s: NodeSpec) -> dict[str, Any]:
 
 
 def _add(cluster: Any, s: NodeSpec, home: Path, zygote: bool) -> Any:
-    with _env(WIRT_HOME=str(home), WIRT_ZYGOTE="1" if zygote else "0", RAY_DEDUP_LOGS="0"):
+    with _env(WIRT_HOME=str(home), WIRT_ZYGOTE="1" if zygote else "0", RAY_DEDUP_LOGS="0", **s.env):
         return cluster.add_node(**_args(s))
 
 
@@ -105,7 +106,8 @@ def _local_cluster(specs: list[NodeSpec], base: Path, zygote: bool) -> Iterator[
     nodes: dict[str, Any] = {}
     try:
         head = specs[0]
-        with _env(WIRT_HOME=str(homes[head.name]), WIRT_ZYGOTE="1" if zygote else "0", RAY_DEDUP_LOGS="0"):
+        with _env(WIRT_HOME=str(homes[head.name]), WIRT_ZYGOTE="1" if zygote else "0", RAY_DEDUP_LOGS="0",
+                  **head.env):
             cluster = Cluster(initialize_head=True, head_node_args={
                 **_args(head), "include_dashboard": False,
                 # a killed node is declared dead after about 1.5 s instead of 15
