@@ -5,9 +5,10 @@ cluster on this machine whose nodes have their own WIRT_HOME *and* their own ima
 A VM created on b with that image gets the disk fetched from a, verified and kept in b's store;
 moved while running to c, its base follows (from b's store, which c must not use in place) and
 its overlay is pointed at c's copy; a second VM on c finds the base there by hash and fetches
-nothing; when c fails, a VM restarted elsewhere from c's folder gets its base into the new
-node's store; an image no node has, and a base whose bytes changed on its node, are refused in
-one line. The VMs run the tiny echo firmware (a real VM process, no Linux).
+nothing, nor when it moves to a, which has the image's own file; when c fails, a VM restarted
+on b from c's folder gets its base copied into b's store by hash and is pointed at it; an image no node
+has, and a base whose bytes changed on its node, are refused in one line. The VMs run the tiny
+echo firmware (a real VM process, no Linux).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ BASE_SIZE = 8 << 20
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     base = tmp_path_factory.mktemp("hosts")
-    specs = [NodeSpec(n, 4, 2048, env={"WIRT_CACHE": str(base / f"cache-{n}")}) for n in ("a", "b", "c")]
+    specs = [NodeSpec(n, 4, 2048, {"zone": "x"} if n != "a" else {}, env={"WIRT_CACHE": str(base / f"cache-{n}")})
+             for n in ("a", "b", "c")]
     with local_cluster(specs, base / "homes") as c:
         yield c
 
@@ -146,6 +148,11 @@ def test_a_base_follows_its_vm_by_content_hash(hosts, capsys, tiny_base, boot) -
     assert "fetched" not in err
     assert backing_of(hosts.homes["c"] / "vms" / "v2" / "disk0.qcow2") == str(stored_c)
     assert guest_bytes(hosts.homes["c"] / "vms" / "v2", len(data)) == data
+    # moved to a, which built the image: a's own cache file serves, nothing is fetched
+    rc, out, err = wirt(hosts, capsys, "migrate", "v2", "a")
+    assert rc == 0 and "c -> a" in out and "fetched" not in err, err
+    assert backing_of(hosts.homes["a"] / "vms" / "v2" / "disk0.qcow2") == str(path)
+    assert not (hosts.homes["a"] / "bases" / f"{sha}.qcow2").exists()
     assert wirt(hosts, capsys, "rm", "v1", "v2")[0] == 0
 
 
@@ -153,10 +160,11 @@ def test_a_vm_restarted_after_its_node_failed_gets_its_base_into_the_new_nodes_s
                                                                                       boot) -> None:
     sha = sha256(tiny_base[0])
     rc, out, err = wirt(hosts, capsys, "create", "v5", "--image", "tiny-base", *boot, "--net", "none", "--on", "c",
-                        "--restart-policy", "on-node-failure")
+                        "--node-label", "zone=x", "--restart-policy", "on-node-failure")
     assert rc == 0, err
     assert backing_of(hosts.homes["c"] / "vms" / "v5" / "disk0.qcow2") == str(hosts.homes["c"] / "bases" / f"{sha}.qcow2")
     assert wirt(hosts, capsys, "start", "v5")[0] == 0
+    (hosts.homes["b"] / "bases" / f"{sha}.qcow2").unlink()  # b's copy (of v1, gone): b has the base nowhere now
     hosts.kill("c")  # its folder stays readable (one machine), its store is c's own
     deadline = time.monotonic() + 120
     row: dict = {}
@@ -165,9 +173,9 @@ def test_a_vm_restarted_after_its_node_failed_gets_its_base_into_the_new_nodes_s
         if row["node"] != "c" and row["state"] == "running":
             break
         time.sleep(0.5)
-    assert row["node"] in ("a", "b") and row["state"] == "running", row
-    backing = backing_of(hosts.homes[row["node"]] / "vms" / "v5" / "disk0.qcow2")
-    assert backing == str(hosts.homes[row["node"]] / "bases" / f"{sha}.qcow2") and sha256(Path(backing)) == sha
+    assert row["node"] == "b" and row["state"] == "running", row  # zone=x: b
+    backing = backing_of(hosts.homes["b"] / "vms" / "v5" / "disk0.qcow2")
+    assert backing == str(hosts.homes["b"] / "bases" / f"{sha}.qcow2") and sha256(Path(backing)) == sha
     assert wirt(hosts, capsys, "rm", "--force", "v5")[0] == 0
 
 

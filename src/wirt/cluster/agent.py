@@ -174,25 +174,27 @@ class HostAgent:
 
     def ensure_base(self, base: dict[str, Any], sources: list[tuple[str, Any]], key: str,
                     label: str) -> dict[str, Any]:
-        """Have base `base` (a description from find_base/vm_bases) here: the file at the same
-        path if it is in this node's own image cache and has the same hash (hosts that share or
-        copied their caches), else the one in this node's store, else fetched from the first of
-        `sources` ((node, agent) pairs) that sends a copy with the right hash. A file elsewhere
-        (another node's cache or WIRT_HOME, seen on a shared file system) is never used in place:
-        it is not this node's to keep. Returns its path here and what was fetched."""
+        """Have base `base` (a description from find_base/vm_bases) here: a file of this node's
+        own image cache with the same hash (at the same path: hosts that share or copied their
+        caches; or one hashed here before: the image was built here too), else the one in this
+        node's store, else fetched from the first of `sources` ((node, agent) pairs) that sends
+        a copy with the right hash. A file elsewhere (another node's cache or WIRT_HOME, seen on
+        a shared file system) is never used in place: it is not this node's to keep. Returns its
+        path here and what was fetched."""
         from wirt.cluster.bases import _check_hash
         from wirt.paths import cache_dir
 
         sha = _check_hash(base["sha256"])
+        cache = os.path.realpath(cache_dir().expanduser())
         p = base.get("path")
         with contextlib.suppress(OSError):
-            if (p and Path(os.path.realpath(p)).is_relative_to(os.path.realpath(cache_dir().expanduser()))
-                    and os.path.getsize(p) == base["size"] and self.bases.hash(Path(p)) == sha):
+            if (p and Path(os.path.realpath(p)).is_relative_to(cache) and os.path.getsize(p) == base["size"]
+                    and self.bases.hash(Path(p)) == sha):
                 return {"path": os.path.realpath(p), "bytes": 0, "from": None}
         with self._fetching_lock:
             lock = self._fetching.setdefault(sha, threading.Lock())
         with lock:  # a second VM wanting the same base waits for the first fetch, then finds it
-            have = self.bases.lookup(sha)
+            have = self._have(sha)
             if have is not None:
                 return {"path": str(have), "bytes": 0, "from": None}
             failures = []
@@ -202,6 +204,16 @@ class HostAgent:
                 except WirtError as exc:
                     failures.append(str(exc))
             raise WirtError("; ".join(failures) or f"base image {label}: no node to fetch it from")
+
+    def _have(self, sha: str) -> Path | None:
+        """This node's own file with hash `sha`: in its store, or hashed before in its image cache."""
+        from wirt.paths import cache_dir
+
+        have = self.bases.lookup(sha)
+        if have is None:
+            cache = os.path.realpath(cache_dir().expanduser())
+            have = next((p for p in self.bases.hashed(sha) if p.is_relative_to(cache)), None)
+        return have
 
     def _fetch_base(self, base: dict[str, Any], node: str, source: Any, key: str, label: str) -> dict[str, Any]:
         import ray
@@ -268,7 +280,7 @@ class HostAgent:
             if not os.path.isfile(target):
                 raise WirtError(f"unreachable: the base {target} of VM {name!r} cannot be read from node {self.node}")
             base = self.bases.describe(Path(target))
-            have = self.bases.lookup(base["sha256"])
+            have = self._have(base["sha256"])
             if have is None:
 
                 def read(fut: tuple[int, int], path: str = target) -> bytes:

@@ -102,19 +102,26 @@ class BaseStore:
                 return p
         return None
 
-    def source(self, sha: str) -> Path:
-        """The file with hash `sha` this node may hand out: a stored base, or a file hashed here
-        (found by find_image or as a VM's base) that still carries its memo's stamp."""
-        p = self.lookup(sha)
-        if p is not None:
-            return p
+    def hashed(self, sha: str) -> list[Path]:
+        """Files outside the store hashed here (by find_image, or as a VM's base) whose bytes are
+        still those of hash `sha` (the memo's stamp still holds)."""
         with self._lock:
             memo = self._memo()
-        for path, m in memo.items():
+        out = []
+        for path, m in sorted(memo.items()):
             with contextlib.suppress(OSError):
                 if m.get("sha256") == sha and m.get("stamp") == self._stamp(os.stat(path)):
-                    return Path(path)
-        raise WirtError(f"no base image with sha256 {sha[:12]}... on this node")
+                    out.append(Path(path))
+        return out
+
+    def source(self, sha: str) -> Path:
+        """The file with hash `sha` this node may hand out: a stored base, or a file hashed here."""
+        p = self.lookup(sha)
+        if p is None:
+            p = next(iter(self.hashed(sha)), None)
+        if p is None:
+            raise WirtError(f"no base image with sha256 {sha[:12]}... on this node")
+        return p
 
     def staging(self) -> Path:
         """A new folder for a base being received (transfer.receive creates it)."""

@@ -20,7 +20,6 @@ import json
 import threading
 import time
 import uuid as uuidlib
-from pathlib import Path
 from typing import Any
 
 from wirt.cluster.placement import NodeView, PlacementError, Request, place
@@ -204,7 +203,7 @@ class Controller:
         self.activity[name] = target
         try:
             for b in bases:
-                label = f"{Path(b['path']).name} of VM {name}"
+                label = f"of VM {name!r}"
                 got = call(agent(target).ensure_base.remote(b, [(source, agent(source))], name, label),
                            f"the agent of {target}")
                 rebase += [(rel, got["path"]) for rel, backing in b["files"] if backing != got["path"]]
