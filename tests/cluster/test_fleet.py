@@ -2,7 +2,7 @@
 WIRT_HOMEs, placement of 12 VMs by policy as Ray custom resources, a refusal naming what is
 short where, the VM commands through `wirt --cluster ADDR`, migration of a stopped and of a
 running VM, and node failure with the restart policy. The VMs here run the tiny echo firmware
-(a real VM process, no Linux); tests/cluster/test_slow_migration.py moves a booted guest.
+(a real VM process, no Linux), except the slow test that moves a booted guest.
 """
 
 from __future__ import annotations
@@ -123,6 +123,19 @@ def test_lifecycle_and_migration_across_nodes(fleet, capsys, firmware: Path) -> 
     rc, out, err = wirt(fleet, capsys, "rm", "--force", "mover")
     assert rc == 0, err
     assert not (fleet.homes["n2"] / "vms" / "mover").exists()
+
+
+def test_wirt_cluster_setting_routes_the_vm_commands(fleet, capsys, firmware: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """WIRT_CLUSTER=ADDR does what --cluster ADDR does."""
+    monkeypatch.setenv("WIRT_CLUSTER", fleet.address)
+    capsys.readouterr()
+    assert main(["create", "envvm", "--image", "none", "--memory", "32M", "--net", "none", "--disk", "none",
+                 "--firmware", str(firmware), "--on", "n2"]) == 0
+    assert "on node n2" in capsys.readouterr().out
+    assert (fleet.homes["n2"] / "vms" / "envvm" / "vm.toml").is_file()
+    assert main(["rm", "envvm"]) == 0
+    assert not (fleet.homes["n2"] / "vms" / "envvm").exists()
 
 
 @pytest.mark.slow

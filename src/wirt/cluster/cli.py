@@ -19,6 +19,12 @@ from wirt.units import human_size
 __all__ = ["register", "route", "REMOTE_COMMANDS"]
 
 REMOTE_COMMANDS = ("create", "start", "ls", "stop", "exec", "console", "rm")
+# commands on this host's VMs that have no cluster form: with a cluster address they would act on
+# this host's store without a word, so they are refused (on the VM's node they work as ever)
+_HOST_VM_COMMANDS = ("status", "restart", "pause", "resume", "logs", "set", "top", "shell", "ssh", "cp",
+                     "snapshot", "fork")
+# commands that read --cluster/WIRT_CLUSTER themselves
+_CLUSTER_AWARE = ("cluster", "migrate")
 _PLACEMENT = ("label", "affinity", "anti_affinity", "node_label", "policy", "on", "restart_policy")
 
 
@@ -53,9 +59,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--offline", action="store_true", help="refuse to move a running VM (only stopped ones)")
     m.set_defaults(func=_migrate)
 
-    for name in REMOTE_COMMANDS:  # `exec` has a positional "command" that hides args.command
-        if name in subparsers.choices:
-            subparsers.choices[name].set_defaults(vm_command=name)
+    for name, sp in subparsers.choices.items():  # `exec` and `ssh` have a "command" that hides args.command
+        sp.set_defaults(wirt_command=name)
+        if name in REMOTE_COMMANDS:
+            sp.set_defaults(vm_command=name)
     create = subparsers.choices.get("create")
     if create is not None:
         g = create.add_argument_group("placement (with --cluster or WIRT_CLUSTER)")
@@ -87,6 +94,14 @@ def route(args: argparse.Namespace) -> int | None:
             raise WirtError(f"{opts}: placement options need a cluster; add --cluster ADDR or set WIRT_CLUSTER")
         return None
     if command not in REMOTE_COMMANDS:
+        top = getattr(args, "wirt_command", None)
+        given = "--cluster" if getattr(args, "cluster", None) else "WIRT_CLUSTER"
+        if top in _HOST_VM_COMMANDS:
+            raise WirtError(f"`wirt {top}` acts on this host's VMs and has no cluster form (with {given}: "
+                            f"{', '.join(REMOTE_COMMANDS)}, migrate); run it on the VM's node (`wirt ls` shows "
+                            f"which){', or unset WIRT_CLUSTER' if given == 'WIRT_CLUSTER' else ''}")
+        if given == "--cluster" and top not in _CLUSTER_AWARE:
+            raise WirtError(f"--cluster does not apply to `wirt {top}`, which runs on this host; drop it")
         return None
     if getattr(args, "remote", None) or os.environ.get("WIRT_REMOTE"):
         raise WirtError("give either --cluster (WIRT_CLUSTER) or --remote (WIRT_REMOTE), not both")
