@@ -3,6 +3,7 @@
     placement.py  where a VM fits: vCPUs, memory, labels, spread/pack (pure, no Ray)
     resources.py  a node's budgets as Ray custom resources, a VM's demand as a bundle
     transfer.py   VM folders as files in chunks (sparse-aware), pulled from node to node
+    bases.py      base images by SHA-256: each node's store, finding an image, rebasing overlays
     agent.py      HostAgent: one Ray actor per node, calling that node's wirt.vm API
     controller.py Controller: the one registry of VMs, placement, migration, node failure
     services.py   connecting to a cluster, starting the actors, turning Ray errors into WirtErrors
