@@ -27,7 +27,7 @@ import pytest
 from tests.cluster.conftest import free_port
 from tests.vm.conftest import echo_firmware
 from wirt.cli import main
-from wirt.cluster.bases import _header
+from wirt.cluster.bases import qcow2_header
 from wirt.cluster.local import LocalCluster, NodeSpec, local_cluster
 from wirt.images import named
 from wirt.storage import open_image
@@ -84,7 +84,7 @@ def ls(hosts: LocalCluster, capsys: pytest.CaptureFixture[str]) -> dict[str, dic
 
 
 def backing_of(path: Path) -> str:
-    return _header(path).backing_file
+    return qcow2_header(path).backing_file
 
 
 def guest_bytes(vm_dir: Path, length: int) -> bytes:

@@ -155,9 +155,9 @@ class HostAgent:
             if not os.path.isfile(target):
                 raise WirtError(f"VM {name!r} on node {self.node}: {files[0][0]} is backed by {target}, which is "
                                 "missing there; restore that file (or rebuild its image) before moving the VM")
-            from wirt.cluster.bases import _header
+            from wirt.cluster.bases import qcow2_header
 
-            below = _header(Path(target))
+            below = qcow2_header(Path(target))
             if below is not None and below.backing_file:
                 raise WirtError(f"VM {name!r}: its base {target} is itself an overlay (on {below.backing_file}); "
                                 f"the cluster moves single-file bases: flatten it with `wirt disk convert {target} "
@@ -181,10 +181,10 @@ class HostAgent:
         a copy with the right hash. A file elsewhere (another node's cache or WIRT_HOME, seen on
         a shared file system) is never used in place: it is not this node's to keep. Returns its
         path here and what was fetched."""
-        from wirt.cluster.bases import _check_hash
+        from wirt.cluster.bases import check_hash
         from wirt.paths import cache_dir
 
-        sha = _check_hash(base["sha256"])
+        sha = check_hash(base["sha256"])
         cache = os.path.realpath(cache_dir().expanduser())
         p = base.get("path")
         with contextlib.suppress(OSError):

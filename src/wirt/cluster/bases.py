@@ -29,14 +29,15 @@ from wirt.errors import WirtError
 from wirt.fileio import atomic_write, fsync_dir
 from wirt.vm.access import bases_dir
 
-__all__ = ["BaseStore", "find_image", "external_backings", "set_backing", "FORMATS"]
+__all__ = ["BaseStore", "find_image", "external_backings", "set_backing", "qcow2_header", "check_hash", "FORMATS"]
 
 FORMATS = ("qcow2", "raw")
 _QCOW2_MAGIC = b"QFI\xfb"
 _HEX = frozenset("0123456789abcdef")
 
 
-def _check_hash(sha: str) -> str:
+def check_hash(sha: str) -> str:
+    """`sha` if it is a SHA-256 in lower-case hex (it becomes a file name in the store)."""
     if not isinstance(sha, str) or len(sha) != 64 or not set(sha) <= _HEX:
         raise WirtError(f"{sha!r} is not a SHA-256 in hex")
     return sha
@@ -95,7 +96,7 @@ class BaseStore:
     # ---- the content-addressed folder ------------------------------------------------------------
     def lookup(self, sha: str) -> Path | None:
         """The stored base with hash `sha`, or None."""
-        _check_hash(sha)
+        check_hash(sha)
         for fmt in FORMATS:
             p = self.dir / f"{sha}.{fmt}"
             if p.is_file():
@@ -134,7 +135,7 @@ class BaseStore:
         """Give the received file `staged`, already verified to hash to `sha`, its name in the store."""
         if fmt not in FORMATS:
             raise WirtError(f"base format {fmt!r} is not qcow2 or raw")
-        dest = self.dir / f"{_check_hash(sha)}.{fmt}"
+        dest = self.dir / f"{check_hash(sha)}.{fmt}"
         os.chmod(staged, 0o444)  # a base is never written
         os.replace(staged, dest)  # an identical copy that raced us in is simply replaced
         fsync_dir(self.dir)
@@ -161,8 +162,9 @@ def find_image(image: str, cloud: bool = False) -> Path | None:
         return None
 
 
-def _header(path: Path) -> Any:
-    """The qcow2 header of `path`, or None for a file that is not qcow2."""
+def qcow2_header(path: Path) -> Any:
+    """The qcow2 header of `path` (wirt.storage.qcow2_format.Header), or None for a file that is
+    not qcow2."""
     from wirt.storage.qcow2_format import parse_header
 
     fd = os.open(path, os.O_RDONLY)
@@ -187,7 +189,7 @@ def external_backings(root: Path, files: list[str]) -> list[tuple[str, str, str]
     out = []
     for rel in files:
         p = root / rel
-        h = _header(p)
+        h = qcow2_header(p)
         if h is None or not h.backing_file:
             continue
         target = os.path.normpath(backing_target(str(p), h.backing_file))
@@ -200,7 +202,7 @@ def set_backing(path: Path, name: str) -> None:
     """Point qcow2 image `path` at backing file `name` (its header only, as `qemu-img rebase -u`):
     the base moved to another path, its contents are the same. A sealed (read-only) snapshot
     layer keeps its mode."""
-    h = _header(path)
+    h = qcow2_header(path)
     if h is None:
         raise WirtError(f"{path}: not a qcow2 image; only qcow2 files have a backing file")
     h.backing_file = name

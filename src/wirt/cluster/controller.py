@@ -160,8 +160,8 @@ class Controller:
         what was fetched. An image no node has is refused, except "debian", which the node
         builds as `wirt create` does on one host."""
         image = str(spec.get("image"))
-        if image in ("initramfs", "none"):
-            return None
+        if image in ("initramfs", "none") or spec.get("disk") == "none":
+            return None  # no root disk (or none asked for: VM.create says that needs one)
         cloud = bool(spec.get("user_data") or spec.get("ssh_key"))
         if call(agent(node).find_base.remote(image, cloud), f"the agent of {node}", timeout=600) is not None:
             return None
