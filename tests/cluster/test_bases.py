@@ -141,6 +141,7 @@ def test_a_base_follows_its_vm_by_content_hash(hosts, capsys, tiny_base, boot) -
     vm_c = hosts.homes["c"] / "vms" / "v1"
     assert guest_bytes(vm_c, BASE_SIZE // 2 + 12) == data + b"written on b"
     assert str(hosts.homes["b"]) not in (vm_c / "disk0.qcow2").read_bytes()[:65536].decode("latin-1")
+    assert (vm_c / "disk0.note").read_text() == f"qcow2 overlay on {stored_c}\n"
 
     # a second VM on c: the base is found there by its hash (a still names it), nothing is fetched
     rc, out, err = wirt(hosts, capsys, "create", "v2", "--image", "tiny-base", *boot, "--net", "none", "--on", "c")

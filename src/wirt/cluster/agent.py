@@ -40,6 +40,15 @@ def vm_row(vm: Any) -> dict[str, Any]:
             "reason": st.reason if st.state == "crashed" else ""}
 
 
+def _renote(root: Path, rel: str, base: str) -> None:
+    """disk0.note (how VM.create made disk 0) names the base disk 0 is on now."""
+    note = Path(root) / "disk0.note"
+    if rel == "disk0.qcow2" and note.is_file():
+        from wirt.fileio import atomic_write
+
+        atomic_write(note, f"qcow2 overlay on {base}\n")
+
+
 class HostAgent:
     """wirt on one node (see the module docstring)."""
 
@@ -292,6 +301,7 @@ class HostAgent:
                 have, copied = Path(got["path"]), copied + got["bytes"]
             for rel in rels:
                 set_backing(paths.root / rel, str(have))
+                _renote(paths.root, rel, str(have))
         return copied
 
     def transfer_progress(self, key: str) -> dict[str, Any] | None:
@@ -375,6 +385,7 @@ class HostAgent:
         try:
             for rel, path in rebase:
                 set_backing(staging / rel, path)
+                _renote(staging, rel, path)
         except BaseException:
             import shutil
 
