@@ -44,7 +44,6 @@ DEFAULT_LIMIT = 64 << 20      # bytes of translated code before a flush
 MODULE_REGIONS = 64           # regions per LLVM module at most
 L2_MODULE_REGIONS = 4         # optimized regions per module (each costs tens of ms)
 RELEASE_MARGIN = 64 << 10     # code buffer bytes past the write position kept after a flush
-COMPILER_NICE = 19            # the compiler thread's nice value when vCPUs fill the host's cores
 
 
 def jit_setting(value: str | None = None) -> str:
@@ -264,7 +263,6 @@ class TranslationCache:
         level-2 regions a few at a time (tens of ms each), so a burst of new code is not kept
         waiting behind the optimization of old loops. Newest requests first: they are the
         code running now."""
-        self._yield_to_harts()
         pending: dict[tuple[int, int], list] = {}
         while True:
             block = not pending
@@ -293,23 +291,6 @@ class TranslationCache:
             else:
                 del pending[key]
             self._compile_safely((chunk[::-1], level, fgen))
-
-    def _yield_to_harts(self) -> None:
-        """With a vCPU thread for every host core, a compile at equal priority takes a third of
-        a core from the guest while it runs (2 vCPUs on 2 cores: 0.3-1.3 s of LLVM in a 3 s
-        parallel workload; at nice 10 still 0.18 s). At nice 19 it gets about 1.5 % of a busy
-        core (CFS weight 15 against 1024) and all of an idle one: it runs on what the vCPUs
-        leave (WFI), and the template tier's code serves meanwhile. With a core to spare it
-        keeps its priority."""
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            cores = os.cpu_count() or 1
-        if len(self.tables) >= cores:
-            try:
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), COMPILER_NICE)
-            except (AttributeError, OSError):
-                pass  # not Linux, or not allowed: compile at the vCPUs' priority
 
     def _compile_safely(self, job) -> None:
         try:
