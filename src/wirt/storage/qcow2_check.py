@@ -23,6 +23,10 @@ _MAX_MESSAGES = 1000
 # Spec "Standard Cluster Descriptor": bits 1-8 and 56-61 of a standard L2 entry are reserved (QEMU's
 # L2E_STD_RESERVED_MASK); bit 0 is the zero flag, 62 compressed, 63 COPIED.
 L2_STD_RESERVED_MASK = 0x3F000000000001FE
+# A refcount table entry is a block offset in bits 9-63 (all of them, unlike L1/L2 entries) and
+# reserved bits 0-8 (QEMU's REFT_OFFSET_MASK, REFT_RESERVED_MASK).
+REFT_OFFSET_MASK = 0xFFFFFFFFFFFFFE00
+REFT_RESERVED_MASK = 0x1FF
 
 
 @dataclass
@@ -45,7 +49,12 @@ class CheckReport:
 
 
 class _Walker:
-    """Counts references into a growing array of expected refcounts."""
+    """Counts references into an array of expected refcounts, one per cluster of the file.
+
+    Memory stays bounded by the file's real size, whatever the metadata claims: a reference past
+    the end of the file is an error and is not counted, and an L2 table that several L1 entries
+    name (a hostile image can point thousands of them at one table) is read and counted once,
+    times the number of references."""
 
     def __init__(self, img: Qcow2Image, report: CheckReport):
         self.img = img
@@ -53,30 +62,34 @@ class _Walker:
         self.cb = img.cluster_bits
         self.cs = img.cluster_size
         self.file_size = max(img.file.size(), img.file.end)
-        self.parts: list[np.ndarray] = []
-        self.active_l2: list[tuple[int, np.ndarray]] = []  # (l1 index, entries) for the COPIED check
+        # a counted reference ends less than one cluster past the end of the file (past_end)
+        self.counts = np.zeros(-(-self.file_size // self.cs) + 2, np.int64)
+        self.active_l2: list[tuple[int, int, int]] = []  # (first L1 index, L2 offset, references)
 
-    def error(self, msg: str) -> None:
-        self.report.corruptions += 1
+    def error(self, msg: str, times: int = 1) -> None:
+        self.report.corruptions += times
         if len(self.report.messages) < _MAX_MESSAGES:  # a garbage table must not fill memory with text
-            self.report.messages.append(f"ERROR {msg}")
+            self.report.messages.append(f"ERROR {msg}" + (f" ({times} references)" if times > 1 else ""))
 
-    def past_end(self, offset: int, length: int) -> bool:
+    def past_end(self, offset: int, length: int, times: int = 1) -> bool:
         """QEMU's rule: a reference ending one cluster or more past the end of the file is an error
         (and is not counted: the expected-refcount array stays bounded by the file's real size)."""
         if offset + length - self.file_size >= self.cs:
             self.error(f"counting reference for region exceeding the end of the file by one cluster or more: "
-                       f"offset 0x{offset:x} size 0x{length:x}")
+                       f"offset 0x{offset:x} size 0x{length:x}", times)
             return True
         return False
 
-    def span(self, offset: int, length: int) -> None:
-        if length > 0 and not self.past_end(offset, length):
-            self.parts.append(np.arange(offset >> self.cb, ((offset + length - 1) >> self.cb) + 1, dtype=_U))
+    def add(self, clusters: np.ndarray, times: int = 1) -> None:
+        np.add.at(self.counts, clusters.astype(np.int64), times)
 
-    def cluster(self, offset: int) -> None:
-        if not self.past_end(offset, self.cs):
-            self.parts.append(np.array([offset >> self.cb], dtype=_U))
+    def span(self, offset: int, length: int, times: int = 1) -> None:
+        if length > 0 and not self.past_end(offset, length, times):
+            self.add(np.arange(offset >> self.cb, ((offset + length - 1) >> self.cb) + 1, dtype=_U), times)
+
+    def cluster(self, offset: int, times: int = 1) -> None:
+        if not self.past_end(offset, self.cs, times):
+            self.counts[offset >> self.cb] += times
 
     def l2_entries(self, off: int) -> np.ndarray:
         t = self.img._l2cache.get(off)
@@ -86,48 +99,56 @@ class _Walker:
 
     def tree(self, l1: list[int], active: bool, label: str) -> None:
         geo = self.img._geo
+        tables: dict[int, list[int]] = {}  # L2 offset -> [first L1 index, references]
         for i, e in enumerate(l1):
             off = e & OFFSET_MASK
             if e & L1_RESERVED_MASK:
                 self.error(f"{label} L1 entry {i} has reserved bits set (0x{e:x})")
             if not off:
+                if e & OFLAG_COPIED:  # QEMU's check then reads cluster 0 (the header) as an L2 table
+                    self.error(f"{label} L1 entry {i} has the COPIED flag but no L2 table (0x{e:x})")
                 continue
             if off % self.cs or off + self.cs > self.file_size:
                 self.error(f"{label} L2 table offset 0x{off:x} (L1 index {i}) is unaligned or past the end of file")
                 continue
-            self.cluster(off)
+            if off in tables:
+                tables[off][1] += 1
+            else:
+                tables[off] = [i, 1]
+        for off, (i, n) in tables.items():
+            self.cluster(off, n)
             ent = self.l2_entries(off)
             comp = (ent & _U(OFLAG_COMPRESSED)) != 0
             offs = ent & _U(OFFSET_MASK)
             reserved = ~comp & ((ent & _U(L2_STD_RESERVED_MASK)) != 0)
             for j in np.flatnonzero(reserved).tolist():
-                self.error(f"found L2 entry with reserved bits set: {int(ent[j]):x} ({label}, L1 {i}, L2 {j})")
+                self.error(f"found L2 entry with reserved bits set: {int(ent[j]):x} ({label}, L1 {i}, L2 {j})", n)
             std = ~comp & (offs != 0)
             bad = std & ((offs % _U(self.cs)) != 0)
             if bad.any():
                 for j in np.flatnonzero(bad).tolist():
-                    self.error(f"{label} data cluster offset 0x{int(offs[j]):x} is unaligned (L1 {i}, L2 {j})")
+                    self.error(f"{label} data cluster offset 0x{int(offs[j]):x} is unaligned (L1 {i}, L2 {j})", n)
                 std &= ~bad
             beyond = std & (offs >= _U(self.file_size))
             if beyond.any():
                 for j in np.flatnonzero(beyond).tolist():
-                    self.past_end(int(offs[j]), self.cs)
+                    self.past_end(int(offs[j]), self.cs, n)
                 std &= ~beyond
-            self.parts.append(offs[std] >> _U(self.cb))
+            self.add(offs[std] >> _U(self.cb), n)
             if comp.any():
                 for v in ent[comp].tolist():
                     start, length = geo.compressed_span(v)
-                    self.span(start, length)
+                    self.span(start, length, n)
                     if active:
-                        self.report.compressed_clusters += 1
+                        self.report.compressed_clusters += n
             if active:
-                self.report.allocated_clusters += int(std.sum()) + int(comp.sum())
-                self.active_l2.append((i, ent))
+                self.report.allocated_clusters += n * (int(std.sum()) + int(comp.sum()))
+                self.active_l2.append((i, off, n))
 
     def expected(self) -> np.ndarray:
-        allc = np.concatenate(self.parts) if self.parts else np.zeros(0, _U)
-        n = max(-(-self.file_size // self.cs), int(allc.max()) + 1 if len(allc) else 0)
-        return np.bincount(allc.astype(np.int64), minlength=n).astype(np.int64)
+        used = np.flatnonzero(self.counts)
+        n = max(-(-self.file_size // self.cs), int(used[-1]) + 1 if len(used) else 0)
+        return self.counts[:n].copy()
 
 
 def _count(img: Qcow2Image, report: CheckReport) -> tuple[np.ndarray, _Walker]:
@@ -138,10 +159,13 @@ def _count(img: Qcow2Image, report: CheckReport) -> tuple[np.ndarray, _Walker]:
         w.span(h.l1_table_offset, h.l1_size * 8)
     w.span(refs.table_offset, refs.table_clusters * cs)
     for bi, e in enumerate(refs.table):
-        off = e & OFFSET_MASK
+        if e & REFT_RESERVED_MASK:
+            w.error(f"refcount table entry {bi} has reserved bits set (0x{e:x})")
+            continue
+        off = e & REFT_OFFSET_MASK
         if not off:
             continue
-        if off % cs or off + cs > w.file_size or e & 0x1FF:
+        if off % cs or off + cs > w.file_size:
             w.error(f"refcount block {bi} offset 0x{e:x} is invalid (unaligned or past the end of file)")
             continue
         w.cluster(off)
@@ -183,7 +207,8 @@ def check_image(img: Qcow2Image, repair: str | None = None) -> CheckReport:
         if off and off >> img.cluster_bits < n and (stored[off >> img.cluster_bits] == 1) != bool(e & OFLAG_COPIED):
             flag_errors += 1
             report.messages.append(f"ERROR OFLAG_COPIED L2 cluster: l1_index={i} l1_entry={e:x}")
-    for i, ent in walker.active_l2:
+    for i, l2_off, refs_to_it in walker.active_l2:
+        ent = walker.l2_entries(l2_off)
         offs = ent & _U(OFFSET_MASK)
         data = ((ent & _U(OFLAG_COMPRESSED)) == 0) & (offs != 0) & ((offs % _U(cs)) == 0)
         idx = (offs[data] >> _U(img.cluster_bits)).astype(np.int64)
@@ -193,7 +218,7 @@ def check_image(img: Qcow2Image, repair: str | None = None) -> CheckReport:
         wrong = int((one != flag).sum())
         comp_flag = int((((ent & _U(OFLAG_COMPRESSED)) != 0) & ((ent & _U(OFLAG_COPIED)) != 0)).sum())
         if wrong or comp_flag:
-            flag_errors += wrong + comp_flag
+            flag_errors += (wrong + comp_flag) * refs_to_it
             report.messages.append(f"ERROR OFLAG_COPIED data cluster: {wrong + comp_flag} entries (L1 index {i})")
     report.corruptions += flag_errors
     report.total_clusters = -(-img.size // cs)
