@@ -1,5 +1,5 @@
 """Fuzzing the snapshot loader (issue 20): random values put at random places of a resealed
-snapshot's machine state. A restore either refuses with one line and leaves the machine exactly
+snapshot's machine state, machine signature and memory description. A restore either refuses with one line and leaves the machine exactly
 as it was, or loads a state the machine then runs without a host-side failure."""
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ def saved(tmp_path_factory):
     folder = tmp_path_factory.mktemp("snap") / "s"
     save_machine(m, folder)
     body = json.loads((folder / STATE_FILE).read_text())["body"]
-    return folder, body, list(p for p, _ in _paths(body["machine"])), m
+    # the machine state, and the signature and memory description a restore reads before it
+    paths = [(part, *p) for part in ("machine", "signature", "memory") for p, _ in _paths(body[part])]
+    return folder, body, paths, m
 
 
 @settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -52,7 +54,7 @@ def test_random_state_damage(saved, tmp_path_factory, data):
     body = json.loads(json.dumps(body))
     for _ in range(data.draw(st.integers(1, 3))):
         path = data.draw(st.sampled_from(paths))
-        node = body["machine"]
+        node = body
         try:
             for k in path[:-1]:
                 node = node[k]

@@ -72,3 +72,49 @@ def test_deeply_nested_control_request_is_a_structured_error(tmp_path):
             assert c.raw({"id": 2, "cmd": "ping"}) == {"id": 2, "ok": True, "pong": True}
     finally:
         srv.close()
+
+
+def _not_a_file(path, kind: str) -> None:
+    """Replace `path` with a FIFO (an open blocks) or a link to /dev/zero (endless)."""
+    import os
+
+    if path.exists() or path.is_symlink():
+        path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+@pytest.mark.parametrize("which", ["vm.toml", "last-exit.json", "run/pid", "run/info.json",
+                                   "snapshots/s1/snapshot.json", "snapshots/tree.json"])
+def test_files_that_are_not_files_never_hang_wirt(tiny_vm, firmware, which, kind):
+    """A VM folder can be copied in: any of its files may be a FIFO or a link to /dev/zero. `wirt ls`,
+    `wirt status` and `wirt snapshot ls` finish (a broken vm.toml is listed as invalid with the reason),
+    and the other VMs are listed as usual."""
+    from wirt.vm.api import VM
+
+    VM.create("other", memory="32M", disk=None, image="none", net="none", firmware=str(firmware))
+    _not_a_file(tiny_vm.paths.root / which, kind)
+
+    def wirt(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "wirt", *args], capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+
+    r = wirt("ls", "--json")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    rows = {row["name"]: row for row in json.loads(r.stdout)}
+    assert rows["other"]["state"] == "stopped"
+    if which == "vm.toml":
+        assert rows["tiny"]["state"] == "invalid" and "not a regular file" in rows["tiny"]["reason"]
+    else:
+        assert rows["tiny"]["state"] == "stopped"
+        for args in (("status", "tiny"), ("snapshot", "ls", "tiny")):
+            r = wirt(*args)
+            assert r.returncode in (0, 2) and "Traceback" not in r.stderr, (args, r.stderr)
+            assert r.stderr.strip().count("\n") == 0, r.stderr
+    if which.endswith("snapshot.json"):
+        r = wirt("snapshot", "restore", "tiny", "s1")
+        assert r.returncode == 2 and "not a regular file" in r.stderr and r.stderr.count("\n") == 1, r.stderr

@@ -110,3 +110,54 @@ def test_truncated_memory_image_is_refused_and_the_vm_runs_on(tiny_vm, capsys):
     assert "truncated" in capsys.readouterr().err
     assert tiny_vm.config.disks == disks  # no new overlay was switched in
     _echoes(tiny_vm, "xyz")
+
+
+# Resealed edits of a full snapshot's metadata outside the machine state: each must be refused in
+# one line before anything changes (they were tracebacks, or internal exception text after the
+# machine had already been restored).
+BODY_EDITS = {
+    "signature memory a string": lambda b: b["signature"].__setitem__("memory_size", "x"),
+    "signature virtio a number": lambda b: b["signature"].__setitem__("virtio", 5),
+    "signature slot a list": lambda b: b["signature"]["virtio"].__setitem__(0, [1]),
+    "agent state a string": lambda b: b.__setitem__("agent", "x"),
+    "agent address a list": lambda b: b.__setitem__("agent", {"ip": [1, 2], "ready": True}),
+    "agent partial line not base64": lambda b: b.__setitem__("agent", {"partial": "!!!"}),
+    "fork origin a shell command": lambda b: b.__setitem__("forked_from", {"mac": "x; reboot"}),
+    "creation time a list": lambda b: b.__setitem__("created", [1]),
+    "stored bytes a string": lambda b: b["memory"].__setitem__("stored_bytes", "lots"),
+    "config disks a number": lambda b: b["config"].__setitem__("disks", 5),
+}
+
+
+def test_resealed_snapshot_metadata_is_refused_and_the_vm_runs_on(tiny_vm, capsys):
+    import os
+
+    import pytest
+
+    from wirt.machine.snapshot import write_state_file
+
+    tiny_vm.start()
+    _echoes(tiny_vm, "abc")
+    assert main(["snapshot", "create", "tiny", "s1"]) == 0
+    path = tiny_vm.paths.snapshots / "s1" / "snapshot.json"
+    good = json.loads(path.read_text())["body"]
+    failures = []
+    for case, edit in BODY_EDITS.items():
+        body = json.loads(json.dumps(good))
+        edit(body)
+        os.chmod(path, 0o600)
+        path.unlink()
+        write_state_file(path.parent, body)
+        capsys.readouterr()
+        code = main(["snapshot", "restore", "tiny", "s1"])
+        err = capsys.readouterr().err
+        if code != 2 or err.count("\n") != 1 or "Error" in err or "edited or damaged" not in err:
+            failures.append(f"{case}: restore gave {code}: {err!r}")
+        assert main(["snapshot", "ls", "tiny"]) == 0
+        out = capsys.readouterr().out
+        if "damaged" not in out:
+            failures.append(f"{case}: `wirt snapshot ls` does not call it damaged: {out!r}")
+        if tiny_vm.status().state != "running":
+            pytest.fail(f"{case}: the VM is {tiny_vm.status(query=False)}")
+    assert not failures, "\n".join(failures)
+    _echoes(tiny_vm, "xyz")

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from wirt.errors import WirtError
-from wirt.fileio import atomic_path, atomic_write, open_regular
+from wirt.fileio import atomic_path, atomic_write, open_regular, read_regular
 from wirt.machine.memory import PAGE
 
 __all__ = ["FORMAT", "VERSION", "STATE_FILE", "MEMORY_FILE", "write_state_file", "read_state_file",
@@ -39,6 +39,7 @@ FORMAT = "wirt-snapshot"
 VERSION = 1
 STATE_FILE = "snapshot.json"
 MEMORY_FILE = "memory.img"
+MAX_STATE_FILE = 64 << 20  # a 64-hart machine state is a few MB; refuse far more before parsing it
 _CHUNK = 1 << 30  # pwrite/pread move at most ~2 GiB per call on Linux
 
 
@@ -57,12 +58,9 @@ def write_state_file(folder: Path, body: dict[str, Any]) -> Path:
 def read_state_file(folder: Path) -> dict[str, Any]:
     """The body of `folder/snapshot.json`, refused with a one-line error unless it is intact."""
     path = Path(folder) / STATE_FILE
-    try:
-        text = path.read_bytes()
-    except FileNotFoundError:
-        raise WirtError(f"{path} is missing: {folder} is not a wirt snapshot") from None
-    except OSError as exc:
-        raise WirtError(f"{path}: cannot read: {exc.strerror}") from None
+    if not os.path.lexists(path):
+        raise WirtError(f"{path} is missing: {folder} is not a wirt snapshot")
+    text = read_regular(path, "snapshot state", MAX_STATE_FILE)  # no FIFO, no /dev/zero
     try:
         doc = json.loads(text)
     except (ValueError, RecursionError):
@@ -156,6 +154,23 @@ def check_memory_image(path: Path, meta: dict[str, Any], ram_size: int) -> None:
 
 
 # ---- whole machine ----------------------------------------------------------------------------
+def check_signature(sig: Any, where: str) -> None:
+    """Refuse (one line) a saved machine signature whose fields are not what `Machine.signature`
+    writes: a whole number of harts and bytes of memory, and a list of virtio slot descriptions
+    (tables of names to plain values). It is compared before anything else is checked."""
+    def plain(v: Any) -> bool:
+        return v is None or isinstance(v, (str, bool)) or (isinstance(v, int) and abs(v) < 1 << 64)
+
+    ok = (isinstance(sig, dict)
+          and all(type(sig.get(k)) is int and 0 <= sig[k] < 1 << 64 for k in ("harts", "memory_size"))
+          and isinstance(sig.get("virtio", []), list) and len(sig.get("virtio", [])) <= 64
+          and all(d is None or (isinstance(d, dict) and all(isinstance(k, str) and plain(v) for k, v in d.items()))
+                  for d in sig.get("virtio", [])))
+    if not ok:
+        raise WirtError(f"{where}: the machine signature (harts, memory size, virtio slots) is malformed; "
+                        "the snapshot was edited or damaged: delete it")
+
+
 def signature_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """What differs between two machine signatures, one phrase each ("memory: 512 MiB vs 1 GiB")."""
     from wirt.units import human_size
@@ -209,6 +224,7 @@ def check_restorable(machine: Any, folder: Path, body: dict[str, Any]) -> Path:
     for key in ("signature", "machine", "memory"):
         if not isinstance(body.get(key), dict):
             raise WirtError(f"{folder / STATE_FILE} has no machine {key}: it is a disk-only snapshot")
+    check_signature(body["signature"], str(folder / STATE_FILE))
     diffs = signature_differences(body["signature"], machine.signature())
     if diffs:
         raise WirtError(f"snapshot {folder.name} does not fit this machine: " + "; ".join(diffs))

@@ -21,9 +21,11 @@ of a stopped VM and by fork).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid as uuidlib
@@ -33,8 +35,10 @@ from typing import Any
 
 from wirt.confine.paths import contained
 from wirt.errors import NotFoundError, StateError, WirtError
-from wirt.fileio import atomic_write, fsync_dir
-from wirt.machine.snapshot import MEMORY_FILE, read_state_file, restore_machine, save_machine, write_state_file
+from wirt.fileio import atomic_write, fsync_dir, read_regular
+from wirt.machine.snapshot import (
+    MEMORY_FILE, check_signature, read_state_file, restore_machine, save_machine, write_state_file,
+)
 from wirt.vm.access import forget_grants, grant, vm_policy
 from wirt.vm.disks import disk_usage
 from wirt.vm.schema import MAX_DISK, DiskConfig, PortForward, VMConfig, validate_name
@@ -131,9 +135,9 @@ class VMSnapshots:
 
     def tree(self) -> dict[str, Any]:
         try:
-            d = json.loads((self.root / TREE).read_text())
+            d = json.loads(read_regular(self.root / TREE, "snapshot tree", 1 << 20))
             return d if isinstance(d, dict) else {}
-        except (OSError, ValueError, RecursionError):
+        except (WirtError, ValueError, RecursionError):
             return {}
 
     def _set_tree(self, **changes: Any) -> None:
@@ -394,10 +398,51 @@ def check_body(snaps: VMSnapshots, folder: Path, body: dict[str, Any]) -> None:
         if r.get("format") not in ("qcow2", "raw") or isinstance(size, bool) or not isinstance(size, int) \
                 or not 0 <= size <= MAX_DISK:
             raise bad(f"disk {i}'s format or size is invalid")
+    created = body.get("created", 0)
+    if isinstance(created, bool) or not isinstance(created, (int, float)) or not 0 <= created < 1e11:
+        raise bad("its creation time is not a time")
+    try:
+        VMConfig.from_dict(body["config"], f"{where}: config")
+    except WirtError as exc:
+        raise bad(f"its saved configuration is invalid ({exc})") from None
+    forked = body.get("forked_from")
+    if forked is not None and (not isinstance(forked, dict) or not (
+            forked.get("mac") is None or (isinstance(forked.get("mac"), str) and _MAC_RE.fullmatch(forked["mac"])))):
+        raise bad("its fork origin is not a MAC address")  # the MAC goes into a guest command line
     if body["kind"] == "full":
         memory = body.get("memory")
         if not isinstance(memory, dict) or memory.get("file", MEMORY_FILE) != MEMORY_FILE:
             raise bad(f"its memory image must be {MEMORY_FILE} beside snapshot.json")
+        stored = memory.get("stored_bytes", 0)
+        if type(stored) is not int or not 0 <= stored < 1 << 62:
+            raise bad("its memory image size is not a number of bytes")
+        check_signature(body.get("signature"), where)
+        if not _agent_state_ok(body.get("agent")):
+            raise bad("its guest agent state is malformed")
+
+
+_MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+
+
+def _agent_state_ok(d: Any) -> bool:
+    """The guest agent channel's saved state (wirt.vm.agent.GuestAgent.state): None, or a table of
+    a version and an IP address (text or none), a partial line (base64) and a ready flag."""
+    import binascii
+
+    if d is None:
+        return True
+    if not isinstance(d, dict) or not set(d) <= {"version", "ip", "partial", "ready"}:
+        return False
+    if not all(d.get(k) is None or (isinstance(d[k], str) and len(d[k]) <= 256) for k in ("version", "ip")):
+        return False
+    if not isinstance(d.get("ready", False), bool) or not isinstance(d.get("partial", ""), str) \
+            or len(d.get("partial", "")) > 1 << 20:
+        return False
+    try:
+        base64.b64decode(d.get("partial", ""), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
 
 
 def config_differences(body: dict[str, Any], cfg: VMConfig) -> list[str]:
@@ -502,6 +547,7 @@ def resume_pending(paths: VMPaths, cfg: VMConfig, machine: Any) -> dict[str, Any
         return None
     snaps.clear_resume()
     body = snaps.read(name)
+    snaps.check_owner(cfg, body)  # tree.json is a file in the VM folder: it may name a copied-in snapshot
     restore_machine(machine, paths.snapshots / name, body)
     return body
 

@@ -28,9 +28,12 @@ ZYGOTE_MODULE = "wirt.vm.zygote"
 
 
 def read_pid(path: Path) -> int | None:
+    """The process id in a pid file, or None (absent, not a regular file, not a number)."""
+    from wirt.fileio import read_regular
+
     try:
-        text = Path(path).read_text().strip()
-    except OSError:
+        text = read_regular(path, "pid file", 64).decode("ascii", "replace").strip()
+    except WirtError:
         return None
     return int(text) if text.isdigit() and int(text) > 0 else None
 
@@ -142,13 +145,15 @@ def clean_stale(paths: VMPaths) -> dict[str, Any] | None:
 
 def _tail(path: Path, lines: int = 20, max_bytes: int = 16384) -> list[str]:
     """The last lines of a log file (reads only its end)."""
+    from wirt.fileio import open_regular
+
     try:
-        with open(path, "rb") as f:
+        with os.fdopen(open_regular(path, os.O_RDONLY, "console log"), "rb") as f:  # no FIFO, no device
             f.seek(0, os.SEEK_END)
             size = f.tell()
             f.seek(max(0, size - max_bytes))
-            data = f.read()
-    except OSError:
+            data = f.read(max_bytes)
+    except (OSError, WirtError):
         return []
     text = data.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "")
     return text.splitlines()[-lines:]

@@ -20,12 +20,13 @@ from typing import Any
 import tomli_w
 
 from wirt.errors import NotFoundError, StateError, WirtError
-from wirt.fileio import atomic_write
+from wirt.fileio import atomic_write, read_regular
 from wirt.vm.schema import VMConfig, validate_name
 
 __all__ = ["wirt_home", "atomic_write", "VMPaths", "VMStore", "DIR_MODE", "FILE_MODE"]
 
 MAX_CONFIG = 1 << 20  # vm.toml is a few hundred bytes; refuse megabytes before parsing them
+MAX_RECORD = 1 << 20  # run/info.json, last-exit.json: small JSON records
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 
@@ -39,10 +40,13 @@ def wirt_home() -> Path:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    """A small JSON record (run/info.json, last-exit.json), or None when absent or unreadable."""
+    """A small JSON record (run/info.json, last-exit.json), or None when absent or unreadable.
+
+    Only a regular file of at most MAX_RECORD bytes is read: a VM folder can be copied in, and a
+    record that is a FIFO (an open blocks) or a link to /dev/zero (endless) must not hang `wirt ls`."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError, RecursionError):
+        data = json.loads(read_regular(path, "record", MAX_RECORD))
+    except (WirtError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -134,21 +138,22 @@ class VMStore:
         return VMPaths(self.vms / validate_name(name))
 
     def exists(self, name: str) -> bool:
-        return self.paths(name).config.is_file()
+        return os.path.lexists(self.paths(name).config)
 
     def names(self) -> list[str]:
-        """Names of all VMs, sorted (directories without a vm.toml are skipped)."""
+        """Names of all VMs, sorted (directories without a vm.toml are skipped; a vm.toml that is
+        not a regular file counts: loading it says what is wrong, and `wirt ls` lists it as invalid)."""
         if not self.vms.is_dir():
             return []
         out = []
         for d in sorted(self.vms.iterdir()):
-            if d.is_dir() and not d.name.startswith(".") and (d / "vm.toml").is_file():
+            if d.is_dir() and not d.name.startswith(".") and os.path.lexists(d / "vm.toml"):
                 out.append(d.name)
         return out
 
     def require(self, name: str) -> VMPaths:
         p = self.paths(name)
-        if not p.config.is_file():
+        if not os.path.lexists(p.config):
             raise NotFoundError(f"no VM named {name!r}; see `wirt ls` or create it with `wirt create {name}`")
         return p
 
@@ -156,10 +161,8 @@ class VMStore:
         """Read and validate vm.toml (errors name the file, the key and the fix)."""
         p = self.require(name)
         try:
-            if p.config.stat().st_size > MAX_CONFIG:
-                raise WirtError(f"{p.config}: {p.config.stat().st_size} bytes is far too large for a VM "
-                                "configuration; recreate it")
-            data = tomllib.loads(p.config.read_text())
+            text = read_regular(p.config, "VM configuration", MAX_CONFIG).decode()  # no FIFO, no /dev/zero
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise WirtError(f"{p.config}: not valid TOML ({exc}); fix the syntax") from None
         except RecursionError:  # tomllib is recursive: [[[[...]]]] thousands deep
