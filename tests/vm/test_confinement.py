@@ -172,3 +172,52 @@ def test_fork_of_a_resealed_snapshot_cannot_reach_host_files(tiny_vm, secret):
     with pytest.raises(WirtError, match="outside VM 'tiny'"):
         fork_vm(store, "tiny", "s1", "copy")
     assert not store.exists("copy")
+
+
+@pytest.fixture
+def listener(tmp_path):
+    """A Unix socket outside every VM that records whether anybody connected: what a hostile
+    vm.toml would point the VM's network at (a container runtime's or a database's socket)."""
+    import socket
+
+    path = tmp_path / "host-service.sock"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(path))
+    srv.listen(4)
+    srv.settimeout(20)
+    yield path, srv
+    srv.close()
+
+
+def test_vm_toml_network_socket_outside_the_vm_is_refused(tiny_vm, listener):
+    import socket
+
+    path, srv = listener
+    cfg = tiny_vm.config.to_dict()
+    cfg["network"]["mode"] = f"socket:{path}"
+    tiny_vm.paths.config.write_text(tomli_w.dumps(cfg))
+    with pytest.raises(WirtError) as err:
+        tiny_vm.start()
+    assert "network.mode socket" in str(err.value) and "outside VM 'tiny'" in str(err.value)
+    assert "\n" not in str(err.value)
+    srv.settimeout(0.5)
+    with pytest.raises(socket.timeout):
+        srv.accept()  # nobody connected
+
+
+def test_network_socket_named_on_the_command_line_is_allowed(home, firmware, listener, tmp_path, monkeypatch):
+    from wirt.cli import main
+    from wirt.vm.api import VM
+
+    path, srv = listener
+    monkeypatch.chdir(tmp_path)  # a relative path is the caller's: recorded as an absolute one
+    assert main(["create", "peer", "--memory", "32M", "--image", "none", "--disk", "none",
+                 "--firmware", str(firmware), "--net", f"socket:./{path.name}"]) == 0
+    vm = VM("peer")
+    assert vm.config.network.mode == f"socket:{path}"
+    try:
+        vm.start()
+        conn, _ = srv.accept()  # the VM joined the socket the user named
+        conn.close()
+    finally:
+        vm.stop(force=True)

@@ -21,7 +21,7 @@ from wirt.fileio import atomic_write
 from wirt.paths import cache_dir
 from wirt.vm.store import VMPaths
 
-__all__ = ["bases_dir", "grants_file", "grant", "granted", "forget_grants", "vm_policy"]
+__all__ = ["bases_dir", "grants_file", "grant", "granted", "forget_grants", "vm_policy", "check_hub_socket"]
 
 
 def bases_dir(home: Path) -> Path:
@@ -64,3 +64,21 @@ def vm_policy(paths: VMPaths, uuid: str) -> PathPolicy:
                       files=tuple(granted(home, uuid)), owner=f"VM {paths.name!r}",
                       fix="move the file into the VM's folder, or name it on the command line, e.g. "
                           "`wirt create --kernel FILE`")
+
+
+def check_hub_socket(paths: VMPaths, uuid: str, hub: str, what: str) -> str:
+    """The socket of network mode `socket:HUB` if the VM may connect there, else a one-line WirtError.
+
+    A hub name (no "/") is a socket in `$WIRT_HOME/hubs/`. A path must lie in the VM's folder or in
+    `$WIRT_HOME/hubs/`, or have been named on the command line (`--net socket:PATH` records a
+    grant): the VM process streams the guest's frames into it, so vm.toml must not be able to point
+    it at any socket of the host (a container runtime's, a database's)."""
+    if "/" not in hub:
+        return hub
+    home = paths.root.parent.parent
+    own = vm_policy(paths, uuid)
+    policy = PathPolicy(folders=(*own.folders, str(home / "hubs")), files=own.files, owner=own.owner,
+                        fix="give the socket on the command line: `wirt create --net socket:PATH`, or use a hub "
+                            "name (socket:NAME)")
+    policy.check(hub, what)
+    return hub

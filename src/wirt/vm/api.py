@@ -178,6 +178,8 @@ class VM:
         if (image == "debian" or base_path is not None) and disk is None:
             raise WirtError(f"image {image} boots from its disk; give a disk size (e.g. --disk 8G) "
                             "or use --image initramfs")
+        if isinstance(net, str) and net.startswith("socket:") and "/" in net[7:]:
+            net = "socket:" + os.path.abspath(os.path.expanduser(net[7:]))  # relative to the caller's folder
         cfg = VMConfig.new(name, cpus=cpus, memory=memory, image=image, net=net, ports=list(ports),
                            mac=mac, cpu_affinity=list(cpu_affinity), append=append)
         cfg.boot.root = image == "debian" or base_path is not None
@@ -205,6 +207,9 @@ class VM:
             named += [m.host for m in shares]  # shared folders, named by the caller
             if image == "disk" and base_path is not None:
                 named.append(str(base_path))  # --image PATH: the user's own disk under the overlay
+            kind, _, hub = cfg.network.mode.partition(":")
+            if kind == "socket" and "/" in hub:
+                named.append(hub)  # --net socket:PATH: a hub or peer socket the user named
             if named:  # named by the caller: the VM may open them though they lie outside its folder
                 access.grant(store.home, cfg.uuid, named)
             with vm_lock(paths.root):
@@ -350,6 +355,9 @@ class VM:
                 continue
             if d.size > current:
                 diskmod.grow_disk(p, d.format, d.size)
+        kind, _, hub = cfg.network.mode.partition(":")
+        if kind == "socket":  # a socket path in vm.toml: granted or the VM's own (the VM process checks again)
+            access.check_hub_socket(self.paths, cfg.uuid, hub, f"{self.paths.config}: network.mode socket")
         for i, mt in enumerate(cfg.mounts):  # shared folders: granted and present (the VM process checks again)
             policy.check(mt.host, f"{self.paths.config}: mounts[{i}]")
             if not os.path.isdir(mt.host):

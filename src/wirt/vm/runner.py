@@ -387,7 +387,11 @@ class Runner:
         elif kind == "tap":
             backend = open_backend("tap", tap=arg)
         else:
-            backend = open_backend("socket", path=hub_socket(arg))
+            from wirt.vm.access import check_hub_socket
+            from wirt.vm.store import VMPaths
+
+            hub = check_hub_socket(VMPaths(self.vm_dir), self.cfg.uuid, arg, "network.mode socket")
+            backend = open_backend("socket", path=hub_socket(hub))
         counted = CountingBackend(backend)
         try:
             attach_net(self.machine, counted, parse_mac(net.mac))
