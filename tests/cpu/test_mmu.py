@@ -812,3 +812,83 @@ def test_access_fault_outside_ram_reports_the_virtual_address() -> None:
 
     r = K.run(body_in("S", 39, text), "mmu-vaddr-fault", ram=RAM, setup=tables)
     K.expect_results(r, e.items)
+
+
+def _access_probe(label: str, va: int, insn: str) -> str:
+    """`insn` (an access through t1 = va) with the trap registers reset; records them and a0."""
+    return f"""
+    li a0, -1
+    li s10, -1
+    li s11, -1
+    li t1, {va}
+    {insn}                  /* {label} */
+    TRAPS
+    REC a0
+"""
+
+
+@pytest.mark.parametrize("jit", ["off", "force"])
+def test_access_faults_under_translation_report_the_virtual_address(jit: str, monkeypatch) -> None:
+    """Every kind of access fault taken under Sv39 has mtval = the faulting *virtual* address (priv
+    spec 3.1.16), not the physical one its page maps to: an address outside RAM that reaches no
+    device (loads, stores, FP loads and stores, LR, AMOs, fetches), the page just past the end of
+    RAM, a misaligned access whose second part leaves RAM (mtval: the first byte that does), and a
+    page PMP denies to S-mode. With WIRT_JIT=force the same program runs through the translation
+    tier, whose side exits must leave the same trap values."""
+    monkeypatch.setenv("WIRT_JIT", jit)
+    end = 0x80000000 + RAM
+    denied = DATA + 0x8000
+    prologue = f"""
+    li t0, 1 << 13                   /* mstatus.FS: FP loads and stores allowed */
+    csrs mstatus, t0
+    li t0, ({denied} >> 2) | 0x1ff   /* PMP entry 0: NAPOT 4 KiB at the denied page, no access */
+    csrw pmpaddr0, t0
+    li t0, -1                        /* entry 1: everything else */
+    csrw pmpaddr1, t0
+    li t0, 0x1f18
+    csrw pmpcfg0, t0
+"""
+    e = Expect()
+    text = load_probe("warm: a RAM page", 0x5000)
+    e.ok("warm: a RAM page", mark(5))
+    cases = [
+        ("ld outside RAM", 0x10000, "ld a0, 8(t1)", 5, 0x10008),
+        ("sd outside RAM", 0x10000, "sd t1, 16(t1)", 7, 0x10010),
+        ("lw outside RAM", 0x10000, "lw a0, 4(t1)", 5, 0x10004),
+        ("fld outside RAM", 0x10000, "fld f1, 24(t1)", 5, 0x10018),
+        ("fsd outside RAM", 0x10000, "fsd f1, 32(t1)", 7, 0x10020),
+        ("lr.d outside RAM", 0x10040, "lr.d a0, (t1)", 5, 0x10040),
+        ("amoadd.d outside RAM", 0x10048, "amoadd.d a0, t1, (t1)", 7, 0x10048),
+        ("amoswap.w outside RAM", 0x10050, "amoswap.w a0, t1, (t1)", 7, 0x10050),
+        ("fetch outside RAM", 0x10000, "jalr ra, 0x20(t1)", 1, 0x10020),
+        ("ld past the end of RAM", 0x12000, "ld a0, 0x40(t1)", 5, 0x12040),
+        ("sb past the end of RAM", 0x12000, "sb t1, 0x41(t1)", 7, 0x12041),
+        ("misaligned ld into the page past RAM", 0x11ffc, "ld a0, 0(t1)", 5, 0x12000),
+        ("misaligned sd into the page past RAM", 0x11ffa, "sd t1, 0(t1)", 7, 0x12000),
+        ("misaligned ld into a page outside RAM", 0x5ffc, "ld a0, 0(t1)", 5, 0x6000),
+        ("ld from a page PMP denies", 0x7000, "ld a0, 0x18(t1)", 5, 0x7018),
+        ("sw to a page PMP denies", 0x7000, "sw t1, 0x1c(t1)", 7, 0x701c),
+        ("amoor.d on a page PMP denies", 0x7020, "amoor.d a0, t1, (t1)", 7, 0x7020),
+        ("fetch from a page PMP denies", 0x7000, "jalr ra, 0x30(t1)", 1, 0x7030),
+    ]
+    for label, va, insn, cause, tval in cases:
+        text += _access_probe(label, va, insn)
+        e.fault(label, cause, tval)
+    text += load_probe("after: a RAM page", 0x5008)
+    e.ok("after: a RAM page", mark(5) + 1)
+
+    def tables(r):
+        pt = base_tables(r, 39)
+        pt.map(0x5000, DATA + 0x5000, V | R | W | A | D)
+        pt.map(0x6000, 0x4000_1000, V | R | W | A | D)
+        pt.map(0x10000, 0x4000_0000, V | R | W | X | A | D)  # no device there (bare-metal machine)
+        pt.map(0x11000, end - 0x1000, V | R | W | A | D)      # the last page of RAM
+        pt.map(0x12000, end, V | R | W | X | A | D)           # the page just past it
+        pt.map(0x7000, denied, V | R | W | X | A | D)
+
+    r = K.run(prologue + body_in("S", 39, text), "mmu-vaddr-faults", ram=RAM, setup=tables)
+    K.expect_results(r, e.items)
+    if jit == "force":
+        from wirt.cpu import layout as L
+
+        assert int(r.m.hart.jq[L.JQ_INSNS]) > 0, "the translation tier ran nothing"
