@@ -45,6 +45,7 @@ class Applied:
     method: str = "none"            # "cgroup2", "rlimit" or "none"
     cgroup: str = ""
     details: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # what could not be enforced, for the log and status
 
 
 def parse_affinity(text: str) -> list[int]:
@@ -120,6 +121,8 @@ def apply_limits(plan: LimitPlan, use_cgroup: bool = True) -> Applied:
     applied = Applied()
     current = find_cgroup_v2() if use_cgroup else None
     if current is None or not _apply_cgroup(plan, current, applied):
+        why = ("no writable cgroup v2 hierarchy" if current is None
+               else next((d for d in applied.details if d.startswith("cgroup v2")), "cgroup v2 not usable"))
         limit = plan.memory + plan.rlimit_headroom
         try:
             soft, hard = resource.getrlimit(resource.RLIMIT_AS)
@@ -128,8 +131,12 @@ def apply_limits(plan: LimitPlan, use_cgroup: bool = True) -> Applied:
             resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
             applied.method = "rlimit"
             applied.details.append(f"RLIMIT_AS {limit}")
+            applied.notices.append(f"cgroup v2 unavailable ({why}): memory is limited by RLIMIT_AS only "
+                                   "(address space, not resident memory); no CPU share or I/O weight")
         except (ValueError, OSError) as exc:
             applied.details.append(f"setrlimit failed: {exc}")
+            applied.notices.append(f"no resource limits ({why}; setrlimit failed: {exc}): the VM process "
+                                   "may use as much host memory as it can get")
     if plan.affinity:
         try:
             os.sched_setaffinity(0, plan.affinity)

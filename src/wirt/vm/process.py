@@ -195,6 +195,7 @@ def worker(store: VMStore, paths: VMPaths, events_fd: int | None = None) -> int:
         # the control server's threads start after, so Landlock covers them too, and nothing
         # answers on the control socket before the process is confined.
         service.confinement = confine_vm(paths, cfg)
+        service.confinement.notices[:0] = applied.notices  # resource limits that could not be enforced
         print(f"wirt: VM {cfg.name}: confined: {service.confinement.summary()}", flush=True)
         for note in service.confinement.notices:
             print(f"wirt: notice: {note}", flush=True)
