@@ -83,10 +83,14 @@ class ControlServer:
 
     def __init__(self, path: Path, commands: dict[str, Handler],
                  console: Callable[[socket.socket, bytes], None] | None = None,
-                 allowed_uids: tuple[int, ...] | None = None) -> None:
+                 allowed_uids: tuple[int, ...] | None = None,
+                 on_fatal: Callable[[BaseException], None] | None = None) -> None:
+        """`on_fatal` is called when a handler runs out of memory (the process is at its limit:
+        the VM process ends the run rather than go on failing at random places)."""
         self.path = Path(path)
         self.commands = dict(commands)
         self.console = console
+        self.on_fatal = on_fatal
         self.allowed_uids = allowed_uids if allowed_uids is not None else (os.getuid(), 0)
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -212,9 +216,16 @@ class ControlServer:
         except OSError:
             raise  # the client went away; `finally` below cancels the work
         except Exception as exc:  # noqa: BLE001 -- a bug in a handler must not kill the VM
-            self._send(conn, _error(rid, "internal", f"{type(exc).__name__}: {exc}"))
+            self._send(conn, self._internal(rid, exc))
         finally:
             stream.close()
+
+    def _internal(self, rid: Any, exc: Exception) -> dict[str, Any]:
+        """The reply to a handler's unexpected exception; running out of memory is fatal (on_fatal)."""
+        if isinstance(exc, MemoryError) and self.on_fatal is not None:
+            self.on_fatal(exc)
+            return _error(rid, "out-of-memory", "the VM process ran out of memory (its memory limit); the VM stops")
+        return _error(rid, "internal", f"{type(exc).__name__}: {exc}")
 
     def dispatch(self, line: bytes) -> tuple[dict[str, Any] | Stream, bool]:
         """One request line -> (reply or Stream of replies, whether the connection becomes a console stream)."""
@@ -247,7 +258,7 @@ class ControlServer:
         except WirtError as exc:
             return _error(rid, "failed", str(exc)), False
         except Exception as exc:  # noqa: BLE001 -- a bug in a handler must not kill the VM
-            return _error(rid, "internal", f"{type(exc).__name__}: {exc}"), False
+            return self._internal(rid, exc), False
         if isinstance(result, Stream):
             result.rid = rid
             return result, False

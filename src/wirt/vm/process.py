@@ -199,7 +199,17 @@ def worker(store: VMStore, paths: VMPaths, events_fd: int | None = None) -> int:
         print(f"wirt: VM {cfg.name}: confined: {service.confinement.summary()}", flush=True)
         for note in service.confinement.notices:
             print(f"wirt: notice: {note}", flush=True)
-        server = ControlServer(paths.control, service.commands(), console=hub.attach)
+        run.memory_limit = ", ".join(applied.details) or "no limit set"
+
+        def thread_died(args: threading.ExceptHookArgs) -> None:
+            if isinstance(args.exc_value, MemoryError):  # a device back-end or server thread
+                run.out_of_memory(f"in thread {args.thread.name if args.thread else '?'}")
+            else:
+                sys.__excepthook__(args.exc_type, args.exc_value, args.exc_traceback)
+
+        threading.excepthook = thread_died
+        server = ControlServer(paths.control, service.commands(), console=hub.attach,
+                               on_fatal=lambda exc: run.out_of_memory("serving a control request"))
         server.start()
         if run.data_port is not None:
             from wirt.vm.datachan import DataChannel
@@ -219,7 +229,7 @@ def worker(store: VMStore, paths: VMPaths, events_fd: int | None = None) -> int:
         atomic_write(paths.exit_record, json.dumps({"clean": False, "reason": "error", "detail": str(exc)}))
         return 1
     except MemoryError:
-        detail = f"out of memory: the VM process hit its memory limit ({', '.join(applied.details)})"
+        detail = f"out of memory: the VM process hit its memory limit ({', '.join(applied.details) or 'no limit set'})"
         print(f"wirt: error: {detail}", flush=True)
         atomic_write(paths.exit_record, json.dumps({"clean": False, "reason": "error", "detail": detail}))
         return 1
@@ -230,6 +240,10 @@ def worker(store: VMStore, paths: VMPaths, events_fd: int | None = None) -> int:
             data.close()
         hub.close_all()
         run.close()  # flush and close the disks
+    if run.fatal:  # e.g. out of memory in a thread: the run was halted to end as a failure
+        print(f"\r\nwirt: error: {run.fatal}", flush=True)
+        atomic_write(paths.exit_record, json.dumps({"clean": False, "reason": "error", "detail": run.fatal}))
+        return 1
     print(f"\r\nwirt: VM {cfg.name} ended: {result.reason}"
           + (f" (code {result.code})" if result.code else "") + (f": {result.detail}" if result.detail else ""),
           flush=True)

@@ -265,6 +265,8 @@ class Runner:
         self.warnings: list[str] = []
         self.machine: Any = None
         self._halt = False
+        self.fatal = ""  # why the run must end as a failure (see fail)
+        self.memory_limit = "no limit set"  # how the process's memory is limited, for messages
         self._pause = False
         self._resumed = threading.Event()
         self._paused_now = threading.Event()
@@ -428,6 +430,8 @@ class Runner:
                     box.append(fn())
                 except Exception as exc:  # noqa: BLE001 -- handed to the caller
                     box.append(exc)
+                    if isinstance(exc, MemoryError):
+                        self.out_of_memory("on the CPU thread")
                 done.set()
             if self._halt:
                 return RunResult("halted", 0, "", self.instructions())
@@ -475,6 +479,18 @@ class Runner:
     @property
     def paused(self) -> bool:
         return self._pause
+
+    def out_of_memory(self, where: str) -> None:
+        """A MemoryError `where` (a thread, a request): the process is at its limit, so the run ends as
+        a failure saying so, rather than go on failing at random places."""
+        self.fail(f"out of memory {where}: the VM process hit its memory limit ({self.memory_limit})")
+
+    def fail(self, detail: str) -> None:
+        """End the run as a failure (`fatal` says why): the process cannot go on, e.g. it is out of
+        memory. The CPU thread stops the machine; the disks are flushed and closed as on a halt."""
+        if not self.fatal:
+            self.fatal = detail
+        self.halt()
 
     def halt(self) -> None:
         """Stop the machine now (host side; the guest gets no say)."""

@@ -79,7 +79,8 @@ class VMService:
             "snapshot-create": self.snapshot_create,
             "snapshot-restore": self.snapshot_restore,
             "exec": self.exec,
-            **({"debug-forbidden-syscall": self.debug_forbidden_syscall, "debug-open": self.debug_open}
+            **({"debug-forbidden-syscall": self.debug_forbidden_syscall, "debug-open": self.debug_open,
+                "debug-allocate": self.debug_allocate}
                if os.environ.get(TEST_HOOKS_ENV) == "1" else {}),
         }
 
@@ -96,6 +97,25 @@ class VMService:
                 return {"opened": False, "error": exc.strerror or str(exc)}
 
         return self.runner.on_cpu_thread(attempt)
+
+    def debug_allocate(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Tests only (WIRT_TEST_HOOKS=1): allocate and touch host memory on the CPU thread, 64 MiB at
+        a time, as a leaking device model would, until the process's memory limit stops it (a
+        MemoryError under RLIMIT_AS, the OOM killer under a cgroup's memory.max) or `limit` bytes."""
+        limit = arg(req, "limit", int)
+        held = []
+
+        def grow() -> dict[str, Any]:
+            while len(held) * (64 << 20) < limit:
+                block = bytearray(64 << 20)
+                block[::4096] = b"\1" * len(block[::4096])  # touch every page: resident, not just reserved
+                held.append(block)
+            return {"allocated": len(held) * (64 << 20)}
+
+        try:
+            return self.runner.on_cpu_thread(grow, timeout=120.0)
+        finally:
+            held.clear()
 
     def debug_forbidden_syscall(self, req: dict[str, Any]) -> dict[str, Any]:
         """Tests only (WIRT_TEST_HOOKS=1): make a system call the seccomp filter forbids (execve of
