@@ -205,7 +205,7 @@ def worker(store: VMStore, paths: VMPaths, events_fd: int | None = None) -> int:
             if isinstance(args.exc_value, MemoryError):  # a device back-end or server thread
                 run.out_of_memory(f"in thread {args.thread.name if args.thread else '?'}")
             else:
-                sys.__excepthook__(args.exc_type, args.exc_value, args.exc_traceback)
+                threading.__excepthook__(args)
 
         threading.excepthook = thread_died
         server = ControlServer(paths.control, service.commands(), console=hub.attach,
