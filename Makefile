@@ -46,11 +46,14 @@ test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # The fuzz tests (Hypothesis properties over qcow2 metadata, snapshot state, vm.toml, control
-# requests, virtio registers and rings) with WIRT_FUZZ_SCALE times the examples of `make test`.
+# requests, virtio registers and rings; differential CPU programs against QEMU) with WIRT_FUZZ_SCALE
+# times the examples of `make test`, and the coverage-guided atheris targets (tests/coverage_fuzz.py)
+# for WIRT_FUZZ_SECONDS each.
 FUZZ_TESTS := tests/storage/test_fuzz_qcow2.py tests/machine/test_fuzz_snapshot.py tests/vm/test_fuzz_config.py \
-	tests/devices/virtio/test_virtio_fuzz.py tests/cpu/test_differential.py
+	tests/devices/virtio/test_virtio_fuzz.py tests/cpu/test_differential.py tests/test_coverage_fuzz.py
 fuzz: setup
-	WIRT_FUZZ_SCALE=$${WIRT_FUZZ_SCALE:-100} $(PY) -m pytest -q $(FUZZ_TESTS)
+	WIRT_FUZZ_SCALE=$${WIRT_FUZZ_SCALE:-100} WIRT_FUZZ_SECONDS=$${WIRT_FUZZ_SECONDS:-300} \
+		$(PY) -m pytest -q $(FUZZ_TESTS)
 
 bench: setup
 	$(PY) bench/mips.py
