@@ -25,8 +25,12 @@ def test_coverage_guided_fuzz_target(target, tmp_path):
     budget = [f"-max_total_time={int(seconds)}"] if seconds else [f"-runs={RUNS[target]}"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(HERE), str(HERE.parent), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    r = subprocess.run([sys.executable, str(HERE / "coverage_fuzz.py"), target, *budget, "-rss_limit_mb=1024",
-                        "-print_final_stats=1"], cwd=tmp_path, env=env, capture_output=True, text=True,
+    # libFuzzer's RSS limit reads ru_maxrss, which a forked child inherits from its parent's high-water
+    # mark (pytest's can be gigabytes by now): a small launcher process starts the fuzzer instead.
+    launcher = "import subprocess, sys; sys.exit(subprocess.run(sys.argv[1:]).returncode)"
+    r = subprocess.run([sys.executable, "-c", launcher, sys.executable, str(HERE / "coverage_fuzz.py"), target,
+                        *budget, "-rss_limit_mb=1024", "-print_final_stats=1"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True,
                        stdin=subprocess.DEVNULL, timeout=600 + int(seconds or 0))
     found = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("crash-", "oom-", "timeout-", "leak-")))
     assert r.returncode == 0 and not found, f"{target}: {found}\n{r.stderr[-4000:]}"
