@@ -160,4 +160,11 @@ def test_resealed_snapshot_metadata_is_refused_and_the_vm_runs_on(tiny_vm, capsy
         if tiny_vm.status().state != "running":
             pytest.fail(f"{case}: the VM is {tiny_vm.status(query=False)}")
     assert not failures, "\n".join(failures)
+    # the state a guest with a running agent leaves (wirt.vm.agent.GuestAgent.state) still restores
+    body = json.loads(json.dumps(good))
+    body["agent"] = {"ready": True, "version": 1, "ip": "10.0.2.15", "partial": "aGVsbG8="}
+    os.chmod(path, 0o600)
+    path.unlink()
+    write_state_file(path.parent, body)
+    assert main(["snapshot", "restore", "tiny", "s1"]) == 0, capsys.readouterr().err
     _echoes(tiny_vm, "xyz")

@@ -426,14 +426,18 @@ _MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 
 def _agent_state_ok(d: Any) -> bool:
     """The guest agent channel's saved state (wirt.vm.agent.GuestAgent.state): None, or a table of
-    a version and an IP address (text or none), a partial line (base64) and a ready flag."""
+    a version (a whole number or none), an IP address (text or none), a partial line (base64) and a
+    ready flag."""
     import binascii
 
     if d is None:
         return True
     if not isinstance(d, dict) or not set(d) <= {"version", "ip", "partial", "ready"}:
         return False
-    if not all(d.get(k) is None or (isinstance(d[k], str) and len(d[k]) <= 256) for k in ("version", "ip")):
+    version, ip = d.get("version"), d.get("ip")
+    if not (version is None or (type(version) is int and 0 <= version < 1 << 31)):
+        return False
+    if not (ip is None or (isinstance(ip, str) and len(ip) <= 256)):
         return False
     if not isinstance(d.get("ready", False), bool) or not isinstance(d.get("partial", ""), str) \
             or len(d.get("partial", "")) > 1 << 20:
