@@ -421,7 +421,7 @@ def check_body(snaps: VMSnapshots, folder: Path, body: dict[str, Any]) -> None:
             raise bad("its guest agent state is malformed")
 
 
-_MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+_MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", re.IGNORECASE)
 
 
 def _agent_state_ok(d: Any) -> bool:
