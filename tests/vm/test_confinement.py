@@ -1,5 +1,5 @@
-"""What a VM may open (wirt.vm.access): its folder, wirt's image cache and the files named
-explicitly; paths from vm.toml, snapshot metadata and qcow2 backing names cannot widen that.
+"""What a VM may open (wirt.vm.access): its folder, wirt's image cache and base images (read
+only) and the files named explicitly; paths from vm.toml, snapshot metadata and qcow2 backing names cannot widen that.
 Non-regular files (devices, FIFOs) are refused with one line.
 """
 
@@ -58,6 +58,32 @@ def test_a_disk_named_explicitly_is_allowed(tiny_vm, secret):
     _set_disk(tiny_vm, str(secret), read_only=True)
     tiny_vm.start()
     assert tiny_vm.status().running
+
+
+@pytest.mark.parametrize("shared", ["cache", "bases"])
+def test_a_shared_image_is_only_read(tiny_vm, shared):
+    """wirt's image cache and base images back every VM's overlay: vm.toml may name a file there
+    as a read-only disk, never as a writable one (one VM would change every VM's root disk)."""
+    from wirt.paths import cache_dir
+    from wirt.vm.access import bases_dir
+
+    folder = cache_dir() if shared == "cache" else bases_dir(VMStore().home)
+    folder.mkdir(parents=True, exist_ok=True)
+    base = folder / f"test-shared-base-{os.getpid()}.raw"
+    base.write_bytes(b"base" * 4096)
+    try:
+        _set_disk(tiny_vm, str(base), read_only=False)
+        with pytest.raises(WirtError) as err:
+            tiny_vm.start()
+        assert "shared by every VM" in str(err.value) and "\n" not in str(err.value)
+        assert not tiny_vm.status(query=False).running
+        assert base.read_bytes() == b"base" * 4096
+        _set_disk(tiny_vm, str(base), read_only=True)
+        tiny_vm.start()
+        assert tiny_vm.status().running
+        tiny_vm.stop(force=True)
+    finally:
+        base.unlink()
 
 
 def test_backing_file_outside_the_vm_is_refused(tiny_vm, secret):

@@ -36,16 +36,26 @@ class PathPolicy:
     files: tuple[str, ...] = ()
     owner: str = "the VM"
     fix: str = "name it explicitly on the command line"
+    #: folders the VM may read but never open for writing: what every VM shares (the image
+    #: cache's base disks, kernels and initramfs images), which one VM must not change
+    read_only: tuple[str, ...] = ()
 
-    def allows(self, path: str | os.PathLike[str]) -> bool:
+    def allows(self, path: str | os.PathLike[str], write: bool = False) -> bool:
         real = os.path.realpath(path)
-        return real in {os.path.realpath(f) for f in self.files} or any(contained(real, d) for d in self.folders)
+        if real in {os.path.realpath(f) for f in self.files} or any(contained(real, d) for d in self.folders):
+            return True
+        return not write and any(contained(real, d) for d in self.read_only)
 
-    def check(self, path: str | os.PathLike[str], what: str) -> Path:
-        """`path` if allowed, else a one-line WirtError naming `what` it was (e.g. "disk 0")."""
-        if not self.allows(path):
+    def check(self, path: str | os.PathLike[str], what: str, write: bool = False) -> Path:
+        """`path` if allowed (for writing too, with `write`), else a one-line WirtError naming
+        `what` it was (e.g. "disk 0")."""
+        if not self.allows(path, write):
             real = os.path.realpath(path)
             shown = os.fspath(path) + (f" (-> {real})" if real != os.path.abspath(path) else "")
+            if self.allows(path):
+                raise WirtError(f"{what}: {shown} is shared by every VM (wirt's image cache or base images) and "
+                                f"{self.owner} may only read it; refused (mark it read_only = true, or give the "
+                                f"VM its own overlay on it, as `wirt create --image` does)")
             raise WirtError(f"{what}: {shown} is outside {self.owner}'s folder and wirt's image cache and was "
                             f"not named on the command line; refused ({self.fix})")
         return Path(path)

@@ -120,7 +120,7 @@ def open_image(path: str | os.PathLike[str], read_only: bool = True, format: str
     """
     path = os.fspath(path)
     if policy is not None:
-        policy.check(path, "disk image")
+        policy.check(path, "disk image", write=not read_only)
     fmt = format or probe_format(path)
     if fmt == "raw":
         from wirt.storage.raw import RawImage

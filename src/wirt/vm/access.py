@@ -60,7 +60,8 @@ def forget_grants(home: Path, uuid: str) -> None:
 def vm_policy(paths: VMPaths, uuid: str) -> PathPolicy:
     """The files VM `paths` (identity `uuid`) may open."""
     home = paths.root.parent.parent
-    return PathPolicy(folders=(str(paths.root), str(cache_dir().expanduser()), str(bases_dir(home))),
+    return PathPolicy(folders=(str(paths.root),),
+                      read_only=(str(cache_dir().expanduser()), str(bases_dir(home))),
                       files=tuple(granted(home, uuid)), owner=f"VM {paths.name!r}",
                       fix="move the file into the VM's folder, or name it on the command line, e.g. "
                           "`wirt create --kernel FILE`")

@@ -348,7 +348,7 @@ class VM:
             p = self.paths.disk(d.path)
             if not p.exists():
                 raise WirtError(f"{self.paths.config}: disks: {p} does not exist; restore it or remove the [[disks]] entry")
-            policy.check(p, f"{self.paths.config}: disks[{i}]")
+            policy.check(p, f"{self.paths.config}: disks[{i}]", write=not d.read_only)
             with open_image(p, read_only=True, format=d.format, policy=policy) as img:
                 current = img.size
             if d.read_only:
@@ -359,7 +359,7 @@ class VM:
         if kind == "socket":  # a socket path in vm.toml: granted or the VM's own (the VM process checks again)
             access.check_hub_socket(self.paths, cfg.uuid, hub, f"{self.paths.config}: network.mode socket")
         for i, mt in enumerate(cfg.mounts):  # shared folders: granted and present (the VM process checks again)
-            policy.check(mt.host, f"{self.paths.config}: mounts[{i}]")
+            policy.check(mt.host, f"{self.paths.config}: mounts[{i}]", write=not mt.read_only)
             if not os.path.isdir(mt.host):
                 raise WirtError(f"{self.paths.config}: mounts[{i}]: {mt.host} is not a folder on this host; "
                                 f"create it or change the mount with `wirt set {self.name} --mount`")

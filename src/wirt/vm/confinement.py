@@ -71,7 +71,7 @@ def confine_vm(paths: VMPaths, cfg: VMConfig) -> Confinement:
         # a writable disk the user named outside the folder stays writable (its grant says so)
         writable = [str(paths.disk(d.path)) for d in cfg.disks
                     if not d.read_only and os.path.realpath(paths.disk(d.path)) in policy.files]
-        shared_rw = [m.host for m in cfg.mounts if not m.read_only and policy.allows(m.host)]
+        shared_rw = [m.host for m in cfg.mounts if not m.read_only and policy.allows(m.host, write=True)]
         shared_ro = [m.host for m in cfg.mounts if m.read_only and policy.allows(m.host)]
         c.landlock = landlock.restrict([str(paths.root), *writable, *shared_rw],
                                        [str(cache_dir().expanduser()), str(bases_dir(home)),

@@ -340,7 +340,7 @@ class Runner:
                 self.warnings.append(f"disk {i} ({d.path}) not attached: only {len(m.virtio)} virtio slots")
                 continue
             path = Path(d.path) if Path(d.path).is_absolute() else self.vm_dir / d.path
-            policy.check(path, f"disks[{i}]")
+            policy.check(path, f"disks[{i}]", write=not d.read_only)
             img = CountingDisk(open_image(path, read_only=d.read_only, format=d.format, policy=policy))
             self.disks.append(img)
             attach_disk(m, img, serial=f"wirt-disk{i}")
@@ -364,7 +364,7 @@ class Runner:
         from wirt.machine.attach import attach_mount
 
         for i, mt in enumerate(self.cfg.mounts):
-            self.policy.check(mt.host, f"mounts[{i}]")
+            self.policy.check(mt.host, f"mounts[{i}]", write=not mt.read_only)
             if not free_slots(self.machine):
                 raise WirtError(f"no virtio slot left for mount {mt}; remove a disk or a mount (`wirt set --no-mount`)")
             try:
