@@ -5,7 +5,7 @@ table, available ring, used ring, every buffer), so a hostile or buggy driver ca
 host read or write outside RAM. Any rule the driver breaks raises `VirtqueueError`; the transport
 turns that into DEVICE_NEEDS_RESET (§2.1.2) and stops processing. Buffers are handed to device
 models as memoryviews of guest RAM, so disk and network I/O goes straight to and from the guest
-(zero copy).
+(zero copy). The walk itself is compiled (`ringwalk.py`): one call pops every available chain.
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ from __future__ import annotations
 import struct
 from typing import Any, Protocol
 
+import numpy as np
+
+from wirt.devices.virtio import ringwalk as rw
 from wirt.iovec import scatter, take, total_len
 
 __all__ = ["GuestRam", "Chain", "Virtqueue", "VirtqueueError", "gather", "take", "scatter", "total_len"]
@@ -30,9 +33,7 @@ MAX_QUEUE_SIZE = 32768
 #: may exceed the queue size; the split ring's own maximum is a generous, bounded limit.
 MAX_INDIRECT = MAX_QUEUE_SIZE
 
-_DESC = struct.Struct("<QIHH")
 _U16 = struct.Struct("<H")
-_USED_ELEM = struct.Struct("<II")
 
 
 class VirtqueueError(Exception):
@@ -40,7 +41,9 @@ class VirtqueueError(Exception):
 
 
 class MemoryLike(Protocol):
-    """What the rings need from guest memory (`wirt.machine.memory.GuestMemory` fits)."""
+    """What the rings need from guest memory (`wirt.machine.memory.GuestMemory` fits; its
+    optional `code_pages`, one word per page, is where DMA marks pages for the CPU's
+    translation tier, as its `code_written` does)."""
 
     base: int
     size: int
@@ -50,7 +53,7 @@ class MemoryLike(Protocol):
 class GuestRam:
     """Bounds-checked DMA access to guest RAM through one memoryview of its host mapping."""
 
-    __slots__ = ("base", "size", "mv", "code_written")
+    __slots__ = ("base", "size", "mv", "code_written", "arr", "code_pages", "page_shift")
 
     def __init__(self, memory: MemoryLike) -> None:
         self.base = int(memory.base)
@@ -61,6 +64,16 @@ class GuestRam:
         if mv.nbytes != self.size:
             raise ValueError("guest memory array does not match its size")
         self.mv = mv
+        self.arr = np.frombuffer(mv, dtype=np.uint8)  # the same bytes, for the compiled ring walk
+        pages = getattr(memory, "code_pages", None)
+        if pages is not None and len(pages) and self.size % len(pages) == 0:
+            self.code_pages = pages
+            self.page_shift = (self.size // len(pages)).bit_length() - 1
+        elif self.code_written is not None:
+            raise ValueError("guest memory has code_written but no code_pages for the ring walk")
+        else:
+            self.code_pages = np.zeros(0, dtype=np.int64)
+            self.page_shift = 12
 
     def offset(self, addr: int, length: int) -> int:
         """The RAM offset of [addr, addr+length), or VirtqueueError when any byte is outside RAM."""
@@ -150,6 +163,7 @@ class Virtqueue:
         self.signalled_used = 0
         self.signalled_valid = False
         self.pushed = False
+        self._ws: _Workspace | None = None
 
     # ---- available ring (§2.7.6) ---------------------------------------------------------
 
@@ -168,97 +182,87 @@ class Virtqueue:
 
     def pop(self) -> Chain | None:
         """The next available descriptor chain, or None when the ring is empty."""
-        avail = self._avail_idx()
-        pending = (avail - self.last_avail) & 0xFFFF
-        if pending == 0:
-            self._set_avail_event()
-            # §2.7.10: the driver (running on the CPU thread meanwhile) may have added a chain
-            # after we read idx but before it saw the new avail_event, and then it does not
-            # notify: look once more now that avail_event is published.
-            avail = self._avail_idx()
-            pending = (avail - self.last_avail) & 0xFFFF
-            if pending == 0:
-                return None
-        if pending > self.num:
-            # §2.7.13.3: idx may run at most one queue-size ahead of what the device consumed.
-            raise VirtqueueError(f"queue {self.index}: available index moved by {pending} > size {self.num}")
-        slot = self.last_avail % self.num
-        head = self.ram.u16(self.driver + 4 + 2 * slot)
-        self.last_avail = (self.last_avail + 1) & 0xFFFF
+        chains = self.pop_all(1)
+        return chains[0] if chains else None
+
+    def unpop(self, count: int = 1) -> None:
+        """Give back the last `count` chains popped (not yet pushed): the next pop returns them."""
+        self.last_avail = (self.last_avail - count) & 0xFFFF
         self._set_avail_event()
-        return self._walk(head)
 
-    def unpop(self) -> None:
-        """Give back the chain last popped (not yet pushed): the next pop returns it again."""
-        self.last_avail = (self.last_avail - 1) & 0xFFFF
+    def _ring_offsets(self) -> tuple[int, int, int]:
+        """RAM offsets of the descriptor table and both rings, each wholly in RAM (§2.7)."""
+        num, ram = self.num, self.ram
+        return (ram.offset(self.desc, DESC_SIZE * num), ram.offset(self.driver, 6 + 2 * num),
+                ram.offset(self.device, 6 + 8 * num))
 
-    def _walk(self, head: int) -> Chain:
-        # §2.7.5 descriptor chains, §2.7.5.3 indirect descriptors.
-        ram, mv = self.ram, self.ram.mv
-        if head >= self.num:
-            raise VirtqueueError(f"queue {self.index}: head index {head} >= size {self.num}")
-        readable: list[memoryview] = []
-        writable: list[memoryview] = []
-        table, size = self.desc, self.num
-        in_indirect = False
-        i, seen = head, 0
-        # The rings the device itself writes or reads: no buffer the device writes may overlap
-        # them (§2.7.4: buffers are driver memory apart from the rings), or a request's data
-        # would overwrite the queue's own state under the batch that is still reading it.
-        num = self.num
-        rings = ((self.desc, self.desc + DESC_SIZE * num), (self.driver, self.driver + 6 + 2 * num),
-                 (self.device, self.device + 6 + 8 * num))
-        while True:
-            seen += 1
-            if seen > size:
-                # §2.7.5.3.1 / §2.7.13.3.1: a chain never exceeds the queue (or table) size, so
-                # one that does must loop.
-                raise VirtqueueError(f"queue {self.index}: descriptor chain loops or exceeds {size}")
-            addr, length, flags, nxt = _DESC.unpack_from(mv, ram.offset(table + DESC_SIZE * i, DESC_SIZE))
-            if flags & VIRTQ_DESC_F_INDIRECT:
-                if not self.indirect:
-                    raise VirtqueueError(f"queue {self.index}: indirect descriptor without VIRTIO_F_INDIRECT_DESC")
-                if in_indirect:
-                    # §2.7.5.3.1: "MUST NOT set the VIRTQ_DESC_F_INDIRECT flag within an indirect descriptor"
-                    raise VirtqueueError(f"queue {self.index}: nested indirect descriptor table")
-                if flags & VIRTQ_DESC_F_NEXT:
-                    # §2.7.5.3.1: "MUST NOT set both VIRTQ_DESC_F_INDIRECT and VIRTQ_DESC_F_NEXT"
-                    raise VirtqueueError(f"queue {self.index}: indirect descriptor with NEXT set")
-                if length == 0 or length % DESC_SIZE or length // DESC_SIZE > MAX_INDIRECT:
-                    raise VirtqueueError(f"queue {self.index}: bad indirect table length {length}")
-                ram.offset(addr, length)  # the whole table must lie in RAM
-                table, size = addr, length // DESC_SIZE
-                in_indirect = True
-                i, seen = 0, 0
-                continue
-            if flags & VIRTQ_DESC_F_WRITE:
-                end = addr + length
-                for lo, hi in rings:
-                    if addr < hi and lo < end:
-                        raise VirtqueueError(f"queue {self.index}: device-writable buffer {addr:#x}+{length:#x} "
-                                             "overlaps the queue's rings")
-                writable.append(ram.writable_view(addr, length))
-            elif writable:
-                # §2.7.4.2: device-readable descriptors come before device-writable ones.
-                raise VirtqueueError(f"queue {self.index}: readable descriptor after a writable one")
-            else:
-                readable.append(ram.view(addr, length))
-            if not flags & VIRTQ_DESC_F_NEXT:
-                return Chain(head, readable, writable)
-            if nxt >= size:
-                raise VirtqueueError(f"queue {self.index}: next index {nxt} >= table size {size}")
-            i = nxt
+    def pop_all(self, limit: int = MAX_QUEUE_SIZE) -> list[Chain]:
+        """Every available chain (at most `limit`), walked in one compiled call (§2.7.5,
+        §2.7.6); a broken rule, or a head made available twice in this batch, raises
+        VirtqueueError after the chains before it were consumed."""
+        ram = self.ram
+        desc, avail, used = self._ring_offsets()
+        ws = self._workspace()
+        res = ws.res
+        chains: list[Chain] = []
+        try:
+            while len(chains) < limit:
+                rw.pop_chains(ram.arr, ram.base, ram.size, desc, avail, used, self.num, self.last_avail,
+                              self.event_idx, self.indirect, limit - len(chains), ws.heads, ws.starts,
+                              ws.nread, ws.off, ws.len, ws.seen, ram.code_pages, ram.page_shift, res)
+                n, err = int(res[rw.OUT_CHAINS]), int(res[rw.OUT_ERR])
+                self.last_avail = int(res[rw.OUT_LAST])
+                if n:
+                    chains += self._chains(ws, n, int(res[rw.OUT_SEGS]))
+                if err == rw.E_OK:
+                    break
+                if err == rw.E_ROOM:
+                    if n == 0:
+                        ws.grow()  # one chain has more buffers than the arrays hold
+                    continue
+                info, info2 = int(res[rw.OUT_INFO]) & 0xFFFF_FFFF_FFFF_FFFF, int(res[rw.OUT_INFO2])
+                raise VirtqueueError(f"queue {self.index}: " + rw.ERRORS[err].format(info, info2))
+        finally:
+            for c in chains:
+                ws.seen[c.head] = 0
+        return chains
+
+    def _chains(self, ws: _Workspace, n: int, nsegs: int) -> list[Chain]:
+        """Chain objects (zero-copy views of guest RAM) for the first n chains the walk wrote."""
+        mv = self.ram.mv
+        offs = ws.off[:nsegs].tolist()
+        lens = ws.len[:nsegs].tolist()
+        starts = ws.starts[:n + 1].tolist()
+        nread = ws.nread[:n].tolist()
+        out = []
+        for k, head in enumerate(ws.heads[:n].tolist()):
+            s0, s1 = starts[k], starts[k + 1]
+            r = s0 + nread[k]
+            out.append(Chain(head, [mv[offs[j]: offs[j] + lens[j]] for j in range(s0, r)],
+                             [mv[offs[j]: offs[j] + lens[j]] for j in range(r, s1)]))
+        return out
+
+    def _workspace(self) -> _Workspace:
+        ws = self._ws
+        if ws is None or ws.num != self.num:
+            ws = self._ws = _Workspace(self.num)
+        return ws
 
     # ---- used ring (§2.7.8) ----------------------------------------------------------------
 
     def push(self, head: int, written: int) -> None:
         """Return chain `head` to the driver with `written` bytes written into its buffers."""
-        idx = self.used_idx
-        elem = self.ram.offset(self.device + 4 + 8 * (idx % self.num), 8)
-        _USED_ELEM.pack_into(self.ram.mv, elem, head, written & 0xFFFF_FFFF)
-        # The element is stored before idx: the driver reads idx, then the element (§2.7.8.2).
-        self.used_idx = (idx + 1) & 0xFFFF
-        self.ram.put_u16(self.device + 2, self.used_idx)
+        self.push_many([head], [written])
+
+    def push_many(self, heads: list[int], written: list[int]) -> None:
+        """Return several chains at once: their used elements, then one used index write."""
+        n = len(heads)
+        if not n:
+            return
+        ram = self.ram
+        used = ram.offset(self.device, 6 + 8 * self.num)
+        self.used_idx = rw.push_used(ram.arr, used, self.num, self.used_idx, np.array(heads, dtype=np.int64),
+                                     np.array(written, dtype=np.int64), n, ram.code_pages, ram.page_shift)
         self.pushed = True
 
     def should_interrupt(self) -> bool:
@@ -292,3 +296,30 @@ class Virtqueue:
 
 _STATE_FIELDS = ("num", "ready", "desc", "driver", "device", "last_avail", "used_idx",
                  "signalled_used", "signalled_valid", "event_idx", "indirect")
+
+
+class _Workspace:
+    """The arrays one queue's compiled ring walk writes into (sized by the queue)."""
+
+    #: Buffers a batch may start with; grown while one chain needs more (up to num + MAX_INDIRECT).
+    SEGS = 4096
+
+    def __init__(self, num: int) -> None:
+        self.num = num
+        self.heads = np.zeros(num, dtype=np.int64)
+        self.starts = np.zeros(num + 1, dtype=np.int64)
+        self.nread = np.zeros(num, dtype=np.int64)
+        self.seen = np.zeros(num, dtype=np.uint8)
+        self.res = np.zeros(6, dtype=np.int64)
+        self._alloc(max(self.SEGS, 2 * num))
+
+    def _alloc(self, n: int) -> None:
+        self.off = np.zeros(n, dtype=np.int64)
+        self.len = np.zeros(n, dtype=np.int64)
+
+    def grow(self) -> None:
+        """Double the buffer arrays (a chain is at most num + MAX_INDIRECT descriptors)."""
+        limit = self.num + MAX_INDIRECT
+        if len(self.off) >= limit:
+            raise VirtqueueError("descriptor chain longer than its tables allow")
+        self._alloc(min(2 * len(self.off), limit))
