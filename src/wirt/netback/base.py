@@ -32,6 +32,11 @@ class NetBackend(ABC):
     def send(self, frame: bytes) -> None:
         """Send one Ethernet frame (never blocks for long; drops when the peer is stuck)."""
 
+    def start_many(self, deliver_many: Callable[[list[bytes]], None]) -> None:
+        """Start receiving, handing over the frames that arrive together in one call (so the NIC
+        can deliver them with one interrupt); by default one frame a call."""
+        self.start(lambda frame: deliver_many([frame]))
+
     def send_many(self, frames: list[bytes]) -> None:
         """Send several frames in order; stream backends write them with one system call."""
         for frame in frames:

@@ -22,13 +22,13 @@ import socket
 import subprocess
 import threading
 from dataclasses import dataclass
-from typing import IO, Iterable
+from typing import IO, Callable, Iterable
 
 from wirt.errors import WirtError
 from wirt.netback.base import Deliver, NetBackend
 from wirt.netback.stream import StreamBackend
 
-__all__ = ["PasstBackend", "PortForward", "parse_port_forward"]
+__all__ = ["PasstBackend", "PortForward", "parse_port_forward", "socket_buffers", "SOCKET_BUFFER"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,23 @@ def parse_port_forward(text: str) -> PortForward:
     return PortForward(host, guest, m["proto"] or "tcp", addr)
 
 
+#: Socket buffer size asked for on both ends of the link to passt (passt has no option of its
+#: own for it; options set on its end before the hand-over stay with the socket). The kernel
+#: caps it at net.core.wmem_max / rmem_max.
+SOCKET_BUFFER = 4 << 20
+
+
+def socket_buffers(*socks: socket.socket, size: int = SOCKET_BUFFER) -> None:
+    """Ask for `size`-byte send and receive buffers, so a burst of 64 KiB frames does not stall
+    the sender while the other side catches up."""
+    for s in socks:
+        for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            try:
+                s.setsockopt(socket.SOL_SOCKET, opt, size)
+            except OSError:
+                pass  # not allowed this large: the default stays
+
+
 #: passt's own default MTU (65520): the guest sends and receives up to 64 KiB frames, so a
 #: bulk transfer costs the guest and wirt one frame per 64 KiB instead of per 1.5 KiB.
 PASST_MTU = 65520
@@ -94,6 +111,7 @@ class PasstBackend(NetBackend):
                             "or choose another network backend")
         forwards = [f if isinstance(f, PortForward) else parse_port_forward(f) for f in port_forwards]
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        socket_buffers(ours, theirs)
         args = [exe, "-f", "-q", "-F", str(theirs.fileno()), "-m", str(mtu)]
         for f in forwards:
             args += f.passt_args()
@@ -132,6 +150,9 @@ class PasstBackend(NetBackend):
 
     def send(self, frame: bytes) -> None:
         self._stream.send(frame)
+
+    def start_many(self, deliver_many: Callable[[list[bytes]], None]) -> None:
+        self._stream.start_many(deliver_many)
 
     def send_many(self, frames: list[bytes]) -> None:
         self._stream.send_many(frames)

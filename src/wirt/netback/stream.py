@@ -20,6 +20,8 @@ __all__ = ["FrameDecoder", "FrameError", "encode_frame", "StreamLink", "StreamBa
 log = logging.getLogger(__name__)
 
 _LEN = struct.Struct(">I")
+#: Most buffers one sendmsg takes (Linux UIO_MAXIOV).
+IOV_MAX = 1024
 #: Output bytes queued per connection before new frames are dropped (a stuck peer).
 MAX_QUEUED = 4 << 20
 
@@ -41,21 +43,26 @@ class FrameDecoder:
         self.max_frame = max_frame
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Frames completed by `data`; FrameError for an impossible length."""
-        buf = self._buf
-        buf += data
+        """Frames completed by `data`, each copied once out of it; FrameError for an impossible length."""
+        if self._buf:
+            self._buf += data
+            data = bytes(self._buf)  # rare: a frame was split across reads
+            self._buf.clear()
+        view = memoryview(data)
+        end = len(view)
         frames: list[bytes] = []
         pos = 0
-        while len(buf) - pos >= 4:
-            (n,) = _LEN.unpack_from(buf, pos)
+        while end - pos >= 4:
+            (n,) = _LEN.unpack_from(view, pos)
             if n > self.max_frame:
                 raise FrameError(f"frame length {n} exceeds {self.max_frame}")
-            if len(buf) - pos - 4 < n:
+            if end - pos - 4 < n:
                 break
             if n:
-                frames.append(bytes(buf[pos + 4: pos + 4 + n]))
+                frames.append(bytes(view[pos + 4: pos + 4 + n]))
             pos += 4 + n
-        del buf[:pos]
+        if pos < end:
+            self._buf += view[pos:]
         return frames
 
 
@@ -67,11 +74,13 @@ class StreamLink:
     """
 
     def __init__(self, sock: socket.socket, loop: EventLoop, on_frame: Deliver,
-                 on_close: Callable[[StreamLink], None] | None = None) -> None:
+                 on_close: Callable[[StreamLink], None] | None = None,
+                 on_frames: Callable[[list[bytes]], None] | None = None) -> None:
         sock.setblocking(False)
         self.sock = sock
         self.loop = loop
         self.on_frame = on_frame
+        self.on_frames = on_frames  # when set: every frame of one read in one call
         self.on_close = on_close
         self.decoder = FrameDecoder()
         self._out = bytearray()
@@ -100,25 +109,53 @@ class StreamLink:
         return True
 
     def send_many(self, frames: list[bytes]) -> int:
-        """Queue several frames and write them with one send; returns how many were dropped."""
+        """Queue several frames and write them with one system call (straight from the frames,
+        no copy into the output buffer unless the socket takes only part); returns how many were dropped."""
         dropped = 0
         with self._lock:
             out = self._out
+            iov: list[bytes] = []
+            size = len(out)
             for frame in frames:
-                if self.closed or len(out) + len(frame) + 4 > MAX_QUEUED:
+                if self.closed or size + len(frame) + 4 > MAX_QUEUED:
                     dropped += 1
                     continue
-                out += _LEN.pack(len(frame))
-                out += frame
+                iov += (_LEN.pack(len(frame)), frame)
+                size += len(frame) + 4
             self.dropped += dropped
             try:
-                self._flush_locked()
+                if not out:
+                    self._send_direct_locked(iov)
+                else:
+                    for part in iov:
+                        out += part
+                    self._flush_locked()
             except OSError:
                 pass  # the loop sees the error on its next read and closes the link
             pending = bool(out)
         if pending:
             self.loop.wake()
         return dropped
+
+    def _send_direct_locked(self, iov: list[bytes]) -> None:
+        """sendmsg the buffers; whatever the socket does not take goes to the output buffer."""
+        i = 0
+        while i < len(iov):
+            chunk = iov[i: i + IOV_MAX]
+            try:
+                n = self.sock.sendmsg(chunk)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            for part in chunk:
+                if n >= len(part):
+                    n -= len(part)
+                    i += 1
+                    continue
+                self._out += memoryview(part)[n:]  # the unsent rest waits for the loop
+                i += 1
+                for rest in iov[i:]:
+                    self._out += rest
+                return
 
     def _flush_locked(self) -> None:
         while self._out:
@@ -142,7 +179,12 @@ class StreamLink:
             return
         if not data:
             raise ConnectionResetError("peer closed the connection")
-        for frame in self.decoder.feed(data):
+        frames = self.decoder.feed(data)
+        if self.on_frames is not None:
+            if frames:
+                self.on_frames(frames)
+            return
+        for frame in frames:
             self.on_frame(frame)
 
     def on_error(self, exc: BaseException) -> None:
@@ -178,6 +220,13 @@ class StreamBackend(NetBackend):
 
     def start(self, deliver: Deliver) -> None:
         self._link = StreamLink(self._sock, self._loop, deliver, self._link_closed)
+        self._loop.add(self._link)
+        self._loop.start()
+
+    def start_many(self, deliver_many: Callable[[list[bytes]], None]) -> None:
+        """Start receiving; the frames of each read reach `deliver_many` together."""
+        self._link = StreamLink(self._sock, self._loop, lambda f: deliver_many([f]), self._link_closed,
+                                on_frames=deliver_many)
         self._loop.add(self._link)
         self._loop.start()
 

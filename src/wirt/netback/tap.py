@@ -12,6 +12,7 @@ import fcntl
 import logging
 import os
 import struct
+from typing import Callable
 
 from wirt.errors import WirtError
 from wirt.netback.base import MAX_FRAME, Deliver, NetBackend
@@ -58,7 +59,7 @@ class TapBackend(NetBackend):
         self.name = name
         self.fd = fd
         self._loop = EventLoop(f"wirt-net tap {name}")
-        self._deliver: Deliver = lambda f: None
+        self._deliver_many: Callable[[list[bytes]], None] = lambda frames: None
         self.closed = False
         self.dropped = 0
 
@@ -67,13 +68,16 @@ class TapBackend(NetBackend):
         return -1 if self.closed else self.fd
 
     def on_read(self) -> None:
+        frames: list[bytes] = []
         for _ in range(64):  # bounded batch, then let the loop breathe
             try:
                 frame = os.read(self.fd, MAX_FRAME)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             if frame:
-                self._deliver(frame)
+                frames.append(frame)
+        if frames:
+            self._deliver_many(frames)
 
     def on_write(self) -> None:
         pass
@@ -85,7 +89,10 @@ class TapBackend(NetBackend):
         log.warning("tap %s: %s", self.name, exc)
 
     def start(self, deliver: Deliver) -> None:
-        self._deliver = deliver
+        self.start_many(lambda frames: [deliver(f) for f in frames])
+
+    def start_many(self, deliver_many: Callable[[list[bytes]], None]) -> None:
+        self._deliver_many = deliver_many
         self._loop.add(self)
         self._loop.start()
 

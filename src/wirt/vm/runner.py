@@ -78,7 +78,10 @@ def missing_features() -> list[str]:
 
 
 class CountingBackend:
-    """A netback backend proxy counting the bytes of frames received and sent (for `stats`)."""
+    """A netback backend proxy counting the bytes of frames received and sent (for `stats`).
+
+    It forwards what the NIC reads from a backend (its MTU and whether its checksums can be
+    trusted) and the batched calls, so a counted link runs exactly like the backend itself."""
 
     def __init__(self, backend: Any) -> None:
         self.backend = backend
@@ -86,19 +89,36 @@ class CountingBackend:
         self.tx_bytes = 0
         self.rx_frames = 0
         self.tx_frames = 0
+        self.mtu = int(getattr(backend, "mtu", 1500))
+        self.checksums_valid = bool(getattr(backend, "checksums_valid", False))
 
     def start(self, deliver: Callable[[bytes], None]) -> None:
-        def counted(frame: bytes) -> None:
-            self.rx_bytes += len(frame)
-            self.rx_frames += 1
-            deliver(frame)
+        self.start_many(lambda frames: [deliver(f) for f in frames])
 
-        self.backend.start(counted)
+    def start_many(self, deliver_many: Callable[[list[bytes]], None]) -> None:
+        def counted(frames: list[bytes]) -> None:
+            self.rx_bytes += sum(len(f) for f in frames)
+            self.rx_frames += len(frames)
+            deliver_many(frames)
+
+        start_many = getattr(self.backend, "start_many", None)
+        if start_many is not None:
+            start_many(counted)
+        else:
+            self.backend.start(lambda frame: counted([frame]))
 
     def send(self, frame: bytes) -> None:
-        self.tx_bytes += len(frame)
-        self.tx_frames += 1
-        self.backend.send(frame)
+        self.send_many([frame])
+
+    def send_many(self, frames: list[bytes]) -> None:
+        self.tx_bytes += sum(len(f) for f in frames)
+        self.tx_frames += len(frames)
+        send_many = getattr(self.backend, "send_many", None)
+        if send_many is not None:
+            send_many(frames)
+        else:
+            for f in frames:
+                self.backend.send(f)
 
     def close(self) -> None:
         self.backend.close()

@@ -71,21 +71,27 @@ class FrameBackend(Protocol):
     def close(self) -> None: ...
 
 
-def complete_checksum(frame: bytes, start: int, offset: int) -> bytes | None:
-    """§5.1.6.2 VIRTIO_NET_HDR_F_NEEDS_CSUM: the Internet checksum (RFC 1071) of the frame
-    from `start` on, stored at start+offset, where the driver left the pseudo-header's partial
-    sum; None when that lies outside the frame."""
+def complete_checksum(frame: bytearray, start: int, offset: int) -> bool:
+    """§5.1.6.2 VIRTIO_NET_HDR_F_NEEDS_CSUM: store, in place at start+offset, the Internet
+    checksum (RFC 1071) of the frame from `start` on, where the driver left the pseudo-header's
+    partial sum; False (frame unchanged) when that lies outside the frame."""
     at = start + offset
-    if at + 2 > len(frame) or offset < 0:
-        return None
-    data = frame[start:] + (b"\0" if (len(frame) - start) & 1 else b"")
-    total = int(np.frombuffer(data, dtype=">u2").sum(dtype=np.uint64))
+    if at + 2 > len(frame) or offset < 0 or start < 0:
+        return False
+    data = memoryview(frame)[start:]
+    even = len(data) & ~1
+    total = int(np.frombuffer(data[:even], dtype=">u2").sum(dtype=np.uint64))
+    if len(data) & 1:
+        total += data[-1] << 8  # an odd last byte counts as if padded with a zero
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     # A computed 0 goes out as 0xFFFF (the same value in ones' complement; RFC 768: UDP's 0
     # would mean "no checksum").
-    csum = ~total & 0xFFFF or 0xFFFF
-    return frame[:at] + struct.pack(">H", csum) + frame[at + 2:]
+    _CSUM.pack_into(frame, at, ~total & 0xFFFF or 0xFFFF)
+    return True
+
+
+_CSUM = struct.Struct(">H")
 
 
 class VirtioNet(VirtioDevice):
@@ -111,6 +117,7 @@ class VirtioNet(VirtioDevice):
         self.link_up = True
         self.max_pending = max_pending
         self._pending: deque[bytes] = deque()
+        self._rx_buf_len = 4096  # size of the guest's last receive buffer: how many chains to pop
         self.stats = {"rx_frames": 0, "tx_frames": 0, "rx_dropped": 0, "tx_dropped": 0}
         self._started = False
 
@@ -138,23 +145,33 @@ class VirtioNet(VirtioDevice):
         super().attach(transport)
         if not self._started:
             self._started = True
-            self.backend.start(self.receive)
+            start_many = getattr(self.backend, "start_many", None)
+            if start_many is not None:
+                start_many(self.receive_many)  # several frames per call, one interrupt each batch
+            else:
+                self.backend.start(self.receive)
 
     # ---- receive (§5.1.6.3, §5.1.6.4) -------------------------------------------------------------
 
     def receive(self, frame: bytes) -> None:
         """A frame from the backend (any thread); queued until the guest has buffers."""
+        self.receive_many([frame])
+
+    def receive_many(self, frames: list[bytes]) -> None:
+        """Frames the backend read together (any thread): queued, then delivered into the
+        guest's buffers with one interrupt for all of them (§2.7.10)."""
         transport = self.transport
         if transport is None:
             return
         with transport.lock:
             if not transport.driver_ok or not self.link_up:
-                self.stats["rx_dropped"] += 1  # no driver: the frame falls on the floor
+                self.stats["rx_dropped"] += len(frames)  # no driver: the frames fall on the floor
                 return
-            if len(self._pending) >= self.max_pending:
-                self.stats["rx_dropped"] += 1
-                return
-            self._pending.append(frame)
+            room = self.max_pending - len(self._pending)
+            if len(frames) > room:
+                self.stats["rx_dropped"] += len(frames) - max(room, 0)
+                frames = frames[:max(room, 0)]
+            self._pending.extend(frames)
             transport.run_guarded(self._fill_rx)
 
     def pending_frames(self) -> int:
@@ -184,7 +201,7 @@ class VirtioNet(VirtioDevice):
                 # the buffer for the next frame.
                 self.stats["rx_dropped"] += 1
                 continue
-            n = scatter(chain.writable, self._rx_header(1) + frame)
+            n = self._write_frame(chain.writable, self._rx_header(1), frame)
             q.push(chain.head, n)
             self.stats["rx_frames"] += 1
             chain = None
@@ -198,39 +215,59 @@ class VirtioNet(VirtioDevice):
         valid = self.rx_checksums_valid and self.negotiated(F_GUEST_CSUM)
         return _HDR.pack(HDR_F_DATA_VALID if valid else 0, 0, 0, 0, 0, 0, num_buffers)
 
+    @staticmethod
+    def _write_frame(views: list[memoryview], header: bytes, frame: bytes) -> int:
+        """Header then frame into buffers, the frame copied once (straight into guest RAM)."""
+        hdr_views, rest = take(views, HDR_LEN)
+        return scatter(hdr_views, header) + scatter(rest, frame)
+
     def _fill_rx_mergeable(self, q: Virtqueue) -> None:
         """§5.1.6.4.2 with VIRTIO_NET_F_MRG_RXBUF: a frame fills as many receive chains as it
-        needs (Linux posts page-sized ones), the first header's num_buffers counting them."""
+        needs (Linux posts page-sized ones), the first header's num_buffers counting them.
+        Chains are popped in bulk, about as many as the waiting frames need; the ones left
+        over at the end are given back unused."""
         pending = self._pending
-        while pending:
-            frame = pending[0]
-            need = HDR_LEN + len(frame)
-            chains: list[Chain] = []
-            room = 0
-            while room < need and len(chains) < q.num:
-                chain = q.pop()
-                if chain is None:
-                    break
-                chains.append(chain)
-                room += chain.write_len
-            if room < need:
-                if len(chains) < q.num:
-                    for _ in chains:  # not enough buffers yet: wait for the guest to post more
-                        q.unpop()
-                    return
-                pending.popleft()  # larger than the whole ring could ever hold
-                self.stats["rx_dropped"] += 1
-                for _ in chains:
-                    q.unpop()
-                continue
-            pending.popleft()
-            data = memoryview(self._rx_header(len(chains)) + frame)
-            pos = 0
-            for chain in chains:
-                n = scatter(chain.writable, data[pos:])
-                q.push(chain.head, n)
-                pos += n
-            self.stats["rx_frames"] += 1
+        chains: list[Chain] = []
+        ci = 0  # chains[ci:] are popped and not used yet
+        heads: list[int] = []
+        lens: list[int] = []
+        try:
+            while pending:
+                frame = pending[0]
+                need = HDR_LEN + len(frame)
+                room, k = 0, ci
+                while room < need and k - ci < q.num:
+                    if k == len(chains):
+                        want = sum(HDR_LEN + len(f) for f in pending) - room
+                        more = q.pop_all(max(1, -(-want // self._rx_buf_len)))
+                        if not more:
+                            break
+                        self._rx_buf_len = max(1, more[0].write_len)
+                        chains += more
+                    room += chains[k].write_len
+                    k += 1
+                if room < need:
+                    if k - ci < q.num:
+                        return  # not enough buffers yet: wait for the guest to post more
+                    pending.popleft()  # larger than the whole ring could ever hold
+                    self.stats["rx_dropped"] += 1
+                    continue
+                pending.popleft()
+                used = chains[ci:k]
+                ci = k
+                views = [v for c in used for v in c.writable]
+                self._write_frame(views, self._rx_header(len(used)), frame)
+                left = need
+                for c in used:
+                    n = min(c.write_len, left)
+                    heads.append(c.head)
+                    lens.append(n)
+                    left -= n
+                self.stats["rx_frames"] += 1
+        finally:
+            if len(chains) > ci:
+                q.unpop(len(chains) - ci)  # popped last, so they are the next available again
+            q.push_many(heads, lens)
 
     # ---- transmit (§5.1.6.2) ----------------------------------------------------------------------
 
@@ -242,19 +279,20 @@ class VirtioNet(VirtioDevice):
         # Every chain made available so far goes to the backend in one batch (one write to
         # passt's socket), and the driver hears once, after all of them (§2.7.10 event index).
         frames: list[bytes] = []
-        while (chain := queue.pop()) is not None:
+        chains = queue.pop_all()
+        for chain in chains:
             frame = None
             if HDR_LEN < chain.read_len <= HDR_LEN + MAX_TX_FRAME:
                 head, body = take(chain.readable, HDR_LEN)
                 hdr = _HDR.unpack(b"".join(head))
-                frame = b"".join(body)  # one copy out of RAM
-                if hdr[0] & HDR_F_NEEDS_CSUM:
-                    frame = complete_checksum(frame, hdr[4], hdr[5])
+                frame = bytearray().join(body)  # the one copy out of RAM
+                if hdr[0] & HDR_F_NEEDS_CSUM and not complete_checksum(frame, hdr[4], hdr[5]):
+                    frame = None
             if frame is not None:
                 frames.append(frame)
             else:
                 self.stats["tx_dropped"] += 1  # empty, too large, or a checksum outside the frame
-            queue.push(chain.head, 0)
+        queue.push_many([c.head for c in chains], [0] * len(chains))
         if frames:
             self.stats["tx_frames"] += len(frames)
             try:
