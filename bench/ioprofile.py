@@ -6,7 +6,8 @@ runs `wirt run` in this process with timers around the hart's run slices (the gu
 instructions, guest kernel included), the MMIO bus (register emulation), the virtio
 devices' request paths (blk and net transmit on the CPU thread; net receive on the backend
 thread), the image's I/O calls, the backend's sends and the idle sleeps of WFI, plus counts
-of MMIO exits, queue notifications, interrupts and requests. Every console line starting with
+of MMIO exits, queue notifications, interrupts and requests, and the CPU time each thread
+(and child process: passt) used, from the kernel's clocks. Every console line starting with
 `diskio ` or `netio ` (bench/diskio.c, bench/netio.c) closes a phase: the figures between two
 such lines are written to FILE as one JSON line per phase (see `phase_report`). bench/disk.py
 and bench/net.py use it with `--profile`.
@@ -15,6 +16,7 @@ and bench/net.py use it with `--profile`.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -33,7 +35,7 @@ class Profile:
         self.c = dict.fromkeys(COUNTERS, 0)
         self.lock = threading.Lock()
         self.out = out
-        self.mark = (_clock(), dict(self.c))
+        self.mark = (_clock(), dict(self.c), thread_cpu())
         self.pending = b""
 
     def add(self, key: str, value: int) -> None:
@@ -53,11 +55,51 @@ class Profile:
         now = _clock()
         with self.lock:
             snap = dict(self.c)
-        t0, before = self.mark
-        self.mark = (now, snap)
+        cpu = thread_cpu()
+        t0, before, cpu0 = self.mark
+        self.mark = (now, snap, cpu)
         delta = {k: snap[k] - before[k] for k in COUNTERS}
+        threads = {name: ns - cpu0.get(name, 0) for name, ns in cpu.items()}
         with open(self.out, "a") as f:
-            f.write(json.dumps({"line": line, "wall_ns": now - t0, **delta}) + "\n")
+            f.write(json.dumps({"line": line, "wall_ns": now - t0, **delta, "cpu_ns": threads}) + "\n")
+
+
+def thread_cpu() -> dict[str, int]:
+    """CPU time (ns) so far of each thread of this process, by name (same names summed), and of
+    its child processes (passt) as "child NAME", from the kernel's per-thread clocks and /proc."""
+    out: dict[str, int] = {}
+    for t in threading.enumerate():
+        if t.ident is None:
+            continue
+        try:
+            ns = time.clock_gettime_ns(time.pthread_getcpuclockid(t.ident))
+        except (OSError, ProcessLookupError):
+            continue
+        name = "cpu (hart)" if t is threading.main_thread() else t.name.split(" ")[0]
+        out[name] = out.get(name, 0) + ns
+    tick = os.sysconf("SC_CLK_TCK")
+    for child in _children():
+        try:
+            with open(f"/proc/{child}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1: stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        ns = (int(fields[11]) + int(fields[12])) * 1_000_000_000 // tick  # utime + stime
+        out[f"child {comm}"] = out.get(f"child {comm}", 0) + ns
+    return out
+
+
+def _children() -> list[int]:
+    kids: list[int] = []
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/children") as f:
+                kids += [int(p) for p in f.read().split()]
+    except OSError:
+        pass
+    return kids
 
 
 def _timed(prof: Profile, key: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -115,7 +157,7 @@ def install(prof: Profile) -> None:
         finally:
             prof.add("t_net_tx", _clock() - t0)
     VirtioNet.queue_notify = net
-    VirtioNet.receive = _timed(prof, "t_net_rx", VirtioNet.receive)
+    VirtioNet.receive_many = _timed(prof, "t_net_rx", VirtioNet.receive_many)
 
     attach = VirtioMmio.__init__
 
@@ -130,7 +172,7 @@ def install(prof: Profile) -> None:
                 if hasattr(disk, m):
                     setattr(disk, m, _timed(prof, "t_disk", getattr(disk, m)))
         elif kind == "net":
-            device.backend.send = _timed(prof, "t_net_send", device.backend.send)
+            device._send_many = _timed(prof, "t_net_send", device._send_many)
     VirtioMmio.__init__ = init
 
     should = Virtqueue.should_interrupt
@@ -143,16 +185,16 @@ def install(prof: Profile) -> None:
         return r
     Virtqueue.should_interrupt = should_interrupt
 
-    push = Virtqueue.push
+    push = Virtqueue.push_many
 
-    def counted_push(self: Any, head: int, written: int) -> None:
-        push(self, head, written)
+    def counted_push(self: Any, heads: list[int], written: list[int]) -> None:
+        push(self, heads, written)
         kind = getattr(self, "_prof_kind", None)
         if kind == "blk":
-            prof.c["requests_blk"] += 1
+            prof.add("requests_blk", len(heads))
         elif kind == "net":
-            prof.add("frames_rx" if self.index == 0 else "frames_tx", 1)
-    Virtqueue.push = counted_push
+            prof.add("frames_rx" if self.index == 0 else "frames_tx", len(heads))
+    Virtqueue.push_many = counted_push
 
 
 def phase_report(p: dict[str, Any]) -> str:
@@ -174,6 +216,11 @@ def phase_report(p: dict[str, Any]) -> str:
              f"{(p['notifies_blk'] + p['notifies_net']) / sec:6.0f} notifies, "
              f"{(p['irqs_blk'] + p['irqs_net']) / sec:6.0f} irqs, {p['requests_blk'] / sec:6.0f} blk requests, "
              f"{p['frames_tx'] / sec:6.0f} tx / {p['frames_rx'] / sec:6.0f} rx frames"]
+    cpu_ns = p.get("cpu_ns") or {}
+    if cpu_ns:
+        shares = ", ".join(f"{name} {ns / wall:5.1%}" for name, ns in sorted(cpu_ns.items(), key=lambda kv: -kv[1])
+                           if ns / wall >= 0.005)
+        parts.append(f"| CPU time per thread (share of wall): {shares}")
     return "  ".join(parts)
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import guestbench as gb
-from wirt.netback.passt import PASST_MTU
+from wirt.netback.passt import PASST_MTU, socket_buffers
 
 GUEST_PORT = 5001
 READY = "netio listening"
@@ -173,6 +173,7 @@ def run_qemu(mb: int, backend: str, initrd: Path) -> Result:
         # its NIC offering the same MTU as wirt's (virtio-net's host_mtu: VIRTIO_NET_F_MTU).
         nic = ["-device", f"virtio-net-device,netdev=n0,host_mtu={PASST_MTU}"]
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        socket_buffers(ours, theirs)  # as wirt's PasstBackend
         passt = subprocess.Popen([shutil.which("passt") or "passt", "-f", "-q", "-F", str(theirs.fileno()),
                                   "-m", str(PASST_MTU), "-t", f"{port}:{GUEST_PORT}"], pass_fds=[theirs.fileno()],
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
