@@ -79,12 +79,14 @@ def complete_checksum(frame: bytearray, start: int, offset: int) -> bool:
     if at + 2 > len(frame) or offset < 0 or start < 0:
         return False
     data = memoryview(frame)[start:]
-    even = len(data) & ~1
-    total = int(np.frombuffer(data[:even], dtype=">u2").sum(dtype=np.uint64))
-    if len(data) & 1:
-        total += data[-1] << 8  # an odd last byte counts as if padded with a zero
+    # RFC 1071 §2: the ones' complement sum does not depend on byte order or word width, so
+    # sum native 32-bit little-endian words (fast), fold to 16 bits and swap to network order.
+    whole = len(data) & ~3
+    total = int(np.frombuffer(data[:whole], dtype="<u4").sum(dtype=np.uint64))
+    total += int.from_bytes(data[whole:], "little")  # 0-3 trailing bytes, as if zero-padded
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
+    total = (total >> 8) | (total & 0xFF) << 8
     # A computed 0 goes out as 0xFFFF (the same value in ones' complement; RFC 768: UDP's 0
     # would mean "no checksum").
     _CSUM.pack_into(frame, at, ~total & 0xFFFF or 0xFFFF)
