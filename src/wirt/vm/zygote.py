@@ -116,7 +116,8 @@ PRELOAD = ("wirt.vm", "wirt.machine", "wirt.devices", "wirt.netback", "wirt.stor
 
 def _preload() -> None:
     """Load everything a VM process needs before its first guest instruction: the modules of
-    the layers it runs (so no child imports or compiles a module) and the compiled core."""
+    the layers it runs (so no child imports or compiles a module), the compiled core and the
+    compiled virtqueue walk."""
     import importlib
     import pkgutil
 
@@ -126,8 +127,10 @@ def _preload() -> None:
             with contextlib.suppress(Exception):
                 importlib.import_module(info.name)
     from wirt.cpu.hart import core_module
+    from wirt.devices.virtio.ringwalk import warm
 
     core_module()
+    warm()  # the compiled virtqueue walk, loaded once here instead of in every VM
 
 
 def _child(conn: socket.socket, req: dict, log_fd: int) -> None:

@@ -69,10 +69,10 @@ class _Request:
                  "written")
 
     def __init__(self, head: int, rtype: int, sector: int, payload_in: list[memoryview],
-                 payload_out: list[memoryview], status_buf: list[memoryview]) -> None:
+                 payload_out: list[memoryview], status_buf: list[memoryview], nbytes: int) -> None:
         self.head, self.rtype, self.sector = head, rtype, sector
         self.payload_in, self.payload_out, self.status_buf = payload_in, payload_out, status_buf
-        self.nbytes = total_len(payload_out if rtype == T_IN else payload_in)
+        self.nbytes = nbytes  # of the data buffers: payload_out for reads, payload_in otherwise
         self.status, self.written = S_IOERR, 0
 
 
@@ -146,10 +146,17 @@ class VirtioBlk(VirtioDevice):
         """Check a chain's framing (§5.2.6: a 16-byte header first, a 1-byte status last)."""
         if chain.read_len < _HEADER.size or chain.write_len < 1:
             raise VirtqueueError(f"virtio-blk request without header or status ({chain})")
-        rtype, _, sector = _HEADER.unpack(gather(chain.readable, _HEADER.size))
-        payload_in = take(chain.readable, _HEADER.size)[1]
+        first = chain.readable[0]
+        if first.nbytes >= _HEADER.size:  # the usual layout: the header in a buffer of its own
+            rtype, _, sector = _HEADER.unpack_from(first)
+            payload_in = [first[_HEADER.size:], *chain.readable[1:]] if first.nbytes > _HEADER.size \
+                else chain.readable[1:]
+        else:
+            header, payload_in = take(chain.readable, _HEADER.size)
+            rtype, _, sector = _HEADER.unpack(b"".join(header))
         payload_out, status_buf = take(chain.writable, chain.write_len - 1)
-        return _Request(chain.head, rtype, sector, payload_in, payload_out, status_buf)
+        nbytes = chain.write_len - 1 if rtype == T_IN else chain.read_len - _HEADER.size
+        return _Request(chain.head, rtype, sector, payload_in, payload_out, status_buf, nbytes)
 
     def _run_end(self, batch: list[_Request], i: int) -> int:
         """End of the run of reads or writes starting at batch[i] whose sectors follow each other."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["pop_chains", "push_used", "ERRORS", "E_OK", "E_ROOM", "OUT_CHAINS", "OUT_SEGS", "OUT_LAST",
+__all__ = ["pop_chains", "push_used", "push_used_one", "ERRORS", "E_OK", "E_ROOM", "OUT_CHAINS", "OUT_SEGS", "OUT_LAST",
            "OUT_ERR", "OUT_INFO", "OUT_INFO2"]
 
 # §2.7.5 descriptor flags
@@ -123,9 +123,10 @@ def _mark_code(code_pages, page_shift, off, length):
 
 @njit(cache=True, nogil=True)
 def pop_chains(ram, base, size, desc_off, avail_off, used_off, num, last_avail, event_idx, indirect_ok,
-               limit, heads, starts, nread, seg_off, seg_len, seen, code_pages, page_shift, res):
+               limit, heads, starts, nread, nbytes, seg_off, seg_len, seen, code_pages, page_shift, res):
     """Pop up to `limit` available chains (§2.7.6, §2.7.5): chain i is heads[i], its segments
-    are [starts[i], starts[i+1]) of seg_off/seg_len, the first nread[i] device-readable.
+    are [starts[i], starts[i+1]) of seg_off/seg_len, the first nread[i] device-readable;
+    nbytes[2i] and nbytes[2i+1] are its readable and writable byte counts.
     Physically adjacent descriptors of one direction are merged. Zero-length descriptors are
     checked and dropped. `seen[head]` must be 0 on entry for every head (set here to catch a
     head made available twice in one batch; the caller clears it). With event_idx, avail_event
@@ -174,6 +175,8 @@ def pop_chains(ram, base, size, desc_off, avail_off, used_off, num, last_avail, 
         seg0 = n_segs
         rsegs = 0
         wsegs = 0
+        rbytes = 0
+        wbytes = 0
         table = np.int64(desc_off)
         tsize = np.int64(num)
         in_indirect = False
@@ -233,6 +236,10 @@ def pop_chains(ram, base, size, desc_off, avail_off, used_off, num, last_avail, 
             elif any_writable:
                 err = E_ORDER  # §2.7.4.2: device-readable descriptors come first
                 break
+            if flags & _F_WRITE:
+                wbytes += length
+            else:
+                rbytes += length
             if length > 0:
                 writes = flags & _F_WRITE != 0
                 last = n_segs - 1
@@ -266,6 +273,8 @@ def pop_chains(ram, base, size, desc_off, avail_off, used_off, num, last_avail, 
         seen[head] = 1
         heads[n_chains] = head
         nread[n_chains] = rsegs
+        nbytes[2 * n_chains] = rbytes
+        nbytes[2 * n_chains + 1] = wbytes
         n_chains += 1
         starts[n_chains] = n_segs
     if event_idx and err == E_OK:
@@ -292,3 +301,28 @@ def push_used(ram, used_off, num, used_idx, heads, lens, n, code_pages, page_shi
     _wr16(ram, used_off + 2, new)
     _mark_code(code_pages, page_shift, used_off, 4 + 8 * num)
     return new
+
+
+@njit(cache=True, nogil=True)
+def push_used_one(ram, used_off, num, used_idx, head, length, code_pages, page_shift):
+    """`push_used` for one element, with scalar arguments (a cheaper call for queue depth 1)."""
+    e = used_off + 4 + 8 * ((used_idx & 0xFFFF) % num)
+    _wr32(ram, e, head)
+    _wr32(ram, e + 4, length & 0xFFFF_FFFF)
+    new = (used_idx + 1) & 0xFFFF
+    _wr16(ram, used_off + 2, new)
+    _mark_code(code_pages, page_shift, used_off, 4 + 8 * num)
+    return new
+
+
+def warm() -> None:
+    """Load (or compile, once) the walk's machine code now, on a dummy one-entry queue, so a
+    VM's first notification does not wait for it (the VM zygote calls this before forking)."""
+    ram = np.zeros(64, dtype=np.uint8)
+    one = np.zeros(1, dtype=np.int64)
+    two = np.zeros(2, dtype=np.int64)
+    none = np.zeros(0, dtype=np.int64)
+    pop_chains(ram, 0, 64, 0, 16, 32, 1, 0, True, True, 1, one, two, one, two, one, one.copy(),
+               np.zeros(1, dtype=np.uint8), none, 12, np.zeros(6, dtype=np.int64))
+    push_used(ram, 32, 1, 0, one, one, 1, none, 12)
+    push_used_one(ram, 32, 1, 0, 0, 0, none, 12)

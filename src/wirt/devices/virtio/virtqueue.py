@@ -103,22 +103,18 @@ class GuestRam:
 
 
 class Chain:
-    """One descriptor chain: its head index and the buffers, device-readable ones first (§2.7.4.2)."""
+    """One descriptor chain: its head index and the buffers, device-readable ones first (§2.7.4.2),
+    with their total sizes."""
 
-    __slots__ = ("head", "readable", "writable")
+    __slots__ = ("head", "readable", "writable", "read_len", "write_len")
 
-    def __init__(self, head: int, readable: list[memoryview], writable: list[memoryview]) -> None:
+    def __init__(self, head: int, readable: list[memoryview], writable: list[memoryview],
+                 read_len: int | None = None, write_len: int | None = None) -> None:
         self.head = head
         self.readable = readable
         self.writable = writable
-
-    @property
-    def read_len(self) -> int:
-        return total_len(self.readable)
-
-    @property
-    def write_len(self) -> int:
-        return total_len(self.writable)
+        self.read_len = total_len(readable) if read_len is None else read_len
+        self.write_len = total_len(writable) if write_len is None else write_len
 
     def __repr__(self) -> str:
         return f"Chain(head={self.head}, read={self.read_len}, write={self.write_len})"
@@ -209,22 +205,22 @@ class Virtqueue:
             while len(chains) < limit:
                 rw.pop_chains(ram.arr, ram.base, ram.size, desc, avail, used, self.num, self.last_avail,
                               self.event_idx, self.indirect, limit - len(chains), ws.heads, ws.starts,
-                              ws.nread, ws.off, ws.len, ws.seen, ram.code_pages, ram.page_shift, res)
-                n, err = int(res[rw.OUT_CHAINS]), int(res[rw.OUT_ERR])
-                self.last_avail = int(res[rw.OUT_LAST])
+                              ws.nread, ws.nbytes, ws.off, ws.len, ws.seen, ram.code_pages, ram.page_shift, res)
+                n, nsegs, self.last_avail, err, info, info2 = res.tolist()
                 if n:
-                    chains += self._chains(ws, n, int(res[rw.OUT_SEGS]))
+                    chains += self._chains(ws, n, nsegs)
                 if err == rw.E_OK:
                     break
                 if err == rw.E_ROOM:
                     if n == 0:
                         ws.grow()  # one chain has more buffers than the arrays hold
                     continue
-                info, info2 = int(res[rw.OUT_INFO]) & 0xFFFF_FFFF_FFFF_FFFF, int(res[rw.OUT_INFO2])
+                info &= 0xFFFF_FFFF_FFFF_FFFF
                 raise VirtqueueError(f"queue {self.index}: " + rw.ERRORS[err].format(info, info2))
         finally:
+            seen = ws.seen
             for c in chains:
-                ws.seen[c.head] = 0
+                seen[c.head] = 0
         return chains
 
     def _chains(self, ws: _Workspace, n: int, nsegs: int) -> list[Chain]:
@@ -234,12 +230,14 @@ class Virtqueue:
         lens = ws.len[:nsegs].tolist()
         starts = ws.starts[:n + 1].tolist()
         nread = ws.nread[:n].tolist()
+        nbytes = ws.nbytes[:2 * n].tolist()
         out = []
         for k, head in enumerate(ws.heads[:n].tolist()):
             s0, s1 = starts[k], starts[k + 1]
             r = s0 + nread[k]
             out.append(Chain(head, [mv[offs[j]: offs[j] + lens[j]] for j in range(s0, r)],
-                             [mv[offs[j]: offs[j] + lens[j]] for j in range(r, s1)]))
+                             [mv[offs[j]: offs[j] + lens[j]] for j in range(r, s1)],
+                             nbytes[2 * k], nbytes[2 * k + 1]))
         return out
 
     def _workspace(self) -> _Workspace:
@@ -261,8 +259,12 @@ class Virtqueue:
             return
         ram = self.ram
         used = ram.offset(self.device, 6 + 8 * self.num)
-        self.used_idx = rw.push_used(ram.arr, used, self.num, self.used_idx, np.array(heads, dtype=np.int64),
-                                     np.array(written, dtype=np.int64), n, ram.code_pages, ram.page_shift)
+        if n == 1:
+            self.used_idx = rw.push_used_one(ram.arr, used, self.num, self.used_idx, heads[0], written[0],
+                                             ram.code_pages, ram.page_shift)
+        else:
+            self.used_idx = rw.push_used(ram.arr, used, self.num, self.used_idx, np.array(heads, dtype=np.int64),
+                                         np.array(written, dtype=np.int64), n, ram.code_pages, ram.page_shift)
         self.pushed = True
 
     def should_interrupt(self) -> bool:
@@ -309,6 +311,7 @@ class _Workspace:
         self.heads = np.zeros(num, dtype=np.int64)
         self.starts = np.zeros(num + 1, dtype=np.int64)
         self.nread = np.zeros(num, dtype=np.int64)
+        self.nbytes = np.zeros(2 * num, dtype=np.int64)
         self.seen = np.zeros(num, dtype=np.uint8)
         self.res = np.zeros(6, dtype=np.int64)
         self._alloc(max(self.SEGS, 2 * num))
