@@ -210,7 +210,7 @@ def pop_chains(ram, base, size, desc_off, avail_off, used_off, num, last_avail, 
                     break
                 off = _ram_offset(addr, _U64(length), ubase, usize)
                 if off < 0:
-                    err, info, info2 = E_OUTSIDE, np.int64(addr & _U64(0x7FFF_FFFF_FFFF_FFFF)), length
+                    err, info, info2 = E_OUTSIDE, np.int64(addr), length
                     break
                 table = off
                 tsize = length // 16
@@ -220,7 +220,7 @@ def pop_chains(ram, base, size, desc_off, avail_off, used_off, num, last_avail, 
                 continue
             off = _ram_offset(addr, _U64(length), ubase, usize)
             if off < 0:
-                err, info, info2 = E_OUTSIDE, np.int64(addr & _U64(0x7FFF_FFFF_FFFF_FFFF)), length
+                err, info, info2 = E_OUTSIDE, np.int64(addr), length
                 break
             if flags & _F_WRITE:
                 # No device-writable buffer may overlap the rings (§2.7.4: buffers are driver
