@@ -391,3 +391,23 @@ def test_net_rx_batch_fills_buffers_in_order_and_leaves_the_rest_posted():
     rx.set_used_event(rx.used_idx())  # the driver asks for the next one
     be.deliver_many([b"\x09" * 500])  # fits one of the six chains still posted
     assert rx.get_used() == [(hs[6], HDR_LEN + 500)] and irq.level
+
+
+def test_net_rx_waiting_for_buffers_asks_for_the_next_notification():
+    """A frame that does not fit the posted buffers waits, and avail_event asks the driver to
+    notify at its very next buffer (§2.7.10), or the frame would wait for unrelated traffic."""
+    be = BatchLoopback()
+    nic, t, d, irq = net_device(be)
+    rx, tx = d.init()
+    for _ in range(3):
+        rx.add([], [512])
+    rx.kick()
+    be.deliver_many([b"\x01" * 100])  # fits: one chain used, two popped by the bulk walk and given back
+    assert [n for _, n in rx.get_used()] == [HDR_LEN + 100]
+    be.deliver_many([b"\x02" * 1400])  # needs three 512-byte chains, two are posted
+    assert rx.get_used() == [] and nic.pending_frames() == 1
+    assert rx.avail_event() == rx.avail_idx  # the next buffer the driver adds crosses it
+    h = rx.add([], [512])
+    rx.kick()
+    used = rx.get_used()
+    assert len(used) == 3 and used[-1] == (h, HDR_LEN + 1400 - 1024)

@@ -182,9 +182,10 @@ class Virtqueue:
         return chains[0] if chains else None
 
     def unpop(self, count: int = 1) -> None:
-        """Give back the last `count` chains popped (not yet pushed): the next pop returns them."""
+        """Give back the last `count` chains popped (not yet pushed): the next pop returns them.
+        avail_event stays where the pop left it: after a pop that emptied the ring it asks for
+        the driver's next buffer, which a device waiting for more buffers needs (§2.7.10)."""
         self.last_avail = (self.last_avail - count) & 0xFFFF
-        self._set_avail_event()
 
     def _ring_offsets(self) -> tuple[int, int, int]:
         """RAM offsets of the descriptor table and both rings, each wholly in RAM (§2.7)."""
