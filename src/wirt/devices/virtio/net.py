@@ -1,7 +1,8 @@
 """virtio-net (virtio 1.2 §5.1): one receive and one transmit queue over a frame backend.
 
 The device speaks to any backend with `start(deliver)`, `send(frame)` and `close()` (see
-`wirt.netback`); it does not know which one. Offered: VERSION_1, MAC, STATUS (link up), MTU
+`wirt.netback`), and uses `start_many`/`send_many` where the backend has them; it does not know
+which one. Offered: VERSION_1, MAC, STATUS (link up), MTU
 (the backend's: 65520 behind passt, so bulk TCP moves 64 KiB frames), INDIRECT_DESC, EVENT_IDX.
 MRG_RXBUF (a frame may fill several receive buffers), CSUM (the device completes checksums the
 guest leaves partial) and, behind backends whose frames carry correct checksums (passt),
@@ -10,11 +11,14 @@ Not offered: GSO/TSO, control queue, MQ.
 Every buffer therefore starts with the 12-byte `virtio_net_hdr_v1` (§5.1.6: with VERSION_1
 the header always has `num_buffers`); without MRG_RXBUF every received frame fits in one chain.
 
-Receive: the backend's thread calls `receive(frame)`. Frames wait in a bounded queue until the
-guest has posted receive buffers (they are not dropped just because the guest has not refilled
-yet); when the queue is full, newer frames are dropped, as a NIC's full ring would.
+Receive: the backend's thread calls `receive_many(frames)` with every frame of one read (or
+`receive(frame)`). Frames wait in a bounded queue until the guest has posted receive buffers
+(they are not dropped just because the guest has not refilled yet); when the queue is full,
+newer frames are dropped, as a NIC's full ring would. Each batch is written straight into the
+guest's buffers (one copy) with one interrupt.
 Transmit: on a notify of queue 1 (CPU thread), the chains available are copied out of guest RAM
-once each and handed to `backend.send_many` in one batch (passt: one socket write).
+once each (checksums completed in place) and handed to `backend.send_many` in one batch
+(passt: one socket write straight from the frames).
 """
 
 from __future__ import annotations

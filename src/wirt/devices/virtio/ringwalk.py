@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["pop_chains", "push_used", "push_used_one", "ERRORS", "E_OK", "E_ROOM", "OUT_CHAINS", "OUT_SEGS", "OUT_LAST",
+__all__ = ["pop_chains", "push_used", "push_used_one", "warm", "ERRORS", "E_OK", "E_ROOM", "OUT_CHAINS", "OUT_SEGS", "OUT_LAST",
            "OUT_ERR", "OUT_INFO", "OUT_INFO2"]
 
 # §2.7.5 descriptor flags
