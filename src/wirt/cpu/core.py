@@ -27,6 +27,7 @@ from wirt.cpu.layout import (
     PMP_ACTIVE, PMP_LOCKED, PRIV, PRV_M, PRV_S, PRV_U, PTE_D, PTE_R, PTE_U, PTE_W, PTE_X, RAM_BASE, RAM_SIZE,
     RES_VALUE, RESERVATION, ROM_BASE, ROM_SIZE, TIME_BASE, TIME_ICOUNT, TIME_SHIFT, TLB_ENTRIES, TOHOST,
 )
+from wirt.cpu.borrow import borrowed
 from wirt.cpu.jit.call import call_block
 from wirt.cpu.jit.table import slot as jt_slot
 from wirt.cpu.jit.x64.translate import MAX_CODE as X_MAX_CODE, SCRATCH as X_SCRATCH
@@ -215,6 +216,22 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
     words; xc: the hart's code buffer for the template tier (cpu/jit). With
     jq[JQ_THRESHOLD] == 0 the translation tier is off.
     """
+    # The caller holds every array for the whole call: work on views without reference
+    # counts, so calls to helpers cost no atomic instructions (cpu/borrow.py).
+    s = borrowed(s)
+    c = borrowed(c)
+    tlb = borrowed(tlb)
+    ram8 = borrowed(ram8)
+    ram16 = borrowed(ram16)
+    ram32 = borrowed(ram32)
+    ram64 = borrowed(ram64)
+    rom8 = borrowed(rom8)
+    rvc = borrowed(rvc)
+    ex = borrowed(ex)
+    jt = borrowed(jt)
+    jq = borrowed(jq)
+    jpg = borrowed(jpg)
+    xc = borrowed(xc)
     pc = s[PC]
     icount = s[ICOUNT]
     end = icount + budget
