@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from wirt.errors import WirtError
+from wirt.hostmem import huge_pages
 
 PAGE = 4096
 
@@ -34,6 +35,7 @@ class GuestMemory:
         self.size = size
         self._map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self.array = np.frombuffer(self._map, dtype=np.uint8)
+        huge_pages(self._map)   # 2 MiB host pages: far fewer host TLB misses (hostmem.py)
         # One word per page for the CPU's translation tier (cpu/layout.py, "jpg"): odd while
         # translations may hold code from the page. Writes from outside the core go through
         # `code_written` so no stale translation of the old bytes is entered again.
@@ -63,6 +65,7 @@ class GuestMemory:
     def zero(self) -> None:
         """All of RAM reads as zero again: a fresh anonymous mapping (pages freed lazily)."""
         self._remap(-1, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        huge_pages(self._map)
         self.code_written(0, self.size)
         self.image_mapped = False
 

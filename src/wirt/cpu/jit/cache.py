@@ -17,7 +17,6 @@ is freed only when every hart has done so, since until then a hart may still be 
 from __future__ import annotations
 
 import itertools
-import mmap
 import os
 import queue
 import sys
@@ -32,6 +31,7 @@ from wirt.cpu.jit.x64.buffer import address, code_buffer
 from wirt.cpu.jit.emit import MODULE_HEADER, Mode, RegionEmitter, helper_ir
 from wirt.cpu.jit.region import discover
 from wirt.cpu.jit.table import slot_of
+from wirt.hostmem import anonymous, release
 
 DEFAULT_THRESHOLD = 16384     # lookups of an entry before it is translated (level 1): only
                               # code that stays hot; lower values made a Linux boot slower
@@ -118,7 +118,8 @@ class TranslationCache:
     # ---- per-hart arrays ----------------------------------------------------------------------
     def new_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A hart's translation table, request queue and template-tier code buffer."""
-        jt = np.zeros(L.JT_SLOTS * L.JT_W, dtype=np.int64)
+        # 2 MiB, looked up at every region exit: on a huge page it costs no host TLB misses.
+        jt = anonymous(L.JT_SLOTS * L.JT_W * 8).view(np.int64)
         jt[0::L.JT_W] = -1
         jq = np.zeros(L.JQ_SIZE, dtype=np.int64)
         jq[L.JQ_THRESHOLD] = self.threshold if self.enabled else 0
@@ -174,15 +175,7 @@ class TranslationCache:
         if flushes == seen[0]:
             return
         seen[0] = flushes
-        mm = xc.base.obj if isinstance(xc.base, memoryview) else xc.base   # buffer.code_buffer's mmap
-        if not hasattr(mm, "madvise"):
-            return
-        start = (int(jq[L.JQ_XPOS]) + RELEASE_MARGIN + mmap.PAGESIZE - 1) & ~(mmap.PAGESIZE - 1)
-        if start < len(xc):
-            try:
-                mm.madvise(mmap.MADV_DONTNEED, start, len(xc) - start)
-            except (OSError, ValueError):
-                pass
+        release(xc, int(jq[L.JQ_XPOS]) + RELEASE_MARGIN)
 
     def _request(self, jt: np.ndarray, me: int, reqs: list) -> None:
         work: dict[int, list] = {1: [], 2: []}

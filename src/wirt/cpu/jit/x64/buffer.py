@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import mmap
-
 import numpy as np
+
+from wirt.hostmem import anonymous
 
 DEFAULT_SIZE = 256 << 20  # bytes per hart; pages are committed only as code is written
                           # (a Debian python3 workload filled 64 MiB twice; QEMU allows 1 GiB)
@@ -14,11 +14,9 @@ def code_buffer(size: int = DEFAULT_SIZE) -> np.ndarray | None:
     """A writable, executable uint8 array of `size` bytes (the mapping lives as long as the
     array), or None where the host forbids such mappings."""
     try:
-        mm = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
-                       prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+        return anonymous(size, executable=True)     # huge pages: megabytes of hot code
     except (OSError, ValueError):
         return None
-    return np.frombuffer(mm, dtype=np.uint8)
 
 
 def address(buf: np.ndarray) -> int:
