@@ -47,6 +47,7 @@ DEFAULT_MEMORY = 512 << 20
 MAX_HARTS = 64
 # Instructions per time slice: between slices the loop polls devices (RTC alarm, output).
 SLICE = 2_000_000
+OUTPUT_DELAY_NS = 20_000_000  # console output without a newline waits at most about this long
 # Fixed wall-clock epoch of the RTC in deterministic mode (2026-01-01T00:00:00Z).
 DETERMINISTIC_EPOCH_NS = 1_767_225_600 * 1_000_000_000
 _MASKS = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFF_FFFF, 8: 0xFFFF_FFFF_FFFF_FFFF}
@@ -227,6 +228,7 @@ class Machine:
             self.bus.add(dt.VIRTIO_BASE + n * dt.VIRTIO_STRIDE, slot, f"virtio{n}")
 
         self._out = bytearray()
+        self._out_since = 0    # perf_counter_ns when _out became non-empty
         #: exit counters and host seconds spent asleep in WFI (for benchmarks and `stats`)
         self.stats: dict[str, Any] = {"mmio_exits": 0, "wfi_exits": 0, "slices": 0, "idle_seconds": 0.0}
         self._exit: MachineExit | None = None
@@ -264,8 +266,16 @@ class Machine:
 
     def _uart_byte(self, byte: int) -> None:
         out = self._out
+        if not out:
+            self._out_since = time.perf_counter_ns()
         out.append(byte)
         if byte == 10 or len(out) >= 4096:
+            self.flush_output()
+
+    def flush_stale_output(self) -> None:
+        """Hand over a partial line (a prompt, an echoed key) that has waited OUTPUT_DELAY_NS:
+        a guest polling the UART may not finish a slice for seconds (called at MMIO exits)."""
+        if self._out and time.perf_counter_ns() - self._out_since >= OUTPUT_DELAY_NS:
             self.flush_output()
 
     def _finisher_event(self, kind: str, code: int) -> None:
@@ -364,6 +374,8 @@ class Machine:
                             hart.complete_load(bus.read(addr, size))
                     except BusFault:
                         hart.access_fault()
+                    if self._out:
+                        self.flush_stale_output()
                 elif reason == L.EXIT_WFI:
                     stats["wfi_exits"] += 1
                     self._poll()

@@ -66,6 +66,8 @@ def _serve(m: Machine, hart: Hart, reason: int) -> MachineExit | None:
                     hart.complete_load(m.bus.read(addr, size))
             except BusFault:
                 hart.access_fault()
+            if m._out:
+                m.flush_stale_output()
     elif reason == L.EXIT_FATAL:
         return MachineExit("fatal", 0, m.instructions,
                            f"CPU core error on hart {int(hart.s[L.HARTID])} at pc {hart.pc:#x} "
