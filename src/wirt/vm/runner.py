@@ -322,6 +322,12 @@ class Runner:
                                on_output=self.on_output, num_harts=self.cfg.cpus,
                                jit=os.environ.get("WIRT_JIT") or self.cfg.jit)
         self._attach_devices()
+        # The virtqueue walk is numba code too: load (or compile) it now, while the process may
+        # still write numba's cache; after set-up, Landlock keeps it out of the user's cache
+        # folder (a first notification would fail there: the device would need a reset).
+        from wirt.devices.virtio.ringwalk import warm
+
+        warm()
         self._resume_snapshot()
 
     def _resume_snapshot(self) -> None:
