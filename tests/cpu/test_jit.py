@@ -384,6 +384,57 @@ def test_chained_regions_across_pages_match_the_interpreter(mode: str) -> None:
     assert got["template_regions"] > 0 and got["chained"] > 1000, got
 
 
+@pytest.mark.parametrize("mode", ["S", "U"])
+def test_chained_exits_into_optimized_code_match_the_interpreter(mode: str, monkeypatch) -> None:
+    """The same program with LLVM's optimizing level after a few thousand instructions: chained
+    exits then enter level-2 code by a tail call from the dispatcher, which returns to the core
+    itself; state must stay exact at every exit."""
+    monkeypatch.setenv("WIRT_JIT_HOT", "3000")
+    user = 0x10 if mode == "U" else 0
+    body = CHAIN.format(mode=mode, giga=0xCF | user, leaf=0xCB | user,
+                        switch=SWITCH if mode == "S" else "nop")
+    path = K.build(body, f"jitchain{mode}")
+    got = lockstep(str(path), 1 << 20, 2_000_000)
+    assert got["exit_code"] == 0
+    assert got["optimized"] > 0 and got["chained"] > 1000, got
+
+
+def test_a_loop_resumed_in_its_middle_is_optimized_at_its_head(monkeypatch) -> None:
+    """A loop left at every time slice's end resumes in its middle. The region made there
+    covers only the rest of the iteration and goes on in the loop head's region, so the head
+    region runs the loop and gets hot, and LLVM optimizes the loop once, there; before, the
+    resume point made a second copy of the loop, which got hot alone."""
+    from wirt.machine.devicetree import RAM_BASE
+
+    monkeypatch.setenv("WIRT_JIT_HOT", "100000")
+    monkeypatch.setenv("WIRT_JIT", "force")
+    body = """
+    .option push
+    .option norvc
+    li a0, 0
+    li a2, 0
+    li t0, 400000
+loop:
+    addi a0, a0, 3
+    xori a1, a0, 5
+    add a2, a2, a1
+    addi t0, t0, -1
+    bnez t0, loop
+    .option pop
+    REC a2
+"""
+    r = K.finish(K.load(body, "jitresume"), 3_000_000)
+    a0 = a2 = 0
+    for _ in range(400000):
+        a0 += 3
+        a2 += a0 ^ 5
+    assert r.results == [a2]
+    assert r.m.hart.jit_stats()["limit_exits"] > 50
+    head = r.sym("loop") - RAM_BASE
+    optimized = sorted(off for (off, _), (fn, _, level) in r.m.hart.jit.regions.items() if level == 2 and fn)
+    assert optimized == [head], [hex(o) for o in optimized]
+
+
 def test_a_loop_whose_slot_another_region_holds_is_translated() -> None:
     """Two region entries that hash to one table slot: the first (loop A) is translated and
     holds the slot; the second (loop B, run long after) must take the slot and be translated

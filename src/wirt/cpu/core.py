@@ -35,7 +35,7 @@ from wirt.cpu.jit.x64.translate import translate as x_translate
 from wirt.cpu.layout import (
     JQ_CALLS, JQ_CAP, JQ_COUNT, JQ_ENTRY, JQ_FORCE, JQ_HEAD, JQ_INVAL, JQ_LIMIT, JQ_SIDE,
     JQ_HOT, JQ_INSNS, JQ_LEVEL2, JQ_STEP, JQ_THRESHOLD, JQ_XBASE, JQ_XFLUSH, JQ_XFP, JQ_XN, JQ_XJT, JQ_XJQ,
-    JQ_XCSR, JR_MODE,
+    JQ_XCSR, JR_MODE, JIT_LAST, JIT_LAST_IC,
     JQ_XPOS, JQ_XTHR, JR_END, JR_SIDE, JT_MODE_SHIFT, JT_SLOTS, JT_W,
 )
 from wirt.cpu.mmu import pmp_fill, tlb_flush, tlb_flush_page, walk
@@ -208,6 +208,25 @@ def x_flush(jt, jq, xc):
     jq[JQ_XFLUSH] += 1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def credit(jt, jq, b, n, pc):
+    """Add n instructions to the hot count of table slot b; queue the region for the optimizing
+    level when the count crosses jq[JQ_HOT]."""
+    hot = (jt[b + 3] & HOT_MASK) + n
+    if hot > HOT_MASK:
+        hot = HOT_MASK
+    jt[b + 3] = hot | (jt[b + 3] & ~HOT_MASK)
+    if hot >= jq[JQ_HOT] and hot - n < jq[JQ_HOT] and jq[JQ_HOT] > 0:
+        k = jq[JQ_COUNT]
+        if k < JQ_CAP:
+            e = JQ_HEAD + k * JQ_ENTRY
+            jq[e] = jt[b] & ((1 << JT_MODE_SHIFT) - 1)
+            jq[e + 1] = (jt[b] >> JT_MODE_SHIFT) | JQ_LEVEL2
+            jq[e + 2] = pc
+            jq[e + 3] = jt[b + 2]
+            jq[JQ_COUNT] = k + 1
+
+
 @njit(cache=True, nogil=True)
 def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg, xc):
     """Run the hart for at most `budget` instructions; returns the exit reason (see layout).
@@ -258,6 +277,7 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
     jthr = jq[JQ_THRESHOLD]
     xthr = jq[JQ_XTHR] if len(xc) > X_SCRATCH + 2 * X_MAX_CODE else 0
     jst = 0         # translation tier: 1 = look up a region at this pc, 2 = after this instruction
+    jfwd = 1        # ... and that pc is where code resumes, not a jump's target (x_translate)
     jmode = 0
     jkey = 0
     while True:
@@ -298,6 +318,7 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
             jkey = jmode << JT_MODE_SHIFT
             if jthr > 0:
                 jst = 1
+                jfwd = 1
         if icount >= limit:
             s[ICOUNT] = icount
             s[PC] = pc
@@ -345,21 +366,23 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
                         jq[JQ_INSNS] += ran
                         # Regions that keep running are compiled again at the optimizing level.
                         # (the word's top bits count another entry's misses: see below)
-                        hot = (jt[jb + 3] & HOT_MASK) + ran
-                        if hot > HOT_MASK:
-                            hot = HOT_MASK
-                        jt[jb + 3] = hot | (jt[jb + 3] & ~HOT_MASK)
-                        if hot >= jq[JQ_HOT] and hot - ran < jq[JQ_HOT] and jq[JQ_HOT] > 0:
-                            n = jq[JQ_COUNT]
-                            if n < JQ_CAP:
-                                e = JQ_HEAD + n * JQ_ENTRY
-                                jq[e] = joff
-                                jq[e + 1] = jmode | JQ_LEVEL2
-                                jq[e + 2] = s[PC]
-                                jq[e + 3] = jgen
-                                jq[JQ_COUNT] = n + 1
+                        # Each region is credited with what it ran itself: the entered one up
+                        # to its first chained exit, the last one chained into (the dispatcher
+                        # names its slot) from there on. Crediting all to the entered region
+                        # left code reached only by chaining at the first tier for good.
+                        last = s[JIT_LAST]
+                        if last != 0:
+                            s[JIT_LAST] = 0
+                            first = s[JIT_LAST_IC] - (icount - ran)
+                            credit(jt, jq, jb, first, pc)
+                            lb = (last - jq[JQ_XJT]) >> 3
+                            if 0 <= lb <= len(jt) - JT_W and (lb & (JT_W - 1)) == 0:
+                                credit(jt, jq, lb, ran - first, pc)
+                        else:
+                            credit(jt, jq, jb, ran, pc)
                         if r == JR_END:
                             jst = 1
+                            jfwd = 0
                         elif r == JR_MODE:
                             # A CSR write in the region: as the interpreter does after one.
                             recompute = True
@@ -413,7 +436,7 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
                         xp = max(jq[JQ_XPOS], X_SCRATCH)
                         xs, xe = x_translate(xc, xp, ram16, rvc, foff, pc & 0xFFF, jmode, base,
                                              nram, jq[JQ_XFP], jq[JQ_XJT], jq[JQ_XBASE],
-                                             jq[JQ_XJQ], jq[JQ_XCSR])
+                                             jq[JQ_XJQ], jq[JQ_XCSR], jfwd != 0)
                         if xe > xp:
                             jq[JQ_XPOS] = (xe + 15) & ~15
                         if xe > xs:
@@ -784,6 +807,7 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
                 npc = pc + imm
                 if jthr > 0:
                     jst = 1
+                    jfwd = 0
         elif op == 0x37:  # LUI
             s[rd] = (inst >> 12) << 12
         elif op == 0x17:  # AUIPC
@@ -795,6 +819,7 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
             npc = pc + imm
             if jthr > 0:
                 jst = 1
+                jfwd = 0
         elif op == 0x67:  # JALR
             if f3 != 0:
                 illegal = True
@@ -804,6 +829,7 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
                 npc = t
                 if jthr > 0:
                     jst = 1
+                    jfwd = 0
         elif op == 0x1B:  # OP-IMM-32
             a = s[rs1]
             imm = inst >> 20
@@ -1106,3 +1132,4 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
         icount += 1
         if jst == 2:
             jst = 1
+            jfwd = 1

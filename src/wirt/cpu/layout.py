@@ -34,6 +34,9 @@ WFI_SKIPPED = 85  # mtime ticks skipped by deterministic WFI (added to TIME_BASE
 COUNTINHIBIT = 86  # mcountinhibit (CY = bit 0, IR = bit 2)
 PMP_LOCKED = 87    # non-zero when an enabled PMP entry is locked (M-mode accesses are then checked)
 RES_VALUE = 88     # LR/SC: the value LR loaded; SC is a host cmpxchg against it (docs/cpu.md)
+JIT_LAST = 89      # translation tier, during one call from the core: host address of the table
+                   # slot of the last region a chained exit entered (0: none); the core clears it
+JIT_LAST_IC = 90   # ... and the instruction count at that entry (hot counts per region)
 # PMP entries decoded when pmpcfg/pmpaddr are written: byte range [lo, hi) and cfg byte
 # (0 for an entry that is off), so an access check is a few compares per entry.
 PMP_LO = 128      # 16 slots

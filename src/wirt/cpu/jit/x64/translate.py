@@ -30,13 +30,13 @@ from numba import njit
 
 from wirt.cpu.jit.x64.asm import (
     ADD, AND, CC_A, CC_AE, CC_B, CC_E, CC_G, CC_GE, CC_L, CC_NE, CMP, NOIDX, OR, R8, R9, R12, R13,
-    R14, R15, RAX, RBP, RBX, RCX, RDI, RDX, RSI, RSP, SAR, SHL, SHR, SUB, XOR, alu_ri, alu_rm,
+    R11, R14, R15, RAX, RBP, RBX, RCX, RDI, RDX, RSI, RSP, SAR, SHL, SHR, SUB, XOR, alu_ri, alu_rm,
     alu_rr, call_r, cmp_rx, cqo, enc, imul_rr, jcc, jmp, lea, load_x, mov_mi, mov_ri, mov_rm,
     mov_mr, mov_rr, movsxd, or_mi, patch32, pop, push, ret, setcc_zx, shift_cl, shift_ri, store_x,
     test_m8, test_ri, u8, u32, unary, jmp_r, lea_x, jcc8, jmp8, patch8)
 from wirt.cpu.layout import (
     CSR_FCSR, CSR_MSTATUS, F0, ICOUNT, JR_END, JR_LIMIT, JR_SIDE, MS_FS, PC, PTE_D, PTE_R, PTE_U, PTE_W,
-    PTE_X, PRV_U, TLB_ENTRIES, JR_MODE, TOHOST, JT_MODE_SHIFT, JT_SLOTS, JQ_CHAIN, RESERVATION, RES_VALUE)
+    PTE_X, PRV_U, TLB_ENTRIES, JR_MODE, JIT_LAST, JIT_LAST_IC, TOHOST, JT_MODE_SHIFT, JT_SLOTS, JQ_CHAIN, RESERVATION, RES_VALUE)
 
 MAX_INSNS = 96          # guest instructions per region
 MAX_BLOCK = 64          # per block
@@ -57,6 +57,8 @@ E_SIDE, E_FALL, E_BRANCH, E_JAL, E_JALR = 0, 1, 2, 3, 4
 
 _S_PC = 8 * PC
 _S_IC = 8 * ICOUNT
+_S_LAST = 8 * JIT_LAST
+_S_LAST_IC = 8 * JIT_LAST_IC
 
 
 @njit(cache=True, nogil=True)
@@ -135,11 +137,12 @@ def jal_offset(inst):
 
 # ---- region discovery ---------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def discover(ram16, rvc, poff, entry, fp, bs, bf, bn, be, bo, ii, io, il, at, work):
+def discover(ram16, rvc, poff, entry, fp, bs, bf, bn, be, bo, ii, io, il, at, work, lo):
     """Fill the block arrays (start, first instruction, count, end kind, end offset) and the
     instruction arrays (encoding, page offset, length) for the region entered at page offset
     `entry` of the page at RAM offset `poff`; `at[off >> 1]` = block number + 1 of the block
-    starting there. Returns (blocks, instructions). Same shape as region.discover."""
+    starting there. Branch targets below page offset `lo` are left out (their jumps chain).
+    Returns (blocks, instructions). Same shape as region.discover."""
     nw = 0
     work[nw] = entry
     nw += 1
@@ -194,7 +197,7 @@ def discover(ram16, rvc, poff, entry, fp, bs, bf, bn, be, bo, ii, io, il, at, wo
             if c == K_BRANCH:
                 be[k] = E_BRANCH
                 t = off - n + branch_offset(inst)
-                if 0 <= t < 4096 and at[t >> 1] == 0 and nw < len(work) - 2:
+                if lo <= t < 4096 and at[t >> 1] == 0 and nw < len(work) - 2:
                     work[nw] = t
                     nw += 1
                 if off < 4096 and at[off >> 1] == 0:
@@ -204,7 +207,7 @@ def discover(ram16, rvc, poff, entry, fp, bs, bf, bn, be, bo, ii, io, il, at, wo
             if c == K_JAL:
                 be[k] = E_JAL
                 t = off - n + jal_offset(inst)
-                if 0 <= t < 4096 and at[t >> 1] == 0 and nw < len(work) - 1:
+                if lo <= t < 4096 and at[t >> 1] == 0 and nw < len(work) - 1:
                     work[nw] = t
                     nw += 1
                 break
@@ -624,7 +627,10 @@ def dispatch(b, p, mode, dtlb, ram_base, ram_size, jt_addr, xbase, xsize, jq_add
     permission (priv spec 4.3.1; S and U modes only, where fetch and data use the same TLB
     view, so the region's mode decides), the page inside RAM, not the page's last halfword,
     then the table slot's key (RAM offset, mode) and the page's generation word. The limit is
-    checked by the target's first block, so time slices end as they do without chaining."""
+    checked by the target's first block, so time slices end as they do without chaining.
+    A target LLVM compiled (level 2) is entered by a tail call. The slot entered and the count
+    at entry go to s[JIT_LAST] and s[JIT_LAST_IC]: the core credits what runs after them to
+    that region, so a region reached only by chaining still becomes hot."""
     p = mov_mr(b, p, RBX, _S_PC, RAX)
     p = mov_mr(b, p, RBX, _S_IC, R15)
     if (mode & 3) == 3:
@@ -685,19 +691,42 @@ def dispatch(b, p, mode, dtlb, ram_base, ram_size, jt_addr, xbase, xsize, jq_add
     p, outs[no] = jcc(b, p, CC_NE)
     no += 1
     p = mov_rm(b, p, R8, RSI, 8)                          # function
+    p = alu_rr(b, p, OR, R8, R8, 1)
+    p, outs[no] = jcc(b, p, CC_E)                         # an entry with nothing translated
+    no += 1
+    p = mov_ri(b, p, RCX, jq_addr)
+    p = enc(b, p, 1, 0xFF, 0, RCX, NOIDX, 0, 8 * JQ_CHAIN, True)   # inc jq[JQ_CHAIN]
+    p = mov_mr(b, p, RBX, _S_LAST, RSI)                   # whose region runs now (hot counts)
+    p = mov_mr(b, p, RBX, _S_LAST_IC, R15)
     p = mov_rr(b, p, R9, R8)
     p = mov_ri(b, p, RCX, xbase)
     p = alu_rr(b, p, SUB, R9, RCX, 1)
     p = mov_ri(b, p, RCX, xsize)
     p = alu_rr(b, p, CMP, R9, RCX, 1)
-    p, outs[no] = jcc(b, p, CC_AE)                        # not this tier's code
-    no += 1
-    p = mov_ri(b, p, RCX, jq_addr)
-    p = enc(b, p, 1, 0xFF, 0, RCX, NOIDX, 0, 8 * JQ_CHAIN, True)   # inc jq[JQ_CHAIN]
+    p, other = jcc(b, p, CC_AE)                           # not this tier's code: LLVM's
     p = mov_rr(b, p, R14, RAX)
     p = alu_ri(b, p, AND, R14, -4096, 1)                  # the new page's virtual base
     p = alu_ri(b, p, ADD, R8, BODY, 1)
     p = jmp_r(b, p, R8)
+    # A region LLVM compiled has the same contract from its own prologue (pc and count are in
+    # s): leave this frame as the epilogue does and jump to it with the arguments the core
+    # passed, so it returns to the core itself (a tail call).
+    patch32(b, other, p)
+    p = mov_rr(b, p, R11, R8)
+    p = mov_rr(b, p, RDI, RBX)
+    p = mov_rr(b, p, RSI, R13)
+    p = mov_rr(b, p, RDX, R12)
+    p = mov_rr(b, p, RCX, RBP)
+    p = mov_rm(b, p, R8, RSP, 8)
+    p = mov_rm(b, p, R9, RSP, 0)
+    p = alu_ri(b, p, ADD, RSP, 24, 1)
+    p = pop(b, p, R15)
+    p = pop(b, p, R14)
+    p = pop(b, p, R13)
+    p = pop(b, p, R12)
+    p = pop(b, p, RBP)
+    p = pop(b, p, RBX)
+    p = jmp_r(b, p, R11)
     for q in range(no):
         patch32(b, outs[q], p)
     p = mov_ri(b, p, RAX, JR_END)
@@ -713,10 +742,13 @@ def carve(w, q, n):
 # ---- the translator ----------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
 def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec, jt_addr, xbase,
-              jq_addr, csr_exec):
+              jq_addr, csr_exec, forward):
     """Translate the region entered at page offset `entry` of the RAM page at offset `poff` for
     mode number `mode` (core.run's jmode) into b[pos:]; returns (start of the function, end),
-    equal if the entry instruction is not translatable. The caller guarantees MAX_CODE bytes
+    equal if the entry instruction is not translatable. `forward`: the entry is where code was
+    resumed (after a trap return or an exit), likely the middle of a loop: leave out the code
+    before it, so a backward branch chains to the loop's own region instead of making another
+    copy of the loop for every point an interrupt returns to (each would have to get hot alone). The caller guarantees MAX_CODE bytes
     of room and pos >= SCRATCH. `jt_addr`, `xbase`, `jq_addr`: host addresses of the hart's
     translation table, of b and of the hart's counters (chaining); `fp_exec`, `csr_exec`: the
     helpers of jit/fpcall.py and jit/csrcall.py.
@@ -755,7 +787,8 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
     work, q = carve(w, q, 2 * MAX_BLOCKS + 2)
     outs, q = carve(w, q, 16)
     at = w[W_AT: W_AT + 2048]                       # kept all zero between calls
-    nb, ni = discover(ram16, rvc, poff, entry, fp, bs, bf, bn, be, bo, ii, io, il, at, work)
+    nb, ni = discover(ram16, rvc, poff, entry, fp, bs, bf, bn, be, bo, ii, io, il, at, work,
+                      entry if forward else 0)
     if ni == 0:
         for k in range(nb):
             at[bs[k] >> 1] = 0
