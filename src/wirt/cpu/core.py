@@ -280,6 +280,7 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
     jfwd = 1        # ... and that pc is where code resumes, not a jump's target (x_translate)
     jmode = 0
     jkey = 0
+    hard = 0        # the limit the budget and the timers set (limit: that or the chunk's end)
     while True:
         if recompute:
             recompute = False
@@ -338,10 +339,12 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
                 recompute = True
                 limit = icount
                 continue
-            limit = end
+            # The budget and the timers are hard limits: both tiers stop exactly there. The
+            # chunk's end only polls for other threads' news and is not visible to the guest.
+            hard = next_deadline(s, c, icount, end)
+            limit = hard
             if icount + CHUNK < limit:
                 limit = icount + CHUNK
-            limit = next_deadline(s, c, icount, limit)
             if limit <= icount:
                 limit = icount + 1
 
@@ -392,8 +395,16 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
                             jst = 2
                             jq[JQ_SIDE] += 1
                         else:
-                            jst = 2
                             jq[JQ_LIMIT] += 1
+                            if limit < hard:
+                                # Only the chunk ended (the next block would cross it): poll
+                                # now and re-enter at this block, rather than interpret up to
+                                # the chunk's end and resume in the middle of the block.
+                                limit = icount
+                                jst = 1
+                                jfwd = 0
+                            else:
+                                jst = 2
                         if jq[JQ_STEP] != 0:
                             ex[EX_REASON] = EXIT_BUDGET
                             return EXIT_BUDGET
