@@ -68,6 +68,9 @@ def version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from wirt.quickexit import skip_final_collection
+
+    skip_final_collection()
     parser = build_parser()
     from wirt.cli.complete import autocomplete
 

@@ -254,6 +254,9 @@ def worker(store: VMStore, paths: VMPaths, events_fd: int | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from wirt.quickexit import skip_final_collection
+
+    skip_final_collection()
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m wirt.vm.process NAME (started by `wirt start NAME`)", file=sys.stderr)
