@@ -11,10 +11,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import mmap
+import os
 
 import numpy as np
 
-__all__ = ["anonymous", "huge_pages", "release", "HUGE"]
+__all__ = ["anonymous", "huge_pages", "release", "remap_fixed", "HUGE"]
 
 HUGE = 2 << 20  # bytes in an x86-64 transparent huge page
 
@@ -45,6 +46,19 @@ def anonymous(size: int, executable: bool = False) -> np.ndarray:
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_MAP_FIXED = 0x10  # Linux mmap(2): replace whatever is mapped at the address
+
+
+def remap_fixed(address: int, size: int, fd: int, flags: int) -> None:
+    """mmap(2) read/write over [address, address + size) with MAP_FIXED (`fd` -1 with
+    MAP_ANONYMOUS, or a file from offset 0): the range keeps its address, so every view of it
+    stays valid. OSError where the host refuses."""
+    got = _libc.mmap(address, size, mmap.PROT_READ | mmap.PROT_WRITE, flags | _MAP_FIXED, fd, 0)
+    if got != address:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 def release(array: np.ndarray, start: int) -> None:

@@ -274,8 +274,9 @@ class Machine:
 
     def flush_stale_output(self) -> None:
         """Hand over a partial line (a prompt, an echoed key) that has waited OUTPUT_DELAY_NS:
-        a guest polling the UART may not finish a slice for seconds (called at MMIO exits)."""
-        if self._out and time.perf_counter_ns() - self._out_since >= OUTPUT_DELAY_NS:
+        a guest polling the UART may not finish a slice for seconds. Called at MMIO exits,
+        where the caller tests `_out` first (most exits have no output waiting)."""
+        if time.perf_counter_ns() - self._out_since >= OUTPUT_DELAY_NS:
             self.flush_output()
 
     def _finisher_event(self, kind: str, code: int) -> None:

@@ -7,22 +7,15 @@ address, so the core's views of RAM stay valid, no page is copied until the gues
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import mmap
 import os
 
 import numpy as np
 
 from wirt.errors import WirtError
-from wirt.hostmem import huge_pages
+from wirt.hostmem import huge_pages, remap_fixed
 
 PAGE = 4096
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-_MAP_FIXED = 0x10  # Linux mmap(2): replace whatever is mapped at the address
 
 
 class GuestMemory:
@@ -49,11 +42,10 @@ class GuestMemory:
 
     def _remap(self, fd: int, flags: int) -> None:
         """mmap(2) over our own range with MAP_FIXED: the numpy views keep their address."""
-        got = _libc.mmap(self.address, self.size, mmap.PROT_READ | mmap.PROT_WRITE,
-                         flags | _MAP_FIXED, fd, 0)
-        if got != self.address:
-            err = ctypes.get_errno()
-            raise WirtError(f"cannot map guest memory: {os.strerror(err)}")
+        try:
+            remap_fixed(self.address, self.size, fd, flags)
+        except OSError as exc:
+            raise WirtError(f"cannot map guest memory: {exc.strerror}") from None
 
     def code_written(self, off: int, length: int) -> None:
         """Bytes [off, off+length) of RAM changed behind the core's back (DMA, loading, restore)."""
