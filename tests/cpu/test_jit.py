@@ -530,3 +530,32 @@ def test_a_full_code_buffer_is_emptied_and_its_pages_returned(monkeypatch) -> No
         if r.reason != "max-insns":
             break
     assert r.exit_code == 0 and checked >= 1, (r, m.hart.jit_stats())
+
+
+def test_optimized_code_is_installed_in_every_hart() -> None:
+    """A region LLVM optimized for one hart goes into every hart's table (the same program
+    often runs on every vCPU), not only into the tables of the harts that asked for it."""
+    import numpy as np
+
+    from wirt.cpu.jit.cache import TranslationCache
+    from wirt.cpu.rvc import build_rvc_table
+    from wirt.cpu.jit.table import slot_of
+    from wirt.machine.devicetree import RAM_BASE
+
+    ram = np.zeros(1 << 20, dtype=np.uint8)
+    loop = [0x00150513, 0xFFF58593, 0xFE059CE3]   # 1: addi a0, a0, 1; addi a1, a1, -1; bnez a1, 1b
+    ram[:12] = np.array(loop, dtype=np.uint32).view(np.uint8)
+    pages = np.zeros(len(ram) // 4096, dtype=np.int64)
+    pages[0] = 1                                   # marked: translations may hold its code
+    cache = TranslationCache(ram, RAM_BASE, pages, build_rvc_table(), "on", sync=True)
+    tables = [cache.new_tables()[:2] for _ in range(3)]
+    mode = 3 | (3 << 2)                            # M-mode, no TLB
+    jt0, jq0 = tables[0]
+    jq0[L.JQ_HEAD: L.JQ_HEAD + L.JQ_ENTRY] = [0, mode | L.JQ_LEVEL2, RAM_BASE, 1]
+    jq0[L.JQ_COUNT] = 1
+    for jt, jq in tables:
+        cache.service(jt, jq)
+    b = slot_of(0, mode) * L.JT_W
+    assert cache.stats["optimized"] == 1
+    for jt, _ in tables:
+        assert jt[b] == mode << L.JT_MODE_SHIFT and jt[b + 1] != 0 and jt[b + 2] == 1

@@ -316,6 +316,11 @@ class TranslationCache:
                 fn = compiled.addresses[name] if name is not None else 0
                 self.regions[(off, mode)] = (fn, gen, level)
                 self.stats["regions" if level == 1 else "optimized"] += fn != 0
+                if level == 2 and fn:
+                    # Optimized code is for the hottest loops, which the other harts are likely
+                    # to run too (the same program on every vCPU): theirs at once, rather than
+                    # after each has run it 64 million instructions at the template level.
+                    harts = range(len(self.tables))
                 for h in harts:
                     self._installs[h].append((off, mode, fn, gen))
             if self.code_bytes > self.limit_bytes:
