@@ -17,6 +17,18 @@ from wirt.cpu import layout as L
 _rvc_table: np.ndarray | None = None
 
 
+def _entry(dispatcher, args: tuple):
+    """The compiled function for these arguments' types, to call without numba's dispatcher,
+    which matches the types of all 15 arguments at every call (half of a return from the core's
+    cost, and a return happens at every MMIO exit: thousands a second under I/O). A hart's
+    arrays are its own for its whole life, so their types never change; the dispatcher itself
+    where no compiled version matches."""
+    try:
+        return dispatcher.overloads[tuple(dispatcher.typeof_pyval(a) for a in args)].entry_point
+    except (KeyError, AttributeError):
+        return dispatcher
+
+
 def _core():
     """Import (and so load or compile) the numba core, with a progress message if it is slow."""
     done = threading.Event()
@@ -101,6 +113,7 @@ class Hart:
         if code_pages.dtype != np.int64 or len(code_pages) != len(ram) // 4096:
             raise ValueError("code_pages must hold one int64 per 4 KiB page of RAM")
         self.jpg = code_pages
+        self._run = None    # core.run's compiled entry for this hart's argument types
         self.jit = None
         self.jt = np.full(L.JT_W, -1, dtype=np.int64)   # tier off until a cache is attached
         self.jq = np.zeros(L.JQ_SIZE, dtype=np.int64)
@@ -135,9 +148,13 @@ class Hart:
         s, jq = self.s, self.jq
         end = int(s[L.ICOUNT]) + budget
         while True:
-            reason = self.core.run(s, self.c, self.tlb, self.ram8, self.ram16, self.ram32,
-                                   self.ram64, self.rom8, _rvc_table, self.ex,
-                                   end - int(s[L.ICOUNT]), self.jt, jq, self.jpg, self.xc)
+            args = (s, self.c, self.tlb, self.ram8, self.ram16, self.ram32, self.ram64, self.rom8,
+                    _rvc_table, self.ex, end - int(s[L.ICOUNT]), self.jt, jq, self.jpg, self.xc)
+            if self._run is None:
+                reason = self.core.run(*args)
+                self._run = _entry(self.core.run, args)
+            else:
+                reason = self._run(*args)
             if self.jit is None or not self.jit.enabled:
                 return reason
             forced = reason == L.EXIT_BUDGET and jq[L.JQ_FORCE] and jq[L.JQ_COUNT]
