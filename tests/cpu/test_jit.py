@@ -373,13 +373,17 @@ SWITCH = r"""csrr t0, satp
     sfence.vma"""
 
 
-@pytest.mark.parametrize("mode", ["S", "U"])
-def test_chained_regions_across_pages_match_the_interpreter(mode: str) -> None:
+def chain_program(mode: str):
+    """CHAIN built for S- or U-mode (U: the pages are user pages and the alias does not flip)."""
     user = 0x10 if mode == "U" else 0
     body = CHAIN.format(mode=mode, giga=0xCF | user, leaf=0xCB | user,
                         switch=SWITCH if mode == "S" else "nop")
-    path = K.build(body, f"jitchain{mode}")
-    got = lockstep(str(path), 1 << 20, 2_000_000)
+    return K.build(body, f"jitchain{mode}")
+
+
+@pytest.mark.parametrize("mode", ["S", "U"])
+def test_chained_regions_across_pages_match_the_interpreter(mode: str) -> None:
+    got = lockstep(str(chain_program(mode)), 1 << 20, 2_000_000)
     assert got["exit_code"] == 0
     assert got["template_regions"] > 0 and got["chained"] > 1000, got
 
@@ -390,11 +394,7 @@ def test_chained_exits_into_optimized_code_match_the_interpreter(mode: str, monk
     exits then enter level-2 code by a tail call from the dispatcher, which returns to the core
     itself; state must stay exact at every exit."""
     monkeypatch.setenv("WIRT_JIT_HOT", "3000")
-    user = 0x10 if mode == "U" else 0
-    body = CHAIN.format(mode=mode, giga=0xCF | user, leaf=0xCB | user,
-                        switch=SWITCH if mode == "S" else "nop")
-    path = K.build(body, f"jitchain{mode}")
-    got = lockstep(str(path), 1 << 20, 2_000_000)
+    got = lockstep(str(chain_program(mode)), 1 << 20, 2_000_000)
     assert got["exit_code"] == 0
     assert got["optimized"] > 0 and got["chained"] > 1000, got
 

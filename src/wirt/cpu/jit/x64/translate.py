@@ -231,15 +231,20 @@ def ld(b, p, r, x):
 
 
 @njit(cache=True, nogil=True)
-def epilogue(b, p):
+def leave_frame(b, p):
+    """Undo the region prologue: the stack and the callee-saved registers as the caller left them."""
     p = alu_ri(b, p, ADD, RSP, 24, 1)
     p = pop(b, p, R15)
     p = pop(b, p, R14)
     p = pop(b, p, R13)
     p = pop(b, p, R12)
     p = pop(b, p, RBP)
-    p = pop(b, p, RBX)
-    return ret(b, p)
+    return pop(b, p, RBX)
+
+
+@njit(cache=True, nogil=True)
+def epilogue(b, p):
+    return ret(b, leave_frame(b, p))
 
 
 @njit(cache=True, nogil=True)
@@ -719,13 +724,7 @@ def dispatch(b, p, mode, dtlb, ram_base, ram_size, jt_addr, xbase, xsize, jq_add
     p = mov_rr(b, p, RCX, RBP)
     p = mov_rm(b, p, R8, RSP, 8)
     p = mov_rm(b, p, R9, RSP, 0)
-    p = alu_ri(b, p, ADD, RSP, 24, 1)
-    p = pop(b, p, R15)
-    p = pop(b, p, R14)
-    p = pop(b, p, R13)
-    p = pop(b, p, R12)
-    p = pop(b, p, RBP)
-    p = pop(b, p, RBX)
+    p = leave_frame(b, p)
     p = jmp_r(b, p, R11)
     for q in range(no):
         patch32(b, outs[q], p)
