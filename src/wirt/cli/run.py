@@ -17,15 +17,14 @@ import sys
 from pathlib import Path
 
 from wirt.errors import WirtError
-from wirt.fileio import read_regular
+from wirt.machine.placement import read_image
 from wirt.units import parse_size
 
-__all__ = ["register", "BASE_BOOTARGS", "read_image", "StatusLineFilter"]
+__all__ = ["register", "BASE_BOOTARGS", "StatusLineFilter"]
 
 BASE_BOOTARGS = "console=ttyS0 panic=1"
 MIN_MEMORY = 16 << 20
 EXIT_WIRT_FAILED = 125  # the guest never reported a status (core error, reboot, ...)
-MAX_IMAGE = 1 << 30  # a boot file (firmware, kernel, initrd) larger than this is the wrong file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -68,15 +67,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 # ---- inputs ---------------------------------------------------------------------------------
-def read_image(path: str | os.PathLike[str], what: str) -> bytes:
-    """Read a boot file or raise a one-line WirtError saying what is wrong with it."""
-    p = Path(path)
-    data = read_regular(p, what, MAX_IMAGE)
-    if not data:
-        raise WirtError(f"{what} {p} is empty")
-    return data
-
-
 def _images(args: argparse.Namespace) -> tuple[bytes, bytes, bytes | None]:
     """(firmware, kernel, initrd): the files given, the rest from the default guest."""
     kernel = read_image(args.kernel, "kernel") if args.kernel else None

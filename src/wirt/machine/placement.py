@@ -11,13 +11,17 @@ Anything that does not fit is refused with a WirtError naming the memory it woul
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 from wirt.errors import WirtError
+from wirt.fileio import read_regular
 from wirt.units import human_size
 
-__all__ = ["KERNEL_OFFSET", "Layout", "plan_layout", "check_kernel_image", "kernel_footprint"]
+__all__ = ["KERNEL_OFFSET", "Layout", "plan_layout", "check_kernel_image", "kernel_footprint", "read_image",
+           "MAX_IMAGE"]
 
 KERNEL_OFFSET = 0x20_0000  # RV64 Image text_offset (Documentation/arch/riscv/boot.rst)
 DTB_ALIGN = 2 << 20
@@ -25,6 +29,7 @@ PAGE = 4096
 # Room the kernel needs above its image before it can allocate anything (page tables,
 # memblock, the initrd's unpacked copy lives elsewhere): a rough floor, not a guarantee.
 KERNEL_HEADROOM = 16 << 20
+MAX_IMAGE = 1 << 30  # a boot file (firmware, kernel, initrd) larger than this is the wrong file
 
 # RISC-V Image header (Documentation/arch/riscv/boot-image-header.rst):
 #   u32 code0, code1; u64 text_offset; u64 image_size; u64 flags; u32 version; u32 res1;
@@ -39,6 +44,15 @@ def _align_down(v: int, a: int) -> int:
 
 def _align_up(v: int, a: int) -> int:
     return -(-v // a) * a
+
+
+def read_image(path: str | os.PathLike[str], what: str) -> bytes:
+    """Read a boot file or raise a one-line WirtError saying what is wrong with it."""
+    p = Path(path)
+    data = read_regular(p, what, MAX_IMAGE)
+    if not data:
+        raise WirtError(f"{what} {p} is empty")
+    return data
 
 
 def check_kernel_image(data: bytes, name: str = "kernel") -> None:

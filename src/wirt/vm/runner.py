@@ -307,8 +307,8 @@ class Runner:
     # ---- building -----------------------------------------------------------------------------
     def build(self) -> None:
         """Read the images and construct the Machine (compiles or loads the CPU core)."""
-        from wirt.cli.run import read_image
         from wirt.machine.board import Machine
+        from wirt.machine.placement import read_image
 
         check_supported(self.cfg)
         for what, path in self.boot.to_dict().items():  # run/info.json is a file too: check again

@@ -111,7 +111,7 @@ def stop(home: Path) -> None:
 
 
 # ---- the zygote process -----------------------------------------------------------------------
-PRELOAD = ("wirt.vm", "wirt.machine", "wirt.devices", "wirt.netback", "wirt.storage", "wirt.cli.run")
+PRELOAD = ("wirt.vm", "wirt.machine", "wirt.devices", "wirt.netback", "wirt.storage")
 
 
 def _preload() -> None:
