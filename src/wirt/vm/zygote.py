@@ -38,9 +38,7 @@ IDLE_SECONDS = 600.0
 
 def _code_hash() -> str:
     """Identity of the running code: wirt's .py files (path, size, mtime) and the interpreter."""
-    import wirt
-
-    root = Path(wirt.__file__).parent
+    root = Path(__file__).parent.parent  # the wirt package folder: this file is wirt/vm/zygote.py
     h = hashlib.sha256(sys.executable.encode())
     for p in sorted(root.rglob("*.py")):
         st = p.stat()
