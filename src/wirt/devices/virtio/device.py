@@ -2,24 +2,51 @@
 
 A `VirtioDevice` declares its device ID, its feature bits, its queues and its configuration
 space, and handles queue notifications. The transport (`VirtioMmio`) owns the registers, the
-status state machine and the queues, and calls back into the device.
+status state machine and the queues, and calls back into the device; what a device may use
+of it is the `Transport` protocol below (so this module needs no import of the transport's).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from wirt.devices.virtio.spec import F_EVENT_IDX, F_INDIRECT_DESC, F_VERSION_1, bit
 
 if TYPE_CHECKING:
-    from wirt.devices.virtio.mmio import VirtioMmio
     from wirt.devices.virtio.virtqueue import Virtqueue
 
-__all__ = ["VirtioDevice", "COMMON_FEATURES"]
+__all__ = ["VirtioDevice", "Transport", "COMMON_FEATURES"]
 
 #: Features every wirt device offers: the modern interface and the ring features that
 #: `virtqueue.py` implements (§6).
 COMMON_FEATURES = bit(F_VERSION_1) | bit(F_INDIRECT_DESC) | bit(F_EVENT_IDX)
+
+
+class Transport(Protocol):
+    """What a device type uses of the transport that owns it (`VirtioMmio` in mmio.py)."""
+
+    #: The device lock (re-entrant): held around every register access and every use of a queue.
+    lock: AbstractContextManager[Any]
+    queues: list[Virtqueue]
+    driver_features: int
+
+    @property
+    def driver_ok(self) -> bool:
+        """DRIVER_OK is set and the device has not failed: queues may be used."""
+        ...
+
+    def run_guarded(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run `fn(*args)` under the device lock, a guest error marking the device DEVICE_NEEDS_RESET."""
+        ...
+
+    def notify_used(self, queue: Virtqueue) -> None:
+        """After pushing used buffers: interrupt the driver unless it suppressed it."""
+        ...
+
+    def config_changed(self) -> None:
+        """The configuration space changed: new generation and a configuration interrupt."""
+        ...
 
 
 class VirtioDevice:
@@ -30,7 +57,7 @@ class VirtioDevice:
     queue_sizes: tuple[int, ...] = ()
 
     def __init__(self) -> None:
-        self.transport: VirtioMmio | None = None
+        self.transport: Transport | None = None
 
     # ---- what the transport asks ---------------------------------------------------------
 
@@ -45,7 +72,7 @@ class VirtioDevice:
     def write_config(self, offset: int, data: bytes) -> None:
         """A driver write into configuration space; read-only by default."""
 
-    def attach(self, transport: VirtioMmio) -> None:
+    def attach(self, transport: Transport) -> None:
         """Called once by the transport that owns this device."""
         self.transport = transport
 
