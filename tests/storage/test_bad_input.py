@@ -11,8 +11,9 @@ import pytest
 
 from wirt.cli import main as wirt_main
 from wirt.errors import WirtError
-from wirt.storage.block import open_image
-from wirt.storage.qcow2 import Qcow2Image, create_qcow2
+from wirt.storage import open_image
+from wirt.storage.qcow2 import Qcow2Image
+from wirt.storage.qcow2_create import create_qcow2
 from wirt.storage.qcow2_check import check_image
 
 CS = 65536

@@ -8,7 +8,7 @@ from storage_helpers import assert_qemu_clean, mixed_data, qemu_img
 from wirt.cli import main as wirt
 from wirt.cli.disk import parse_size
 from wirt.errors import WirtError
-from wirt.storage.block import open_image
+from wirt.storage import open_image
 from wirt.storage.qcow2 import Qcow2Image
 from wirt.storage.raw import RawImage
 

@@ -10,7 +10,8 @@ import struct
 import time
 
 from storage_helpers import assert_qemu_clean, pattern
-from wirt.storage.qcow2 import Qcow2Image, create_qcow2
+from wirt.storage.qcow2 import Qcow2Image
+from wirt.storage.qcow2_create import create_qcow2
 
 SIZE = 4 << 20
 CLUSTER = 4096

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from storage_helpers import assert_qemu_clean, pattern
-from wirt.storage.qcow2 import Qcow2Image, create_qcow2
+from wirt.storage.qcow2 import Qcow2Image
+from wirt.storage.qcow2_create import create_qcow2
 from wirt.storage.qcow2_check import check_image
 
 SIZE = 300 * 1024 + 512  # a partial last cluster for most cluster sizes

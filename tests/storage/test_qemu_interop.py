@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from storage_helpers import assert_qemu_clean, mixed_data, pattern, qemu_img, qemu_io
-from wirt.storage.block import open_image
-from wirt.storage.qcow2 import Qcow2Image, create_qcow2
+from wirt.storage import open_image
+from wirt.storage.qcow2 import Qcow2Image
+from wirt.storage.qcow2_create import create_qcow2
 
 MiB = 1 << 20
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from wirt.errors import WirtError
 from wirt.units import human_size, parse_size
-from wirt.storage.block import BlockDevice, open_image, probe_format
+from wirt.storage.block import BlockDevice
+from wirt.storage.formats import open_image, probe_format
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `wirt disk` and its sub-commands."""
@@ -87,7 +88,7 @@ def _create(args: argparse.Namespace) -> int:
 
         create_raw(args.file, size)
     else:
-        from wirt.storage.qcow2 import create_qcow2
+        from wirt.storage.qcow2_create import create_qcow2
 
         create_qcow2(args.file, size, cluster_size=_cluster_size(args.cluster_size), backing=args.backing,
                      backing_format=args.backing_format, refcount_bits=args.refcount_bits)

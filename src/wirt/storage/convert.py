@@ -6,8 +6,10 @@ import os
 from collections.abc import Callable
 
 from wirt.errors import WirtError
-from wirt.storage.block import BlockDevice, open_image
-from wirt.storage.qcow2 import Qcow2Image, create_qcow2
+from wirt.storage.block import BlockDevice
+from wirt.storage.formats import open_image
+from wirt.storage.qcow2 import Qcow2Image
+from wirt.storage.qcow2_create import create_qcow2
 from wirt.storage.raw import create_raw
 
 _CHUNK = 2 << 20

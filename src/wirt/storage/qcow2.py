@@ -831,13 +831,4 @@ class Qcow2Image(BlockDevice):
         delete_snapshot(self, name)
 
 
-def create_qcow2(path: str, size: int, *, cluster_size: int = 65536, backing: str | None = None,
-                 backing_format: str | None = None, refcount_bits: int = 16) -> None:
-    """Create an empty qcow2 version 3 image (see qcow2_create for the layout)."""
-    from wirt.storage.qcow2_create import create_qcow2 as _create
-
-    _create(path, size, cluster_size=cluster_size, backing=backing, backing_format=backing_format,
-            refcount_bits=refcount_bits)
-
-
-__all__ = ["Qcow2Image", "create_qcow2", "Header"]
+__all__ = ["Qcow2Image", "Header"]

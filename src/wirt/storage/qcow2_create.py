@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from wirt.errors import WirtError
+from wirt.storage.formats import open_image, probe_format
 from wirt.storage.qcow2_format import (
     EXT_BACKING_FORMAT, EXT_FEATURE_TABLE, MAX_CLUSTER_BITS, MAX_L1_BYTES, MIN_CLUSTER_BITS, Header,
     feature_table_extension,
@@ -90,8 +91,6 @@ def _encode_counts(counts: np.ndarray, order: int) -> bytes:
 
 def _check_backing(path: str, backing: str, backing_format: str | None, size: int | None) -> tuple[int, str]:
     """Open the backing file (relative to the new image's directory) to learn its format and size."""
-    from wirt.storage.block import open_image, probe_format
-
     if len(backing.encode()) > 1023:
         raise WirtError("backing file name is longer than 1023 bytes; use a shorter path")
     target = backing if os.path.isabs(backing) else os.path.join(os.path.dirname(os.path.abspath(path)), backing)

@@ -16,7 +16,7 @@ from wirt.devices.virtio.blk import (
 )
 from wirt.devices.virtio.mmio import VirtioMmio
 from wirt.devices.virtio.spec import F_EVENT_IDX, F_INDIRECT_DESC, F_VERSION_1, STATUS_DEVICE_NEEDS_RESET
-from wirt.storage.block import open_image
+from wirt.storage import open_image
 from wirt.storage.qcow2_create import create_qcow2
 from wirt.storage.raw import create_raw
 

@@ -16,7 +16,8 @@ from virtio_driver import FakeDriver, new_memory
 from wirt.devices.irq import IrqLine
 from wirt.devices.virtio.blk import S_OK, T_FLUSH, T_OUT, VirtioBlk
 from wirt.devices.virtio.mmio import VirtioMmio
-from wirt.storage.qcow2 import Qcow2Image, create_qcow2
+from wirt.storage.qcow2 import Qcow2Image
+from wirt.storage.qcow2_create import create_qcow2
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "storage"))
 from storage_helpers import assert_qemu_clean, pattern  # noqa: E402

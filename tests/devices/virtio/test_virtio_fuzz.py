@@ -21,7 +21,7 @@ from wirt.devices.virtio.console import VirtioConsole
 from wirt.devices.virtio.mmio import VirtioMmio
 from wirt.devices.virtio.net import VirtioNet
 from wirt.devices.virtio.rng import VirtioRng
-from wirt.storage.block import open_image
+from wirt.storage import open_image
 from wirt.storage.raw import create_raw
 
 BASE = 0x8000_0000
