@@ -324,7 +324,7 @@ def _attach(vm: Any) -> int:
     import select
     import socket
 
-    from wirt.machine.console import EscapeParser
+    from wirt.machine.console import EscapeParser, raw_terminal
 
     client = vm.control(timeout=5.0)
     client.request("console-attach")
@@ -335,49 +335,38 @@ def _attach(vm: Any) -> int:
     if early:
         out.write(early)
         out.flush()
-    interactive = os.isatty(0)
-    saved = None
-    if interactive:
-        import termios
-        import tty
-
-        saved = termios.tcgetattr(0)
-        tty.setraw(0, termios.TCSANOW)
     parser = EscapeParser()
-    print(f"wirt: attached to {vm.name}'s console -- C-a d detaches, C-a h for help\r", file=sys.stderr)
     reason = "detached"
     stdin_open = True
     try:
-        while True:
-            fds = [sock] + ([0] if stdin_open else [])
-            ready, _, _ = select.select(fds, [], [])
-            if sock in ready:
-                data = sock.recv(65536)
-                if not data:
-                    reason = "the VM stopped"
-                    break
-                out.write(data)
-                out.flush()
-            if 0 in ready:
-                data = os.read(0, 1024)
-                if not data:
-                    stdin_open = False  # EOF on a pipe: keep showing output until the VM ends
-                    continue
-                to_guest, cmds = parser.feed(data) if interactive else (data, [])
-                if to_guest:
-                    sock.sendall(to_guest)
-                if "d" in cmds or "x" in cmds:
-                    break
-                if "h" in cmds:
-                    out.write(b"\r\nC-a d    detach (the VM keeps running)\r\nC-a C-a  send C-a to the guest\r\n")
+        with raw_terminal(0) as interactive:
+            print(f"wirt: attached to {vm.name}'s console -- C-a d detaches, C-a h for help\r", file=sys.stderr)
+            while True:
+                fds = [sock] + ([0] if stdin_open else [])
+                ready, _, _ = select.select(fds, [], [])
+                if sock in ready:
+                    data = sock.recv(65536)
+                    if not data:
+                        reason = "the VM stopped"
+                        break
+                    out.write(data)
                     out.flush()
+                if 0 in ready:
+                    data = os.read(0, 1024)
+                    if not data:
+                        stdin_open = False  # EOF on a pipe: keep showing output until the VM ends
+                        continue
+                    to_guest, cmds = parser.feed(data) if interactive else (data, [])
+                    if to_guest:
+                        sock.sendall(to_guest)
+                    if "d" in cmds or "x" in cmds:
+                        break
+                    if "h" in cmds:
+                        out.write(b"\r\nC-a d    detach (the VM keeps running)\r\nC-a C-a  send C-a to the guest\r\n")
+                        out.flush()
     except KeyboardInterrupt:
         pass
     finally:
-        if saved is not None:
-            import termios
-
-            termios.tcsetattr(0, termios.TCSADRAIN, saved)
         client.close()
     print(f"\nwirt: {reason}", file=sys.stderr)
     return 0

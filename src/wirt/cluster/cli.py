@@ -355,49 +355,38 @@ def _console(args: argparse.Namespace) -> int:
     import select
 
     from wirt.cluster import services
-    from wirt.machine.console import EscapeParser
+    from wirt.machine.console import EscapeParser, raw_terminal
 
     agent, node = _where(args.name)
     offset = max(0, services.call(agent.console_size.remote(args.name), f"the agent of {node}") - 4096)
-    interactive = os.isatty(0)
-    saved = None
-    if interactive:
-        import termios
-        import tty
-
-        saved = termios.tcgetattr(0)
-        tty.setraw(0, termios.TCSANOW)
     parser = EscapeParser()
-    print(f"wirt: attached to {args.name}'s console on node {node} -- C-a d detaches\r", file=sys.stderr)
     reason = "detached"
     stdin_open = True
     try:
-        while True:
-            data, offset, state = services.call(agent.console_read.remote(args.name, offset), f"the agent of {node}")
-            if data:
-                sys.stdout.buffer.write(data)
-                sys.stdout.flush()
-            if state not in ("running", "paused", "starting"):
-                reason = f"the VM is {state}"
-                break
-            ready = select.select([0], [], [], 0.1)[0] if stdin_open else (time.sleep(0.1) or [])
-            if ready:
-                keys = os.read(0, 1024)
-                if not keys:
-                    stdin_open = False
-                    continue
-                to_guest, cmds = parser.feed(keys) if interactive else (keys, [])
-                if to_guest:
-                    services.call(agent.console_input.remote(args.name, to_guest), f"the agent of {node}")
-                if "d" in cmds or "x" in cmds:
+        with raw_terminal(0) as interactive:
+            print(f"wirt: attached to {args.name}'s console on node {node} -- C-a d detaches\r", file=sys.stderr)
+            while True:
+                data, offset, state = services.call(agent.console_read.remote(args.name, offset),
+                                                    f"the agent of {node}")
+                if data:
+                    sys.stdout.buffer.write(data)
+                    sys.stdout.flush()
+                if state not in ("running", "paused", "starting"):
+                    reason = f"the VM is {state}"
                     break
+                ready = select.select([0], [], [], 0.1)[0] if stdin_open else (time.sleep(0.1) or [])
+                if ready:
+                    keys = os.read(0, 1024)
+                    if not keys:
+                        stdin_open = False
+                        continue
+                    to_guest, cmds = parser.feed(keys) if interactive else (keys, [])
+                    if to_guest:
+                        services.call(agent.console_input.remote(args.name, to_guest), f"the agent of {node}")
+                    if "d" in cmds or "x" in cmds:
+                        break
     except KeyboardInterrupt:
         pass
-    finally:
-        if saved is not None:
-            import termios
-
-            termios.tcsetattr(0, termios.TCSADRAIN, saved)
     print(f"\nwirt: {reason}", file=sys.stderr)
     return 0
 

@@ -16,14 +16,16 @@ can be piped and compared. Host input, if any, is forwarded without escape handl
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import select
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from typing import BinaryIO, Callable
 
-__all__ = ["EscapeParser", "RawConsole", "StreamConsole", "CrlfFilter", "HELP", "CTRL_A"]
+__all__ = ["EscapeParser", "RawConsole", "StreamConsole", "CrlfFilter", "HELP", "CTRL_A", "raw_terminal"]
 
 CTRL_A = 0x01
 HELP = (
@@ -135,6 +137,24 @@ def _pump(fd: int, feed: Callable[[bytes], None], closing: threading.Event,
         if not data:
             return
         (parser_cb or feed)(data)
+
+
+@contextlib.contextmanager
+def raw_terminal(fd: int = 0) -> Iterator[bool]:
+    """Terminal `fd` in raw mode for the block, restored after it, so every key goes to the guest;
+    yields whether `fd` is a terminal at all (when not, it is left alone)."""
+    if not os.isatty(fd):
+        yield False
+        return
+    import termios
+    import tty
+
+    saved = termios.tcgetattr(fd)
+    tty.setraw(fd, termios.TCSANOW)
+    try:
+        yield True
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 class RawConsole:
