@@ -27,7 +27,8 @@ from typing import Any
 
 from wirt.errors import WirtError
 
-__all__ = ["ControlError", "ControlServer", "ControlClient", "Stream", "MAX_LINE", "peer_credentials"]
+__all__ = ["ControlError", "ControlServer", "ControlClient", "Stream", "MAX_LINE", "peer_credentials", "listen_private",
+           "close_listener"]
 
 MAX_LINE = 1 << 20  # a request longer than this is refused (and the connection closed)
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
@@ -68,6 +69,32 @@ def peer_credentials(conn: socket.socket) -> tuple[int, int, int]:
     return struct.unpack("3i", raw)
 
 
+def listen_private(path: Path, backlog: int) -> socket.socket:
+    """A Unix socket listening at `path` (replacing a stale socket file) whose file is 0600 from
+    birth: the VM process's sockets admit its owner only, with no window of wider access."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    sock.listen(backlog)
+    return sock
+
+
+def close_listener(sock: socket.socket | None, path: Path) -> None:
+    """Stop a `listen_private` socket: shutdown first (it wakes the thread blocked in accept), then
+    close it and remove its file."""
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
 def _error(rid: Any, code: str, message: str) -> dict[str, Any]:
     return {"id": rid, "ok": False, "error": {"code": code, "message": message}}
 
@@ -98,28 +125,14 @@ class ControlServer:
 
     def start(self) -> None:
         """Bind (replacing a stale socket file), listen and serve in a daemon thread."""
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)  # the socket file is created 0600 (no window with wider access)
-        try:
-            sock.bind(str(self.path))
-        finally:
-            os.umask(old)
+        self._sock = listen_private(self.path, 16)
         os.chmod(self.path, 0o600)
-        sock.listen(16)
-        self._sock = sock
         self._thread = threading.Thread(target=self._accept_loop, name="control-accept", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
         self._closing = True
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RDWR)
-            self._sock.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        close_listener(self._sock, self.path)
 
     def _accept_loop(self) -> None:
         assert self._sock is not None

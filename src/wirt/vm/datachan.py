@@ -24,7 +24,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from wirt.vm.control import peer_credentials
+from wirt.vm.control import close_listener, listen_private, peer_credentials
 
 __all__ = ["DataChannel", "IN_HIGH", "OUT_HIGH"]
 
@@ -77,25 +77,11 @@ class DataChannel:
     # ---- serving ------------------------------------------------------------------------------------
     def start(self) -> None:
         """Bind (0600) and accept in a daemon thread."""
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)
-        try:
-            sock.bind(str(self.path))
-        finally:
-            os.umask(old)
-        sock.listen(4)
-        self._sock = sock
+        self._sock = listen_private(self.path, 4)
         threading.Thread(target=self._accept_loop, name="data-accept", daemon=True).start()
 
     def close(self) -> None:
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RDWR)
-            self._sock.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        close_listener(self._sock, self.path)
 
     def _accept_loop(self) -> None:
         assert self._sock is not None

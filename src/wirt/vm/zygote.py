@@ -164,19 +164,11 @@ def _child(conn: socket.socket, req: dict, log_fd: int) -> None:
 
 def serve(home: Path, path: Path) -> None:
     """Accept fork requests on `path` until idle or `home` is gone."""
-    from wirt.vm.control import peer_credentials
+    from wirt.vm.control import listen_private, peer_credentials
 
     _preload()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    try:
-        srv.bind(str(path))
-    finally:
-        os.umask(old)
-    srv.listen(16)
+    srv = listen_private(path, 16)
     srv.settimeout(2.0)
     path.with_suffix(".pid").write_text(f"{os.getpid()}\n")
     allowed = (os.getuid(), 0)
