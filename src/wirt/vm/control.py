@@ -95,6 +95,21 @@ def close_listener(sock: socket.socket | None, path: Path) -> None:
         path.unlink()
 
 
+def _next_line(conn: socket.socket, buf: bytes) -> tuple[bytes | None, bytes]:
+    """The next line from `conn` after `buf` (bytes already read) and what was read past it; the
+    line is None at end of file, or once MAX_LINE bytes have come without a newline."""
+    while True:
+        nl = buf.find(b"\n")
+        if nl >= 0:
+            return buf[:nl], buf[nl + 1:]
+        if len(buf) > MAX_LINE:
+            return None, buf
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None, buf
+        buf += chunk
+
+
 def _error(rid: Any, code: str, message: str) -> dict[str, Any]:
     return {"id": rid, "ok": False, "error": {"code": code, "message": message}}
 
@@ -154,17 +169,11 @@ class ControlServer:
                 return
             buf = b""
             while True:
-                nl = buf.find(b"\n")
-                if nl < 0:
+                line, buf = _next_line(conn, buf)
+                if line is None:
                     if len(buf) > MAX_LINE:
                         self._send(conn, _error(None, "too-long", f"request longer than {MAX_LINE} bytes"))
-                        return
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
-                    continue
-                line, buf = buf[:nl], buf[nl + 1:]
+                    return
                 if not line.strip():
                     continue
                 reply, attach = self.dispatch(line)
@@ -192,16 +201,9 @@ class ControlServer:
         are dropped: the stream is the only reply channel."""
         try:
             while True:
-                nl = buf.find(b"\n")
-                if nl < 0:
-                    if len(buf) > MAX_LINE:
-                        return
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
-                    continue
-                line, buf = buf[:nl], buf[nl + 1:]
+                line, buf = _next_line(conn, buf)
+                if line is None:
+                    return
                 try:
                     msg = json.loads(line)
                 except (ValueError, UnicodeDecodeError, RecursionError):
