@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+from wirt.devices.mmio import read_lanes
 from wirt.errors import WirtError
 
 __all__ = ["Clint", "TimerPort", "SimpleTimer", "CLINT_SIZE", "MTIMECMP_BASE", "MTIME_OFFSET"]
@@ -118,11 +119,7 @@ class Clint:
                 return self.timer.read_mtime() & _M64
             if MTIMECMP_BASE <= offset < MTIMECMP_BASE + 8 * self.num_harts and not offset & 7:
                 return self.timer.read_mtimecmp((offset - MTIMECMP_BASE) >> 3) & _M64
-            return self._read32(offset) | (self._read32(offset + 4) << 32)
-        if size == 4:
-            return self._read32(offset)
-        word = self._read32(offset & ~3)
-        return (word >> ((offset & 3) * 8)) & ((1 << (size * 8)) - 1)
+        return read_lanes(self._read32, offset, size)
 
     def write(self, offset: int, size: int, value: int) -> None:
         if size == 8:

@@ -6,9 +6,9 @@ and forwards guest loads and stores to it with offsets relative to that base.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
-__all__ = ["MmioDevice", "ACCESS_SIZES", "size_mask"]
+__all__ = ["MmioDevice", "ACCESS_SIZES", "size_mask", "read_lanes"]
 
 #: Access widths in bytes that the CPU core can produce.
 ACCESS_SIZES = (1, 2, 4, 8)
@@ -19,6 +19,17 @@ _MASKS = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFF_FFFF, 8: 0xFFFF_FFFF_FFFF_FFFF}
 def size_mask(size: int) -> int:
     """The value mask for an access of `size` bytes."""
     return _MASKS[size]
+
+
+def read_lanes(read32: Callable[[int], int], offset: int, size: int) -> int:
+    """A read of `size` bytes from registers decoded as 32-bit lanes (`read32(lane offset)`): 8 bytes
+    join two lanes, 1 or 2 bytes are a slice of one (CLINT and PLIC answer any width this way)."""
+    if size == 8:
+        return read32(offset) | (read32(offset + 4) << 32)
+    if size == 4:
+        return read32(offset)
+    word = read32(offset & ~3)
+    return (word >> ((offset & 3) * 8)) & ((1 << (size * 8)) - 1)
 
 
 @runtime_checkable

@@ -25,6 +25,7 @@ import threading
 from typing import Any, Sequence
 
 from wirt.devices.irq import IrqLine
+from wirt.devices.mmio import read_lanes
 from wirt.errors import WirtError
 
 __all__ = ["Plic", "PLIC_SIZE"]
@@ -164,12 +165,7 @@ class Plic:
     # ---- MMIO -----------------------------------------------------------------------
 
     def read(self, offset: int, size: int) -> int:
-        if size == 8:
-            return self._read32(offset) | (self._read32(offset + 4) << 32)
-        if size == 4:
-            return self._read32(offset)
-        word = self._read32(offset & ~3)
-        return (word >> ((offset & 3) * 8)) & ((1 << (size * 8)) - 1)
+        return read_lanes(self._read32, offset, size)
 
     def write(self, offset: int, size: int, value: int) -> None:
         # The PLIC is a 32-bit device; narrower stores are ignored, 64-bit ones split.
