@@ -25,7 +25,7 @@ from wirt.storage.qcow2_format import (
     NORMAL, OFFSET_MASK, OFLAG_COMPRESSED, OFLAG_COPIED, OFLAG_ZERO, UNALLOCATED, ZERO_ALLOC, ZERO_PLAIN,
     Header, L2Geometry, SnapshotEntry, check_table, corrupt, parse_header, parse_snapshot_table,
 )
-from wirt.storage.refcount import Refcounts
+from wirt.storage.refcount import DirtyRange, Refcounts
 
 _L2_CACHE_BYTES = 32 << 20
 _MAX_RUN_BYTES = 8 << 20  # clusters allocated together in one write
@@ -108,25 +108,18 @@ def open_backing(path: str, h: Header, policy: PathPolicy | None) -> BlockDevice
     return below
 
 
-class L2Table:
+class L2Table(DirtyRange):
     """One cached L2 table: entries as ints, plus the dirty entry range to write back."""
 
-    __slots__ = ("entries", "lo", "hi")
+    __slots__ = ("entries",)
 
     def __init__(self, entries: list[int], dirty: bool = False):
+        super().__init__(len(entries), dirty)
         self.entries = entries
-        self.lo, self.hi = (0, len(entries)) if dirty else (len(entries), 0)
 
     def set(self, i: int, value: int) -> None:
         self.entries[i] = value
-        if i < self.lo:
-            self.lo = i
-        if i + 1 > self.hi:
-            self.hi = i + 1
-
-    @property
-    def dirty(self) -> bool:
-        return self.lo < self.hi
+        self.touch(i)
 
 
 def _u64s(raw: bytes) -> list[int]:

@@ -20,16 +20,17 @@ from wirt.storage.qcow2_format import MAX_REFTABLE_BYTES, OFFSET_MASK, corrupt
 _DTYPES = {3: ">u1", 4: ">u2", 5: ">u4", 6: ">u8"}
 
 
-class RefcountBlock:
-    """One refcount block decoded into a list, with the dirty entry range to write back."""
+class DirtyRange:
+    """The entries [lo, hi) of a cached metadata table that differ from the file, to write back in
+    one piece (refcount blocks here, qcow2.py's L2 tables); empty when lo >= hi."""
 
-    __slots__ = ("counts", "lo", "hi")
+    __slots__ = ("lo", "hi")
 
-    def __init__(self, counts: list[int], dirty: bool = False):
-        self.counts = counts
-        self.lo, self.hi = (0, len(counts)) if dirty else (len(counts), 0)
+    def __init__(self, length: int, dirty: bool) -> None:
+        self.lo, self.hi = (0, length) if dirty else (length, 0)
 
     def touch(self, i: int) -> None:
+        """Entry `i` changed: widen the range to cover it."""
         if i < self.lo:
             self.lo = i
         if i + 1 > self.hi:
@@ -38,6 +39,16 @@ class RefcountBlock:
     @property
     def dirty(self) -> bool:
         return self.lo < self.hi
+
+
+class RefcountBlock(DirtyRange):
+    """One refcount block decoded into a list, with the dirty entry range to write back."""
+
+    __slots__ = ("counts",)
+
+    def __init__(self, counts: list[int], dirty: bool = False):
+        super().__init__(len(counts), dirty)
+        self.counts = counts
 
 
 class Refcounts:
