@@ -6,9 +6,14 @@ Imported as a plain module (pytest puts this directory on sys.path), so it works
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import shutil
+import signal
+import struct
 import subprocess
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -76,3 +81,26 @@ def mixed_data(length: int, seed: int = 0) -> bytes:
         else:
             out += (b"wirt-%d " % rnd.randrange(100)) * (n // 8 + 1)
     return bytes(out[:length])
+
+
+def kill_writer(child: Callable[[int], None], delay: float, wait_first_ack: bool = False) -> int:
+    """Fork a writer running `child(ack_fd)`, SIGKILL it `delay` seconds later (after its first
+    acknowledgement with `wait_first_ack`) and return the last count it acknowledged: the child
+    writes a little-endian uint32 to `ack_fd` whenever everything up to that count is durable."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            child(w)
+        finally:
+            os._exit(0)
+    os.close(w)
+    raw = os.read(r, 4) if wait_first_ack else b""
+    time.sleep(delay)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    while chunk := os.read(r, 4096):
+        raw += chunk
+    os.close(r)
+    return struct.unpack_from("<I", raw, len(raw) // 4 * 4 - 4)[0] if len(raw) >= 4 else 0

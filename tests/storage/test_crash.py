@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import struct
-import time
+from functools import partial
 
-from storage_helpers import assert_qemu_clean, pattern
+from storage_helpers import assert_qemu_clean, kill_writer, pattern
 from wirt.storage.qcow2 import Qcow2Image
 from wirt.storage.qcow2_create import create_qcow2
 
@@ -48,23 +47,20 @@ def _touched(run: int, i: int) -> tuple[int, int]:
 
 
 def _child(path: str, run: int, ack_fd: int) -> None:
-    try:
-        img = Qcow2Image(path, read_only=False)  # repairs refcounts after the previous kill
-        i = 0
-        while True:
-            for _ in range(OPS_PER_FLUSH):
-                kind, off, n = _op(run, i)
-                if kind == "write":
-                    img.write(off, pattern(run * 100_000 + i, n))
-                elif kind == "zeroes":
-                    img.write_zeroes(off, n)
-                else:
-                    img.discard(off, n)
-                i += 1
-            img.flush()
-            os.write(ack_fd, struct.pack("<I", i))  # every operation before i is durable
-    finally:
-        os._exit(0)
+    img = Qcow2Image(path, read_only=False)  # repairs refcounts after the previous kill
+    i = 0
+    while True:
+        for _ in range(OPS_PER_FLUSH):
+            kind, off, n = _op(run, i)
+            if kind == "write":
+                img.write(off, pattern(run * 100_000 + i, n))
+            elif kind == "zeroes":
+                img.write_zeroes(off, n)
+            else:
+                img.discard(off, n)
+            i += 1
+        img.flush()
+        os.write(ack_fd, struct.pack("<I", i))  # every operation before i is durable
 
 
 def test_kill_minus_nine_during_writes(tmp_path):
@@ -74,20 +70,7 @@ def test_kill_minus_nine_during_writes(tmp_path):
     rnd = random.Random(42)
     acked_total = 0
     for run in range(KILLS):
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(r)
-            _child(path, run, w)
-        os.close(w)
-        time.sleep(rnd.uniform(0.0, 0.12))
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        raw = b""
-        while chunk := os.read(r, 4096):
-            raw += chunk
-        os.close(r)
-        acked = struct.unpack(f"<{len(raw) // 4}I", raw[: len(raw) // 4 * 4])[-1] if len(raw) >= 4 else 0
+        acked = kill_writer(partial(_child, path, run), rnd.uniform(0.0, 0.12))
         acked_total += acked
         for i in range(acked):
             _apply(model, run, i)

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import struct
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
 from virtio_driver import FakeDriver, new_memory
@@ -20,7 +19,7 @@ from wirt.storage.qcow2 import Qcow2Image
 from wirt.storage.qcow2_create import create_qcow2
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "storage"))
-from storage_helpers import assert_qemu_clean, pattern  # noqa: E402
+from storage_helpers import assert_qemu_clean, kill_writer, pattern  # noqa: E402
 
 SIZE = 8 << 20
 CLUSTER = 65536
@@ -41,29 +40,26 @@ def _batch(run: int, b: int) -> list[tuple[int, bytes]]:
 
 
 def _child(path: str, run: int, ack_fd: int) -> None:
-    try:
-        disk = Qcow2Image(path, read_only=False)  # repairs refcounts after the previous kill
-        mem = new_memory(4 << 20)
-        t = VirtioMmio(VirtioBlk(disk), mem, IrqLine())
-        d = FakeDriver(t, mem)
-        (q,) = d.init()
-        mark = d.alloc.next
-        b = 0
-        while True:
-            d.alloc.next = mark  # the previous batch's buffers are free again
-            for sector, data in _batch(run, b):
-                half = len(data) // 2
-                q.add([struct.pack("<IIQ", T_OUT, 0, sector), data[:half], data[half:]], [1],
-                      indirect=True, publish=False)
-            flush = q.add([struct.pack("<IIQ", T_FLUSH, 0, 0)], [1], indirect=True, publish=False)
-            q.publish()
-            q.kick()  # DEPTH writes and a flush in flight together
-            used = dict(q.get_used())
-            assert flush in used and q.read_in(flush)[-1] == S_OK
-            os.write(ack_fd, struct.pack("<I", b + 1))  # batches 0..b are durable
-            b += 1
-    finally:
-        os._exit(0)
+    disk = Qcow2Image(path, read_only=False)  # repairs refcounts after the previous kill
+    mem = new_memory(4 << 20)
+    t = VirtioMmio(VirtioBlk(disk), mem, IrqLine())
+    d = FakeDriver(t, mem)
+    (q,) = d.init()
+    mark = d.alloc.next
+    b = 0
+    while True:
+        d.alloc.next = mark  # the previous batch's buffers are free again
+        for sector, data in _batch(run, b):
+            half = len(data) // 2
+            q.add([struct.pack("<IIQ", T_OUT, 0, sector), data[:half], data[half:]], [1],
+                  indirect=True, publish=False)
+        flush = q.add([struct.pack("<IIQ", T_FLUSH, 0, 0)], [1], indirect=True, publish=False)
+        q.publish()
+        q.kick()  # DEPTH writes and a flush in flight together
+        used = dict(q.get_used())
+        assert flush in used and q.read_in(flush)[-1] == S_OK
+        os.write(ack_fd, struct.pack("<I", b + 1))  # batches 0..b are durable
+        b += 1
 
 
 def test_kill_minus_nine_during_queue_depth_8_writes(tmp_path):
@@ -73,20 +69,8 @@ def test_kill_minus_nine_during_queue_depth_8_writes(tmp_path):
     rnd = random.Random(18)
     acked_total = 0
     for run in range(KILLS):
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(r)
-            _child(path, run, w)
-        os.close(w)
-        raw = os.read(r, 4)  # the first batch is durable: the kill comes while writes flow
-        time.sleep(rnd.uniform(0.0, 0.3))
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        while chunk := os.read(r, 4096):
-            raw += chunk
-        os.close(r)
-        acked = struct.unpack_from("<I", raw, len(raw) // 4 * 4 - 4)[0] if len(raw) >= 4 else 0
+        # the kill comes after the first batch is durable, while writes flow
+        acked = kill_writer(partial(_child, path, run), rnd.uniform(0.0, 0.3), wait_first_ack=True)
         acked_total += acked
         for b in range(acked):
             for sector, data in _batch(run, b):
