@@ -58,12 +58,9 @@ def _terminal_size(fd: int) -> tuple[int, int]:
 def run_attached(name: str, command: str, *, tty: bool, timeout: float, kill_after: float | None = None) -> int:
     """Run `command` in VM `name` with this process's stdin attached (on a guest terminal when
     `tty`); its output goes to stdout (and stderr without a terminal). Returns its exit status."""
-    from wirt.cli.target import vm_class
+    from wirt.cli.target import running_vm
 
-    vm = vm_class().get(name)  # over --remote, a RemoteVM: the same session over the exec websocket
-    st = vm.status()
-    if st.state not in ("running", "paused"):
-        raise WirtError(f"VM {name!r} is {st.state}; start it with `wirt start {name}`")
+    vm = running_vm(name)  # over --remote, a RemoteVM: the same session over the exec websocket
     stdin_fd = sys.stdin.fileno()
     local_tty = tty and os.isatty(stdin_fd)
     size = _terminal_size(stdin_fd) if tty else None

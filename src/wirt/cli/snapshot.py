@@ -10,6 +10,7 @@ import json
 import time
 from typing import Any
 
+from wirt.cli.target import get_vm
 from wirt.units import human_size
 
 __all__ = ["register"]
@@ -51,15 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_fork)
 
 
-def _vm(name: str) -> Any:
-    from wirt.cli.target import vm_class
-
-    return vm_class().get(name)
-
-
 def _create(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
-    info = _vm(args.name).snapshot(args.snapshot)
+    info = get_vm(args.name).snapshot(args.snapshot)
     what = (f"full: {human_size(info.memory_bytes)} of RAM stored" if info.kind == "full"
             else "disk-only: the VM is stopped")
     print(f"snapshot {info.name} of {args.name} taken ({what}) in {time.monotonic() - t0:.2f} s")
@@ -67,7 +62,7 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    vm = _vm(args.name)
+    vm = get_vm(args.name)
     snaps = vm.snapshots()
     if args.json:
         print(json.dumps([s.to_dict() for s in snaps], indent=1))
@@ -98,7 +93,7 @@ def _ls(args: argparse.Namespace) -> int:
 
 def _restore(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
-    how = _vm(args.name).restore(args.snapshot)
+    how = get_vm(args.name).restore(args.snapshot)
     if how == "running":
         print(f"VM {args.name} restored to {args.snapshot} in {time.monotonic() - t0:.2f} s and running from it")
     elif how == "on next start":
@@ -109,7 +104,7 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _rm(args: argparse.Namespace) -> int:
-    _vm(args.name).remove_snapshot(args.snapshot)
+    get_vm(args.name).remove_snapshot(args.snapshot)
     print(f"snapshot {args.snapshot} of {args.name} deleted")
     return 0
 
@@ -120,13 +115,13 @@ def _fork(args: argparse.Namespace) -> int:
     from wirt.vm.snapshots import vm_fork
 
     if remote():  # one REST call: forked (and started) on the server; its notes are not sent back
-        new = _vm(args.name).fork(args.snapshot, args.new_name, start=False)
+        new = get_vm(args.name).fork(args.snapshot, args.new_name, start=False)
         ports = new.config.network.ports
         notes = [f"port forwards moved to free host ports (the source keeps its own): "
                  f"{' '.join(map(str, ports))}; change them with `wirt set {args.new_name} --no-port --port ...`"
                  ] if ports else []
     else:
-        new, notes = vm_fork(_vm(args.name), args.snapshot, args.new_name)
+        new, notes = vm_fork(get_vm(args.name), args.snapshot, args.new_name)
     for n in notes:
         print(f"wirt: note: {n}")
     if args.no_start:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["vm_class", "remote"]
+from wirt.errors import WirtError
+
+__all__ = ["vm_class", "remote", "get_vm", "running_vm"]
 
 
 def remote() -> bool:
@@ -21,3 +23,18 @@ def vm_class() -> Any:
     from wirt.vm.api import VM
 
     return VM
+
+
+def get_vm(name: str) -> Any:
+    """The VM called `name` on the hypervisor the commands talk to (WirtError if there is none)."""
+    return vm_class().get(name)
+
+
+def running_vm(name: str) -> Any:
+    """The VM called `name`, refused in one line unless it is running or paused: console, exec and
+    shell talk to its guest."""
+    vm = get_vm(name)
+    st = vm.status()
+    if st.state not in ("running", "paused"):
+        raise WirtError(f"VM {name!r} is {st.state}; start it with `wirt start {name}`")
+    return vm

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from wirt.errors import WirtError
-from wirt.cli.target import remote, vm_class
+from wirt.cli.target import get_vm, remote, running_vm, vm_class
 from wirt.units import human_size
 from wirt.vm.schema import CREATE_OPTIONS, SET_OPTIONS, Option, create_arguments, set_arguments
 
@@ -138,10 +138,6 @@ def _exec_options(cls: type[argparse.ArgumentParser] = argparse.ArgumentParser) 
     return p
 
 
-def _vm(name: str):  # type: ignore[no-untyped-def]
-    return vm_class().get(name)
-
-
 # ---- create / ls / status -----------------------------------------------------------------------
 def _create(args: argparse.Namespace) -> int:
     vm = vm_class().create(args.name, **create_arguments({o.name: getattr(args, o.name) for o in CREATE_OPTIONS}))
@@ -214,7 +210,7 @@ def status_dict(vm: Any) -> dict[str, Any]:
 
 
 def _status(args: argparse.Namespace) -> int:
-    vm = _vm(args.name)
+    vm = get_vm(args.name)
     if args.json:
         import json
 
@@ -252,7 +248,7 @@ def _status(args: argparse.Namespace) -> int:
 
 # ---- lifecycle ------------------------------------------------------------------------------------
 def _start(args: argparse.Namespace) -> int:
-    vm = _vm(args.name)
+    vm = get_vm(args.name)
     if args.timeout <= 0:
         raise WirtError(f"--timeout {args.timeout:g}: give a positive number of seconds")
     st = vm.start()
@@ -272,31 +268,31 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    st = _vm(args.name).stop(force=args.force, timeout=args.timeout)
+    st = get_vm(args.name).stop(force=args.force, timeout=args.timeout)
     print(f"VM {args.name} stopped" + (f" ({st.reason})" if st.reason else ""))
     return 0
 
 
 def _restart(args: argparse.Namespace) -> int:
-    st = _vm(args.name).restart(force=args.force, timeout=args.timeout)
+    st = get_vm(args.name).restart(force=args.force, timeout=args.timeout)
     print(f"restarted VM {args.name} (pid {st.pid})")
     return 0
 
 
 def _pause(args: argparse.Namespace) -> int:
-    _vm(args.name).pause()
+    get_vm(args.name).pause()
     print(f"VM {args.name} paused")
     return 0
 
 
 def _resume(args: argparse.Namespace) -> int:
-    _vm(args.name).resume()
+    get_vm(args.name).resume()
     print(f"VM {args.name} resumed")
     return 0
 
 
 def _set(args: argparse.Namespace) -> int:
-    changes = _vm(args.name).set(**set_arguments({o.name: getattr(args, o.name) for o in SET_OPTIONS}))
+    changes = get_vm(args.name).set(**set_arguments({o.name: getattr(args, o.name) for o in SET_OPTIONS}))
     if not changes:
         raise WirtError("nothing to change; give --memory, --cpus, --disk-size, --cpu-affinity, --port or --no-port")
     print(f"VM {args.name}: " + ", ".join(changes) + " (applies at the next start)")
@@ -305,18 +301,14 @@ def _set(args: argparse.Namespace) -> int:
 
 def _rm(args: argparse.Namespace) -> int:
     for name in args.name:
-        _vm(name).remove(force=args.force)
+        get_vm(name).remove(force=args.force)
         print(f"removed VM {name}")
     return 0
 
 
 # ---- console and logs --------------------------------------------------------------------------------
 def _console(args: argparse.Namespace) -> int:
-    vm = _vm(args.name)
-    st = vm.status()
-    if st.state not in ("running", "paused"):
-        raise WirtError(f"VM {args.name!r} is {st.state}; start it with `wirt start {args.name}`")
-    return _attach(vm)
+    return _attach(running_vm(args.name))
 
 
 def _attach(vm: Any) -> int:
@@ -392,10 +384,7 @@ def _exec(args: argparse.Namespace) -> int:
         from wirt.cli.shell import run_attached
 
         return run_attached(args.name, command, tty=args.tty, timeout=args.timeout, kill_after=args.kill_after)
-    vm = _vm(args.name)
-    st = vm.status()
-    if st.state not in ("running", "paused"):
-        raise WirtError(f"VM {args.name!r} is {st.state}; start it with `wirt start {args.name}`")
+    vm = running_vm(args.name)
 
     def show(ev: ExecEvent) -> None:
         if ev.kind in ("stdout", "stderr"):
@@ -410,7 +399,7 @@ def _exec(args: argparse.Namespace) -> int:
 def _logs(args: argparse.Namespace) -> int:
     if args.follow and remote():
         raise WirtError("logs --follow needs the VM's own host; over --remote use the web console at /ui/")
-    vm = _vm(args.name)
+    vm = get_vm(args.name)
     path = vm.log_path()
     if not path.exists():
         raise WirtError(f"VM {args.name!r} has no console log yet; start it first")
