@@ -16,6 +16,7 @@ from wirt.errors import WirtError
 from wirt.cli.target import get_vm, remote, running_vm, vm_class
 from wirt.units import human_size
 from wirt.vm.schema import CREATE_OPTIONS, SET_OPTIONS, Option, create_arguments, set_arguments
+from wirt.vm.top import format_table
 
 __all__ = ["register", "add_options"]
 
@@ -180,9 +181,7 @@ def _ls(args: argparse.Namespace) -> int:
         table.append((r["name"], r["state"], str(r["cpus"]), human_size(r["memory"]),
                       f"{human_size(r['disk_used'])}/{human_size(r['disk_size'])}" if r["disk_size"] else "-",
                       r["ip"] or "-", _uptime(r["uptime"])))
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    for row in table:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    print(format_table(table))
     for r in rows:
         if r.get("reason"):
             print(f"{r['name']}: {r['reason']}", file=sys.stderr)

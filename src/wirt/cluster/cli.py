@@ -15,6 +15,7 @@ from typing import Any
 
 from wirt.errors import WirtError
 from wirt.units import human_size
+from wirt.vm.top import format_table
 
 __all__ = ["register", "route", "REMOTE_COMMANDS"]
 
@@ -167,19 +168,13 @@ def _status(args: argparse.Namespace) -> int:
         table.append((n["name"], "up" if n["alive"] else "down", f"{n['used_vcpus']:g}/{n['vcpus']:g}",
                       f"{human_size(int(n['used_memory_mib']) << 20)}/{human_size(int(n['memory_mib']) << 20)}",
                       ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items())) or "-", str(len(n["vms"]))))
-    _print_table(table)
+    print(format_table(table))
     for r in rows:
         if r["state"] in ("lost", "unrecoverable"):
             print(f"{r['name']}: {r['state']} ({r.get('reason', '')})")
     for e in services.call(ctl.recent_events.remote(), "the controller")[-5:]:
         print(f"event: {e}")
     return 0
-
-
-def _print_table(table: list[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
 # a transfer shows a progress bar (on stderr) from this size on; smaller ones are over at once
@@ -310,7 +305,7 @@ def _ls(args: argparse.Namespace) -> int:
     for r in rows:
         table.append((r["name"], r["node"], r["state"], str(r["cpus"]), human_size(r["memory"]),
                       ",".join(f"{k}={v}" for k, v in sorted((r.get("labels") or {}).items())) or "-"))
-    _print_table(table)
+    print(format_table(table))
     for r in rows:
         if r.get("reason"):
             print(f"{r['name']}: {r['reason']}", file=sys.stderr)

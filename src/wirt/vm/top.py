@@ -11,7 +11,7 @@ from typing import Any
 from wirt.errors import WirtError
 from wirt.units import human_size
 
-__all__ = ["sample_all", "render", "json_rows"]
+__all__ = ["sample_all", "render", "json_rows", "format_table"]
 
 _RATES = ("cpu_seconds", "instructions", "disk_read_bytes", "disk_write_bytes", "net_rx_bytes", "net_tx_bytes")
 
@@ -84,7 +84,13 @@ def render(rows: list[dict[str, Any]]) -> str:
                       _mips(mips, r.get("vcpu_mips")), _rate(r["disk_read_bytes"]),
                       _rate(r["disk_write_bytes"]), _rate(r["net_rx_bytes"]), _rate(r["net_tx_bytes"]),
                       _jit(r.get("jit") or {})))
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    return format_table(table)
+
+
+def format_table(table: list[tuple[str, ...]]) -> str:
+    """Rows of cells (the first one the heading) in left-aligned columns two spaces apart, as
+    `wirt top` and the `ls` commands print them."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table)
 
 
