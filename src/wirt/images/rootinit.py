@@ -12,7 +12,7 @@ shell, as in the initramfs.
 
 from __future__ import annotations
 
-from wirt.images.scripts import HOSTNAME_SETUP, NETUP
+from wirt.images.scripts import HOSTNAME_SETUP, NETUP, RUN_COMMAND
 
 INIT_PATH = "/usr/sbin/wirt-init"
 ROOT_DEVICE = "/dev/vda"
@@ -86,14 +86,7 @@ for arg in $(cat /proc/cmdline); do
 done
 set +f
 
-if [ -n "$run" ]; then
-    if ! cmd=$(printf '%s' "$run" | base64 -d 2>/dev/null) || [ -z "$cmd" ]; then
-        echo "wirt: wirt.run= is not valid base64" >&2
-        finish 127
-    fi
-    sh -c "$cmd"
-    finish $?
-fi
+__RUN__
 
 echo "wirt: Debian root disk; no wirt.run= command, starting a shell (exit it to power off)"
 console=$(cat /sys/class/tty/console/active 2>/dev/null)
@@ -101,4 +94,4 @@ tty=/dev/${console##* }
 [ -c "$tty" ] || tty=/dev/console
 setsid -c bash -l <"$tty" >"$tty" 2>&1
 finish 0
-""".replace("__HOSTNAME__", HOSTNAME_SETUP).replace("__NETUP__", NETUP)
+""".replace("__HOSTNAME__", HOSTNAME_SETUP).replace("__NETUP__", NETUP).replace("__RUN__", RUN_COMMAND)
