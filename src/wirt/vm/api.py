@@ -480,6 +480,19 @@ class VM:
             raise StateError(f"VM {self.name!r} is not running ({st.state}); start it with `wirt start {self.name}`")
         return st
 
+    def _exec_text(self, command: str | list[str]) -> str:
+        """The command line for the guest agent, refused unless the VM runs (not paused: the agent
+        would not answer) and the command is not empty."""
+        import shlex
+
+        st = self._require_running()
+        if st.state == "paused":
+            raise StateError(f"VM {self.name!r} is paused; `wirt resume {self.name}` first")
+        text = command if isinstance(command, str) else shlex.join(command)
+        if not text.strip():
+            raise WirtError("exec: the command is empty")
+        return text
+
     def exec(self, command: str | list[str], *, timeout: float = AGENT_WAIT, kill_after: float | None = None,
              stdin: bytes = b"", on_event: Any = None) -> ExecResult:
         """Run `command` in the guest through its agent and return stdout, stderr and exit status.
@@ -491,14 +504,8 @@ class VM:
         output as it arrives.
         """
         import base64
-        import shlex
 
-        st = self._require_running()
-        if st.state == "paused":
-            raise StateError(f"VM {self.name!r} is paused; `wirt resume {self.name}` first")
-        text = command if isinstance(command, str) else shlex.join(command)
-        if not text.strip():
-            raise WirtError("exec: the command is empty")
+        text = self._exec_text(command)
         req: dict[str, Any] = {"command": text, "wait": float(timeout)}
         if kill_after is not None:
             req["timeout"] = float(kill_after)
@@ -525,17 +532,9 @@ class VM:
         """Start `command` in the guest with its stdin streamed from here: an AttachedExec
         (wirt.vm.attached) to `write`, `eof`, `resize` and read `events()` from. With `tty`
         (rows, columns) it runs on a pseudo-terminal in the guest (`wirt shell`, `wirt exec -t`)."""
-        import shlex
-
         from wirt.vm.attached import AttachedExec
 
-        st = self._require_running()
-        if st.state == "paused":
-            raise StateError(f"VM {self.name!r} is paused; `wirt resume {self.name}` first")
-        text = command if isinstance(command, str) else shlex.join(command)
-        if not text.strip():
-            raise WirtError("exec: the command is empty")
-        return AttachedExec(self.paths.control, text, tty=tty, wait=timeout, kill_after=kill_after)
+        return AttachedExec(self.paths.control, self._exec_text(command), tty=tty, wait=timeout, kill_after=kill_after)
 
     def copy_in(self, src: str | Path, dest: str, *, recursive: bool = False, timeout: float = AGENT_WAIT,
                 progress: Any = None) -> int:
