@@ -123,8 +123,9 @@ def _complete(line: str, env: dict[str, str]) -> list[str]:
     return sorted(x.strip() for x in r.stdout.splitlines() if x.strip() and not x.startswith("-"))
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
-def test_bash_completion_completes_vm_and_snapshot_names(home, firmware, tmp_path):
+def _completion_env(firmware, tmp_path) -> dict[str, str]:
+    """VMs alpha, alps (the shared prefix) and beta, a snapshot of alpha, and an environment whose
+    `wirt` on PATH runs this tree's: what the completion tests complete."""
     from wirt.vm.api import VM
 
     for name in ("alpha", "alps", "beta"):
@@ -134,7 +135,12 @@ def test_bash_completion_completes_vm_and_snapshot_names(home, firmware, tmp_pat
     shim.mkdir()
     (shim / "wirt").write_text(f"#!/bin/sh\nexec {sys.executable} -c '{_MAIN}' \"$@\"\n")
     (shim / "wirt").chmod(0o755)
-    env = dict(os.environ, PATH=f"{shim}:{os.environ['PATH']}")
+    return dict(os.environ, PATH=f"{shim}:{os.environ['PATH']}")
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def test_bash_completion_completes_vm_and_snapshot_names(home, firmware, tmp_path):
+    env = _completion_env(firmware, tmp_path)
     assert _complete("wirt start al", env) == ["alpha", "alps"]
     assert _complete("wirt rm ", env) == ["alpha", "alps", "beta"]
     assert _complete("wirt snapshot restore alpha ", env) == ["first"]
@@ -146,16 +152,7 @@ def test_bash_completion_completes_vm_and_snapshot_names(home, firmware, tmp_pat
 def test_zsh_completion_completes_vm_and_snapshot_names(home, firmware, tmp_path):
     """The zsh script as printed, run by zsh; only the completion system's `_describe` (which needs
     a live completion widget) and `compdef` (compinit) are stood in for: they print what zsh would offer."""
-    from wirt.vm.api import VM
-
-    for name in ("alpha", "alps", "beta"):
-        VM.create(name, memory="32M", disk="1M", image="none", net="none", firmware=str(firmware))
-    VM("alpha").snapshot("first")
-    shim = tmp_path / "bin"
-    shim.mkdir()
-    (shim / "wirt").write_text(f"#!/bin/sh\nexec {sys.executable} -c '{_MAIN}' \"$@\"\n")
-    (shim / "wirt").chmod(0o755)
-    env = dict(os.environ, PATH=f"{shim}:{os.environ['PATH']}")
+    env = _completion_env(firmware, tmp_path)
     script = tmp_path / "wirt.zsh"
     script.write_text(_wirt("completion", "zsh", env=env).stdout)
 
