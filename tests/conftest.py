@@ -1,4 +1,4 @@
-"""Shared fixtures: building RISC-V test programs with Debian's cross toolchain."""
+"""Shared fixtures: building RISC-V test programs with Debian's cross toolchain, a private WIRT_HOME."""
 
 from __future__ import annotations
 
@@ -43,6 +43,17 @@ def build_program(source: str, name: str, march: str = "rv64gc") -> Path:
         check=True, capture_output=True, text=True)
     tmp.rename(elf)
     return elf
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """WIRT_HOME in a temporary directory (for this process and the VM processes it starts)."""
+    h = tmp_path / "home"
+    monkeypatch.setenv("WIRT_HOME", str(h))
+    # No warm zygote per test home (each would load the core in the background); the tests
+    # that check the zygote path turn it on and stop it (tests/vm/test_zygote.py).
+    monkeypatch.setenv("WIRT_ZYGOTE", "0")
+    return h
 
 
 @pytest.fixture

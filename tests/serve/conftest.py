@@ -12,14 +12,6 @@ from serverproc import Server, echo_firmware, stop_all  # noqa: E402
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    h = tmp_path / "home"
-    monkeypatch.setenv("WIRT_HOME", str(h))
-    monkeypatch.setenv("WIRT_ZYGOTE", "0")
-    return h
-
-
-@pytest.fixture
 def server(home: Path):
     s = Server(home)
     yield s

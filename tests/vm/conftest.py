@@ -36,17 +36,6 @@ def echo_firmware() -> bytes:
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """WIRT_HOME in a temporary directory (for this process and the VM processes it starts)."""
-    h = tmp_path / "home"
-    monkeypatch.setenv("WIRT_HOME", str(h))
-    # No warm zygote per test home (each would load the core in the background); the tests
-    # that check the zygote path turn it on and stop it (tests/vm/test_zygote.py).
-    monkeypatch.setenv("WIRT_ZYGOTE", "0")
-    return h
-
-
-@pytest.fixture
 def firmware(tmp_path: Path) -> Path:
     p = tmp_path / "echo.bin"
     p.write_bytes(echo_firmware())
