@@ -17,12 +17,12 @@ import sys
 from pathlib import Path
 
 from wirt.errors import WirtError
+from wirt.machine.devicetree import BASE_BOOTARGS
 from wirt.machine.placement import read_image
 from wirt.units import parse_size
 
 __all__ = ["register", "BASE_BOOTARGS", "StatusLineFilter"]
 
-BASE_BOOTARGS = "console=ttyS0 panic=1"
 MIN_MEMORY = 16 << 20
 EXIT_WIRT_FAILED = 125  # the guest never reported a status (core error, reboot, ...)
 

@@ -29,6 +29,7 @@ __all__ = [
     "UART_IRQ",
     "RTC_IRQ",
     "VIRTIO_IRQ_BASE",
+    "BASE_BOOTARGS",
 ]
 
 # Memory map (DESIGN.md "Guest platform"); sizes as in QEMU 7.2's virt_memmap.
@@ -46,6 +47,9 @@ UART_IRQ = 10
 RTC_IRQ = 11
 
 UART_CLOCK = 3_686_400
+# The start of every Linux command line wirt passes (`wirt run`, the VM process): the console on
+# the UART above (ttyS0), and a reboot one second after a kernel panic.
+BASE_BOOTARGS = "console=ttyS0 panic=1"
 TIMEBASE_FREQUENCY = 10_000_000
 
 # Local interrupt numbers on riscv,cpu-intc (privileged spec, mip bits)

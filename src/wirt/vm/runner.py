@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from wirt.errors import WirtError
+from wirt.machine.devicetree import BASE_BOOTARGS
 from wirt.vm.agent import GuestAgent
 from wirt.vm.schema import IMAGES, VMConfig
 
 __all__ = ["BootFiles", "RunResult", "Runner", "resolve_boot", "check_supported", "missing_features",
            "root_cmdline", "hub_socket", "CountingBackend", "BASE_BOOTARGS", "POWEROFF_KEYS"]
 
-BASE_BOOTARGS = "console=ttyS0 panic=1"
 # Typed on the console by a graceful stop (Ctrl-C, Ctrl-U clear a half-typed line first).
 POWEROFF_KEYS = b"\x03\x15\npoweroff -f\n"
 
