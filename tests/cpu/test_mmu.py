@@ -892,3 +892,26 @@ def test_access_faults_under_translation_report_the_virtual_address(jit: str, mo
         from wirt.cpu import layout as L
 
         assert int(r.m.hart.jq[L.JQ_INSNS]) > 0, "the translation tier ran nothing"
+
+
+def test_sfence_vma_of_a_page_outside_every_superpage_leaves_superpage_entries() -> None:
+    """tlb_flush_page looks for entries made from a superpage only when the address lies
+    between the superpages filled since the last flush: a 4 KiB user page's fence drops its
+    own entry and keeps the kernel's; a fence inside the megapage drops all of it."""
+    from wirt.cpu.layout import TLB_ENTRIES, TLB_SP_HI, TLB_SP_LO
+    from wirt.cpu.mmu import new_tlb, tlb_flush, tlb_flush_page
+
+    t = new_tlb()
+    assert t[TLB_SP_LO] > t[TLB_SP_HI]                 # no superpage yet
+    for vpn in (0x200, 0x3FF):                         # two 4 KiB pieces of the megapage at 2 MiB
+        t[vpn % TLB_ENTRIES] = vpn
+        t[TLB_ENTRIES + vpn % TLB_ENTRIES] = 0x80000000 | V | R | (1 << 8)
+    t[TLB_SP_LO], t[TLB_SP_HI] = 0x200, 0x3FF
+    t[1] = 1                                           # a 4 KiB page at 0x1000
+    t[TLB_ENTRIES + 1] = 0x80400000 | V | R
+    tlb_flush_page(t, 0x1000)
+    assert t[1] == -1 and t[0x200] == 0x200 and t[0x3FF] == 0x3FF
+    tlb_flush_page(t, 0x3FF000)
+    assert t[0x200] == -1 and t[0x3FF] == -1
+    tlb_flush(t)
+    assert t[TLB_SP_LO] > t[TLB_SP_HI]

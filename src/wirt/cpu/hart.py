@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from wirt.cpu import layout as L
+from wirt.cpu.mmu import new_tlb, reset_tlb
 
 _rvc_table: np.ndarray | None = None
 
@@ -105,7 +106,6 @@ class Hart:
         self.rom8 = rom
         self.s = np.zeros(L.S_SIZE, dtype=np.int64)
         self.c = np.zeros(4096, dtype=np.int64)
-        from wirt.cpu.mmu import new_tlb
         self.tlb = new_tlb()
         self.ex = np.zeros(L.EX_SIZE, dtype=np.int64)
         if code_pages is None:
@@ -139,8 +139,7 @@ class Hart:
         s[L.CYCLE_OFF] = -s[L.ICOUNT]
         c[:] = 0
         c[L.CSR_STIMECMP] = -1
-        self.tlb[:] = 0  # data words too (see mmu.tlb_flush)
-        self.tlb[: L.TLB_ENTRIES] = -1
+        reset_tlb(self.tlb)
 
     # ---- running ---------------------------------------------------------------------
     def run(self, budget: int) -> int:
@@ -221,8 +220,7 @@ class Hart:
     def load_state(self, d: dict) -> None:
         self.s[:] = np.asarray(d["s"], dtype=np.int64)
         self.c[:] = np.asarray(d["c"], dtype=np.int64)
-        self.tlb[:] = 0  # data words too (see mmu.tlb_flush)
-        self.tlb[: L.TLB_ENTRIES] = -1
+        reset_tlb(self.tlb)
         if self.jit is not None:
             self.jit.flush()  # snapshots hold no translations: start cold
 

@@ -10,10 +10,12 @@ from numba import njit
 from wirt.cpu.layout import (
     ACC_FETCH, ACC_LOAD, ACC_STORE, CSR_SATP, EXC_INSN_ACCESS, EXC_INSN_PAGE,
     EXC_LOAD_ACCESS, EXC_LOAD_PAGE, EXC_STORE_ACCESS, EXC_STORE_PAGE, PRV_M, PRV_U, PTE_A, PTE_D,
-    PMP_ACTIVE, PMP_CFG, PMP_HI, PMP_LO, PRV_S, PTE_R, PTE_U, PTE_V, PTE_W, PTE_X, RAM_BASE, RAM_SIZE, TLB_ENTRIES,
+    PMP_ACTIVE, PMP_CFG, PMP_HI, PMP_LO, PRV_S, PTE_R, PTE_U, PTE_V, PTE_W, PTE_X, RAM_BASE, RAM_SIZE, TLB_ENTRIES, TLB_SIZE, TLB_SP_HI, TLB_SP_LO,
 )
 
 TLB_MASK = TLB_ENTRIES - 1
+SP_NONE_LO = (1 << 63) - 1      # superpage bounds when none is filled: no page is between
+SP_NONE_HI = -(1 << 63)
 PPN_MASK = (1 << 44) - 1
 
 
@@ -28,18 +30,25 @@ def tlb_flush(tlb):
     for i in range(TLB_ENTRIES):
         tlb[i] = -1
     tlb[TLB_ENTRIES + TLB_MASK] = 0
+    tlb[TLB_SP_LO] = SP_NONE_LO
+    tlb[TLB_SP_HI] = SP_NONE_HI
 
 
 @njit(cache=True, nogil=True)
 def tlb_flush_page(tlb, vaddr):
     """Forget the cached translations of one virtual address (sfence.vma with rs1 != x0):
     its 4 KiB entry, and every entry filled from the same superpage leaf PTE (the level is
-    kept in bits 8-9 of an entry's data word), since that leaf maps the address too."""
+    kept in bits 8-9 of an entry's data word), since that leaf maps the address too. Those
+    are looked for only when the address lies between the superpages filled since the last
+    flush (QEMU keeps the same bounds): Linux flushes user pages one by one, ~100,000 times
+    a boot, and its superpages are the kernel's."""
     vpn = vaddr >> 12
     idx = vpn & TLB_MASK
     if tlb[idx] == vpn:
         tlb[idx] = -1
         tlb[TLB_ENTRIES + idx] = 0
+    if vpn < tlb[TLB_SP_LO] or vpn > tlb[TLB_SP_HI]:
+        return
     for i in range(TLB_ENTRIES):
         lvl = (tlb[TLB_ENTRIES + i] >> 8) & 3
         if lvl != 0 and (tlb[i] >> (9 * lvl)) == (vpn >> (9 * lvl)):
@@ -166,6 +175,12 @@ def walk(s, c, ram64, tlb, vaddr, acc, priv, sum_, mxr):
         idx = (vaddr >> 12) & TLB_MASK
         tlb[idx] = vaddr >> 12
         tlb[TLB_ENTRIES + idx] = (phys & ~0xFFF) | (newpte & 0xFF) | (lvl << 8)
+        if lvl > 0:
+            first = (vaddr >> (12 + 9 * lvl)) << (9 * lvl)      # the superpage's page numbers
+            if first < tlb[TLB_SP_LO]:
+                tlb[TLB_SP_LO] = first
+            if first + (1 << (9 * lvl)) - 1 > tlb[TLB_SP_HI]:
+                tlb[TLB_SP_HI] = first + (1 << (9 * lvl)) - 1
         return phys, -1
     return 0, page_fault_cause(acc)
 
@@ -200,7 +215,15 @@ def pmp_fill(s, tlb, addr, acc, priv):
 
 
 def new_tlb() -> np.ndarray:
-    """An empty TLB array (tags then data)."""
-    t = np.zeros(2 * TLB_ENTRIES, dtype=np.int64)
-    t[:TLB_ENTRIES] = -1
+    """An empty TLB array (tags, data, superpage bounds)."""
+    t = np.zeros(TLB_SIZE, dtype=np.int64)
+    reset_tlb(t)
     return t
+
+
+def reset_tlb(t: np.ndarray) -> None:
+    """Empty a TLB array in place (hart reset, state restore): data words too (see tlb_flush)."""
+    t[:] = 0
+    t[:TLB_ENTRIES] = -1
+    t[TLB_SP_LO] = SP_NONE_LO
+    t[TLB_SP_HI] = SP_NONE_HI

@@ -12,7 +12,7 @@ from wirt.cpu.csr import CSR_OK, CSR_OK_RECHECK, csr_instruction
 from wirt.cpu.layout import (
     CSR_MCAUSE, CSR_MEPC, CSR_MSCRATCH, CSR_MSTATUS, CSR_MTVAL, CSR_SCAUSE, CSR_SEPC, CSR_SSCRATCH,
     CSR_SSTATUS, CSR_STVAL, MS_FS, MS_MIE, MS_MPRV, MS_MXR, MS_SIE, MS_SUM, PRIV, S_SIZE,
-    TLB_ENTRIES,
+    TLB_SIZE,
 )
 
 # mstatus bits the translation mode depends on (core.run's jmode)
@@ -29,7 +29,7 @@ def csr_exec(sp, cp, tp, inst):
     have changed the translation mode or enabled an interrupt: the core must look)."""
     s = carray(sp, (S_SIZE,))
     c = carray(cp, (4096,))
-    tlb = carray(tp, (2 * TLB_ENTRIES,))
+    tlb = carray(tp, (TLB_SIZE,))
     before = c[CSR_MSTATUS]
     r = csr_instruction(s, c, tlb, inst, s[PRIV])
     if r != CSR_OK_RECHECK:
