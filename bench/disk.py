@@ -34,7 +34,7 @@ def make_disk(path: Path, fmt: str, size: int) -> None:
         with open(path, "wb") as f:
             f.truncate(size)
     else:
-        from wirt.storage.qcow2 import create_qcow2
+        from wirt.storage.qcow2_create import create_qcow2
 
         create_qcow2(str(path), size)
 
