@@ -20,7 +20,8 @@ import time
 
 import numpy as np
 
-from wirt.storage.qcow2 import Qcow2Image, create_qcow2
+from wirt.storage.qcow2 import Qcow2Image
+from wirt.storage.qcow2_create import create_qcow2
 
 STRIDE_4K = 4096 * 7919  # prime number of 4 KiB blocks: spreads accesses over the image
 
