@@ -343,6 +343,13 @@ class ControlClient:
         data = request if isinstance(request, bytes) else json.dumps(request).encode() + b"\n"
         try:
             self.sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            # The server may answer before it reads (a refused uid gets "forbidden" and the
+            # socket closed): that answer is waiting, and says more than the broken pipe.
+            try:
+                return self.read_reply()
+            except WirtError:
+                raise WirtError(f"control socket {self.path}: {exc.strerror or exc}") from None
         except OSError as exc:
             raise WirtError(f"control socket {self.path}: {exc.strerror or exc}") from None
         return self.read_reply()
