@@ -140,7 +140,7 @@ def main() -> None:
             print(f"qemu  : the marker never appeared (exit status {q_rc})")
         else:
             print(f"qemu  : output after {q_out:6.2f} s, exit after {q_exit:6.2f} s (status {q_rc})")
-            print(f"ratio : wirt/qemu = {w_out / q_out:.1f}x to output, {w_exit / q_exit:.1f}x to exit")
+            print(f"ratio : wirt/qemu = {w_out / q_out:.2f}x to output, {w_exit / q_exit:.2f}x to exit")
     else:
         print("qemu  : not run (qemu-system-riscv64 not installed or --no-qemu)")
 
