@@ -358,7 +358,7 @@ class Machine:
                 if done >= limit:
                     return MachineExit("limit", 0, done)
                 if done >= next_poll:
-                    next_poll = done + SLICE
+                    next_poll = done + clock.poll_interval(SLICE)
                     self._poll()
                 clock.before_slice()
                 t0 = perf()

@@ -223,7 +223,7 @@ def _hart_loop(m: Machine, i: int, halt: threading.Event, limit: int) -> Machine
             if total >= limit:
                 return MachineExit("limit", 0, total)
             if done >= next_poll:
-                next_poll = done + SLICE
+                next_poll = done + clock.poll_interval(SLICE)
                 with m.device_lock:
                     m._poll()
         clock.before_slice()
