@@ -12,13 +12,20 @@ guest sleeps for --idle seconds after the work (read from /proc/PID/stat), at 1 
 idle window starts --settle seconds after the work: a freshly booted kernel runs its crypto
 self-tests (cryptomgr_test) for a while and is not idle before.
 
-Usage: python bench/smp.py [--iterations 250000000] [--cpus 1,2,4] [--idle 10] [--settle 40] [--no-qemu]
+Each configuration runs --repeat times (wirt and QEMU alternating, so that a change in the host's
+load falls on both) and the median is reported with the range: one run of either hypervisor moves
+by a few per cent with the guest scheduler's placement of the 4 jobs. The idle window is measured
+in the first round only.
+
+Usage: python bench/smp.py [--iterations 250000000] [--cpus 1,2,4] [--repeat 3] [--idle 10] [--settle 40]
+                           [--no-qemu]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,6 +76,7 @@ def main() -> int:
     ap.add_argument("--cpus", default="1,2,4", help="vCPU counts to run (default 1,2,4)")
     ap.add_argument("--idle", type=int, default=10, help="seconds the guest sleeps after the work (1 and 2 vCPUs)")
     ap.add_argument("--settle", type=int, default=40, help="seconds between the work and the idle window")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each configuration (median reported)")
     ap.add_argument("--no-qemu", action="store_true")
     args = ap.parse_args()
     counts = [int(c) for c in args.cpus.split(",")]
@@ -76,40 +84,54 @@ def main() -> int:
     program = gb.build_guest_program(Path(__file__).with_name("smpwork.c"))
     with tempfile.TemporaryDirectory() as tmp:
         initrd = gb.initrd_with({"bin/smpwork": program}, Path(tmp))
-        results: dict[str, dict[int, tuple[float | None, float | None]]] = {"wirt": {}, "qemu": {}}
-        for n in counts:
-            idle = args.idle if n <= 2 else 0
-            # The kernel's crypto self-tests (cryptomgr_test threads) run for seconds after boot:
-            # on one vCPU they took the CPU from the work and made its time 20x QEMU's.
-            command = f"{WAIT_SELFTESTS}; smpwork {JOBS} {args.iterations}" + (
-                f"; sleep {args.settle}; echo IDLE-START; sleep {idle}; echo IDLE-END" if idle else "")
-            runs = [("wirt", gb.wirt_cmd(command, "--initrd", str(initrd), "--cpus", str(n)))]
-            if gb.qemu_exe() and not args.no_qemu:
-                runs.append(("qemu", gb.qemu_cmd(command, initrd=str(initrd), cpus=n)))
-            for name, cmd in runs:
-                print(f"{name} {n} vCPU: running ...", file=sys.stderr, flush=True)
-                work, idle_pct, out = measure(cmd, idle)
-                if work is None:
-                    print(f"{name} {n} vCPU: no result\n{out[-1500:]}", file=sys.stderr)
-                results[name][n] = (work, idle_pct)
+        names = ["wirt"] + (["qemu"] if gb.qemu_exe() and not args.no_qemu else [])
+        works: dict[str, dict[int, list[float]]] = {name: {n: [] for n in counts} for name in names}
+        idles: dict[str, dict[int, float]] = {name: {} for name in names}
+        for round_ in range(max(1, args.repeat)):
+            for n in counts:
+                idle = args.idle if n <= 2 and round_ == 0 else 0
+                # The kernel's crypto self-tests (cryptomgr_test threads) run for seconds after boot:
+                # on one vCPU they took the CPU from the work and made its time 20x QEMU's.
+                command = f"{WAIT_SELFTESTS}; smpwork {JOBS} {args.iterations}" + (
+                    f"; sleep {args.settle}; echo IDLE-START; sleep {idle}; echo IDLE-END" if idle else "")
+                for name in names:
+                    if name == "wirt":
+                        cmd = gb.wirt_cmd(command, "--initrd", str(initrd), "--cpus", str(n))
+                    else:
+                        cmd = gb.qemu_cmd(command, initrd=str(initrd), cpus=n)
+                    print(f"{name} {n} vCPU, round {round_ + 1}: running ...", file=sys.stderr, flush=True)
+                    work, idle_pct, out = measure(cmd, idle)
+                    if work is None:
+                        print(f"{name} {n} vCPU: no result\n{out[-1500:]}", file=sys.stderr)
+                    else:
+                        works[name][n].append(work)
+                    if idle_pct is not None:
+                        idles[name][n] = idle_pct
         print(gb.host_load())
-        print(f"{JOBS} jobs x {args.iterations} rounds; guest seconds, speed-up vs 1 vCPU")
-        for name, rows in results.items():
-            base = rows.get(1, (None, None))[0]
-            for n, (work, idle_pct) in sorted(rows.items()):
-                speed = f"{base / work:.2f}x" if base and work else "-"
-                idle_s = f", idle guest: host CPU {idle_pct:.1f} %" if idle_pct is not None else ""
-                print(f"  {name:4} {n} vCPU: {work if work is None else round(work, 2)} s, speed-up {speed}{idle_s}")
-        w, q = results["wirt"], results["qemu"]
+        print(f"{JOBS} jobs x {args.iterations} rounds; guest seconds (median of {args.repeat}, range), "
+              "speed-up vs 1 vCPU")
+        med = {name: {n: statistics.median(v) for n, v in rows.items() if v} for name, rows in works.items()}
+        for name in names:
+            base = med[name].get(1)
+            for n in counts:
+                runs = works[name][n]
+                if not runs:
+                    print(f"  {name:4} {n} vCPU: no result")
+                    continue
+                work = med[name][n]
+                speed = f"{base / work:.2f}x" if base else "-"
+                idle_s = f", idle guest: host CPU {idles[name][n]:.1f} %" if n in idles[name] else ""
+                print(f"  {name:4} {n} vCPU: {work:.2f} s ({min(runs):.2f}-{max(runs):.2f}), "
+                      f"speed-up {speed}{idle_s}")
+        w, q = med["wirt"], med.get("qemu", {})
         for n in counts:
-            if n > 1 and w.get(n, (None,))[0] and q.get(n, (None,))[0] and w.get(1, (None,))[0] and q.get(1, (None,))[0]:
-                ws, qs = w[1][0] / w[n][0], q[1][0] / q[n][0]
+            if n > 1 and all(k in w for k in (1, n)) and all(k in q for k in (1, n)):
+                ws, qs = w[1] / w[n], q[1] / q[n]
                 print(f"  {n} vCPUs: wirt speed-up / QEMU speed-up = {ws / qs:.2f}; "
-                      f"wirt time / QEMU time = {w[n][0] / q[n][0]:.2f}")
-        if w.get(1, (None, None))[1] is not None and w.get(2, (None, None))[1] is not None:
-            print(f"  an idle extra vCPU costs wirt {w[2][1] - w[1][1]:+.1f} % of a host CPU")
-        if q.get(1, (None, None))[1] is not None and q.get(2, (None, None))[1] is not None:
-            print(f"  an idle extra vCPU costs QEMU {q[2][1] - q[1][1]:+.1f} % of a host CPU")
+                      f"wirt time / QEMU time = {w[n] / q[n]:.2f}")
+        for name in names:
+            if 1 in idles[name] and 2 in idles[name]:
+                print(f"  an idle extra vCPU costs {name} {idles[name][2] - idles[name][1]:+.1f} % of a host CPU")
     return 0
 
 
