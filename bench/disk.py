@@ -7,8 +7,8 @@ over the first SIZE MiB then fsync, sequential 1 MiB reads of them, random 4 KiB
 random 4 KiB writes (then fsync) for SECONDS each, and a fio-style mix (70 % random 4 KiB reads,
 30 % writes, eight in flight through Linux native AIO, then fsync). Each disk is a fresh file
 on the host (raw, and qcow2 with 64 KiB clusters made by wirt), used with the host's page cache by both
-(QEMU's default cache=writeback); before each run the host's memory is primed with a file
-write (prime_host_memory: the first use of a page is slow on a VM host). QEMU:
+(QEMU's default cache=writeback); the raw file is written full of zeros first (make_disk: the
+first use of a page is slow on a VM host). QEMU:
 `qemu-system-riscv64 -M virt` with the very same firmware, kernel, initramfs and kernel command line, the disk on `virtio-blk-device`.
 
     python bench/disk.py [--size-mb 64] [--seconds 3] [--formats raw,qcow2] [--no-qemu] [--runs 1] [--profile]
@@ -30,30 +30,25 @@ _LINE = re.compile(r"^diskio (\w+) (\d+) (\d+) (\d+)\s*$", re.M)
 
 
 def make_disk(path: Path, fmt: str, size: int) -> None:
-    """A fresh, empty disk image of `size` bytes."""
+    """A fresh disk image of `size` bytes: raw written full of zeros, qcow2 empty.
+
+    The raw image is written, not left sparse, so that the guest's writes replace pages the host
+    already caches. On a host that is itself a VM with lazily backed memory (a cloud instance,
+    Firecracker with free page reporting) a page the host has not used lately faults in the
+    outer hypervisor: 1 GiB into a fresh page cache ran at 340-400 MB/s, then at 4,500-5,000
+    MB/s, and a sparse file made the sequential write measure that (190-1,340 MB/s for the same
+    wirt). A qcow2 image grows as the guest writes, and so still does."""
     if fmt == "raw":
+        block = bytes(1 << 20)
         with open(path, "wb") as f:
+            for _ in range(size >> 20):
+                f.write(block)
             f.truncate(size)
+            os.fsync(f.fileno())   # clean before the run: the guest's fsync then flushes its own writes
     else:
         from wirt.storage.qcow2_create import create_qcow2
 
         create_qcow2(str(path), size)
-
-
-def prime_host_memory(work: Path, size: int) -> None:
-    """Write and delete `size` bytes in `work`, so that the host's page cache can take pages the
-    host has used before. On a host that is itself a VM with lazily backed memory (a cloud
-    instance, Firecracker), a page's first use costs a fault in the outer hypervisor: writing
-    1 GiB into a fresh page cache ran at 340 MB/s there, the second time at 4,500 MB/s. Without
-    this, whichever hypervisor ran first (wirt) paid for it in its sequential write. The caller
-    primes 1.5 GiB more than the disk: the hypervisor's own memory (512 MiB of guest RAM) takes
-    the recycled pages first."""
-    scratch = work / "prime.tmp"
-    block = b"\xa5" * (1 << 20)
-    with open(scratch, "wb") as f:
-        for _ in range(max(1, size >> 20)):
-            f.write(block)
-    scratch.unlink()
 
 
 def parse(output: str) -> dict[str, float]:
@@ -70,7 +65,6 @@ def measure(hypervisor: str, fmt: str, size_mb: int, seconds: int, initrd: Path,
     """Run diskio once in a fresh guest on a fresh disk; the four figures."""
     disk = work / f"{hypervisor}.{fmt}"
     disk.unlink(missing_ok=True)
-    prime_host_memory(work, (size_mb + 16 + 1536) << 20)
     make_disk(disk, fmt, (size_mb + 16) << 20)
     command = f"diskio /dev/vda {size_mb} {seconds}"
     if hypervisor == "wirt":

@@ -74,7 +74,7 @@ def test_config_and_features(image):
     assert d.r(R.DEVICE_ID) == 2
     assert d.config(0, 8) == SIZE // 512  # capacity
     assert d.config(8, 4) > 0  # size_max
-    assert d.config(12, 4) == 254  # seg_max
+    assert d.config(12, 4) == 1022  # seg_max: queue size - 2 (a 1 MiB request in one chain)
     assert d.config(20, 4) == 512  # blk_size
     assert d.config(36, 4) > 0 and d.config(40, 4) > 0  # max_discard_sectors / seg
     align = d.config(44, 4)

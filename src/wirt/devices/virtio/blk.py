@@ -50,7 +50,10 @@ WZ_FLAG_UNMAP = 1
 _HEADER = struct.Struct("<IIQ")  # type, reserved, sector
 _SEGMENT = struct.Struct("<QII")  # sector, num_sectors, flags (§5.2.6 discard/write zeroes)
 
-QUEUE_SIZE = 256
+# 1024 (QEMU's default is 256): seg_max is the queue size - 2, and at 254 Linux split every
+# 1 MiB request (256 pages) in two, one of 254 pages and one of 2, each a notify, an interrupt
+# and a completion. Sequential 1 MiB reads went from 907-1122 to 1054-1408 MB/s.
+QUEUE_SIZE = 1024
 SIZE_MAX = 1 << 22  # largest single data buffer the driver may use
 MAX_DISCARD_SECTORS = 1 << 22  # 2 GiB per segment
 MAX_DISCARD_SEG = 32
