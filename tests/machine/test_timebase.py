@@ -68,3 +68,21 @@ def test_no_hart_runs_ahead_of_the_host_when_speeds_change_tenfold():
         run_slice(c1, host, 1500)
         for c in (c0, c1):
             assert c.now() - c.host_ticks() <= SLICE_TICKS, i
+
+
+def test_device_polls_follow_the_core_speed_in_real_time_mode_only():
+    """Between device polls: at least SLICE instructions, about a millisecond of host time where
+    the core runs faster; deterministic mode keeps the fixed count so that a run repeats."""
+    host = FakeHost()
+    clock = GuestClock(np.zeros(L.S_SIZE, dtype=np.int64), monotonic_ns=host)
+    least = 2_000_000
+    start = host.ns
+    while host.ns - start < 2 * 10**9:   # a lone hart at 3,000 MIPS for 2 s: TIME_SHIFT follows it
+        run_slice(clock, host, 3000)
+    assert int(clock.s[L.TIME_SHIFT]) == 9   # 300 instructions a tick, rounded up to 512
+    assert clock.poll_interval(least) == SLICE_TICKS << int(clock.s[L.TIME_SHIFT]) > least
+    slow = GuestClock(np.zeros(L.S_SIZE, dtype=np.int64), monotonic_ns=FakeHost())
+    assert slow.poll_interval(least) == least   # TIME_SHIFT 4 at reset: 160,000 per slice
+    fixed = GuestClock(np.zeros(L.S_SIZE, dtype=np.int64), deterministic=True)
+    fixed.s[L.TIME_SHIFT] = 12
+    assert fixed.poll_interval(least) == least
