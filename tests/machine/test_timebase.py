@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from wirt.cpu import layout as L
-from wirt.machine.timebase import SLICE_TICKS, GuestClock
+from wirt.machine.timebase import MAX_LEAD, SLICE_TICKS, GuestClock
 
 
 class FakeHost:
@@ -86,3 +86,16 @@ def test_device_polls_follow_the_core_speed_in_real_time_mode_only():
     fixed = GuestClock(np.zeros(L.S_SIZE, dtype=np.int64), deterministic=True)
     fixed.s[L.TIME_SHIFT] = 12
     assert fixed.poll_interval(least) == least
+
+
+def test_a_lone_hart_never_runs_far_ahead_of_the_host():
+    """From the reset shift (160 MIPS) a hart at 1,500 MIPS ran mtime 0.8 s ahead of the host in
+    a boot, and the guest's clock then stood still while the host caught up. A lone hart whose
+    mtime is more than MAX_LEAD ahead raises its shift at once, as harts that must agree do."""
+    host = FakeHost()
+    clock = GuestClock(np.zeros(L.S_SIZE, dtype=np.int64), monotonic_ns=host)
+    lead = 0
+    for i in range(3000):
+        run_slice(clock, host, 1500 if i % 4 else 100)   # fast slices, a slow one now and then
+        lead = max(lead, clock.now() - clock.host_ticks())
+    assert lead <= MAX_LEAD + SLICE_TICKS
