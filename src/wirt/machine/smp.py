@@ -203,7 +203,7 @@ def _kick(m: Machine) -> None:
 
 def _hart_loop(m: Machine, i: int, halt: threading.Event, limit: int) -> MachineExit | None:
     """One hart's thread: run slices, serve exits, sleep in WFI; hart 0 also polls devices."""
-    from wirt.machine.board import SLICE, MachineExit
+    from wirt.machine.board import MMIO_RUN_NS, SLICE, MachineExit
 
     m._local.hart = i
     hart, clock = m.harts[i], m.clocks[i]
@@ -229,9 +229,22 @@ def _hart_loop(m: Machine, i: int, halt: threading.Event, limit: int) -> Machine
         clock.before_slice()
         t0 = perf()
         budget = min(SLICE, clock.slice_budget())   # harts agree on mtime within about a slice
-        reason = hart.run(min(next_poll - done, budget) if i == 0 else budget)
-        clock.account(int(s[L.ICOUNT]) - done, perf() - t0)
-        if reason == L.EXIT_WFI:
+        end = done + (min(next_poll - done, budget) if i == 0 else budget)
+        reason = hart.run(end - done)
+        core_ns = perf() - t0
+        while reason == L.EXIT_MMIO:   # served and resumed at once, as in Machine.run
+            _serve(m, hart, reason)
+            left = end - int(s[L.ICOUNT])
+            t1 = perf()
+            if (left <= 0 or halt.is_set() or m._exit is not None or m._stop
+                    or t1 - t0 > MMIO_RUN_NS):
+                break
+            reason = hart.run(left)
+            core_ns += perf() - t1
+        clock.account(int(s[L.ICOUNT]) - done, core_ns)
+        if reason == L.EXIT_MMIO:
+            pass
+        elif reason == L.EXIT_WFI:
             m.stats["wfi_exits"] += 1
             if i == 0:
                 with m.device_lock:
