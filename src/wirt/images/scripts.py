@@ -4,8 +4,8 @@
 - kernel modules listed in /lib/modules/load-order are loaded with insmod, in that order,
   unless the kernel command line says `wirt.modules=none`;
 - `wirt.run=<base64>` on the kernel command line: the decoded text runs with `sh -c`, its output
-  goes to the console, then `wirt: exit status N` is printed and the SiFive test finisher at
-  0x100000 gets `0x5555` (N = 0) or `0x3333 | N << 16` (fail with code N), then power-off;
+  goes to the console, then `wirt: exit status N` is printed and, once the console has sent
+  it all, the SiFive test finisher at 0x100000 gets `0x5555` (N = 0) or `0x3333 | N << 16` (fail with code N), then power-off;
 - no command: an interactive shell on the console; power-off when it exits;
 - `root=DEVICE` (with `rw`/`ro`, `rootfstype=`, `init=`): after loading the modules, mount DEVICE
   and `switch_root` to its init (default /sbin/init), which then handles `wirt.run=` itself;
