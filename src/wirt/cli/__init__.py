@@ -21,7 +21,7 @@ PLUGIN_MODULES = ["wirt.cluster.cli"]
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wirt", description="wirt: RISC-V virtual machines in Python")
-    parser.add_argument("--version", action="version", version=f"wirt {version()}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     parser.add_argument("--remote", metavar="URL",
                         help="run the VM commands on a `wirt serve`: unix:/path/api.sock or http(s)://HOST:PORT "
                              "(also WIRT_REMOTE; the token from WIRT_TOKEN or $WIRT_HOME/serve/token)")
@@ -54,6 +54,14 @@ def _routed(args: argparse.Namespace) -> int | None:
         if result is not None:
             return result
     return None
+
+
+class _Version(argparse.Action):
+    """--version, looked up only when asked: importlib.metadata costs 20 ms of every start."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"wirt {version()}")
+        parser.exit()
 
 
 def version() -> str:

@@ -20,9 +20,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-
 from wirt.errors import WirtError
 from wirt.images import ui
 
@@ -71,6 +68,9 @@ def parse_softdep(value: str) -> tuple[list[str], list[str]]:
 
 def modinfo_strings(ko: bytes) -> list[str]:
     """The raw `key=value` strings of the `.modinfo` section of an ELF module."""
+    from elftools.common.exceptions import ELFError  # only when building: 20 ms to import
+    from elftools.elf.elffile import ELFFile
+
     try:
         elf = ELFFile(io.BytesIO(ko))
         section = elf.get_section_by_name(".modinfo")

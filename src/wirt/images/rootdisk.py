@@ -194,7 +194,7 @@ def _build(plan: RootDiskPlan, root: Path, dest: Path, fmt: str, keyring: Path |
     try:
         tree = tmp / "tree"
         with Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=ui.console) as bar:  # fmt: skip
+                      TimeElapsedColumn(), console=ui.console()) as bar:  # fmt: skip
             task = bar.add_task("unpack packages", total=len(debs))
             unpacked = rootfs.unpack_all(tree, debs, lambda i, name: bar.update(task, completed=i))
             bar.update(task, completed=len(debs), description="unpack packages")
