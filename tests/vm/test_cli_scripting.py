@@ -35,6 +35,19 @@ def test_version(capsys):
     assert out[0] == "wirt" and out[1][0].isdigit()
 
 
+def test_parser_for_one_command_stops_at_its_module() -> None:
+    """`wirt run` builds only the parsers up to the module that has `run` (start-up time), and
+    the command is found past the global options that take a value."""
+    from wirt.cli import _command_name, build_parser
+
+    assert _command_name(["--cluster", "a:1", "ls", "-a"]) == "ls"
+    assert _command_name(["--remote=unix:/x", "run", "--", "true"]) == "run"
+    assert _command_name(["--version"]) is None and _command_name([]) is None
+    choices = build_parser("run")._subparsers._group_actions[0].choices
+    assert "run" in choices and "snapshot" not in choices and "cluster" in choices  # plug-ins always
+    assert "snapshot" in build_parser(None)._subparsers._group_actions[0].choices
+
+
 # The fields docs/cli.md promises for each command's JSON.
 LS_FIELDS = {"name", "state", "cpus", "memory", "disk_used", "disk_size", "ip", "uptime", "pid", "reason"}
 STATUS_FIELDS = {"name", "uuid", "state", "pid", "uptime", "reason", "cpus", "cpu_affinity", "memory", "image",

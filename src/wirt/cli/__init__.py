@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from wirt.errors import WirtError
@@ -19,7 +20,9 @@ COMMAND_MODULES = ["run", "vm", "shell", "ssh", "cp", "run_elf", "image", "disk"
 PLUGIN_MODULES = ["wirt.cluster.cli"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser; with `command`, registration stops at the module that provides it: each
+    module imports what its commands need, and `wirt run` need not pay for the rest."""
     parser = argparse.ArgumentParser(prog="wirt", description="wirt: RISC-V virtual machines in Python")
     parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     parser.add_argument("--remote", metavar="URL",
@@ -29,16 +32,39 @@ def build_parser() -> argparse.ArgumentParser:
                         help="act on the wirt cluster at ADDR (HOST:PORT; also WIRT_CLUSTER): create, start, ls, "
                              "stop, exec, console, rm")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES + PLUGIN_MODULES:
-        full = name if "." in name else f"wirt.cli.{name}"
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"wirt.cli.{name}").register(sub)
+        if command is not None and command in sub.choices:
+            break
+    for name in PLUGIN_MODULES:  # after the commands: a plug-in may add options to them
         try:
-            module = importlib.import_module(full)
+            module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == full:
+            if exc.name == name:
                 continue
             raise
         module.register(sub)
     return parser
+
+
+# Global options that take a value (build_parser): skipped when looking for the command's name.
+_VALUED_OPTIONS = ("--remote", "--cluster")
+
+
+def _command_name(argv: list[str]) -> str | None:
+    """The sub-command `argv` names, or None (help, --version, or nothing given)."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in _VALUED_OPTIONS:
+            i += 2
+        elif arg.startswith("-"):
+            if arg.split("=", 1)[0] not in _VALUED_OPTIONS:
+                return None
+            i += 1
+        else:
+            return arg
+    return None
 
 
 def _routed(args: argparse.Namespace) -> int | None:
@@ -79,14 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     from wirt.quickexit import skip_final_collection
 
     skip_final_collection()
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    completing = "_ARGCOMPLETE" in os.environ  # a shell asks for completions: all commands
+    parser = build_parser(None if completing else _command_name(argv))
     from wirt.cli.complete import autocomplete
 
     autocomplete(parser)  # a shell asking for completions (argcomplete's environment): answers and exits
     args = parser.parse_args(argv)
     if getattr(args, "remote", None):
-        import os
-
         os.environ["WIRT_REMOTE"] = args.remote
     if not getattr(args, "func", None):
         parser.print_help()
@@ -107,8 +134,6 @@ def main(argv: list[str] | None = None) -> int:
 def _reader_gone() -> int:
     """Stop quietly when the reader of stdout went away (`wirt ls --json | head -1`), as a
     command killed by SIGPIPE would; stdout goes to /dev/null so the exit's flush cannot fail."""
-    import os
-
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
