@@ -49,7 +49,6 @@ MAX_HARTS = 64
 SLICE = 2_000_000
 # Host time a slice may go on serving MMIO exits before it re-anchors mtime (Machine.run).
 MMIO_RUN_NS = 200_000
-EXIT_MMIO = L.EXIT_MMIO
 OUTPUT_DELAY_NS = 20_000_000  # console output without a newline waits at most about this long
 # Fixed wall-clock epoch of the RTC in deterministic mode (2026-01-01T00:00:00Z).
 DETERMINISTIC_EPOCH_NS = 1_767_225_600 * 1_000_000_000
@@ -342,11 +341,9 @@ class Machine:
             return smp.run(self, max_insns)
         hart = self.hart
         s, ex = hart.s, hart.ex
-        bus = self.bus
         clock = self.clock
         limit = max_insns if max_insns is not None else 1 << 62
         next_poll = hart.instret + SLICE
-        perf = time.perf_counter_ns
         stats = self.stats
         stuck = 0
         try:
@@ -364,39 +361,10 @@ class Machine:
                     next_poll = done + clock.poll_interval(SLICE)
                     self._poll()
                 clock.before_slice()
-                t0 = perf()
-                end = min(next_poll, limit)
-                reason = hart.run(end - done)
-                core_ns = perf() - t0
-                # An MMIO exit is served and the slice resumed at once, without a new time
-                # anchor, for up to MMIO_RUN_NS of host time: a driver's register accesses
-                # (PLIC claim and complete, virtio status and acknowledge) come in bursts, and
-                # each trip round the loop cost 1-2 us of the 5.5 us an exit took. Only the
-                # time in the core counts for its speed (TIME_SHIFT): with the device's time in
-                # it too, the shift fell and in-slice mtime ran ahead of the host.
-                while reason == EXIT_MMIO:
-                    stats["mmio_exits"] += 1
-                    addr = int(ex[L.EX_ADDR])
-                    size = int(ex[L.EX_SIZE_B])
-                    try:
-                        if ex[L.EX_STORE]:
-                            bus.write(addr, size, int(ex[L.EX_VALUE]) & _MASKS[size])
-                        else:
-                            hart.complete_load(bus.read(addr, size))
-                    except BusFault:
-                        hart.access_fault()
-                    if self._out:
-                        self.flush_stale_output()
-                    left = end - int(s[L.ICOUNT])
-                    t1 = perf()
-                    if left <= 0 or self._exit is not None or self._stop or t1 - t0 > MMIO_RUN_NS:
-                        break
-                    reason = hart.run(left)
-                    core_ns += perf() - t1
+                reason, core_ns = self.run_slice(hart, min(next_poll, limit), self.serve_mmio, self._halted)
                 clock.account(int(s[L.ICOUNT]) - done, core_ns)
-                if reason == EXIT_MMIO:
-                    pass
-                elif reason == L.EXIT_WFI:
+                # EXIT_MMIO here: a burst of accesses outlasted MMIO_RUN_NS, served; a new slice
+                if reason == L.EXIT_WFI:
                     stats["wfi_exits"] += 1
                     self._poll()
                     self._idle()
@@ -420,6 +388,55 @@ class Machine:
                 # EXIT_HTIF / EXIT_BREAKPOINT: no HTIF mailbox or debugger on this board
         finally:
             self.flush_output()
+
+    def _halted(self) -> bool:
+        return self._exit is not None or self._stop
+
+    @staticmethod
+    def run_slice(hart: Hart, end: int, serve: Callable[[Hart], None],
+                  halted: Callable[[], bool]) -> tuple[int, int]:
+        """Run `hart` until its instruction count reaches `end` or it exits; returns the exit
+        reason and the nanoseconds spent in the core.
+
+        An MMIO exit is served by `serve` and the slice resumed at once, without a new time
+        anchor, for up to MMIO_RUN_NS of host time (or until `halted()`): a driver's register
+        accesses (PLIC claim and complete, virtio status and acknowledge) come in bursts, and
+        each trip round the run loop cost 1-2 us of the 5.5 us an exit took. Only the time in
+        the core counts for its speed (TIME_SHIFT): with the device's time in it too, the shift
+        fell and in-slice mtime ran ahead of the host.
+        """
+        s = hart.s
+        perf = time.perf_counter_ns
+        t0 = perf()
+        reason = hart.run(end - int(s[L.ICOUNT]))
+        core_ns = perf() - t0
+        while reason == L.EXIT_MMIO:
+            serve(hart)
+            left = end - int(s[L.ICOUNT])
+            t1 = perf()
+            if left <= 0 or halted() or t1 - t0 > MMIO_RUN_NS:
+                break
+            reason = hart.run(left)
+            core_ns += perf() - t1
+        return reason, core_ns
+
+    def serve_mmio(self, hart: Hart) -> None:
+        """Perform the MMIO access `hart` exited for (its ex[] slots) on the bus; an access the
+        bus refuses becomes the hart's access-fault exception. The caller holds the device
+        lock where other harts run."""
+        ex = hart.ex
+        self.stats["mmio_exits"] += 1
+        addr = int(ex[L.EX_ADDR])
+        size = int(ex[L.EX_SIZE_B])
+        try:
+            if ex[L.EX_STORE]:
+                self.bus.write(addr, size, int(ex[L.EX_VALUE]) & _MASKS[size])
+            else:
+                hart.complete_load(self.bus.read(addr, size))
+        except BusFault:
+            hart.access_fault()
+        if self._out:
+            self.flush_stale_output()
 
     def _stuck(self) -> MachineExit:
         """A whole slice retired nothing: every attempt traps (e.g. mtvec points at no memory)."""

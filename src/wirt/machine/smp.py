@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 
 from wirt.cpu import layout as L
 from wirt.cpu.hart import Hart
-from wirt.machine.bus import BusFault
 from wirt.machine.timebase import DETERMINISTIC_SHIFT
 
 if TYPE_CHECKING:
@@ -35,7 +34,6 @@ __all__ = ["run", "QUANTUM"]
 # Instructions a hart runs per turn in deterministic mode: short enough that a spinning hart
 # hands over soon (spinlocks, OpenSBI's boot wait), long enough to keep the switch cost low.
 QUANTUM = 1 << 14
-_MASKS = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFF_FFFF, 8: 0xFFFF_FFFF_FFFF_FFFF}
 
 
 def run(m: Machine, max_insns: int | None) -> MachineExit:
@@ -55,19 +53,8 @@ def _serve(m: Machine, hart: Hart, reason: int) -> MachineExit | None:
 
     ex = hart.ex
     if reason == L.EXIT_MMIO:
-        addr = int(ex[L.EX_ADDR])
-        size = int(ex[L.EX_SIZE_B])
         with m.device_lock:
-            m.stats["mmio_exits"] += 1
-            try:
-                if ex[L.EX_STORE]:
-                    m.bus.write(addr, size, int(ex[L.EX_VALUE]) & _MASKS[size])
-                else:
-                    hart.complete_load(m.bus.read(addr, size))
-            except BusFault:
-                hart.access_fault()
-            if m._out:
-                m.flush_stale_output()
+            m.serve_mmio(hart)
     elif reason == L.EXIT_FATAL:
         return MachineExit("fatal", 0, m.instructions,
                            f"CPU core error on hart {int(hart.s[L.HARTID])} at pc {hart.pc:#x} "
@@ -203,12 +190,19 @@ def _kick(m: Machine) -> None:
 
 def _hart_loop(m: Machine, i: int, halt: threading.Event, limit: int) -> MachineExit | None:
     """One hart's thread: run slices, serve exits, sleep in WFI; hart 0 also polls devices."""
-    from wirt.machine.board import MMIO_RUN_NS, SLICE, MachineExit
+    from wirt.machine.board import SLICE, MachineExit
 
     m._local.hart = i
     hart, clock = m.harts[i], m.clocks[i]
     s = hart.s
-    perf = time.perf_counter_ns
+
+    def serve(h: Hart) -> None:
+        with m.device_lock:
+            m.serve_mmio(h)
+
+    def halted() -> bool:
+        return halt.is_set() or m._exit is not None or m._stop
+
     next_poll = hart.instret + SLICE
     while not halt.is_set():
         if m._exit is not None:
@@ -227,23 +221,12 @@ def _hart_loop(m: Machine, i: int, halt: threading.Event, limit: int) -> Machine
                 with m.device_lock:
                     m._poll()
         clock.before_slice()
-        t0 = perf()
         budget = min(SLICE, clock.slice_budget())   # harts agree on mtime within about a slice
         end = done + (min(next_poll - done, budget) if i == 0 else budget)
-        reason = hart.run(end - done)
-        core_ns = perf() - t0
-        while reason == L.EXIT_MMIO:   # served and resumed at once, as in Machine.run
-            _serve(m, hart, reason)
-            left = end - int(s[L.ICOUNT])
-            t1 = perf()
-            if (left <= 0 or halt.is_set() or m._exit is not None or m._stop
-                    or t1 - t0 > MMIO_RUN_NS):
-                break
-            reason = hart.run(left)
-            core_ns += perf() - t1
+        reason, core_ns = m.run_slice(hart, end, serve, halted)
         clock.account(int(s[L.ICOUNT]) - done, core_ns)
         if reason == L.EXIT_MMIO:
-            pass
+            pass    # a burst of accesses outlasted MMIO_RUN_NS, served: a new slice
         elif reason == L.EXIT_WFI:
             m.stats["wfi_exits"] += 1
             if i == 0:
