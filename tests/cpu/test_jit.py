@@ -116,6 +116,56 @@ def test_random_streams_match_the_interpreter(seed: int, tier: str, monkeypatch)
     assert made > 0 and got["checks"] > 40, got
 
 
+# Every way the template translator takes an operand from rax, which still holds the register
+# the block's previous instruction wrote (x64/translate.alu), and the ways it must not.
+FORWARD = """
+    la s2, data
+    li s0, 300
+    li a1, 0x0123456789abcdef
+    li a2, -77
+    li a4, 1000003
+0:  add a0, a1, a2          /* rax = a0 */
+    sub a3, a4, a0          /* rs2 from rax, rs1 loaded over it */
+    mul a5, a3, a3          /* rs1 = rs2 = the register in rax */
+    xor a0, a5, a0          /* rs1 in rax, rs2 loaded */
+    lui a5, 0x12345         /* overwrites the register rax held: it must be loaded again */
+    add a1, a5, a0
+    ld a2, 8(s2)            /* rax = the loaded a2 */
+    addw a4, a2, a2
+    divw a6, a4, a2         /* rax after a division (and x % 0, x / 0 below) */
+    remu t0, a6, zero
+    divu t1, t0, zero
+    sd t1, 16(s2)           /* a store leaves rax holding an address */
+    add t2, t1, a6
+    srli t2, t2, 3
+    sw t2, 8(s2)
+    addi a2, t2, 1
+    bge a2, a0, 1f          /* a branch on the register in rax */
+    addi a3, a3, 5
+1:  auipc a6, 0             /* rax = a6 */
+    sub a6, a6, s2
+    andi a6, a6, 0xff
+    add a4, a4, a6
+    addi s0, s0, -1
+    bnez s0, 0b
+    REC a0
+    REC a1
+    REC a3
+    REC a4
+    REC t2
+    .pushsection .data
+    .align 12
+data: .fill 512, 8, 0x3c
+    .popsection
+"""
+
+
+def test_operands_forwarded_in_rax_match_the_interpreter() -> None:
+    path = K.build(FORWARD, "jitforward")
+    got = lockstep(str(path), 1 << 20, 400_000)
+    assert got["exit_code"] == 0 and got["template_regions"] > 0 and got["checks"] > 10, got
+
+
 SMC = """
     la s2, patch
     li s0, 0

@@ -531,8 +531,13 @@ def fp_fast(b, p, inst):
 
 
 @njit(cache=True, nogil=True)
-def alu(b, p, inst, off):
-    """An integer computation writing only rd (nothing for rd = x0: no side effects)."""
+def alu(b, p, inst, off, known):
+    """An integer computation writing only rd (nothing for rd = x0: no side effects).
+
+    `known`: the guest register rax holds (the previous instruction of the block wrote it
+    from rax), or -1: its operand is taken from rax instead of loaded again. A dependent chain
+    otherwise waits for a store-to-load forwarding (4-5 cycles) at every instruction. On
+    return rax holds the value written to rd (except for lui, which stores an immediate)."""
     op = inst & 0x7F
     rd = (inst >> 7) & 31
     f3 = (inst >> 12) & 7
@@ -551,7 +556,13 @@ def alu(b, p, inst, off):
             p = mov_ri(b, p, RAX, v)
             p = alu_rr(b, p, ADD, RAX, R14, 1)
         return mov_mr(b, p, RBX, 8 * rd, RAX)
-    p = ld(b, p, RAX, rs1)
+    rtype = op == 0x33 or op == 0x3B
+    rcx_ready = False
+    if rtype and rs2 == known and rs1 != known:
+        p = mov_rr(b, p, RCX, RAX)              # rs2 from rax before rs1 replaces it
+        rcx_ready = True
+    if rs1 != known:
+        p = ld(b, p, RAX, rs1)
     if op == 0x13:
         imm = inst >> 20
         if f3 == 0:
@@ -581,7 +592,10 @@ def alu(b, p, inst, off):
             p = shift_ri(b, p, SAR if f7 == 0x20 else SHR, RAX, imm & 31, 0)
         p = movsxd(b, p, RAX, RAX)
         return mov_mr(b, p, RBX, 8 * rd, RAX)
-    p = ld(b, p, RCX, rs2)
+    if rs2 == rs1:
+        p = mov_rr(b, p, RCX, RAX)
+    elif not rcx_ready:
+        p = ld(b, p, RCX, rs2)
     w = 1 if op == 0x33 else 0
     if f7 == 1:
         if f3 == 0:
@@ -851,11 +865,13 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
         ns = add_site(sites, ns, a, nst)
         nst += 1
         done = False
+        known = -1          # the guest register rax holds (see alu); none at a block's start
         for j in range(n):
             inst = ii[bf[k] + j]
             off = io[bf[k] + j]
             op = inst & 0x7F
             c = kind(inst, fp)
+            nk = -1             # what rax holds after this instruction
             if j == n - 1 and (c == K_BRANCH or c == K_JAL or c == K_JALR):
                 p = alu_ri(b, p, ADD, R15, n, 1)
                 link = off + il[bf[k] + j]
@@ -864,7 +880,8 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                     rs1 = (inst >> 15) & 31
                     rs2 = (inst >> 20) & 31
                     f3 = (inst >> 12) & 7
-                    p = ld(b, p, RAX, rs1)
+                    if rs1 != known:
+                        p = ld(b, p, RAX, rs1)
                     if rs2 == 0:
                         p = alu_ri(b, p, CMP, RAX, 0, 1)
                     else:
@@ -897,7 +914,8 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                         p = mov_mr(b, p, RBX, 8 * rd, RAX)
                     t = off + jal_offset(inst)
                 else:
-                    p = ld(b, p, RAX, (inst >> 15) & 31)
+                    if (inst >> 15) & 31 != known:
+                        p = ld(b, p, RAX, (inst >> 15) & 31)
                     p = alu_ri(b, p, ADD, RAX, inst >> 20, 1)
                     p = alu_ri(b, p, AND, RAX, -2, 1)
                     if rd != 0:
@@ -922,13 +940,21 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                 done = True
                 break
             if c == K_ALU:
-                p = alu(b, p, inst, off)
-            elif c == K_LOAD or c == K_STORE:
+                p = alu(b, p, inst, off, known)
+                rd = (inst >> 7) & 31
+                if rd != 0:
+                    if op != 0x37:
+                        known = rd
+                    elif rd == known:
+                        known = -1      # lui stored an immediate over the register rax held
+                continue
+            if c == K_LOAD or c == K_STORE:
                 set_stub(stubs, nst, off, j, JR_SIDE)
                 f3 = (inst >> 12) & 7
                 rd = (inst >> 7) & 31
                 imm = (inst >> 20) if c == K_LOAD else (((inst >> 25) << 5) | ((inst >> 7) & 31))
-                p = ld(b, p, RAX, (inst >> 15) & 31)
+                if (inst >> 15) & 31 != known:
+                    p = ld(b, p, RAX, (inst >> 15) & 31)
                 if imm != 0:
                     p = alu_ri(b, p, ADD, RAX, imm, 1)
                 size = 1 << (f3 & 3)
@@ -949,6 +975,7 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                         p = load_x(b, p, size, f3 < 4, RAX, RBP, RAX, 0, 0)
                         if rd != 0:
                             p = mov_mr(b, p, RBX, 8 * rd, RAX)
+                            nk = rd
                 else:
                     rs2 = (inst >> 20) & 31
                     p = ld(b, p, RCX, F0 + rs2 if op == 0x27 else rs2)
@@ -1008,6 +1035,7 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                 nst += 1
                 if fast_done >= 0:
                     patch32(b, fast_done, p)
+            known = nk
         if not done:
             p = alu_ri(b, p, ADD, R15, n, 1)
             t = bo[k]
