@@ -246,6 +246,39 @@ patch:
     assert m.memory.read_u64(syms["results"]) == 7
 
 
+@pytest.mark.parametrize("stop", range(20_000, 20_008))
+def test_dma_write_is_seen_by_a_chained_exit(stop: int) -> None:
+    """The same in S-mode, where regions chain: the loop's region (made again after the write)
+    jumps to `patch` on its own page through the fast chained exit, which must find the stale
+    translation of `patch` by the page's generation word and not enter it. Stopping at several
+    counts puts the write at different points of the loop."""
+    body = """
+    ENTER_S
+    la s2, patch
+1:  jal ra, patch
+    beqz a0, 1b
+    REC a0
+    j pass
+    .align 4
+    .option push
+    .option norvc
+patch:
+    li a0, 0
+    ret
+    .option pop
+"""
+    from wirt.machine.baremetal import BareMetal
+    from wirt.machine.elf import read_elf
+    path = K.build(body, "jitdmas")
+    syms = read_elf(path).symbols
+    m = BareMetal(str(path), 1 << 20, output=lambda b: None, jit="force")
+    assert m.run(stop).reason == "max-insns" and m.hart.jit_stats()["chained"] > 100
+    m.memory.write(syms["patch"], (0x00700513).to_bytes(4, "little"))  # li a0, 7
+    r = m.run(40_000)
+    assert r.exit_code == 0
+    assert m.memory.read_u64(syms["results"]) == 7
+
+
 EDGES = """
     /* RAM is 1 MiB at 0x80000000: accesses at its last bytes work, past it they fault. */
     li s0, 0x80100000
