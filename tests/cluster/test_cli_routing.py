@@ -42,3 +42,15 @@ def test_host_commands_run_here_with_wirt_cluster_set_and_refuse_an_explicit_clu
     monkeypatch.setenv("WIRT_CLUSTER", NOWHERE)  # a setting for the VM commands; disk images are this host's
     assert main(["disk", "create", str(tmp_path / "x.qcow2"), "1M"]) == 0
     assert (tmp_path / "x.qcow2").is_file()
+
+
+def test_a_dead_cluster_address_fails_at_once_in_one_line(capsys) -> None:
+    """Nothing listens at NOWHERE: `ls` on it says so at once (Ray's connect retried for minutes)."""
+    import time
+
+    t = time.monotonic()
+    assert main(["--cluster", NOWHERE, "ls"]) == 2
+    err = capsys.readouterr().err
+    assert time.monotonic() - t < 30
+    assert err.count("\n") == 1 and f"cannot reach the wirt cluster at {NOWHERE}" in err, err
+

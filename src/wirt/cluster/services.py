@@ -72,6 +72,7 @@ def connect(address: str) -> Any:
         return ray
     if is_loopback(address):
         loopback_only()
+    _check_reachable(address)
     try:
         ray.init(address=address, namespace=NAMESPACE, logging_level=logging.ERROR, log_to_driver=False,
                  configure_logging=True)
@@ -81,6 +82,22 @@ def connect(address: str) -> Any:
                         "`wirt cluster up` or check --cluster / WIRT_CLUSTER") from None
     _events_to_stderr()
     return ray
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail at once, in one line, where nothing answers at HOST:PORT: Ray's own connect retries
+    a dead address for minutes. Addresses that are not HOST:PORT are left to Ray."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise WirtError(f"cannot reach the wirt cluster at {address}: {reason}; start it with "
+                        "`wirt cluster up` or check --cluster / WIRT_CLUSTER") from None
 
 
 def _events_to_stderr() -> None:
