@@ -279,6 +279,36 @@ patch:
     assert m.memory.read_u64(syms["results"]) == 7
 
 
+@pytest.mark.parametrize("stop", range(20_000, 20_008))
+def test_dma_write_is_seen_by_a_return(stop: int) -> None:
+    """The code a `ret` goes back to, on the same page (the JALR's fast chained exit), is
+    rewritten from outside: the return must not enter its stale translation."""
+    body = """
+    ENTER_S
+1:  jal ra, f
+    .option push
+    .option norvc
+after:
+    li a0, 0
+    .option pop
+    beqz a0, 1b
+    REC a0
+    j pass
+f:  addi t0, t0, 1
+    ret
+"""
+    from wirt.machine.baremetal import BareMetal
+    from wirt.machine.elf import read_elf
+    path = K.build(body, "jitdmaret")
+    syms = read_elf(path).symbols
+    m = BareMetal(str(path), 1 << 20, output=lambda b: None, jit="force")
+    assert m.run(stop).reason == "max-insns"
+    m.memory.write(syms["after"], (0x00700513).to_bytes(4, "little"))  # li a0, 7
+    r = m.run(40_000)
+    assert r.exit_code == 0
+    assert m.memory.read_u64(syms["results"]) == 7
+
+
 EDGES = """
     /* RAM is 1 MiB at 0x80000000: accesses at its last bytes work, past it they fault. */
     li s0, 0x80100000
