@@ -216,6 +216,22 @@ def test_self_modifying_code_sees_the_new_instruction(fence: bool, jit: str) -> 
     lockstep(str(path), 1 << 20, 1_000_000)
 
 
+def rewrite_and_run(body: str, name: str, label: str, stop: int, stat: str, least: int) -> None:
+    """Run `body` translated (force) for `stop` instructions, with at least `least` of the
+    tier's `stat`; rewrite the instruction at `label` to `li a0, 7` from outside the core (as
+    DMA or loading does); run on: the program must see the new instruction and record 7."""
+    from wirt.machine.baremetal import BareMetal
+    from wirt.machine.elf import read_elf
+    path = K.build(body, name)
+    syms = read_elf(path).symbols
+    m = BareMetal(str(path), 1 << 20, output=lambda b: None, jit="force")
+    assert m.run(stop).reason == "max-insns" and m.hart.jit_stats()[stat] >= least
+    m.memory.write(syms[label], (0x00700513).to_bytes(4, "little"))  # li a0, 7
+    r = m.run(40_000)
+    assert r.exit_code == 0
+    assert m.memory.read_u64(syms["results"]) == 7
+
+
 def test_dma_write_drops_translations() -> None:
     """A write from outside the core (device DMA, loading) to translated code takes effect."""
     body = """
@@ -233,17 +249,7 @@ patch:
     .option pop
 2:
 """
-    from wirt.machine.baremetal import BareMetal
-    from wirt.machine.elf import read_elf
-    path = K.build(body, "jitdma")
-    syms = read_elf(path).symbols
-    m = BareMetal(str(path), 1 << 20, output=lambda b: None, jit="force")
-    r = m.run(20_000)
-    assert r.reason == "max-insns" and m.hart.jit_stats()["regions"] > 0
-    m.memory.write(syms["patch"], (0x00700513).to_bytes(4, "little"))  # li a0, 7
-    r = m.run(40_000)
-    assert r.exit_code == 0
-    assert m.memory.read_u64(syms["results"]) == 7
+    rewrite_and_run(body, "jitdma", "patch", 20_000, "regions", 1)
 
 
 @pytest.mark.parametrize("stop", range(20_000, 20_008))
@@ -267,16 +273,7 @@ patch:
     ret
     .option pop
 """
-    from wirt.machine.baremetal import BareMetal
-    from wirt.machine.elf import read_elf
-    path = K.build(body, "jitdmas")
-    syms = read_elf(path).symbols
-    m = BareMetal(str(path), 1 << 20, output=lambda b: None, jit="force")
-    assert m.run(stop).reason == "max-insns" and m.hart.jit_stats()["chained"] > 100
-    m.memory.write(syms["patch"], (0x00700513).to_bytes(4, "little"))  # li a0, 7
-    r = m.run(40_000)
-    assert r.exit_code == 0
-    assert m.memory.read_u64(syms["results"]) == 7
+    rewrite_and_run(body, "jitdmas", "patch", stop, "chained", 101)
 
 
 @pytest.mark.parametrize("stop", range(20_000, 20_008))
@@ -297,16 +294,7 @@ after:
 f:  addi t0, t0, 1
     ret
 """
-    from wirt.machine.baremetal import BareMetal
-    from wirt.machine.elf import read_elf
-    path = K.build(body, "jitdmaret")
-    syms = read_elf(path).symbols
-    m = BareMetal(str(path), 1 << 20, output=lambda b: None, jit="force")
-    assert m.run(stop).reason == "max-insns"
-    m.memory.write(syms["after"], (0x00700513).to_bytes(4, "little"))  # li a0, 7
-    r = m.run(40_000)
-    assert r.exit_code == 0
-    assert m.memory.read_u64(syms["results"]) == 7
+    rewrite_and_run(body, "jitdmaret", "after", stop, "regions", 0)
 
 
 EDGES = """
