@@ -277,6 +277,28 @@ patch:
 
 
 @pytest.mark.parametrize("stop", range(20_000, 20_008))
+def test_dma_write_is_seen_by_an_m_mode_chain_across_pages(stop: int) -> None:
+    """M mode chains too (it fetches untranslated), also to another page, whose generation
+    word the exit reads: `patch` lies on the next page and is rewritten from outside."""
+    body = """
+    la s2, patch
+1:  jal ra, patch
+    beqz a0, 1b
+    REC a0
+    j 2f
+    .align 12
+    .option push
+    .option norvc
+patch:
+    li a0, 0
+    ret
+    .option pop
+2:
+"""
+    rewrite_and_run(body, "jitdmam", "patch", stop, "chained", 101)
+
+
+@pytest.mark.parametrize("stop", range(20_000, 20_008))
 def test_dma_write_is_seen_by_a_return(stop: int) -> None:
     """The code a `ret` goes back to, on the same page (the JALR's fast chained exit), is
     rewritten from outside: the return must not enter its stale translation."""

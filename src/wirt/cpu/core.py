@@ -534,6 +534,11 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
             if page >= 0 and page <= nram - 4096:
                 fpage = pc >> 12
                 foff = page
+                if jst == 1 and (pc & 0xFFF) != 0xFFE:
+                    # A jump's target on a new page (untranslated fetch: M mode, no paging):
+                    # look for its region first, as the TLB path above does, instead of
+                    # running this instruction here and looking one instruction later.
+                    continue
 
         npc = pc + ilen
         op = inst & 0x7F

@@ -637,6 +637,21 @@ def alu(b, p, inst, off, known):
 
 
 @njit(cache=True, nogil=True)
+def chains(mode):
+    """Whether a region of this mode number may jump straight into the next one. S and U
+    modes fetch and load through the same TLB view, so the dispatcher's TLB check is the
+    fetch's. M mode fetches untranslated (priv spec 3.1.6.3: MPRV moves only data accesses),
+    so its pc is the physical address the dispatcher checks against RAM, unless MPRV gives
+    data accesses another privilege (the mode number then says nothing of the fetch view) or
+    locked PMP entries restrict M mode (the fetch then needs the PMP check: mode bit 7 is set
+    for M-mode data accesses exactly then). Bare-metal programs run entirely in M mode."""
+    priv = mode & 3
+    if priv != 3:
+        return True
+    return ((mode >> 2) & 3) == 3 and ((mode >> 7) & 1) == 0
+
+
+@njit(cache=True, nogil=True)
 def dispatch(b, p, mode, dtlb, ram_base, ram_size, jt_addr, xbase, xsize, jq_addr, outs):
     """The region's way out at a block boundary, pc in rax: enter the translation of that pc
     directly if the table has a valid one made by this tier ("chaining"; QEMU's
@@ -652,12 +667,12 @@ def dispatch(b, p, mode, dtlb, ram_base, ram_size, jt_addr, xbase, xsize, jq_add
     that region, so a region reached only by chaining still becomes hot."""
     p = mov_mr(b, p, RBX, _S_PC, RAX)
     p = mov_mr(b, p, RBX, _S_IC, R15)
-    if (mode & 3) == 3:
+    if not chains(mode):
         p = mov_ri(b, p, RAX, JR_END)
         return epilogue(b, p)
     no = 0
     p = mov_rr(b, p, RDX, RAX)
-    if dtlb:
+    if dtlb:                    # S or U mode (M mode fetches untranslated: see chains)
         p = shift_ri(b, p, SAR, RDX, 12, 1)
         p = enc(b, p, 0, 0x89, RDX, RCX, NOIDX, 0, 0, False)  # ecx = edx
         p = alu_ri(b, p, AND, RCX, TLB_ENTRIES - 1, 0)
@@ -747,7 +762,7 @@ def dispatch(b, p, mode, dtlb, ram_base, ram_size, jt_addr, xbase, xsize, jq_add
 
 
 @njit(cache=True, nogil=True)
-def chain_exit(b, p, t, poff, mode, jt_addr, xbase, xsize, jq_addr):
+def chain_exit(b, p, t, poff, mode, dtlb, ram_size, jt_addr, xbase, xsize, jq_addr):
     """The fast way out to page offset `t` of the region's own page, before the general one
     (`lea rax, [r14 + t]; jmp dispatcher`, which the caller emits after it and where every
     miss lands). The dispatcher's checks of the fetch TLB, the RAM bounds and the page's last
@@ -756,10 +771,18 @@ def chain_exit(b, p, t, poff, mode, jt_addr, xbase, xsize, jq_addr):
     another hart or a device may have dropped the page's code meanwhile) and the tier of the
     code found remain. The dispatcher costs about 50 host instructions a chained exit; this
     about 20, and a loop split over regions (gzip's longest_match) chains every few dozen
-    guest instructions."""
-    if (mode & 3) == 3 or t < 0 or t >= 4096 or t == 0xFFE:
+    guest instructions.
+
+    Where the mode fetches untranslated (M mode, or no paging and no PMP: `dtlb` off), a
+    target on another page is as well known: its RAM offset is checked here, once, and the
+    region jumps with r14 moved to the target's page (bare-metal code calls across pages at
+    every function call)."""
+    if not chains(mode) or (t & 0xFFF) == 0xFFE:
         return p
     off = poff + t
+    if t < 0 or t >= 4096:
+        if dtlb or off < 0 or off >= ram_size:
+            return p
     slot = ((off >> 1) ^ (off >> 11) ^ ((mode * 0x51) & 0x7FFFFFFF)) & (JT_SLOTS - 1)
     p = mov_ri(b, p, RSI, jt_addr + slot * 32)            # JT_W * 8 bytes a slot
     p = mov_ri(b, p, R8, (mode << JT_MODE_SHIFT) | off)
@@ -783,6 +806,8 @@ def chain_exit(b, p, t, poff, mode, jt_addr, xbase, xsize, jq_addr):
     p = enc(b, p, 1, 0xFF, 0, RCX, NOIDX, 0, 8 * JQ_CHAIN, True)   # inc jq[JQ_CHAIN]
     p = mov_mr(b, p, RBX, _S_LAST, RSI)                   # whose region runs now (hot counts)
     p = mov_mr(b, p, RBX, _S_LAST_IC, R15)
+    if t < 0 or t >= 4096:
+        p = lea(b, p, R14, R14, (t >> 12) << 12)         # the target page's base
     p = alu_ri(b, p, ADD, R8, BODY, 1)
     p = jmp_r(b, p, R8)
     patch32(b, m1, p)
@@ -978,7 +1003,8 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                     fix[nfix, 1] = at[t >> 1] - 1
                     nfix += 1
                 else:
-                    p = chain_exit(b, p, t, poff, mode, jt_addr, xbase, len(b), jq_addr)
+                    p = chain_exit(b, p, t, poff, mode, dtlb, ram_size, jt_addr, xbase, len(b),
+                                   jq_addr)
                     p = lea(b, p, RAX, R14, t)
                     p, a = jmp(b, p)
                     dsites[nd] = a
@@ -1091,7 +1117,8 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                 fix[nfix, 1] = at[t >> 1] - 1
                 nfix += 1
             elif be[k] == E_FALL:
-                p = chain_exit(b, p, t, poff, mode, jt_addr, xbase, len(b), jq_addr)
+                p = chain_exit(b, p, t, poff, mode, dtlb, ram_size, jt_addr, xbase, len(b),
+                               jq_addr)
                 p = lea(b, p, RAX, R14, t)
                 p, a = jmp(b, p)
                 dsites[nd] = a
@@ -1102,7 +1129,8 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
         for q in range(nst):
             stub_at[q] = p
             if stubs[q, 2] == JR_END:
-                p = chain_exit(b, p, stubs[q, 0], poff, mode, jt_addr, xbase, len(b), jq_addr)
+                p = chain_exit(b, p, stubs[q, 0], poff, mode, dtlb, ram_size, jt_addr, xbase,
+                               len(b), jq_addr)
                 p = lea(b, p, RAX, R14, stubs[q, 0])
                 p, a = jmp(b, p)
                 dsites[nd] = a
