@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from types import TracebackType
 
 from wirt.errors import WirtError
+from wirt.hostiov import HostIov
 
 
 class BlockDevice(ABC):
@@ -55,6 +56,15 @@ class BlockDevice(ABC):
         for v in views:
             self.write(offset, v)
             offset += v.nbytes
+
+    def readv_iov(self, offset: int, iov: HostIov) -> None:
+        """`readv` into an I/O vector (guest RAM segments); formats that can hand it to the
+        kernel as it is override this."""
+        self.readv(offset, iov.views())
+
+    def writev_iov(self, offset: int, iov: HostIov) -> None:
+        """`writev` from an I/O vector (guest RAM segments)."""
+        self.writev(offset, iov.views())
 
     @abstractmethod
     def flush(self) -> None:

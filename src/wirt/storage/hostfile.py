@@ -10,6 +10,8 @@ import os
 
 from wirt.errors import WirtError
 from wirt.fileio import check_regular
+from wirt import hostiov
+from wirt.hostiov import HostIov
 from wirt.iovec import IOV_MAX, take, total_len
 
 
@@ -92,6 +94,24 @@ class HostFile:
                 return
             offset += n
             views = views[IOV_MAX:] if n == want else take(views, n)[1]
+
+    def readv_iov(self, offset: int, iov: HostIov) -> None:
+        """`readv` into an I/O vector (one preadv per IOV_MAX segments, no Python object per
+        segment), zero-filling past the end of the file."""
+        try:
+            n = hostiov.preadv(self.fd, offset, iov)
+        except OSError as exc:
+            raise self._read_error(offset, exc) from None
+        if n < iov.total:
+            iov.split(n)[1].zero()
+
+    def pwritev_iov(self, offset: int, iov: HostIov) -> None:
+        """`pwritev` from an I/O vector (one call per IOV_MAX segments)."""
+        assert not self.read_only, "write to a read-only host file"
+        hostiov.pwritev(self.fd, offset, iov)
+        if offset + iov.total > self.end:
+            self.end = offset + iov.total
+        self.synced = False
 
     def pwrite(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         """Write all of `data` at `offset`."""

@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator
 
 from wirt.errors import WirtError
+from wirt.hostiov import HostIov
 from wirt.iovec import total_len
 from wirt.storage.block import BlockDevice
 from wirt.storage.hostfile import HostFile
@@ -60,6 +61,15 @@ class RawImage(BlockDevice):
         self._check_writable()
         self._check_range(offset, total_len(views))
         self._f.pwritev(offset, views)
+
+    def readv_iov(self, offset: int, iov: HostIov) -> None:
+        self._check_range(offset, iov.total)
+        self._f.readv_iov(offset, iov)  # one preadv straight into guest RAM
+
+    def writev_iov(self, offset: int, iov: HostIov) -> None:
+        self._check_writable()
+        self._check_range(offset, iov.total)
+        self._f.pwritev_iov(offset, iov)
 
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         self._check_writable()

@@ -207,6 +207,16 @@ class CountingDisk:
         self.bytes_written += sum(v.nbytes for v in views)
         self.writes += 1
 
+    def readv_iov(self, offset: int, iov: Any) -> None:
+        self._disk.readv_iov(offset, iov)
+        self.bytes_read += iov.total
+        self.reads += 1
+
+    def writev_iov(self, offset: int, iov: Any) -> None:
+        self._disk.writev_iov(offset, iov)
+        self.bytes_written += iov.total
+        self.writes += 1
+
 
 def free_slots(machine: Any) -> int:
     """Empty virtio-mmio slots of the machine."""

@@ -187,7 +187,7 @@ def test_host_io_error_is_ioerr(image, monkeypatch):
     def boom(*a, **k):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(disk, "readv", boom)  # the device reads a request with one readv
+    monkeypatch.setattr(disk, "readv_iov", boom)  # the device reads a request with one readv_iov
     assert request(q, T_IN, 0, in_len=512)[0] == S_IOERR
     assert not d.r(R.STATUS) & STATUS_DEVICE_NEEDS_RESET
     disk.close()

@@ -3,7 +3,8 @@
 Requests are served when the driver notifies the queue, on the caller's thread (the machine's
 CPU thread), as one batch: everything made available is popped, runs of reads or writes of
 adjacent sectors become one preadv/pwritev, and data moves directly between the image and
-guest RAM through memoryviews (one system call per run, no copies). Host I/O errors become VIRTIO_BLK_S_IOERR for that request; malformed requests
+guest RAM (one system call per run, no copies), the buffers handed to the kernel as an iovec
+array (`wirt.hostiov`) rather than one Python object per page. Host I/O errors become VIRTIO_BLK_S_IOERR for that request; malformed requests
 (no header, no status byte) make the device need a reset.
 """
 
@@ -13,10 +14,13 @@ import logging
 import struct
 from typing import Any
 
+import numpy as np
+
 from wirt.devices.virtio.device import COMMON_FEATURES, VirtioDevice
 from wirt.devices.virtio.spec import ID_BLOCK, bit
-from wirt.devices.virtio.virtqueue import Chain, Virtqueue, VirtqueueError, gather, scatter, take, total_len
+from wirt.devices.virtio.virtqueue import GuestRam, SegChain, Virtqueue, VirtqueueError
 from wirt.errors import WirtError
+from wirt.hostiov import HostIov
 from wirt.storage.block import BlockDevice
 
 __all__ = ["VirtioBlk"]
@@ -59,24 +63,38 @@ MAX_DISCARD_SECTORS = 1 << 22  # 2 GiB per segment
 MAX_DISCARD_SEG = 32
 
 
-_STATUS = [bytes([v]) for v in range(256)]
-
 #: Largest run of adjacent requests merged into one host I/O.
 MAX_RUN_BYTES = 8 << 20
 
 
 class _Request:
-    """One parsed request of a batch: where its data and status go, and its outcome."""
+    """One parsed request of a batch: its data buffers (after the header for a device-readable
+    payload, before the status byte for a device-writable one), where its status byte is, and
+    its outcome."""
 
-    __slots__ = ("head", "rtype", "sector", "payload_in", "payload_out", "status_buf", "nbytes", "status",
+    __slots__ = ("head", "rtype", "sector", "payload_in", "payload_out", "status_off", "nbytes", "status",
                  "written")
 
-    def __init__(self, head: int, rtype: int, sector: int, payload_in: list[memoryview],
-                 payload_out: list[memoryview], status_buf: list[memoryview], nbytes: int) -> None:
+    def __init__(self, head: int, rtype: int, sector: int, payload_in: HostIov, payload_out: HostIov,
+                 status_off: int) -> None:
         self.head, self.rtype, self.sector = head, rtype, sector
-        self.payload_in, self.payload_out, self.status_buf = payload_in, payload_out, status_buf
-        self.nbytes = nbytes  # of the data buffers: payload_out for reads, payload_in otherwise
+        self.payload_in, self.payload_out, self.status_off = payload_in, payload_out, status_off
+        # of the data buffers: payload_out for reads, payload_in otherwise
+        self.nbytes = payload_out.total if rtype == T_IN else payload_in.total
         self.status, self.written = S_IOERR, 0
+
+    @property
+    def data(self) -> HostIov:
+        return self.payload_out if self.rtype == T_IN else self.payload_in
+
+
+def _concat(iovs: list[HostIov]) -> HostIov:
+    """The segments of several I/O vectors over one buffer, in order."""
+    if len(iovs) == 1:
+        return iovs[0]
+    first = iovs[0]
+    return HostIov(first.buf, first.addr, np.concatenate([v.offs for v in iovs]),
+                   np.concatenate([v.lens for v in iovs]), sum(v.total for v in iovs))
 
 
 class VirtioBlk(VirtioDevice):
@@ -130,7 +148,8 @@ class VirtioBlk(VirtioDevice):
         assert transport is not None
         # One compiled walk pops every chain; it refuses a head made available twice in the
         # batch (§2.7.13.1), which would otherwise be served and returned twice.
-        batch = [self._parse(chain) for chain in queue.pop_all()]
+        ram = queue.ram
+        batch = [self._parse(chain, ram) for chain in queue.pop_segs()]
         i = 0
         while i < len(batch):
             j = self._run_end(batch, i)
@@ -140,26 +159,25 @@ class VirtioBlk(VirtioDevice):
             for req in batch[i:j]:
                 self._serve(req)
             i = j
+        mv = ram.mv
         for req in batch:
-            scatter(req.status_buf, _STATUS[req.status])
+            mv[req.status_off] = req.status
         queue.push_many([r.head for r in batch], [r.written + 1 for r in batch])
         transport.notify_used(queue)
 
-    def _parse(self, chain: Chain) -> _Request:
+    def _parse(self, chain: SegChain, ram: GuestRam) -> _Request:
         """Check a chain's framing (§5.2.6: a 16-byte header first, a 1-byte status last)."""
         if chain.read_len < _HEADER.size or chain.write_len < 1:
             raise VirtqueueError(f"virtio-blk request without header or status ({chain})")
-        first = chain.readable[0]
-        if first.nbytes >= _HEADER.size:  # the usual layout: the header in a buffer of its own
-            rtype, _, sector = _HEADER.unpack_from(first)
-            payload_in = [first[_HEADER.size:], *chain.readable[1:]] if first.nbytes > _HEADER.size \
-                else chain.readable[1:]
+        readable = chain.readable(ram)
+        header, payload_in = readable.split(_HEADER.size)
+        if len(header) == 1:  # the usual layout: the header in a buffer of its own
+            rtype, _, sector = _HEADER.unpack_from(ram.mv, int(header.offs[0]))
         else:
-            header, payload_in = take(chain.readable, _HEADER.size)
-            rtype, _, sector = _HEADER.unpack(b"".join(header))
-        payload_out, status_buf = take(chain.writable, chain.write_len - 1)
-        nbytes = chain.write_len - 1 if rtype == T_IN else chain.read_len - _HEADER.size
-        return _Request(chain.head, rtype, sector, payload_in, payload_out, status_buf, nbytes)
+            rtype, _, sector = _HEADER.unpack(header.read())
+        payload_out, status = chain.writable(ram).split(chain.write_len - 1)
+        # The walk drops empty descriptors, so the status byte is the last writable segment's last.
+        return _Request(chain.head, rtype, sector, payload_in, payload_out, int(status.offs[0]))
 
     def _run_end(self, batch: list[_Request], i: int) -> int:
         """End of the run of reads or writes starting at batch[i] whose sectors follow each other."""
@@ -183,12 +201,12 @@ class VirtioBlk(VirtioDevice):
         request in it is malformed or the host I/O fails, so each is then served alone."""
         if not all(r.nbytes and self._range_ok(r.sector, r.nbytes) for r in run):
             return False
-        bufs = [v for r in run for v in (r.payload_out if r.rtype == T_IN else r.payload_in)]
+        iov = _concat([r.data for r in run])
         try:
             if run[0].rtype == T_IN:
-                self.disk.readv(run[0].sector * SECTOR, bufs)
+                self.disk.readv_iov(run[0].sector * SECTOR, iov)
             else:
-                self.disk.writev(run[0].sector * SECTOR, bufs)
+                self.disk.writev_iov(run[0].sector * SECTOR, iov)
         except (OSError, ValueError, WirtError):
             return False
         for r in run:
@@ -208,13 +226,13 @@ class VirtioBlk(VirtioDevice):
                 self.disk.flush()  # a real fsync for raw; metadata commit + fsync for qcow2
                 status = S_OK
             elif rtype == T_GET_ID:
-                written = scatter(payload_out, self.serial + bytes(ID_BYTES - len(self.serial)))
+                written = payload_out.fill(self.serial + bytes(ID_BYTES - len(self.serial)))
                 status = S_OK
             elif rtype in (T_DISCARD, T_WRITE_ZEROES):
-                if total_len(payload_in) > MAX_DISCARD_SEG * _SEGMENT.size:
+                if payload_in.total > MAX_DISCARD_SEG * _SEGMENT.size:
                     status = S_UNSUPP  # more segments than max_discard_seg / max_write_zeroes_seg
                 else:
-                    status = self._discard_or_zero(rtype, gather(payload_in))
+                    status = self._discard_or_zero(rtype, payload_in.read())
             else:
                 status = S_UNSUPP
         except (OSError, ValueError, WirtError) as exc:  # host-side I/O failure or damaged image
@@ -225,19 +243,18 @@ class VirtioBlk(VirtioDevice):
     def _range_ok(self, sector: int, nbytes: int) -> bool:
         return nbytes % SECTOR == 0 and sector + nbytes // SECTOR <= self.capacity
 
-    def _read(self, sector: int, bufs: list) -> tuple[int, int]:
-        nbytes = total_len(bufs)
-        if not self._range_ok(sector, nbytes):
+    def _read(self, sector: int, iov: HostIov) -> tuple[int, int]:
+        if not self._range_ok(sector, iov.total):
             return S_IOERR, 0
-        self.disk.readv(sector * SECTOR, bufs)  # one preadv straight into guest RAM
-        return S_OK, nbytes
+        self.disk.readv_iov(sector * SECTOR, iov)  # one preadv straight into guest RAM
+        return S_OK, iov.total
 
-    def _write(self, sector: int, bufs: list) -> int:
+    def _write(self, sector: int, iov: HostIov) -> int:
         if self.disk.read_only:
             return S_IOERR  # §5.2.6.2: writes to a VIRTIO_BLK_F_RO device fail with IOERR
-        if not self._range_ok(sector, total_len(bufs)):
+        if not self._range_ok(sector, iov.total):
             return S_IOERR
-        self.disk.writev(sector * SECTOR, bufs)  # one pwritev straight from guest RAM
+        self.disk.writev_iov(sector * SECTOR, iov)  # one pwritev straight from guest RAM
         return S_OK
 
     def _discard_or_zero(self, rtype: int, data: bytes) -> int:

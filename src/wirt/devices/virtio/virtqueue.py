@@ -16,9 +16,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from wirt.devices.virtio import ringwalk as rw
+from wirt.hostiov import HostIov
 from wirt.iovec import scatter, take, total_len
 
-__all__ = ["GuestRam", "Chain", "Virtqueue", "VirtqueueError", "gather", "take", "scatter", "total_len"]
+__all__ = ["GuestRam", "Chain", "SegChain", "Virtqueue", "VirtqueueError", "gather", "take", "scatter", "total_len"]
 
 # §2.7.5 The Virtqueue Descriptor Table
 DESC_SIZE = 16
@@ -53,7 +54,7 @@ class MemoryLike(Protocol):
 class GuestRam:
     """Bounds-checked DMA access to guest RAM through one memoryview of its host mapping."""
 
-    __slots__ = ("base", "size", "mv", "code_written", "arr", "code_pages", "page_shift")
+    __slots__ = ("base", "size", "mv", "code_written", "arr", "addr", "code_pages", "page_shift")
 
     def __init__(self, memory: MemoryLike) -> None:
         self.base = int(memory.base)
@@ -65,6 +66,7 @@ class GuestRam:
             raise ValueError("guest memory array does not match its size")
         self.mv = mv
         self.arr = np.frombuffer(mv, dtype=np.uint8)  # the same bytes, for the compiled ring walk
+        self.addr = self.arr.ctypes.data  # host address of RAM offset 0 (for HostIov)
         pages = getattr(memory, "code_pages", None)
         if pages is not None and len(pages) and self.size % len(pages) == 0:
             self.code_pages = pages
@@ -118,6 +120,30 @@ class Chain:
 
     def __repr__(self) -> str:
         return f"Chain(head={self.head}, read={self.read_len}, write={self.write_len})"
+
+
+class SegChain:
+    """One descriptor chain as RAM segments: `offs`/`lens` (int64 arrays, RAM offsets checked
+    by the walk), the first `nread` device-readable (§2.7.4.2), with their byte counts. What
+    a device that moves bulk data wants: no Python object per buffer (see wirt.hostiov)."""
+
+    __slots__ = ("head", "offs", "lens", "nread", "read_len", "write_len")
+
+    def __init__(self, head: int, offs: np.ndarray, lens: np.ndarray, nread: int, read_len: int,
+                 write_len: int) -> None:
+        self.head, self.offs, self.lens, self.nread = head, offs, lens, nread
+        self.read_len, self.write_len = read_len, write_len
+
+    def readable(self, ram: GuestRam) -> HostIov:
+        r = self.nread
+        return HostIov(ram.mv, ram.addr, self.offs[:r], self.lens[:r], self.read_len)
+
+    def writable(self, ram: GuestRam) -> HostIov:
+        r = self.nread
+        return HostIov(ram.mv, ram.addr, self.offs[r:], self.lens[r:], self.write_len)
+
+    def __repr__(self) -> str:
+        return f"SegChain(head={self.head}, read={self.read_len}, write={self.write_len})"
 
 
 # ---- helpers over lists of buffers (§2.6.4 Message Framing: never assume a buffer layout) ----
@@ -197,11 +223,18 @@ class Virtqueue:
         """Every available chain (at most `limit`), walked in one compiled call (§2.7.5,
         §2.7.6); a broken rule, or a head made available twice in this batch, raises
         VirtqueueError after the chains before it were consumed."""
+        return self._pop(limit, self._chains)
+
+    def pop_segs(self, limit: int = MAX_QUEUE_SIZE) -> list[SegChain]:
+        """`pop_all` with each chain's buffers as RAM offset and length arrays (`SegChain`)."""
+        return self._pop(limit, self._segchains)
+
+    def _pop(self, limit: int, build: Any) -> list:
         ram = self.ram
         desc, avail, used = self._ring_offsets()
         ws = self._workspace()
         res = ws.res
-        chains: list[Chain] = []
+        chains: list = []
         try:
             while len(chains) < limit:
                 rw.pop_chains(ram.arr, ram.base, ram.size, desc, avail, used, self.num, self.last_avail,
@@ -209,7 +242,7 @@ class Virtqueue:
                               ws.nread, ws.nbytes, ws.off, ws.len, ws.seen, ram.code_pages, ram.page_shift, res)
                 n, nsegs, self.last_avail, err, info, info2 = res.tolist()
                 if n:
-                    chains += self._chains(ws, n, nsegs)
+                    chains += build(ws, n, nsegs)
                 if err == rw.E_OK:
                     break
                 if err == rw.E_ROOM:
@@ -223,6 +256,17 @@ class Virtqueue:
             for c in chains:
                 seen[c.head] = 0
         return chains
+
+    def _segchains(self, ws: _Workspace, n: int, nsegs: int) -> list[SegChain]:
+        """SegChains (copies of the walk's arrays) for the first n chains the walk wrote."""
+        offs = ws.off[:nsegs].copy()
+        lens = ws.len[:nsegs].copy()
+        starts = ws.starts[:n + 1].tolist()
+        nread = ws.nread[:n].tolist()
+        nbytes = ws.nbytes[:2 * n].tolist()
+        return [SegChain(head, offs[starts[k]:starts[k + 1]], lens[starts[k]:starts[k + 1]], nread[k],
+                         nbytes[2 * k], nbytes[2 * k + 1])
+                for k, head in enumerate(ws.heads[:n].tolist())]
 
     def _chains(self, ws: _Workspace, n: int, nsegs: int) -> list[Chain]:
         """Chain objects (zero-copy views of guest RAM) for the first n chains the walk wrote."""
