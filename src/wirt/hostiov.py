@@ -115,12 +115,13 @@ class HostIov:
         """`struct iovec` entries (base pointer, length) for the kernel, each checked to lie
         inside the buffer: the kernel would write wherever a pointer says."""
         offs, lens = self.offs, self.lens
-        if len(offs) and (int(offs.min()) < 0 or int((offs + lens).max()) > self.buf.nbytes or int(lens.min()) < 0):
-            raise ValueError("I/O vector segment outside its buffer")
-        vec = np.empty((len(offs), 2), dtype=np.uint64)
+        vec = np.empty((len(offs), 2), dtype=np.int64)
         vec[:, 0] = offs
-        vec[:, 0] += np.uint64(self.addr)
         vec[:, 1] = lens
+        ends = offs + lens
+        if len(offs) and (offs.min() < 0 or lens.min() < 0 or ends.max() > self.buf.nbytes):
+            raise ValueError("I/O vector segment outside its buffer")
+        vec[:, 0] += self.addr
         return vec
 
 

@@ -15,6 +15,11 @@ from wirt.hostiov import HostIov
 from wirt.iovec import IOV_MAX, take, total_len
 
 
+#: Up to this many segments an I/O vector goes to os.preadv/pwritev as memoryviews: cheaper
+#: than building the iovec array (10 us) for a 4 KiB request's one or two buffers.
+_FEW = 8
+
+
 class HostFile:
     """Positional reads and writes on one file; reads past the end return zeros."""
 
@@ -98,6 +103,9 @@ class HostFile:
     def readv_iov(self, offset: int, iov: HostIov) -> None:
         """`readv` into an I/O vector (one preadv per IOV_MAX segments, no Python object per
         segment), zero-filling past the end of the file."""
+        if len(iov) <= _FEW:
+            self.readv(offset, iov.views())
+            return
         try:
             n = hostiov.preadv(self.fd, offset, iov)
         except OSError as exc:
@@ -108,6 +116,9 @@ class HostFile:
     def pwritev_iov(self, offset: int, iov: HostIov) -> None:
         """`pwritev` from an I/O vector (one call per IOV_MAX segments)."""
         assert not self.read_only, "write to a read-only host file"
+        if len(iov) <= _FEW:
+            self.pwritev(offset, iov.views())
+            return
         hostiov.pwritev(self.fd, offset, iov)
         if offset + iov.total > self.end:
             self.end = offset + iov.total
