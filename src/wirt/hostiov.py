@@ -106,7 +106,9 @@ class HostIov:
         return done
 
     def zero(self) -> None:
-        """Fill every segment with zero bytes."""
+        """Fill every segment with zero bytes (large ones by memset on the host address, so
+        their bounds are checked first, as for the kernel)."""
+        self.check()
         buf = self.buf
         for o, n in zip(self.offs.tolist(), self.lens.tolist()):
             ctypes.memset(self.addr + o, 0, n) if n > 4096 else buf.__setitem__(slice(o, o + n), bytes(n))
@@ -114,15 +116,18 @@ class HostIov:
     def iovec(self) -> np.ndarray:
         """`struct iovec` entries (base pointer, length) for the kernel, each checked to lie
         inside the buffer: the kernel would write wherever a pointer says."""
-        offs, lens = self.offs, self.lens
-        vec = np.empty((len(offs), 2), dtype=np.int64)
-        vec[:, 0] = offs
-        vec[:, 1] = lens
-        ends = offs + lens
-        if len(offs) and (offs.min() < 0 or lens.min() < 0 or ends.max() > self.buf.nbytes):
-            raise ValueError("I/O vector segment outside its buffer")
+        self.check()
+        vec = np.empty((len(self.offs), 2), dtype=np.int64)
+        vec[:, 0] = self.offs
+        vec[:, 1] = self.lens
         vec[:, 0] += self.addr
         return vec
+
+    def check(self) -> None:
+        """Raise ValueError unless every segment lies inside the buffer."""
+        offs, lens = self.offs, self.lens
+        if len(offs) and (offs.min() < 0 or lens.min() < 0 or (offs + lens).max() > self.buf.nbytes):
+            raise ValueError("I/O vector segment outside its buffer")
 
 
 def _transfer(call: ctypes._CFuncPtr, fd: int, offset: int, iov: HostIov) -> int:

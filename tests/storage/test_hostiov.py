@@ -89,6 +89,8 @@ def test_a_segment_outside_the_buffer_is_refused_before_the_kernel_sees_it(tmp_p
     iov = _iov(buf, [(0, 4096), seg])
     with pytest.raises(ValueError, match="outside its buffer"):
         iov.iovec()
+    with pytest.raises(ValueError, match="outside its buffer"):
+        iov.zero()                 # memsets large segments by host address
     fd = os.open(path, os.O_RDWR)
     try:
         with pytest.raises(ValueError):
