@@ -1,8 +1,9 @@
 """Guest instructions per second of wirt's CPU core, beside QEMU on the same programs.
 
-Runs wirt's own integer benchmark (xorshift fill, insertion sort, multiply/divide mix) and
-floating-point benchmark (double and single multiply-add and divide chains) as bare-metal
-programs, and prints:
+Runs wirt's own bare-metal benchmarks: integer (xorshift fill, insertion sort, multiply/divide
+mix), branch-heavy (bytecode VM, quicksort, hash table, lexer), memory-bound, floating-point
+(double and single multiply-add and divide chains) and call-heavy (small out-of-line functions:
+list walks, a CRC fed a byte a call, a state machine, a matrix product), and prints:
 - guest MIPS for each (wall time of the run loop only),
 - the core's cold compile time (empty numba cache) and cached start time,
 - the same programs under `qemu-system-riscv64 -M spike -bios none -kernel` when installed,
@@ -32,7 +33,8 @@ PROGRAMS = [("integer", "intloop", "rv64imac", 1.0),
             ("branch-heavy", "branchy", "rv64imac", 0.05),
             ("branch-heavy C", "branchy", "rv64imc", 0.05),
             ("memory-bound", "memloop", "rv64imac", 0.01),
-            ("floating point", "fploop", "rv64gc", 1.0)]
+            ("floating point", "fploop", "rv64gc", 1.0),
+            ("call-heavy", "calls", "rv64imac", 1.0)]
 TIERS = ("off", "on")
 
 
