@@ -134,6 +134,15 @@ def mov_ri(b, p, dst, imm):
 
 
 @njit(cache=True, nogil=True)
+def movabs(b, p, dst, imm):
+    """dst = imm in the 10-byte form (REX.W B8+r io) whatever its value, so the immediate can
+    be patched later; returns (position after, position of the imm64)."""
+    b[p] = 0x48 | ((dst >> 3) & 1)
+    b[p + 1] = 0xB8 + (dst & 7)
+    return u64(b, p + 2, imm), p + 2
+
+
+@njit(cache=True, nogil=True)
 def lea(b, p, dst, base, disp):
     """dst = base + disp (64-bit, flags untouched)."""
     return enc(b, p, 1, 0x8D, dst, base, NOIDX, 0, disp, True)

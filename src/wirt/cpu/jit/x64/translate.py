@@ -33,7 +33,7 @@ from wirt.cpu.jit.x64.asm import (
     R11, R14, R15, RAX, RBP, RBX, RCX, RDI, RDX, RSI, RSP, SAR, SHL, SHR, SUB, XOR, alu_ri, alu_rm,
     alu_rr, call_r, cmp_rx, cqo, enc, imul_rr, jcc, jmp, lea, load_x, mov_mi, mov_ri, mov_rm,
     mov_mr, mov_rr, movsxd, or_mi, patch32, pop, push, ret, setcc_zx, shift_cl, shift_ri, store_x,
-    test_m8, test_ri, u8, u32, unary, jmp_r, lea_x, jcc8, jmp8, patch8)
+    test_m8, test_ri, u8, u32, unary, jmp_r, lea_x, jcc8, jmp8, patch8, movabs)
 from wirt.cpu.layout import (
     CSR_FCSR, CSR_MSTATUS, F0, ICOUNT, JR_END, JR_LIMIT, JR_SIDE, MS_FS, PC, PTE_D, PTE_R, PTE_U, PTE_W,
     PTE_X, PRV_U, TLB_ENTRIES, JR_MODE, JIT_LAST, JIT_LAST_IC, TOHOST, JT_MODE_SHIFT, JT_SLOTS, JQ_CHAIN, RESERVATION, RES_VALUE)
@@ -769,9 +769,16 @@ def chain_exit(b, p, t, poff, mode, dtlb, ram_size, jt_addr, xbase, xsize, jq_ad
     halfword hold for the page being run, so for a target on it only the table slot (its
     address and key are constants here), the page's generation word (read now: a store by
     another hart or a device may have dropped the page's code meanwhile) and the tier of the
-    code found remain. The dispatcher costs about 50 host instructions a chained exit; this
-    about 20, and a loop split over regions (gzip's longest_match) chains every few dozen
-    guest instructions.
+    code found remain.
+
+    The exit links itself (QEMU's goto_tb): the first time it finds template code in the slot
+    it writes that function's address into its own `movabs` and points its `jmp rel32` at the
+    function's body, so from then on an exit costs a compare of the slot's function with the
+    one linked (a different key, a retranslation or an optimized (level 2) region all change
+    it, and fall back to the checks), the generation check and a direct jump: about 12 host
+    instructions and no indirect jump, against the dispatcher's 50. Only the hart's own thread
+    runs and writes its code buffer, so patching needs no synchronization (x86 keeps stores to
+    code coherent with fetch on the same core, SDM vol. 3 11.6).
 
     Where the mode fetches untranslated (M mode, or no paging and no PMP: `dtlb` off), a
     target on another page is as well known: its RAM offset is checked here, once, and the
@@ -780,17 +787,35 @@ def chain_exit(b, p, t, poff, mode, dtlb, ram_size, jt_addr, xbase, xsize, jq_ad
     if not chains(mode) or (t & 0xFFF) == 0xFFE:
         return p
     off = poff + t
-    if t < 0 or t >= 4096:
-        if dtlb or off < 0 or off >= ram_size:
-            return p
+    cross = t < 0 or t >= 4096
+    if cross and (dtlb or off < 0 or off >= ram_size):
+        return p
     slot = ((off >> 1) ^ (off >> 11) ^ ((mode * 0x51) & 0x7FFFFFFF)) & (JT_SLOTS - 1)
     p = mov_ri(b, p, RSI, jt_addr + slot * 32)            # JT_W * 8 bytes a slot
+    # ---- linked: the slot still holds the function this exit linked to (none yet: -1)
+    p, fn_at = movabs(b, p, R9, -1)
+    p = cmp_rx(b, p, R9, RSI, NOIDX, 0, 8)
+    p, m0 = jcc(b, p, CC_NE)
+    p = mov_rm(b, p, R9, RSP, 8)
+    p = mov_rm(b, p, R8, R9, 8 * (off >> 12))             # jpg[page]
+    p = cmp_rx(b, p, R8, RSI, NOIDX, 0, 16)               # the generation it was made from
+    p, g0 = jcc(b, p, CC_NE)
+    p = mov_ri(b, p, RCX, jq_addr)
+    p = enc(b, p, 1, 0xFF, 0, RCX, NOIDX, 0, 8 * JQ_CHAIN, True)   # inc jq[JQ_CHAIN]
+    p = mov_mr(b, p, RBX, _S_LAST, RSI)                   # whose region runs now (hot counts)
+    p = mov_mr(b, p, RBX, _S_LAST_IC, R15)
+    if cross:
+        p = lea(b, p, R14, R14, (t >> 12) << 12)         # the target page's base
+    p, jat = jmp(b, p)                                    # rel32 patched when linked
+    # ---- not linked (or no longer): the full checks, then link and go
+    patch32(b, m0, p)
+    patch32(b, jat, p)
     p = mov_ri(b, p, R8, (mode << JT_MODE_SHIFT) | off)
     p = cmp_rx(b, p, R8, RSI, NOIDX, 0, 0)                # key
     p, m1 = jcc(b, p, CC_NE)
     p = mov_rm(b, p, R9, RSP, 8)
     p = mov_rm(b, p, R8, R9, 8 * (off >> 12))             # jpg[page]
-    p = cmp_rx(b, p, R8, RSI, NOIDX, 0, 16)               # the generation it was made from
+    p = cmp_rx(b, p, R8, RSI, NOIDX, 0, 16)
     p, m2 = jcc(b, p, CC_NE)
     p = mov_rm(b, p, R8, RSI, 8)                          # function (0: nothing translated)
     p = mov_rr(b, p, R9, R8)
@@ -799,17 +824,21 @@ def chain_exit(b, p, t, poff, mode, dtlb, ram_size, jt_addr, xbase, xsize, jq_ad
     p = mov_ri(b, p, RCX, xsize)
     p = alu_rr(b, p, CMP, R9, RCX, 1)
     p, m3 = jcc(b, p, CC_AE)                              # not this tier's code (or none)
-    p = lea(b, p, RAX, R14, t)
-    p = mov_mr(b, p, RBX, _S_PC, RAX)                     # as the dispatcher leaves them
-    p = mov_mr(b, p, RBX, _S_IC, R15)
+    p = mov_ri(b, p, RCX, xbase + fn_at)                  # link: the function compared ...
+    p = mov_mr(b, p, RCX, 0, R8)
+    p = lea(b, p, RDX, R8, BODY)                          # ... and the jump to its body
+    p = mov_ri(b, p, RCX, xbase + jat + 4)
+    p = alu_rr(b, p, SUB, RDX, RCX, 1)
+    p = enc(b, p, 0, 0x89, RDX, RCX, NOIDX, 0, -4, True)  # mov dword [rcx - 4], edx
     p = mov_ri(b, p, RCX, jq_addr)
     p = enc(b, p, 1, 0xFF, 0, RCX, NOIDX, 0, 8 * JQ_CHAIN, True)   # inc jq[JQ_CHAIN]
-    p = mov_mr(b, p, RBX, _S_LAST, RSI)                   # whose region runs now (hot counts)
+    p = mov_mr(b, p, RBX, _S_LAST, RSI)
     p = mov_mr(b, p, RBX, _S_LAST_IC, R15)
-    if t < 0 or t >= 4096:
-        p = lea(b, p, R14, R14, (t >> 12) << 12)         # the target page's base
+    if cross:
+        p = lea(b, p, R14, R14, (t >> 12) << 12)
     p = alu_ri(b, p, ADD, R8, BODY, 1)
     p = jmp_r(b, p, R8)
+    patch32(b, g0, p)
     patch32(b, m1, p)
     patch32(b, m2, p)
     patch32(b, m3, p)
