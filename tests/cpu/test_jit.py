@@ -116,6 +116,69 @@ def test_random_streams_match_the_interpreter(seed: int, tier: str, monkeypatch)
     assert made > 0 and got["checks"] > 40, got
 
 
+# Values for the FP stream: normal numbers of every size (products and quotients that overflow
+# or underflow, sums that cancel to zero), zeros, infinities, NaNs, subnormals, and singles both
+# NaN-boxed and not (an unboxed single reads as the canonical NaN).
+def _fp_values(rnd: random.Random) -> list[int]:
+    vals = [0, 1 << 63, 0x7FF0000000000000, 0x7FF8000000000000, 0x0000000000000001,
+            0x0010000000000000, 0xFFFFFFFF7F800000, 0xFFFFFFFF00000001, 0xFFFFFFFF00800000,
+            0x000000003F800000, 0x3FF0000000000000, 0xFFFFFFFF3F800000, 0xBFF0000000000000]
+    for _ in range(51):
+        if rnd.random() < 0.5:
+            exp = rnd.choice([rnd.randint(1, 0x7FE), rnd.randint(0x3F0, 0x410),
+                              rnd.randint(0x3F0, 0x410), 1, 0x7FE])
+            vals.append((rnd.getrandbits(1) << 63) | (exp << 52) | rnd.getrandbits(52))
+        else:
+            exp = rnd.choice([rnd.randint(1, 0xFE), rnd.randint(0x70, 0x8F), rnd.randint(0x70, 0x8F),
+                              1, 0xFE])
+            box = 0xFFFFFFFF if rnd.random() < 0.95 else rnd.getrandbits(32)
+            vals.append((box << 32) | (rnd.getrandbits(1) << 31) | (exp << 23) | rnd.getrandbits(23))
+    return vals
+
+
+def fp_stream(seed: int) -> str:
+    """A loop of F and D arithmetic with a fast path in translated code (add, sub, mul, div and
+    the fused multiply-adds, both precisions), mostly in round-to-nearest-even with fflags.NX
+    set, where the fast path applies, and sometimes not (NX clear, other rounding modes)."""
+    rnd = random.Random(seed)
+    ops = [f"{op}.{w}" for op in ("fadd", "fsub", "fmul", "fdiv") for w in "sd"]
+    fused = [f"{op}.{w}" for op in ("fmadd", "fmsub", "fnmadd", "fnmsub") for w in "sd"]
+    out = ["li t0, 1 << 13", "csrs mstatus, t0", "la s2, fpdata", "li s0, 40", "0:",
+           "csrwi fcsr, 1",                    # NX set, frm RNE: where the fast paths apply
+           "slli t1, s0, 3", "add t1, t1, s2"]  # each round loads another window of values
+    out += [f"fld f{r}, {8 * k}(t1)" for r, k in enumerate(rnd.sample(range(24), 8))]
+    for _ in range(40):
+        k = rnd.random()
+        fd, fa, fb, fc = (f"f{rnd.randrange(8)}" for _ in range(4))
+        rm = rnd.choice(["rne", "dyn", "dyn", "dyn", "rtz", "rup"])
+        if k < 0.1:
+            out.append(f"fld {fd}, {8 * rnd.randrange(24)}(t1)")
+        elif k < 0.13:
+            out.append(rnd.choice(["csrwi fflags, 1", "csrwi fflags, 0", "csrwi frm, 0", "csrwi frm, 1",
+                                   "csrwi fcsr, 1"]))
+        elif k < 0.7:
+            out.append(f"{rnd.choice(ops)} {fd}, {fa}, {fb}, {rm}")
+        else:
+            out.append(f"{rnd.choice(fused)} {fd}, {fa}, {fb}, {fc}, {rm}")
+    out += ["frcsr a0", "REC a0", "fmv.x.d a1, f3", "REC a1", "addi s0, s0, -1", "bnez s0, 0b",
+            ".pushsection .data", ".align 12", "fpdata:"]
+    out += [f".dword {v}" for v in _fp_values(rnd)]
+    out += [".popsection"]
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("tier", ["template", "llvm"])
+def test_fp_fast_paths_match_the_interpreter(seed: int, tier: str, monkeypatch) -> None:
+    """The host FP fast paths of both first tiers (x64/translate.fp_fast, emit.fpop) give the
+    interpreter's registers and flags, on operands that take them and operands that must not."""
+    if tier == "llvm":
+        monkeypatch.setenv("WIRT_JIT_XTHRESHOLD", "0")
+    path = K.build(fp_stream(seed), f"jitfp{seed}")
+    got = lockstep(str(path), 1 << 20, 400_000)
+    assert got["exit_code"] == 0 and got["checks"] > 40, got
+
+
 # Every way the template translator takes an operand from rax, which still holds the register
 # the block's previous instruction wrote (x64/translate.alu), and the ways it must not.
 FORWARD = """

@@ -35,7 +35,7 @@ from wirt.cpu.jit.x64.translate import translate as x_translate
 from wirt.cpu.layout import (
     JQ_CALLS, JQ_CAP, JQ_COUNT, JQ_ENTRY, JQ_FORCE, JQ_HEAD, JQ_INVAL, JQ_LIMIT, JQ_SIDE,
     JQ_HOT, JQ_INSNS, JQ_LEVEL2, JQ_STEP, JQ_THRESHOLD, JQ_XBASE, JQ_XFLUSH, JQ_XFP, JQ_XN, JQ_XJT, JQ_XJQ,
-    JQ_XCSR, JR_MODE, JIT_LAST, JIT_LAST_IC,
+    JQ_XCSR, JQ_XFMA, JR_MODE, JIT_LAST, JIT_LAST_IC,
     JQ_XPOS, JQ_XTHR, JR_END, JR_SIDE, JT_MODE_SHIFT, JT_SLOTS, JT_W,
 )
 from wirt.cpu.mmu import pmp_fill, tlb_flush, tlb_flush_page, walk
@@ -447,7 +447,8 @@ def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg
                         xp = max(jq[JQ_XPOS], X_SCRATCH)
                         xs, xe = x_translate(xc, xp, ram16, rvc, foff, pc & 0xFFF, jmode, base,
                                              nram, jq[JQ_XFP], jq[JQ_XJT], jq[JQ_XBASE],
-                                             jq[JQ_XJQ], jq[JQ_XCSR], jfwd != 0)
+                                             jq[JQ_XJQ], jq[JQ_XCSR], jfwd != 0,
+                                             jq[JQ_XFMA] != 0)
                         if xe > xp:
                             jq[JQ_XPOS] = (xe + 15) & ~15
                         if xe > xs:

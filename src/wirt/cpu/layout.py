@@ -240,6 +240,7 @@ JQ_XFLUSH = 16     # buffer flushes
 JQ_XJT = 17        # host address of the hart's translation table (chained exits read it)
 JQ_XJQ = 18        # host address of this array (chained exits count in it)
 JQ_XCSR = 19       # host address of jit/csrcall.csr_exec
+JQ_XFMA = 20       # non-zero: the host has FMA3 (the template tier's fused multiply-add path)
 JQ_LEVEL2 = 1 << 16  # set in a request's mode word: compile at the optimizing level
 JQ_HEAD = 24
 JQ_ENTRY = 4       # ram offset, mode, virtual pc, page generation

@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from wirt.cpu import layout as L
-from wirt.cpu.jit.compiler import compile_ir, host_supported
+from wirt.cpu.jit.compiler import compile_ir, host_fma, host_supported
 from wirt.cpu.jit.x64.buffer import address, code_buffer
 from wirt.cpu.jit.emit import MODULE_HEADER, Mode, RegionEmitter, helper_ir
 from wirt.cpu.jit.region import discover
@@ -137,6 +137,7 @@ class TranslationCache:
             jq[L.JQ_XFP] = fp_exec.address
             jq[L.JQ_XJT] = address(jt)
             jq[L.JQ_XJQ] = address(jq)
+            jq[L.JQ_XFMA] = 1 if host_fma() else 0
         with self._lock:
             self._index[id(jt)] = len(self.tables)
             self.tables.append(jt)

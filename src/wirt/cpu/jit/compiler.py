@@ -22,6 +22,11 @@ def host_supported() -> bool:
     return platform.machine().lower() in ("x86_64", "amd64")
 
 
+def host_fma() -> bool:
+    """True where the host CPU has FMA3 (the template tier's fused multiply-add fast path)."""
+    return bool(llvm.get_host_cpu_features().get("fma", False))
+
+
 def _target_machine(opt: int = 2):
     """A new target machine for the host CPU: an MCJIT engine takes ownership of the one it gets."""
     global _host

@@ -20,10 +20,12 @@ from wirt.cpu import layout as L
 from wirt.cpu.jit.region import Block, Insn, branch_target, jal_target
 
 # Declarations every module of regions starts with.
-MODULE_HEADER = "declare double @llvm.fma.f64(double, double, double)\n"
+MODULE_HEADER = ("declare double @llvm.fma.f64(double, double, double)\n"
+                 "declare float @llvm.fma.f32(float, float, float)\n")
 I64_MIN = -(1 << 63)
-# OP-FP funct7 of the binary64 operations with an inline fast path: fadd, fsub, fmul, fdiv.
-_FAST_D = {0x01: "fadd", 0x05: "fsub", 0x09: "fmul", 0x0D: "fdiv"}
+# OP-FP funct7 >> 2 of the operations with an inline fast path, either precision: fadd, fsub,
+# fmul, fdiv.
+_FAST = {0: "fadd", 1: "fsub", 2: "fmul", 3: "fdiv"}
 NAN_BOX = -(1 << 32)
 
 
@@ -334,21 +336,39 @@ class RegionEmitter:
         e = f.op(f"add i64 {e}, -1")
         return f.op(f"icmp ult i64 {e}, 2046")
 
+    def normal_s(self, v: str, boxed: bool) -> str:
+        """i1: the low 32 bits of `v` are a normal, non-zero binary32 number (exponent 1..0xFE)
+        and, if `boxed`, the upper 32 bits all ones (a NaN-boxed single, spec 12.2)."""
+        f = self.f
+        e = f.op(f"lshr i64 {v}, 23")
+        e = f.op(f"and i64 {e}, 255")
+        e = f.op(f"add i64 {e}, -1")
+        ok = f.op(f"icmp ult i64 {e}, 254")
+        if boxed:
+            hi = f.op(f"lshr i64 {v}, 32")
+            box = f.op(f"icmp eq i64 {hi}, 4294967295")
+            ok = f.op(f"and i1 {ok}, {box}")
+        return ok
+
     def fpop(self, inst: int, side: str) -> None:
         """An F/D arithmetic instruction: a call of fpcall.fp_exec on the state arrays; if it
         reports the form illegal (it then wrote nothing) the interpreter raises the exception.
 
-        binary64 add/sub/mul/div and the four fused multiply-adds first try the host's
-        operation, as the interpreter's fast path does: with round-to-nearest-even and
-        fflags.NX already set, normal operands and a normal result, the host's correctly
+        add/sub/mul/div and the four fused multiply-adds, in binary64 and binary32, first try
+        the host's operation, as the interpreter's fast path does: with round-to-nearest-even
+        and fflags.NX already set, normal operands and a normal result, the host's correctly
         rounded result is the answer and NX (already set) is the only flag it could raise
-        (tininess is detected after rounding, so a normal result never underflows).
+        (tininess is detected after rounding, so a normal result never underflows). Singles
+        must be NaN-boxed; the result is boxed.
         """
         f = self.f
         op = inst & 0x7F
         rm = (inst >> 12) & 7
         f7 = (inst >> 25) & 0x7F
-        fast = rm in (0, 7) and ((op == 0x53 and f7 in _FAST_D) or (op != 0x53 and (f7 & 3) == 1))
+        fmt = f7 & 3
+        fast = rm in (0, 7) and fmt <= 1 and (op != 0x53 or (f7 >> 2) in _FAST)
+        single = fmt == 0
+        ty = "float" if single else "double"
         done = f.label()
         slow = f.label()
         if fast:
@@ -360,19 +380,31 @@ class RegionEmitter:
             vals = []
             for r in regs:
                 v = self.rd(L.F0 + r)
-                ok = f.op(f"and i1 {ok}, {self.normal(v)}")
-                vals.append(f.op(f"bitcast i64 {v} to double"))
+                if single:
+                    ok = f.op(f"and i1 {ok}, {self.normal_s(v, True)}")
+                    v32 = f.op(f"trunc i64 {v} to i32")
+                    vals.append(f.op(f"bitcast i32 {v32} to float"))
+                else:
+                    ok = f.op(f"and i1 {ok}, {self.normal(v)}")
+                    vals.append(f.op(f"bitcast i64 {v} to double"))
             if op == 0x53:
-                res = f.op(f"{_FAST_D[f7]} double {vals[0]}, {vals[1]}")
+                res = f.op(f"{_FAST[f7 >> 2]} {ty} {vals[0]}, {vals[1]}")
             else:
                 a, b, c = vals
                 if op in (0x4B, 0x4F):       # fnmsub, fnmadd: -(a*b)
-                    a = f.op(f"fneg double {a}")
+                    a = f.op(f"fneg {ty} {a}")
                 if op in (0x47, 0x4F):       # fmsub, fnmadd: - c
-                    c = f.op(f"fneg double {c}")
-                res = f.op(f"call double @llvm.fma.f64(double {a}, double {b}, double {c})")
-            ri = f.op(f"bitcast double {res} to i64")
-            ok = f.op(f"and i1 {ok}, {self.normal(ri)}")
+                    c = f.op(f"fneg {ty} {c}")
+                fma = "llvm.fma.f32" if single else "llvm.fma.f64"
+                res = f.op(f"call {ty} @{fma}({ty} {a}, {ty} {b}, {ty} {c})")
+            if single:
+                r32 = f.op(f"bitcast float {res} to i32")
+                ri = f.op(f"zext i32 {r32} to i64")
+                ok = f.op(f"and i1 {ok}, {self.normal_s(ri, False)}")
+                ri = f.op(f"or i64 {ri}, {NAN_BOX}")
+            else:
+                ri = f.op(f"bitcast double {res} to i64")
+                ok = f.op(f"and i1 {ok}, {self.normal(ri)}")
             commit = f.label()
             f.emit(f"  br i1 {ok}, label %{commit}, label %{slow}")
             f.emit(f"{commit}:")

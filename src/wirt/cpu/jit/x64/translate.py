@@ -483,28 +483,83 @@ def normal_or(b, p, r, fails, nf):
 
 
 @njit(cache=True, nogil=True)
-def fp_fast(b, p, inst):
-    """The interpreter's fast path for fadd.d/fsub.d/fmul.d/fdiv.d (docs/cpu.md "F and D"):
-    with round-to-nearest-even, fflags.NX already set, normal operands and a normal result, the
-    host's correctly rounded SSE2 result is the answer and NX the only flag it could raise.
+def normal_or_s(b, p, r, boxed, fails, nf):
+    """Jump (recorded in fails) unless r holds a normal, non-zero binary32 number: NaN-boxed
+    (upper 32 bits all ones, spec 12.2: anything else reads as the canonical NaN) when `boxed`,
+    exponent 1..0xFE. Uses rcx."""
+    if boxed:
+        p = mov_rr(b, p, RCX, r)
+        p = shift_ri(b, p, SHR, RCX, 32, 1)
+        p = alu_ri(b, p, CMP, RCX, -1, 0)
+        p, fails[nf] = jcc(b, p, CC_NE)
+        nf += 1
+    p = enc(b, p, 0, 0x89, r, RCX, NOIDX, 0, 0, False)   # ecx = low half of r
+    p = shift_ri(b, p, SHR, RCX, 23, 0)
+    p = alu_ri(b, p, AND, RCX, 0xFF, 0)
+    p = alu_ri(b, p, SUB, RCX, 1, 0)
+    p = alu_ri(b, p, CMP, RCX, 0xFE, 0)
+    p, fails[nf] = jcc(b, p, CC_AE)
+    return p, nf + 1
+
+
+@njit(cache=True, nogil=True)
+def emit_bytes(b, p, v0, v1, v2, v3, v4, n):
+    """The first n (at most 5) of the bytes v0..v4."""
+    b[p] = v0
+    if n > 1:
+        b[p + 1] = v1
+    if n > 2:
+        b[p + 2] = v2
+    if n > 3:
+        b[p + 3] = v3
+    if n > 4:
+        b[p + 4] = v4
+    return p + n
+
+
+@njit(cache=True, nogil=True)
+def xmm_from(b, p, xmm, r, single):
+    """movd/movq xmm, r (r one of rax, rdx, rsi)."""
+    modrm = 0xC0 | (xmm << 3) | r
+    if single:
+        return emit_bytes(b, p, 0x66, 0x0F, 0x6E, modrm, 0, 4)
+    return emit_bytes(b, p, 0x66, 0x48, 0x0F, 0x6E, modrm, 5)
+
+
+@njit(cache=True, nogil=True)
+def fp_fast(b, p, inst, fma):
+    """The interpreter's fast path for F and D arithmetic (docs/cpu.md "F and D"): with
+    round-to-nearest-even, fflags.NX already set, normal operands and a normal result, the
+    host's correctly rounded SSE result is the answer and NX the only flag it could raise (no
+    operand is a NaN, infinity or zero, so no invalid operation or division by zero; a normal
+    result is neither an overflow nor, tininess being detected after rounding on both sides,
+    an underflow). Covers add, sub, mul and div in both precisions and, where the host has
+    FMA3 (`fma`), the four fused multiply-adds, each one rounding as RISC-V's (spec 11.6):
+    vfmadd/vfmsub/vfnmadd/vfnmsub213 with xmm0 = rs1, xmm1 = rs2, xmm2 = rs3 compute
+    +-(rs2 * rs1) +- rs3. Single-precision operands must be NaN-boxed and the result is boxed.
     Returns (p, rel32 position of the jump past the slow path, or -1 if there is no fast
     path); any failed condition falls into the slow path emitted after it."""
     op = inst & 0x7F
     rm = (inst >> 12) & 7
     f7 = (inst >> 25) & 0x7F
-    if op != 0x53 or (rm != 0 and rm != 7):
+    if rm != 0 and rm != 7:
         return p, -1
-    if f7 == 0x01:
-        sse = 0x58      # addsd
-    elif f7 == 0x05:
-        sse = 0x5C      # subsd
-    elif f7 == 0x09:
-        sse = 0x59      # mulsd
-    elif f7 == 0x0D:
-        sse = 0x5E      # divsd
+    fused = op == 0x43 or op == 0x47 or op == 0x4B or op == 0x4F
+    if op == 0x53:
+        fmt = f7 & 3
+        kind = f7 >> 2
+        if fmt > 1 or kind > 3:
+            return p, -1
+        sse = (0x58, 0x5C, 0x59, 0x5E)[kind]            # add, sub, mul, div
+    elif fused and fma:
+        fmt = f7 & 3
+        if fmt > 1:
+            return p, -1
+        sse = 0xA9 + 2 * ((op - 0x43) >> 2)              # vfmadd/vfmsub/vfnmadd/vfnmsub213
     else:
         return p, -1
-    fails = np.empty(6, np.int64)
+    single = fmt == 0
+    fails = np.empty(10, np.int64)
     nf = 0
     p = mov_rm(b, p, RAX, R13, 8 * CSR_FCSR)
     p = alu_ri(b, p, AND, RAX, 1 | (0xE0 if rm == 7 else 0), 0)
@@ -512,16 +567,34 @@ def fp_fast(b, p, inst):
     p, fails[nf] = jcc(b, p, CC_NE)
     nf += 1
     p = mov_rm(b, p, RAX, RBX, 8 * (F0 + ((inst >> 15) & 31)))
-    p, nf = normal_or(b, p, RAX, fails, nf)
     p = mov_rm(b, p, RDX, RBX, 8 * (F0 + ((inst >> 20) & 31)))
-    p, nf = normal_or(b, p, RDX, fails, nf)
-    for k, v in enumerate((0x66, 0x48, 0x0F, 0x6E, 0xC0,          # movq xmm0, rax
-                           0x66, 0x48, 0x0F, 0x6E, 0xCA,          # movq xmm1, rdx
-                           0xF2, 0x0F, sse, 0xC1,                 # op xmm0, xmm1
-                           0x66, 0x48, 0x0F, 0x7E, 0xC0)):        # movq rax, xmm0
-        b[p + k] = v
-    p += 19
-    p, nf = normal_or(b, p, RAX, fails, nf)
+    if single:
+        p, nf = normal_or_s(b, p, RAX, True, fails, nf)
+        p, nf = normal_or_s(b, p, RDX, True, fails, nf)
+    else:
+        p, nf = normal_or(b, p, RAX, fails, nf)
+        p, nf = normal_or(b, p, RDX, fails, nf)
+    if fused:
+        p = mov_rm(b, p, RSI, RBX, 8 * (F0 + ((inst >> 27) & 31)))
+        if single:
+            p, nf = normal_or_s(b, p, RSI, True, fails, nf)
+        else:
+            p, nf = normal_or(b, p, RSI, fails, nf)
+        p = xmm_from(b, p, 2, RSI, single)
+    p = xmm_from(b, p, 0, RAX, single)
+    p = xmm_from(b, p, 1, RDX, single)
+    if fused:
+        p = emit_bytes(b, p, 0xC4, 0xE2, 0x71 if single else 0xF1, sse, 0xC2, 5)
+    else:
+        p = emit_bytes(b, p, 0xF3 if single else 0xF2, 0x0F, sse, 0xC1, 0, 4)
+    if single:
+        p = emit_bytes(b, p, 0x66, 0x0F, 0x7E, 0xC0, 0, 4)         # movd eax, xmm0
+        p, nf = normal_or_s(b, p, RAX, False, fails, nf)
+        p = mov_ri(b, p, RCX, NAN_BOX)
+        p = alu_rr(b, p, OR, RAX, RCX, 1)
+    else:
+        p = emit_bytes(b, p, 0x66, 0x48, 0x0F, 0x7E, 0xC0, 5)      # movq rax, xmm0
+        p, nf = normal_or(b, p, RAX, fails, nf)
     p = mov_mr(b, p, RBX, 8 * (F0 + ((inst >> 7) & 31)), RAX)
     p = or_mi(b, p, R13, 8 * CSR_MSTATUS, MS_FS)
     p, done = jmp(b, p)
@@ -854,7 +927,7 @@ def carve(w, q, n):
 # ---- the translator ----------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
 def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec, jt_addr, xbase,
-              jq_addr, csr_exec, forward):
+              jq_addr, csr_exec, forward, fma):
     """Translate the region entered at page offset `entry` of the RAM page at offset `poff` for
     mode number `mode` (core.run's jmode) into b[pos:]; returns (start of the function, end),
     equal if the entry instruction is not translatable. `forward`: the entry is where code was
@@ -863,7 +936,7 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
     copy of the loop for every point an interrupt returns to (each would have to get hot alone). The caller guarantees MAX_CODE bytes
     of room and pos >= SCRATCH. `jt_addr`, `xbase`, `jq_addr`: host addresses of the hart's
     translation table, of b and of the hart's counters (chaining); `fp_exec`, `csr_exec`: the
-    helpers of jit/fpcall.py and jit/csrcall.py.
+    helpers of jit/fpcall.py and jit/csrcall.py; `fma`: the host has FMA3.
 
     b[:SCRATCH] is the translator's own: where this buffer's shared exit tails and per-mode
     dispatchers are (zero: not made since the last flush) and its working arrays."""
@@ -1124,7 +1197,7 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
             elif c == K_FP:
                 # fpcall.fp_exec(s, c, inst): 0 done, else illegal form (nothing written)
                 set_stub(stubs, nst, off, j, JR_SIDE)
-                p, fast_done = fp_fast(b, p, inst)
+                p, fast_done = fp_fast(b, p, inst, fma)
                 p = mov_rr(b, p, RDI, RBX)
                 p = mov_rr(b, p, RSI, R13)
                 p = mov_ri(b, p, RDX, inst)
