@@ -102,8 +102,9 @@ def version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from wirt.quickexit import skip_final_collection
+    from wirt.gcpolicy import defer_collections, skip_final_collection
 
+    defer_collections()
     skip_final_collection()
     if argv is None:
         argv = sys.argv[1:]

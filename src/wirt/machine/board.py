@@ -33,6 +33,7 @@ from wirt.devices.plic import Plic
 from wirt.devices.rtc import GoldfishRtc
 from wirt.devices.uart import Uart16550
 from wirt.errors import WirtError
+from wirt.gcpolicy import settle_collections
 from wirt.machine import devicetree as dt
 from wirt.machine.bootrom import FW_OPTION_NO_BOOT_PRINTS, ROM_BASE, BootRom, build_boot_rom
 from wirt.machine.bus import BusFault, MmioBus
@@ -335,6 +336,7 @@ class Machine:
     def run(self, max_insns: int | None = None) -> MachineExit:
         """Run until the guest powers off, fails, resets, `stop()` is called or max_insns retire
         (counted over all harts)."""
+        settle_collections()
         if self.num_harts > 1:
             from wirt.machine import smp
 

@@ -254,8 +254,9 @@ def worker(store: VMStore, paths: VMPaths, events_fd: int | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from wirt.quickexit import skip_final_collection
+    from wirt.gcpolicy import defer_collections, skip_final_collection
 
+    defer_collections()
     skip_final_collection()
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
