@@ -324,20 +324,28 @@ def access(b, p, size, store, dtlb, rmask, forbid_u, ram_base, ram_size, sites, 
         p = alu_rm(b, p, CMP, RAX, RBX, 8 * TOHOST)
         p, at = jcc(b, p, CC_E)
         ns = add_site(sites, ns, at, stub)
-    p = mov_ri(b, p, RDX, ram_base)
-    p = alu_rr(b, p, SUB, RAX, RDX, 1)
-    p = mov_ri(b, p, RDX, ram_size - size)
-    p = alu_rr(b, p, CMP, RAX, RDX, 1)
+    if ram_base <= (1 << 31):                               # RAM offset = address - base
+        p = alu_ri(b, p, ADD, RAX, -ram_base, 1)            # (imm32, sign-extended)
+    else:
+        p = mov_ri(b, p, RDX, ram_base)
+        p = alu_rr(b, p, SUB, RAX, RDX, 1)
+    if ram_size - size < (1 << 31):
+        p = alu_ri(b, p, CMP, RAX, ram_size - size, 1)
+    else:
+        p = mov_ri(b, p, RDX, ram_size - size)
+        p = alu_rr(b, p, CMP, RAX, RDX, 1)
     p, at = jcc(b, p, CC_A)                                 # outside RAM (unsigned): MMIO
     ns = add_site(sites, ns, at, stub)
     if size > 1 and aligned:    # atomics: misaligned is an exception (the interpreter's)
         p = test_ri(b, p, RAX, size - 1)
         p, at = jcc(b, p, CC_NE)
         ns = add_site(sites, ns, at, stub)
-    elif size > 1:
+    elif size > 1 and (dtlb or store):
         # Misaligned is fine within a page (the host does it in one access, as the
         # interpreter's byte loop would); one that crosses into the next page needs that
-        # page's translation: the interpreter's.
+        # page's translation: the interpreter's. Untranslated loads need no check: RAM is
+        # contiguous and its bounds are checked above (a store must stay on the page whose
+        # code word is checked below).
         p = enc(b, p, 0, 0x89, RAX, RCX, NOIDX, 0, 0, False)   # ecx = eax
         p = alu_ri(b, p, AND, RCX, 4095, 0)
         p = alu_ri(b, p, CMP, RCX, 4096 - size, 0)
@@ -634,6 +642,9 @@ def alu(b, p, inst, off, known):
     if rtype and rs2 == known and rs1 != known:
         p = mov_rr(b, p, RCX, RAX)              # rs2 from rax before rs1 replaces it
         rcx_ready = True
+    if op == 0x13 and f3 == 0 and rs1 == 0:                # li: addi rd, x0, imm
+        p = mov_ri(b, p, RAX, inst >> 20)
+        return mov_mr(b, p, RBX, 8 * rd, RAX)
     if rs1 != known:
         p = ld(b, p, RAX, rs1)
     if op == 0x13:
