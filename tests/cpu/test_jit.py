@@ -467,7 +467,7 @@ CHAIN = r"""
     slli t0, t0, 10
     ori t0, t0, {leaf}
     la t1, l0a
-    sd t0, 0(t1)                 /* VA 0x40000000 -> fn_a's page */
+    sd t0, 0x400(t1)             /* VA 0x40080000 -> fn_a's page */
     la t2, root2
     la t0, l1b
     srli t0, t0, 12
@@ -487,7 +487,7 @@ CHAIN = r"""
     slli t0, t0, 10
     ori t0, t0, {leaf}
     la t1, l0b
-    sd t0, 0(t1)                 /* VA 0x40000000 -> fn_b's page */
+    sd t0, 0x400(t1)             /* VA 0x40080000 -> fn_b's page */
     la t0, root1
     srli t0, t0, 12
     li t1, 8 << 60
@@ -497,7 +497,7 @@ CHAIN = r"""
     ENTER_{mode}
     li s0, 0
     li s2, 0
-1:  li t0, 0x40000000
+1:  li t0, 0x40080000            /* TLB index 0x80: not the index of this code's pages */
     jalr ra, 0(t0)               /* the alias page: fn_a or fn_b */
     add s2, s2, a0
     jal ra, fn_c                 /* direct call to another page */
