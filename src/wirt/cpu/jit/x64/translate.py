@@ -736,6 +736,38 @@ def chains(mode):
 
 
 @njit(cache=True, nogil=True)
+def entered(b, p, jq_addr):
+    """What every chained entry records: one more chained entry, and that the region of the
+    slot in rsi runs from the count in r15 (the core credits its hot count from there)."""
+    p = mov_ri(b, p, RCX, jq_addr)
+    p = enc(b, p, 1, 0xFF, 0, RCX, NOIDX, 0, 8 * JQ_CHAIN, True)   # inc jq[JQ_CHAIN]
+    p = mov_mr(b, p, RBX, _S_LAST, RSI)
+    return mov_mr(b, p, RBX, _S_LAST_IC, R15)
+
+
+@njit(cache=True, nogil=True)
+def not_template(b, p, xbase, xsize):
+    """Jump unless the function in r8 lies in this buffer (the template tier's code; LLVM's
+    lies elsewhere). Returns (p, position of the rel32). Uses r9 and rcx."""
+    p = mov_rr(b, p, R9, R8)
+    p = mov_ri(b, p, RCX, xbase)
+    p = alu_rr(b, p, SUB, R9, RCX, 1)
+    p = mov_ri(b, p, RCX, xsize)
+    p = alu_rr(b, p, CMP, R9, RCX, 1)
+    return jcc(b, p, CC_AE)
+
+
+@njit(cache=True, nogil=True)
+def stale(b, p, page):
+    """Jump unless the page's generation word (jpg[page], a constant page) is the one the slot
+    in rsi was made from. Returns (p, position of the rel32). Uses r8 and r9."""
+    p = mov_rm(b, p, R9, RSP, 8)
+    p = mov_rm(b, p, R8, R9, 8 * page)                    # jpg[page]
+    p = cmp_rx(b, p, R8, RSI, NOIDX, 0, 16)
+    return jcc(b, p, CC_NE)
+
+
+@njit(cache=True, nogil=True)
 def dispatch(b, p, mode, dtlb, ram_base, ram_size, jt_addr, xbase, xsize, jq_addr, outs):
     """The region's way out at a block boundary, pc in rax: enter the translation of that pc
     directly if the table has a valid one made by this tier ("chaining"; QEMU's
@@ -812,16 +844,8 @@ def dispatch(b, p, mode, dtlb, ram_base, ram_size, jt_addr, xbase, xsize, jq_add
     p = alu_rr(b, p, OR, R8, R8, 1)
     p, outs[no] = jcc(b, p, CC_E)                         # an entry with nothing translated
     no += 1
-    p = mov_ri(b, p, RCX, jq_addr)
-    p = enc(b, p, 1, 0xFF, 0, RCX, NOIDX, 0, 8 * JQ_CHAIN, True)   # inc jq[JQ_CHAIN]
-    p = mov_mr(b, p, RBX, _S_LAST, RSI)                   # whose region runs now (hot counts)
-    p = mov_mr(b, p, RBX, _S_LAST_IC, R15)
-    p = mov_rr(b, p, R9, R8)
-    p = mov_ri(b, p, RCX, xbase)
-    p = alu_rr(b, p, SUB, R9, RCX, 1)
-    p = mov_ri(b, p, RCX, xsize)
-    p = alu_rr(b, p, CMP, R9, RCX, 1)
-    p, other = jcc(b, p, CC_AE)                           # not this tier's code: LLVM's
+    p = entered(b, p, jq_addr)
+    p, other = not_template(b, p, xbase, xsize)           # LLVM's code
     p = mov_rr(b, p, R14, RAX)
     p = alu_ri(b, p, AND, R14, -4096, 1)                  # the new page's virtual base
     p = alu_ri(b, p, ADD, R8, BODY, 1)
@@ -880,14 +904,8 @@ def chain_exit(b, p, t, poff, mode, dtlb, ram_size, jt_addr, xbase, xsize, jq_ad
     p, fn_at = movabs(b, p, R9, -1)
     p = cmp_rx(b, p, R9, RSI, NOIDX, 0, 8)
     p, m0 = jcc(b, p, CC_NE)
-    p = mov_rm(b, p, R9, RSP, 8)
-    p = mov_rm(b, p, R8, R9, 8 * (off >> 12))             # jpg[page]
-    p = cmp_rx(b, p, R8, RSI, NOIDX, 0, 16)               # the generation it was made from
-    p, g0 = jcc(b, p, CC_NE)
-    p = mov_ri(b, p, RCX, jq_addr)
-    p = enc(b, p, 1, 0xFF, 0, RCX, NOIDX, 0, 8 * JQ_CHAIN, True)   # inc jq[JQ_CHAIN]
-    p = mov_mr(b, p, RBX, _S_LAST, RSI)                   # whose region runs now (hot counts)
-    p = mov_mr(b, p, RBX, _S_LAST_IC, R15)
+    p, g0 = stale(b, p, off >> 12)
+    p = entered(b, p, jq_addr)
     if cross:
         p = lea(b, p, R14, R14, (t >> 12) << 12)         # the target page's base
     p, jat = jmp(b, p)                                    # rel32 patched when linked
@@ -897,27 +915,16 @@ def chain_exit(b, p, t, poff, mode, dtlb, ram_size, jt_addr, xbase, xsize, jq_ad
     p = mov_ri(b, p, R8, (mode << JT_MODE_SHIFT) | off)
     p = cmp_rx(b, p, R8, RSI, NOIDX, 0, 0)                # key
     p, m1 = jcc(b, p, CC_NE)
-    p = mov_rm(b, p, R9, RSP, 8)
-    p = mov_rm(b, p, R8, R9, 8 * (off >> 12))             # jpg[page]
-    p = cmp_rx(b, p, R8, RSI, NOIDX, 0, 16)
-    p, m2 = jcc(b, p, CC_NE)
+    p, m2 = stale(b, p, off >> 12)
     p = mov_rm(b, p, R8, RSI, 8)                          # function (0: nothing translated)
-    p = mov_rr(b, p, R9, R8)
-    p = mov_ri(b, p, RCX, xbase)
-    p = alu_rr(b, p, SUB, R9, RCX, 1)
-    p = mov_ri(b, p, RCX, xsize)
-    p = alu_rr(b, p, CMP, R9, RCX, 1)
-    p, m3 = jcc(b, p, CC_AE)                              # not this tier's code (or none)
+    p, m3 = not_template(b, p, xbase, xsize)              # LLVM's code, or none
     p = mov_ri(b, p, RCX, xbase + fn_at)                  # link: the function compared ...
     p = mov_mr(b, p, RCX, 0, R8)
     p = lea(b, p, RDX, R8, BODY)                          # ... and the jump to its body
     p = mov_ri(b, p, RCX, xbase + jat + 4)
     p = alu_rr(b, p, SUB, RDX, RCX, 1)
     p = enc(b, p, 0, 0x89, RDX, RCX, NOIDX, 0, -4, True)  # mov dword [rcx - 4], edx
-    p = mov_ri(b, p, RCX, jq_addr)
-    p = enc(b, p, 1, 0xFF, 0, RCX, NOIDX, 0, 8 * JQ_CHAIN, True)   # inc jq[JQ_CHAIN]
-    p = mov_mr(b, p, RBX, _S_LAST, RSI)
-    p = mov_mr(b, p, RBX, _S_LAST_IC, R15)
+    p = entered(b, p, jq_addr)
     if cross:
         p = lea(b, p, R14, R14, (t >> 12) << 12)
     p = alu_ri(b, p, ADD, R8, BODY, 1)
