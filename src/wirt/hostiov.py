@@ -18,6 +18,8 @@ import os
 
 import numpy as np
 
+from wirt.iovec import IOV_MAX, scatter
+
 __all__ = ["HostIov", "preadv", "pwritev"]
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -28,9 +30,6 @@ _preadv.restype = _ssize_t
 _pwritev = _libc.pwritev
 _pwritev.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_longlong]
 _pwritev.restype = _ssize_t
-
-#: Most buffers one preadv/pwritev takes (Linux UIO_MAXIOV).
-IOV_MAX = 1024
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 
@@ -96,14 +95,7 @@ class HostIov:
 
     def fill(self, data: bytes | memoryview) -> int:
         """Copy `data` into the segments in order; returns the bytes copied."""
-        src, done = memoryview(data).cast("B"), 0
-        for v in self.views():
-            if done >= len(src):
-                break
-            k = min(len(v), len(src) - done)
-            v[:k] = src[done: done + k]
-            done += k
-        return done
+        return scatter(self.views(), data)
 
     def zero(self) -> None:
         """Fill every segment with zero bytes (large ones by memset on the host address, so
@@ -147,23 +139,25 @@ def _transfer(call: ctypes._CFuncPtr, fd: int, offset: int, iov: HostIov) -> int
     return moved
 
 
-def preadv(fd: int, offset: int, iov: HostIov) -> int:
-    """Read into the segments from `offset` (the GIL is released during the system calls);
-    returns the bytes read, fewer than iov.total only at the end of the file."""
+def _all(call: ctypes._CFuncPtr, fd: int, offset: int, iov: HostIov) -> int:
+    """Passes of `_transfer` until every segment is done or a pass moves nothing; returns the
+    bytes moved."""
     done = 0
     while done < iov.total:
-        n = _transfer(_preadv, fd, offset + done, iov.split(done)[1] if done else iov)
+        n = _transfer(call, fd, offset + done, iov.split(done)[1] if done else iov)
         if n == 0:
             break
         done += n
     return done
 
 
+def preadv(fd: int, offset: int, iov: HostIov) -> int:
+    """Read into the segments from `offset` (the GIL is released during the system calls);
+    returns the bytes read, fewer than iov.total only at the end of the file."""
+    return _all(_preadv, fd, offset, iov)
+
+
 def pwritev(fd: int, offset: int, iov: HostIov) -> None:
     """Write all the segments at `offset` (the GIL is released during the system calls)."""
-    done = 0
-    while done < iov.total:
-        n = _transfer(_pwritev, fd, offset + done, iov.split(done)[1] if done else iov)
-        if n == 0:
-            raise OSError(0, "pwritev wrote nothing")
-        done += n
+    if _all(_pwritev, fd, offset, iov) < iov.total:
+        raise OSError(0, "pwritev wrote nothing")

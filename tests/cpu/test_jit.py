@@ -295,15 +295,17 @@ def rewrite_and_run(body: str, name: str, label: str, stop: int, stat: str, leas
     assert m.memory.read_u64(syms["results"]) == 7
 
 
-def test_dma_write_drops_translations() -> None:
-    """A write from outside the core (device DMA, loading) to translated code takes effect."""
-    body = """
+def patch_loop(enter: str, align: int) -> str:
+    """A loop calling `patch` (at a 2^align boundary: 12 puts it on the next page) until it is
+    rewritten to return non-zero; `enter`: a macro run first (ENTER_S: in S mode)."""
+    return f"""
+    {enter}
     la s2, patch
 1:  jal ra, patch
     beqz a0, 1b            /* loop until Python rewrites patch to return non-zero */
     REC a0
     j 2f
-    .align 4
+    .align {align}
     .option push
     .option norvc
 patch:
@@ -312,7 +314,11 @@ patch:
     .option pop
 2:
 """
-    rewrite_and_run(body, "jitdma", "patch", 20_000, "regions", 1)
+
+
+def test_dma_write_drops_translations() -> None:
+    """A write from outside the core (device DMA, loading) to translated code takes effect."""
+    rewrite_and_run(patch_loop("", 4), "jitdma", "patch", 20_000, "regions", 1)
 
 
 @pytest.mark.parametrize("stop", range(20_000, 20_008))
@@ -321,44 +327,14 @@ def test_dma_write_is_seen_by_a_chained_exit(stop: int) -> None:
     jumps to `patch` on its own page through the fast chained exit, which must find the stale
     translation of `patch` by the page's generation word and not enter it. Stopping at several
     counts puts the write at different points of the loop."""
-    body = """
-    ENTER_S
-    la s2, patch
-1:  jal ra, patch
-    beqz a0, 1b
-    REC a0
-    j pass
-    .align 4
-    .option push
-    .option norvc
-patch:
-    li a0, 0
-    ret
-    .option pop
-"""
-    rewrite_and_run(body, "jitdmas", "patch", stop, "chained", 101)
+    rewrite_and_run(patch_loop("ENTER_S", 4), "jitdmas", "patch", stop, "chained", 101)
 
 
 @pytest.mark.parametrize("stop", range(20_000, 20_008))
 def test_dma_write_is_seen_by_an_m_mode_chain_across_pages(stop: int) -> None:
     """M mode chains too (it fetches untranslated), also to another page, whose generation
     word the exit reads: `patch` lies on the next page and is rewritten from outside."""
-    body = """
-    la s2, patch
-1:  jal ra, patch
-    beqz a0, 1b
-    REC a0
-    j 2f
-    .align 12
-    .option push
-    .option norvc
-patch:
-    li a0, 0
-    ret
-    .option pop
-2:
-"""
-    rewrite_and_run(body, "jitdmam", "patch", stop, "chained", 101)
+    rewrite_and_run(patch_loop("", 12), "jitdmam", "patch", stop, "chained", 101)
 
 
 @pytest.mark.parametrize("stop", range(20_000, 20_008))

@@ -328,23 +328,17 @@ class RegionEmitter:
             val = f.op(f"trunc i64 {val} to {ty}")
         f.emit(f"  store {ty} {val}, {ty}* {p}, align 1")
 
-    def normal(self, v: str) -> str:
-        """i1: the binary64 bits `v` are a normal, non-zero number (exponent 1..0x7FE)."""
+    def normal(self, v: str, single: bool = False, boxed: bool = False) -> str:
+        """i1: `v` holds a normal, non-zero number: exponent 1..0x7FE of binary64, or, `single`,
+        1..0xFE of binary32 in the low 32 bits, NaN-boxed (upper 32 bits all ones, spec 12.2)
+        when `boxed`."""
         f = self.f
-        e = f.op(f"lshr i64 {v}, 52")
-        e = f.op(f"and i64 {e}, 2047")
+        top = 255 if single else 2047                     # exponent all ones: inf or NaN
+        e = f.op(f"lshr i64 {v}, {23 if single else 52}")
+        e = f.op(f"and i64 {e}, {top}")
         e = f.op(f"add i64 {e}, -1")
-        return f.op(f"icmp ult i64 {e}, 2046")
-
-    def normal_s(self, v: str, boxed: bool) -> str:
-        """i1: the low 32 bits of `v` are a normal, non-zero binary32 number (exponent 1..0xFE)
-        and, if `boxed`, the upper 32 bits all ones (a NaN-boxed single, spec 12.2)."""
-        f = self.f
-        e = f.op(f"lshr i64 {v}, 23")
-        e = f.op(f"and i64 {e}, 255")
-        e = f.op(f"add i64 {e}, -1")
-        ok = f.op(f"icmp ult i64 {e}, 254")
-        if boxed:
+        ok = f.op(f"icmp ult i64 {e}, {top - 1}")
+        if single and boxed:
             hi = f.op(f"lshr i64 {v}, 32")
             box = f.op(f"icmp eq i64 {hi}, 4294967295")
             ok = f.op(f"and i1 {ok}, {box}")
@@ -381,7 +375,7 @@ class RegionEmitter:
             for r in regs:
                 v = self.rd(L.F0 + r)
                 if single:
-                    ok = f.op(f"and i1 {ok}, {self.normal_s(v, True)}")
+                    ok = f.op(f"and i1 {ok}, {self.normal(v, True, True)}")
                     v32 = f.op(f"trunc i64 {v} to i32")
                     vals.append(f.op(f"bitcast i32 {v32} to float"))
                 else:
@@ -400,7 +394,7 @@ class RegionEmitter:
             if single:
                 r32 = f.op(f"bitcast float {res} to i32")
                 ri = f.op(f"zext i32 {r32} to i64")
-                ok = f.op(f"and i1 {ok}, {self.normal_s(ri, False)}")
+                ok = f.op(f"and i1 {ok}, {self.normal(ri, True)}")
                 ri = f.op(f"or i64 {ri}, {NAN_BOX}")
             else:
                 ri = f.op(f"bitcast double {res} to i64")

@@ -478,34 +478,25 @@ def amo(b, p, inst, ram_base):
 
 
 @njit(cache=True, nogil=True)
-def normal_or(b, p, r, fails, nf):
-    """Jump (recorded in fails) unless the binary64 bits in r are a normal, non-zero number:
-    exponent 1..0x7FE. Uses rcx."""
-    p = mov_rr(b, p, RCX, r)
-    p = shift_ri(b, p, SHR, RCX, 52, 1)
-    p = alu_ri(b, p, AND, RCX, 0x7FF, 0)
-    p = alu_ri(b, p, SUB, RCX, 1, 0)
-    p = alu_ri(b, p, CMP, RCX, 0x7FE, 0)
-    p, fails[nf] = jcc(b, p, CC_AE)
-    return p, nf + 1
-
-
-@njit(cache=True, nogil=True)
-def normal_or_s(b, p, r, boxed, fails, nf):
-    """Jump (recorded in fails) unless r holds a normal, non-zero binary32 number: NaN-boxed
-    (upper 32 bits all ones, spec 12.2: anything else reads as the canonical NaN) when `boxed`,
-    exponent 1..0xFE. Uses rcx."""
-    if boxed:
+def normal_or(b, p, r, single, boxed, fails, nf):
+    """Jump (recorded in fails) unless r holds a normal, non-zero number: exponent 1..0x7FE of
+    binary64, or, `single`, 1..0xFE of binary32 in the low half, NaN-boxed (upper 32 bits all
+    ones, spec 12.2: anything else reads as the canonical NaN) when `boxed`. Uses rcx."""
+    if single and boxed:
         p = mov_rr(b, p, RCX, r)
         p = shift_ri(b, p, SHR, RCX, 32, 1)
         p = alu_ri(b, p, CMP, RCX, -1, 0)
         p, fails[nf] = jcc(b, p, CC_NE)
         nf += 1
-    p = enc(b, p, 0, 0x89, r, RCX, NOIDX, 0, 0, False)   # ecx = low half of r
-    p = shift_ri(b, p, SHR, RCX, 23, 0)
-    p = alu_ri(b, p, AND, RCX, 0xFF, 0)
+    if single:
+        p = enc(b, p, 0, 0x89, r, RCX, NOIDX, 0, 0, False)   # ecx = low half of r
+    else:
+        p = mov_rr(b, p, RCX, r)
+    top = 0xFF if single else 0x7FF                       # exponent all ones: inf or NaN
+    p = shift_ri(b, p, SHR, RCX, 23 if single else 52, 0 if single else 1)
+    p = alu_ri(b, p, AND, RCX, top, 0)
     p = alu_ri(b, p, SUB, RCX, 1, 0)
-    p = alu_ri(b, p, CMP, RCX, 0xFE, 0)
+    p = alu_ri(b, p, CMP, RCX, top - 1, 0)
     p, fails[nf] = jcc(b, p, CC_AE)
     return p, nf + 1
 
@@ -576,18 +567,11 @@ def fp_fast(b, p, inst, fma):
     nf += 1
     p = mov_rm(b, p, RAX, RBX, 8 * (F0 + ((inst >> 15) & 31)))
     p = mov_rm(b, p, RDX, RBX, 8 * (F0 + ((inst >> 20) & 31)))
-    if single:
-        p, nf = normal_or_s(b, p, RAX, True, fails, nf)
-        p, nf = normal_or_s(b, p, RDX, True, fails, nf)
-    else:
-        p, nf = normal_or(b, p, RAX, fails, nf)
-        p, nf = normal_or(b, p, RDX, fails, nf)
+    p, nf = normal_or(b, p, RAX, single, True, fails, nf)
+    p, nf = normal_or(b, p, RDX, single, True, fails, nf)
     if fused:
         p = mov_rm(b, p, RSI, RBX, 8 * (F0 + ((inst >> 27) & 31)))
-        if single:
-            p, nf = normal_or_s(b, p, RSI, True, fails, nf)
-        else:
-            p, nf = normal_or(b, p, RSI, fails, nf)
+        p, nf = normal_or(b, p, RSI, single, True, fails, nf)
         p = xmm_from(b, p, 2, RSI, single)
     p = xmm_from(b, p, 0, RAX, single)
     p = xmm_from(b, p, 1, RDX, single)
@@ -597,12 +581,12 @@ def fp_fast(b, p, inst, fma):
         p = emit_bytes(b, p, 0xF3 if single else 0xF2, 0x0F, sse, 0xC1, 0, 4)
     if single:
         p = emit_bytes(b, p, 0x66, 0x0F, 0x7E, 0xC0, 0, 4)         # movd eax, xmm0
-        p, nf = normal_or_s(b, p, RAX, False, fails, nf)
+        p, nf = normal_or(b, p, RAX, True, False, fails, nf)
         p = mov_ri(b, p, RCX, NAN_BOX)
         p = alu_rr(b, p, OR, RAX, RCX, 1)
     else:
         p = emit_bytes(b, p, 0x66, 0x48, 0x0F, 0x7E, 0xC0, 5)      # movq rax, xmm0
-        p, nf = normal_or(b, p, RAX, fails, nf)
+        p, nf = normal_or(b, p, RAX, False, False, fails, nf)
     p = mov_mr(b, p, RBX, 8 * (F0 + ((inst >> 7) & 31)), RAX)
     p = or_mi(b, p, R13, 8 * CSR_MSTATUS, MS_FS)
     p, done = jmp(b, p)
