@@ -332,9 +332,10 @@ class Runner:
                                on_output=self.on_output, num_harts=self.cfg.cpus,
                                jit=os.environ.get("WIRT_JIT") or self.cfg.jit)
         self._attach_devices()
-        # The virtqueue walk is numba code too: load (or compile) it now, while the process may
-        # still write numba's cache; after set-up, Landlock keeps it out of the user's cache
-        # folder (a first notification would fail there: the device would need a reset).
+        # The virtqueue walk is numba code too: load (or compile) it now (the virtqueues just
+        # made did, unless there are none yet), while the process may still write numba's
+        # cache; after set-up, Landlock keeps it out of the user's cache folder (a first
+        # notification would fail there: the device would need a reset).
         from wirt.devices.virtio.ringwalk import warm
 
         warm()

@@ -216,3 +216,24 @@ def test_rings_outside_ram_are_rejected_before_the_walk():
     vq.desc = BASE + RAM - 16  # a 64-entry table cannot fit there
     with pytest.raises(VirtqueueError, match="outside RAM"):
         vq.pop_all()
+
+
+def test_the_walk_is_loaded_when_a_queue_is_made_not_at_its_first_notification():
+    """Loading numba code uses LLVM; at a first notification that ran on the vCPU thread while
+    the translation tier's compile thread used LLVM too (one abort in CI). A fresh process: no
+    walk before the queue, the walk's machine code after it, before any notification."""
+    import subprocess
+    import sys
+    code = """
+from wirt.devices.virtio import ringwalk as rw
+from wirt.devices.virtio.virtqueue import GuestRam, Virtqueue
+import numpy as np
+class Mem:
+    base, size = 0x80000000, 1 << 16
+    array = np.zeros(1 << 16, dtype=np.uint8)
+before = len(rw.pop_chains.overloads)
+Virtqueue(GuestRam(Mem()), 0, 16)
+print(before, len(rw.pop_chains.overloads) > 0)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.split() == ["0", "True"], out.stderr[-2000:]

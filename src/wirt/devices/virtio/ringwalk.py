@@ -315,9 +315,17 @@ def push_used_one(ram, used_off, num, used_idx, head, length, code_pages, page_s
     return new
 
 
+_warm = False
+
+
 def warm() -> None:
     """Load (or compile, once) the walk's machine code now, on a dummy one-entry queue, so a
-    VM's first notification does not wait for it (the VM zygote calls this before forking)."""
+    VM's first notification does not wait for it (the VM zygote calls this before forking,
+    every Virtqueue when it is made); a no-op after the first call."""
+    global _warm
+    if _warm:
+        return
+    _warm = True
     ram = np.zeros(64, dtype=np.uint8)
     one = np.zeros(1, dtype=np.int64)
     two = np.zeros(2, dtype=np.int64)

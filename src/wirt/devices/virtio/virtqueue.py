@@ -172,6 +172,11 @@ class Virtqueue:
         self.event_idx = False
         self.indirect = False
         self.reset()
+        # Load the compiled walk now, while the machine is being built: loaded at the first
+        # notification instead, numba used LLVM on the vCPU thread while the translation tier's
+        # compile thread did, and LLVM aborted the process once ("DAG root value is not a
+        # chain", a `wirt run --disk` in CI). Also before confinement (vm/runner.py).
+        rw.warm()
 
     def reset(self) -> None:
         """Back to the state after a device reset (§2.4): not ready, zero addresses, indices 0."""
