@@ -36,10 +36,13 @@ from wirt.hostmem import anonymous, release
 DEFAULT_THRESHOLD = 16384     # lookups of an entry before it is translated (level 1): only
                               # code that stays hot; lower values made a Linux boot slower
 DEFAULT_XTHRESHOLD = 32      # lookups of an entry before the template tier translates it
-DEFAULT_HOT = 64_000_000      # instructions run in a region before it is optimized (level 2):
-                              # about as long in template code as its compile takes (ski
-                              # rental). At 8 million a Debian python3 workload optimized 100
-                              # regions for 4 s of LLVM, and under host load ran 2x slower
+DEFAULT_HOT = 0               # instructions run in a region before LLVM optimizes it (level 2);
+                              # 0: never, where the template tier translates. Level-2 code
+                              # returns to the core at every exit where template code chains,
+                              # and every bench/mips.py program, CoreMark and the Debian
+                              # workload ran as fast or faster without it (docs/cpu.md)
+LLVM_HOT = 64_000_000         # the same where LLVM also does the first level (no template
+                              # tier): about as long as the compile takes (ski rental)
 DEFAULT_LIMIT = 64 << 20      # bytes of translated code before a flush
 MODULE_REGIONS = 64           # regions per LLVM module at most
 L2_MODULE_REGIONS = 4         # optimized regions per module (each costs tens of ms)
@@ -66,7 +69,7 @@ class TranslationCache:
 
     def __init__(self, ram: np.ndarray, ram_base: int, code_pages: np.ndarray, rvc: np.ndarray,
                  setting: str = "on", threshold: int = DEFAULT_THRESHOLD,
-                 limit_bytes: int = DEFAULT_LIMIT, hot: int = DEFAULT_HOT, sync: bool = False,
+                 limit_bytes: int = DEFAULT_LIMIT, hot: int | None = None, sync: bool = False,
                  xthreshold: int = DEFAULT_XTHRESHOLD) -> None:
         """`sync`: compile on the calling thread at once (tests; always so under "force")."""
         global _notice_shown
@@ -84,10 +87,12 @@ class TranslationCache:
         self.rvc = rvc
         fixed = os.environ.get("WIRT_JIT_THRESHOLD")
         self.threshold = 1 if setting == "force" else int(fixed or threshold)
-        self.hot = int(os.environ.get("WIRT_JIT_HOT", hot))
-        # The template tier (jit/x64) translates after this many lookups of an entry; LLVM
-        # then only optimizes hot regions (0: LLVM does both levels).
+        # The template tier (jit/x64) translates after this many lookups of an entry (0: LLVM
+        # does the first level too).
         self.xthreshold = int(os.environ.get("WIRT_JIT_XTHRESHOLD", xthreshold))
+        if hot is None:
+            hot = DEFAULT_HOT if self.xthreshold > 0 else LLVM_HOT
+        self.hot = int(os.environ.get("WIRT_JIT_HOT", hot))
         if setting == "force" and self.xthreshold > 0:
             self.xthreshold = 1
         self.sync = sync or setting == "force"
