@@ -30,7 +30,7 @@ from numba import njit
 
 from wirt.cpu.jit.x64.asm import (
     ADD, AND, CC_A, CC_AE, CC_B, CC_E, CC_G, CC_GE, CC_L, CC_NE, CMP, NOIDX, OR, R8, R9, R12, R13,
-    R11, R14, R15, RAX, RBP, RBX, RCX, RDI, RDX, RSI, RSP, SAR, SHL, SHR, SUB, XOR, alu_ri, alu_rm,
+    R10, R11, R14, R15, RAX, RBP, RBX, RCX, RDI, RDX, RSI, RSP, SAR, SHL, SHR, SUB, XOR, alu_ri, alu_rm,
     alu_rr, call_r, cmp_rx, cqo, enc, imul_rr, jcc, jmp, lea, load_x, mov_mi, mov_ri, mov_rm,
     mov_mr, mov_rr, movsxd, or_mi, patch32, pop, push, ret, setcc_zx, shift_cl, shift_ri, store_x,
     test_m8, test_ri, u8, u32, unary, jmp_r, lea_x, jcc8, jmp8, patch8, movabs)
@@ -228,6 +228,68 @@ def ld(b, p, r, x):
     if x == 0:
         return alu_rr(b, p, XOR, r, r, 0)
     return mov_rm(b, p, r, RBX, 8 * x)
+
+
+# A write-through cache of guest registers in host registers, within a block: a result still
+# goes to the state array (so an exit writes nothing back), and is also kept in one of these
+# registers, which no emitter of a block's body uses except where the cache is cleared (rsi
+# and rdi: FP, AMO and CSR instructions; all of them: helper calls). A later instruction of
+# the block reads the register instead of loading the value just stored: a load that follows
+# a store to the same word waits for it (store-to-load forwarding, 4-5 cycles on the chain).
+# hc[x]: host register holding guest register x, or -1; pg[k]: guest register in POOL[k].
+POOL = np.array([R9, R10, R11, RSI, RDI], dtype=np.int64)
+
+
+@njit(cache=True, nogil=True)
+def ldc(b, p, r, x, hc):
+    """Host register r = guest register x, from the block's register cache where it holds x."""
+    h = hc[x] if x != 0 else -1
+    if h >= 0:
+        return mov_rr(b, p, r, h)
+    return ld(b, p, r, x)
+
+
+@njit(cache=True, nogil=True)
+def cache_clear(hc, pg):
+    """Forget every cached register (a block's start, or a call that clobbers them)."""
+    hc[:] = -1
+    pg[:] = -1
+
+
+@njit(cache=True, nogil=True)
+def cache_drop(hc, pg, x):
+    """Guest register x was written other than from rax: its cached copy is stale."""
+    if hc[x] >= 0:
+        for k in range(len(pg)):
+            if pg[k] == x:
+                pg[k] = -1
+        hc[x] = -1
+
+
+@njit(cache=True, nogil=True)
+def cache_put(b, p, x, hc, pg, rr):
+    """Guest register x was just written from rax: keep a copy in a pool register (its own,
+    or the next in turn, whose guest register is then forgotten)."""
+    h = hc[x]
+    if h < 0:
+        k = rr[0]
+        rr[0] = (k + 1) % len(pg)
+        if pg[k] >= 0:
+            hc[pg[k]] = -1
+        pg[k] = x
+        h = POOL[k]
+        hc[x] = h
+    return mov_rr(b, p, h, RAX)
+
+
+@njit(cache=True, nogil=True)
+def read_later(ii, first, last, x):
+    """Whether an instruction of ii[first:last] names x as rs1 or rs2 (a copy is worth keeping)."""
+    for j in range(first, last):
+        inst = ii[j]
+        if (inst >> 15) & 31 == x or (inst >> 20) & 31 == x:
+            return True
+    return False
 
 
 @njit(cache=True, nogil=True)
@@ -596,7 +658,7 @@ def fp_fast(b, p, inst, fma):
 
 
 @njit(cache=True, nogil=True)
-def alu(b, p, inst, off, known):
+def alu(b, p, inst, off, known, hc):
     """An integer computation writing only rd (nothing for rd = x0: no side effects).
 
     `known`: the guest register rax holds (the previous instruction of the block wrote it
@@ -630,7 +692,7 @@ def alu(b, p, inst, off, known):
         p = mov_ri(b, p, RAX, inst >> 20)
         return mov_mr(b, p, RBX, 8 * rd, RAX)
     if rs1 != known:
-        p = ld(b, p, RAX, rs1)
+        p = ldc(b, p, RAX, rs1, hc)
     if op == 0x13:
         imm = inst >> 20
         if f3 == 0:
@@ -663,7 +725,7 @@ def alu(b, p, inst, off, known):
     if rs2 == rs1:
         p = mov_rr(b, p, RCX, RAX)
     elif not rcx_ready:
-        p = ld(b, p, RCX, rs2)
+        p = ldc(b, p, RCX, rs2, hc)
     w = 1 if op == 0x33 else 0
     if f7 == 1:
         if f3 == 0:
@@ -973,6 +1035,9 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
     stub_at, q = carve(w, q, nstubs)
     work, q = carve(w, q, 2 * MAX_BLOCKS + 2)
     outs, q = carve(w, q, 16)
+    hc, q = carve(w, q, 32)
+    pg, q = carve(w, q, len(POOL))
+    rr, q = carve(w, q, 1)
     at = w[W_AT: W_AT + 2048]                       # kept all zero between calls
     nb, ni = discover(ram16, rvc, poff, entry, fp, bs, bf, bn, be, bo, ii, io, il, at, work,
                       entry if forward else 0)
@@ -1040,6 +1105,8 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
         nst += 1
         done = False
         known = -1          # the guest register rax holds (see alu); none at a block's start
+        cache_clear(hc, pg)   # nor in the register cache: a block may be jumped to from anywhere
+        rr[0] = 0
         for j in range(n):
             inst = ii[bf[k] + j]
             off = io[bf[k] + j]
@@ -1055,9 +1122,11 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                     rs2 = (inst >> 20) & 31
                     f3 = (inst >> 12) & 7
                     if rs1 != known:
-                        p = ld(b, p, RAX, rs1)
+                        p = ldc(b, p, RAX, rs1, hc)
                     if rs2 == 0:
                         p = alu_ri(b, p, CMP, RAX, 0, 1)
+                    elif hc[rs2] >= 0:
+                        p = alu_rr(b, p, CMP, RAX, hc[rs2], 1)
                     else:
                         p = alu_rm(b, p, CMP, RAX, RBX, 8 * rs2)
                     cc = CC_E
@@ -1089,7 +1158,7 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                     t = off + jal_offset(inst)
                 else:
                     if (inst >> 15) & 31 != known:
-                        p = ld(b, p, RAX, (inst >> 15) & 31)
+                        p = ldc(b, p, RAX, (inst >> 15) & 31, hc)
                     p = alu_ri(b, p, ADD, RAX, inst >> 20, 1)
                     p = alu_ri(b, p, AND, RAX, -2, 1)
                     if rd != 0:
@@ -1116,13 +1185,19 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                 done = True
                 break
             if c == K_ALU:
-                p = alu(b, p, inst, off, known)
+                p = alu(b, p, inst, off, known, hc)
                 rd = (inst >> 7) & 31
                 if rd != 0:
                     if op != 0x37:
                         known = rd
-                    elif rd == known:
-                        known = -1      # lui stored an immediate over the register rax held
+                        if read_later(ii, bf[k] + j + 1, bf[k] + n, rd):
+                            p = cache_put(b, p, rd, hc, pg, rr)
+                        else:
+                            cache_drop(hc, pg, rd)
+                    else:
+                        cache_drop(hc, pg, rd)
+                        if rd == known:
+                            known = -1  # lui stored an immediate over the register rax held
                 continue
             if c == K_LOAD or c == K_STORE:
                 set_stub(stubs, nst, off, j, JR_SIDE)
@@ -1130,7 +1205,7 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                 rd = (inst >> 7) & 31
                 imm = (inst >> 20) if c == K_LOAD else (((inst >> 25) << 5) | ((inst >> 7) & 31))
                 if (inst >> 15) & 31 != known:
-                    p = ld(b, p, RAX, (inst >> 15) & 31)
+                    p = ldc(b, p, RAX, (inst >> 15) & 31, hc)
                 if imm != 0:
                     p = alu_ri(b, p, ADD, RAX, imm, 1)
                 size = 1 << (f3 & 3)
@@ -1152,9 +1227,16 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                         if rd != 0:
                             p = mov_mr(b, p, RBX, 8 * rd, RAX)
                             nk = rd
+                            if read_later(ii, bf[k] + j + 1, bf[k] + n, rd):
+                                p = cache_put(b, p, rd, hc, pg, rr)
+                            else:
+                                cache_drop(hc, pg, rd)
                 else:
                     rs2 = (inst >> 20) & 31
-                    p = ld(b, p, RCX, F0 + rs2 if op == 0x27 else rs2)
+                    if op == 0x27:
+                        p = ld(b, p, RCX, F0 + rs2)
+                    else:
+                        p = ldc(b, p, RCX, rs2, hc)
                     p = store_x(b, p, size, RCX, RBP, RAX, 0, 0)
             elif c == K_AMO:
                 set_stub(stubs, nst, off, j, JR_SIDE)
@@ -1164,6 +1246,7 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                                ram_base, ram_size, sites, ns, nst, True)
                 nst += 1
                 p = amo(b, p, inst, ram_base)
+                cache_clear(hc, pg)     # rdi, and rd written in memory
             elif c == K_CSR:
                 # csrcall.csr_exec(s, c, tlb, inst) with pc and the count of this instruction
                 # written (counters read them): 0 done; 1 illegal, nothing written: leave
@@ -1188,6 +1271,7 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                     p, a = jcc(b, p, CC_E)
                     ns = add_site(sites, ns, a, nst)
                     nst += 1
+                cache_clear(hc, pg)     # a call: caller-saved registers clobbered
             elif c == K_FENCE:
                 # x86 keeps every order but store -> load (SDM 8.2.2): FENCE with a W
                 # predecessor and an R successor needs mfence for other harts to agree.
@@ -1211,6 +1295,7 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
                 nst += 1
                 if fast_done >= 0:
                     patch32(b, fast_done, p)
+                cache_clear(hc, pg)     # a call, and integer results (fcvt, fmv, compares)
             known = nk
         if not done:
             p = alu_ri(b, p, ADD, R15, n, 1)
