@@ -7,10 +7,12 @@ list walks, a CRC fed a byte a call, a state machine, a matrix product), and pri
 - guest MIPS for each (wall time of the run loop only),
 - the core's cold compile time (empty numba cache) and cached start time,
 - the same programs under `qemu-system-riscv64 -M spike -bios none -kernel` when installed,
-  with QEMU's start-up removed by subtracting a short run, and the ratio wirt/QEMU.
+  with QEMU's start-up removed by subtracting a run of a twentieth of the rounds, and the
+  ratio wirt/QEMU.
 
-Each program runs with the translation tier off and on (WIRT_JIT); the FP instruction costs
-are the interpreter's.
+Each program runs with the translation tier off (a tenth of the rounds) and on (WIRT_JIT),
+about 450 M instructions at the default; every figure is the best of three runs, wirt's and
+QEMU's alike. The FP instruction costs are the interpreter's.
 
 Usage: python bench/mips.py [--rounds N] [--skip-compile]
 """
@@ -28,13 +30,16 @@ import time
 from wirt.demo import build_program
 from wirt.machine.baremetal import BareMetal
 
-# (label, program, -march, rounds as a fraction of --rounds)
-PROGRAMS = [("integer", "intloop", "rv64imac", 1.0),
-            ("branch-heavy", "branchy", "rv64imac", 0.05),
-            ("branch-heavy C", "branchy", "rv64imc", 0.05),
-            ("memory-bound", "memloop", "rv64imac", 0.01),
-            ("floating point", "fploop", "rv64gc", 1.0),
-            ("call-heavy", "calls", "rv64imac", 1.0)]
+# (label, program, -march, rounds as a fraction of --rounds): about 450 M instructions each at
+# the default, so that QEMU's run lasts 0.3-2 s and its start-up, removed by subtraction, and
+# the host's noise are a few per cent of it (at a tenth of that, QEMU's figure moved by 2x
+# between runs and once came out negative).
+PROGRAMS = [("integer", "intloop", "rv64imac", 2.5),
+            ("branch-heavy", "branchy", "rv64imac", 0.7),
+            ("branch-heavy C", "branchy", "rv64imc", 0.7),
+            ("memory-bound", "memloop", "rv64imac", 0.04),
+            ("floating point", "fploop", "rv64gc", 15.0),
+            ("call-heavy", "calls", "rv64imac", 2.0)]
 TIERS = ("off", "on")
 
 
@@ -83,21 +88,29 @@ def main() -> None:
         rounds = max(1, int(args.rounds * frac))
         long = str(build_program(name, {"ROUNDS": rounds}, march))
         short = str(build_program(name, {"ROUNDS": max(1, rounds // 20)}, march))
+        tenth = str(build_program(name, {"ROUNDS": max(1, rounds // 10)}, march))
         run_wirt(short)  # load the core before timing
         line = f"{label:15s}"
-        q_mips = None
-        if have_qemu:
-            short_insns, _ = run_wirt(short, jit="off")
+        short_insns, _ = run_wirt(short, jit="off")
         for tier in TIERS:
-            insns, dt = run_wirt(long, jit=tier)
+            # The interpreter's speed does not depend on the length: it runs a tenth. Best of
+            # three, as QEMU's below (each run starts with a cold translation cache).
+            runs = [run_wirt(long if tier == "on" else tenth, jit=tier) for _ in range(3)]
+            insns, dt = min(runs, key=lambda r: r[1])
             mips = insns / dt / 1e6
             results[(label, tier)] = mips
             line += f" | {tier} {mips:7.1f} MIPS"
         line += f" ({insns / 1e6:.0f} M instructions)"
         if have_qemu:
-            q_long = min(run_qemu(long) for _ in range(2))
-            q_short = min(run_qemu(short) for _ in range(2))
-            q_mips = (insns - short_insns) / max(q_long - q_short, 1e-6) / 1e6
+            # Best of three of each length, taken in turn, so a slow moment hits both alike.
+            q_long = q_short = float("inf")
+            for _ in range(3):
+                q_long = min(q_long, run_qemu(long))
+                q_short = min(q_short, run_qemu(short))
+            if q_long - q_short < 0.1:
+                raise SystemExit(f"{label}: QEMU's run was too short to time ({q_long:.3f} s); "
+                                 "raise --rounds")
+            q_mips = (insns - short_insns) / (q_long - q_short) / 1e6
             line += f" | QEMU {q_mips:7.1f} MIPS | ratio off {results[(label, 'off')] / q_mips:.2f}, " \
                     f"on {results[(label, 'on')] / q_mips:.2f}"
         print(line, flush=True)
