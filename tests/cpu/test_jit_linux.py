@@ -12,6 +12,8 @@ guest instructions per machine.
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 
@@ -26,6 +28,8 @@ pytestmark = pytest.mark.slow
 STEP = 2_000_000
 RAM_EVERY = 10          # compare RAM at every 10th step
 PAST_USER = 20          # steps to keep going once user mode was reached
+GIVE_UP_S = 600         # a guest the translated code broke may sleep in WFI with nothing to
+                        # wake it (deterministic: only outside input could): fail, not hang
 
 
 def machine(jit: str) -> Machine:
@@ -50,7 +54,22 @@ def difference(a: Machine, b: Machine, ram: bool) -> str | None:
     return None
 
 
+def _no_progress(signum, frame) -> None:
+    raise AssertionError(f"no result within {GIVE_UP_S} s: a machine is stuck (asleep in WFI "
+                         "with nothing to wake it?)")
+
+
 def test_linux_boot_matches_the_interpreter_to_user_mode() -> None:
+    old = signal.signal(signal.SIGALRM, _no_progress)
+    signal.alarm(GIVE_UP_S)
+    try:
+        compare_boots()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def compare_boots() -> None:
     fast, ref = machine("force"), machine("off")
     user_at = None
     step = 0
