@@ -24,6 +24,10 @@ _os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 # numba reads its cache location when it is first imported: keep the compiled CPU core in
 # the user's cache directory (not beside the sources, which may be read-only).
 _os.environ.setdefault("NUMBA_CACHE_DIR", str(_cache_dir() / "numba" / _core_source_key()))
+if "numba.core.config" in __import__("sys").modules:
+    # numba came first (a program importing it before wirt): it read the variable already,
+    # and its caches are placed when a function is decorated, which is still to come.
+    __import__("sys").modules["numba.core.config"].CACHE_DIR = _os.environ["NUMBA_CACHE_DIR"]
 
 __version__ = "0.1.0"
 
