@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import random
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from storage_helpers import assert_qemu_clean, pattern
+from wirt.hostiov import HostIov
 from wirt.storage.qcow2 import Qcow2Image
 from wirt.storage.qcow2_create import create_qcow2
 from wirt.storage.qcow2_check import check_image
@@ -21,6 +23,7 @@ lengths = st.integers(1, 40_000)
 ops = st.one_of(
     st.tuples(st.just("write"), offsets, lengths, st.integers(0, 1 << 20)),
     st.tuples(st.just("writev"), offsets, lengths, st.integers(0, 1 << 20)),
+    st.tuples(st.just("writev_iov"), offsets, lengths, st.integers(0, 1 << 20)),
     st.tuples(st.just("discard"), offsets, lengths),
     st.tuples(st.just("zeroes"), offsets, lengths),
     st.tuples(st.just("snapshot"), st.integers(0, 3)),
@@ -39,6 +42,24 @@ def _pieces(buf: memoryview, seed: int) -> list[memoryview]:
         out.append(buf[pos : pos + n])
         pos += n
     return out
+
+
+def _scattered_iov(n: int, seed: int) -> HostIov:
+    """An I/O vector of `n` bytes in uneven segments scattered out of order over a buffer of its
+    own, filled with 0xEE (as a guest's pages lie in its RAM: what virtio-blk hands
+    readv_iov/writev_iov)."""
+    rnd = random.Random(seed)
+    sizes, left = [], n
+    while left:
+        k = min(left, rnd.choice([1, 512, 4096, rnd.randrange(1, 9000)]))
+        sizes.append(k)
+        left -= k
+    slots = list(range(len(sizes)))
+    rnd.shuffle(slots)
+    slot = 9000
+    ram = np.full(slot * len(sizes), 0xEE, dtype=np.uint8)
+    offs = np.array([s * slot for s in slots], dtype=np.int64)
+    return HostIov(memoryview(ram), ram.ctypes.data, offs, np.array(sizes, dtype=np.int64))
 
 
 def _discard_model(model: bytearray, off: int, n: int, cs: int) -> None:
@@ -80,6 +101,14 @@ def test_random_operations_match_model(tmp_path_factory, cs, with_backing, scrip
                 data = pattern(seed, n)
                 img.writev(off, _pieces(memoryview(data), seed))
                 model[off : off + n] = data
+            elif kind == "writev_iov":  # from guest RAM segments, as virtio-blk writes
+                _, off, n, seed = op
+                n = min(n, SIZE - off)
+                data = pattern(seed, n)
+                iov = _scattered_iov(n, seed)
+                iov.fill(data)
+                img.writev_iov(off, iov)
+                model[off : off + n] = data
             elif kind == "discard":
                 _, off, n = op
                 n = min(n, SIZE - off)
@@ -112,6 +141,9 @@ def test_random_operations_match_model(tmp_path_factory, cs, with_backing, scrip
             got = bytearray(SIZE)
             img.readv(0, _pieces(memoryview(got), len(script)))
             assert got == model, f"readv after {op}"
+            iov = _scattered_iov(SIZE, len(script) + 1)
+            img.readv_iov(0, iov)
+            assert iov.read() == model, f"readv_iov after {op}"
         assert sorted(s.name for s in img.list_snapshots()) == sorted(snaps)
         report = check_image(img)
         assert report.corruptions == 0 and report.leaks == 0, report.messages

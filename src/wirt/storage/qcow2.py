@@ -17,8 +17,9 @@ import numpy as np
 
 from wirt.confine.paths import PathPolicy
 from wirt.errors import WirtError
-from wirt.iovec import scatter, take, total_len
+from wirt.hostiov import HostIov
 from wirt.storage.block import BlockDevice
+from wirt.storage.bufvec import BufVec, IovVec, ViewsVec
 from wirt.storage.hostfile import HostFile
 from wirt.storage.qcow2_format import (
     AUTOCLEAR_BITMAPS, COMPRESSED, EXT_BITMAPS, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, MAX_SNAPSHOT_TABLE_BYTES,
@@ -378,11 +379,19 @@ class Qcow2Image(BlockDevice):
         self.readv(offset, [memoryview(buf).cast("B")])
 
     def readv(self, offset: int, views: list[memoryview]) -> None:
-        total = total_len(views)
+        self._readv(offset, ViewsVec(views))
+
+    def readv_iov(self, offset: int, iov: HostIov) -> None:
+        """Read into guest RAM segments: one preadv (an iovec array) per host-contiguous run."""
+        self._readv(offset, IovVec(iov))
+
+    def _readv(self, offset: int, rest: BufVec) -> None:
+        """Map the clusters under [offset, +rest.total) and fill `rest` run by run (spec "Cluster
+        mapping"): host-contiguous data clusters in one read, zeros, compressed, backing."""
+        total = rest.total
         self._check_range(offset, total)
         cb, cmask, geo = self.cluster_bits, self._cmask, self._geo
         pos = 0
-        rest = views
         while pos < total:
             goff = offset + pos
             cidx = goff >> cb
@@ -402,18 +411,18 @@ class Qcow2Image(BlockDevice):
                     cidx += 1
                     host += self.cluster_size
                     n += min(self.cluster_size, total - pos - n)
-                part, rest = take(rest, n)
-                self._f.readv(start, part)
+                part, rest = rest.split(n)
+                part.pread(self._f, start)
             else:
                 kind = geo.kind(entry)
                 if kind == COMPRESSED:
-                    part, rest = take(rest, n)
-                    scatter(part, memoryview(self._decompress(entry))[within : within + n])
+                    part, rest = rest.split(n)
+                    part.fill(memoryview(self._decompress(entry))[within : within + n])
                 elif kind == UNALLOCATED and self.backing is not None:
                     while pos + n < total and self._entry(cidx + 1) == 0:
                         cidx += 1
                         n += min(self.cluster_size, total - pos - n)
-                    part, rest = take(rest, n)
+                    part, rest = rest.split(n)
                     self._read_backing(goff, part)
                 else:  # zero cluster, or unallocated without a backing file
                     zeroes = (ZERO_PLAIN, ZERO_ALLOC) if self.backing is not None else (UNALLOCATED, ZERO_PLAIN,
@@ -421,25 +430,19 @@ class Qcow2Image(BlockDevice):
                     while pos + n < total and geo.kind(self._entry(cidx + 1)) in zeroes:
                         cidx += 1
                         n += min(self.cluster_size, total - pos - n)
-                    part, rest = take(rest, n)
-                    for v in part:
-                        self._zero_fill(v)
+                    part, rest = rest.split(n)
+                    part.zero()
             pos += n
 
-    def _zero_fill(self, view: memoryview) -> None:
-        z, n = self._zero, len(view)
-        for i in range(0, n, len(z)):
-            view[i : min(n, i + len(z))] = z[: min(len(z), n - i)]
-
-    def _read_backing(self, goff: int, views: list[memoryview]) -> None:
+    def _read_backing(self, goff: int, vec: BufVec) -> None:
         """Spec: unallocated clusters read from the backing file, zeros past its end."""
         assert self.backing is not None
-        avail = max(0, min(total_len(views), self.backing.size - goff))
-        head, tail = take(views, avail)
-        if head:
-            self.backing.readv(goff, head)
-        for v in tail:
-            self._zero_fill(v)
+        avail = max(0, min(vec.total, self.backing.size - goff))
+        head, tail = vec.split(avail)
+        if head.total:
+            head.read_image(self.backing, goff)
+        if tail.total:
+            tail.zero()
 
     def _decompress(self, entry: int) -> bytes:
         if self._zcache[0] == entry:
@@ -468,7 +471,7 @@ class Qcow2Image(BlockDevice):
             if goff >= self.backing.size:
                 return None
             buf = bytearray(length)
-            self._read_backing(goff, [memoryview(buf)])
+            self._read_backing(goff, ViewsVec([memoryview(buf)], length))
             return bytes(buf)
         return None
 
@@ -478,10 +481,18 @@ class Qcow2Image(BlockDevice):
         self.writev(offset, [memoryview(data).cast("B")])
 
     def writev(self, offset: int, views: list[memoryview]) -> None:
+        self._writev(offset, ViewsVec(views))
+
+    def writev_iov(self, offset: int, iov: HostIov) -> None:
+        """Write from guest RAM segments: one pwritev (an iovec array) per host-contiguous run."""
+        self._writev(offset, IovVec(iov))
+
+    def _writev(self, offset: int, rest: BufVec) -> None:
+        """Map (or allocate, copy-on-write) the clusters under [offset, +rest.total) and write
+        `rest` run by run; new references stay in the caches until `flush()` (Crash safety)."""
         self._check_writable()
-        total = total_len(views)
+        total = rest.total
         self._check_range(offset, total)
-        rest = views
         cb, cmask, cs = self.cluster_bits, self._cmask, self.cluster_size
         l2mask = self._l2_entries - 1
         pos = 0
@@ -503,8 +514,8 @@ class Qcow2Image(BlockDevice):
                     host += cs
                     self._check_data_cluster(host)
                     n += min(cs, total - pos - n)
-                part, rest = take(rest, n)
-                self._f.pwritev(start, part)
+                part, rest = rest.split(n)
+                part.pwrite(self._f, start)
             else:
                 # Allocate a run of clusters in the same L2 table that all need new space.
                 k = 1
@@ -515,7 +526,7 @@ class Qcow2Image(BlockDevice):
                         break
                     k += 1
                     n += min(cs, total - pos - n)
-                part, rest = take(rest, n)
+                part, rest = rest.split(n)
                 self._allocating_write(cidx, k, within, part)
             pos += n
 
@@ -524,7 +535,7 @@ class Qcow2Image(BlockDevice):
         if what or host & self._cmask:
             raise self.mark_corrupt(f"data cluster at 0x{host:x} overlaps the {what or 'cluster grid'}")
 
-    def _allocating_write(self, cidx: int, k: int, within: int, data: list[memoryview]) -> None:
+    def _allocating_write(self, cidx: int, k: int, within: int, data: BufVec) -> None:
         """Write the buffers `data` at byte `within` of guest clusters cidx..cidx+k-1 into newly
         allocated clusters (one pwritev with the copy-on-write head and tail)."""
         cb, cs = self.cluster_bits, self.cluster_size
@@ -534,18 +545,22 @@ class Qcow2Image(BlockDevice):
         first = self._refs.alloc(k)
         host = first << cb
         fresh = host >= self._f.end  # never written: a sparse hole that reads as zeros
-        tail_start = within + total_len(data)
+        tail_start = within + data.total
         tail = k * cs - tail_start
         head_bytes = self._old_contents(cidx, old[0], 0, within) if within else None
         tail_bytes = self._old_contents(cidx + k - 1, old[-1], cs - tail, tail) if tail else None
-        bufs: list = list(data)
         start = host + within
-        if within and (head_bytes is not None or not fresh):
-            bufs.insert(0, head_bytes if head_bytes is not None else self._zero[:within])
-            start = host
-        if tail and (tail_bytes is not None or not fresh):
-            bufs.append(tail_bytes if tail_bytes is not None else self._zero[:tail])
-        self._f.pwritev(start, bufs)
+        head = within and (head_bytes is not None or not fresh)
+        if tail and (tail_bytes is not None or not fresh) or head:
+            bufs: list = list(data.buffers())
+            if head:
+                bufs.insert(0, head_bytes if head_bytes is not None else self._zero[:within])
+                start = host
+            if tail and (tail_bytes is not None or not fresh):
+                bufs.append(tail_bytes if tail_bytes is not None else self._zero[:tail])
+            self._f.pwritev(start, bufs)
+        else:  # whole clusters, or a fresh hole's zeros left as they are: the data alone
+            data.pwrite(self._f, start)
         self._alloc_end = max(self._alloc_end, host + k * cs)
         for i in range(k):
             table.set(l2i + i, ((first + i) << cb) | OFLAG_COPIED)
