@@ -187,7 +187,9 @@ def test_host_io_error_is_ioerr(image, monkeypatch):
     def boom(*a, **k):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(disk, "readv_iov", boom)  # the device reads a request with one readv_iov
+    # the device reads a request with one readv (a few buffers) or readv_iov (many)
+    monkeypatch.setattr(disk, "readv", boom)
+    monkeypatch.setattr(disk, "readv_iov", boom)
     assert request(q, T_IN, 0, in_len=512)[0] == S_IOERR
     assert not d.r(R.STATUS) & STATUS_DEVICE_NEEDS_RESET
     disk.close()
@@ -330,4 +332,83 @@ def test_scattered_pages_go_through_the_iovec_path(image):
         d.mem.write(p, bytes(512))
     assert run(T_IN, 1) == (S_OK, len(data) + 1)
     assert b"".join(d.mem.read(p, 512) for p in order) == data
+    disk.close()
+
+
+def _spaced_request(d, q, rtype, sector, outs=(), in_lens=(), indirect=False):
+    """Make a request available the way Linux lays it out: the header, each data buffer and the
+    status byte apart in guest RAM (so the walk merges none of them). Returns (head, [(addr, n)]
+    of the device-writable data buffers, status address)."""
+    a, mem = d.alloc, d.mem
+    bufs = []
+    for data in (hdr(rtype, sector), *outs):
+        addr = a.alloc(len(data))
+        a.alloc(16)  # spacer
+        mem.write(addr, data)
+        bufs.append((addr, len(data), 0))
+    ins = []
+    for n in in_lens:
+        addr = a.alloc(n)
+        a.alloc(16)
+        mem.write(addr, b"\xee" * n)
+        bufs.append((addr, n, 2))
+        ins.append((addr, n))
+    status = a.alloc(1)
+    a.alloc(16)
+    bufs.append((status, 1, 2))
+    if indirect:
+        table = a.alloc(16 * len(bufs))
+        for k, (addr, n, fl) in enumerate(bufs):
+            q.write_desc(table, k, addr, n, fl | (1 if k + 1 < len(bufs) else 0), k + 1)
+        head = q._take_desc()
+        q.write_desc(q.desc, head, table, 16 * len(bufs), 4, 0)
+    else:
+        idxs = [q._take_desc() for _ in bufs]
+        for k, (addr, n, fl) in enumerate(bufs):
+            last = k + 1 == len(bufs)
+            q.write_desc(q.desc, idxs[k], addr, n, fl | (0 if last else 1), 0 if last else idxs[k + 1])
+        head = idxs[0]
+    q.put_avail(head, publish=False)
+    return head, ins, status
+
+
+@pytest.mark.parametrize("pieces", [1, 2, 5])
+def test_small_requests_in_linux_layout(image, pieces):
+    """Reads and writes of a few buffers with the header in a buffer of its own (the layout
+    Linux uses; parsed from lists into memoryviews) land where they should, status and used
+    length included; one batch mixing them with a request of many pages is one host write."""
+    disk, t, d, q = attach(image)
+    calls = []
+    for name in ("writev", "writev_iov"):
+        real = getattr(disk, name)
+        setattr(disk, name, lambda off, bufs, _r=real, _n=name: (calls.append(_n), _r(off, bufs))[1])
+    data = os.urandom(4096)
+    step = -(-4096 // pieces)
+    chunks = [data[i: i + step] for i in range(0, 4096, step)]
+    head, _, status = _spaced_request(d, q, T_OUT, 8, chunks)
+    q.publish()
+    q.kick()
+    assert dict(q.get_used())[head] == 1 and d.mem.read(status, 1)[0] == S_OK
+    assert calls == ["writev"]  # memoryviews, no I/O vector
+    assert disk.read(8 * 512, 4096) == data
+    head, ins, status = _spaced_request(d, q, T_IN, 8, in_lens=[len(c) for c in chunks], indirect=True)
+    q.publish()
+    q.kick()
+    assert dict(q.get_used())[head] == 4097 and d.mem.read(status, 1)[0] == S_OK
+    assert b"".join(d.mem.read(addr, n) for addr, n in ins) == data
+    # sectors 16.. : small, many-page (24 x 512 B), small: adjacent, so one run and one write
+    calls.clear()
+    big = os.urandom(24 * 512)
+    parts = [os.urandom(1024), big, os.urandom(512)]
+    heads = []
+    sector = 16
+    for blob in parts:
+        chunks = [blob[i: i + 512] for i in range(0, len(blob), 512)] if len(blob) > 4096 else [blob]
+        heads.append(_spaced_request(d, q, T_OUT, sector, chunks, indirect=len(chunks) > 8)[0])
+        sector += len(blob) // 512
+    q.publish()
+    q.kick()
+    used = dict(q.get_used())
+    assert [used[h] for h in heads] == [1, 1, 1] and len(calls) == 1
+    assert disk.read(16 * 512, sector * 512 - 16 * 512) == b"".join(parts)
     disk.close()

@@ -230,6 +230,19 @@ def test_used_ring_outside_ram_needs_reset():
     assert needs_reset(d)
 
 
+def test_rings_moved_after_use_are_checked_again():
+    """The rings' checked offsets are kept between notifications (Virtqueue._layout), but a
+    queue whose rings move (here the used ring, outside RAM) is checked again (§2.7)."""
+    t, d, q, _ = setup()
+    h = q.add([b"a"], [1])
+    q.kick()
+    assert q.get_used() == [(h, 1)]
+    t.queues[0].device = 0x7FFF_FFF0  # as if the driver had programmed it
+    q.add([b"b"], [1])
+    q.kick()
+    assert needs_reset(d)
+
+
 def test_head_index_out_of_range_needs_reset():
     t, d, q, _ = setup()
     q.put_avail(200)

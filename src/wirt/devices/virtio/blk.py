@@ -66,35 +66,41 @@ MAX_DISCARD_SEG = 32
 #: Largest run of adjacent requests merged into one host I/O.
 MAX_RUN_BYTES = 8 << 20
 
+#: Chains of up to this many buffers (a 4 KiB request: header, page, status) are parsed from
+#: Python lists into memoryviews, which os.preadv takes as they are: cheaper than the numpy
+#: arrays and HostIov splits a 1 MiB request's 258 buffers want (wirt.hostiov).
+_SMALL = 8
+
+#: What a request's data buffers are: memoryviews of guest RAM (small requests) or an I/O vector.
+Data = list[memoryview] | HostIov
+
 
 class _Request:
     """One parsed request of a batch: its data buffers (after the header for a device-readable
     payload, before the status byte for a device-writable one), where its status byte is, and
-    its outcome."""
+    its outcome. `payload_in`/`payload_out` (both sides as I/O vectors) are kept for the
+    request types other than reads and writes."""
 
-    __slots__ = ("head", "rtype", "sector", "payload_in", "payload_out", "status_off", "nbytes", "status",
-                 "written")
+    __slots__ = ("head", "rtype", "sector", "data", "nbytes", "payload_in", "payload_out", "status_off",
+                 "status", "written")
 
-    def __init__(self, head: int, rtype: int, sector: int, payload_in: HostIov, payload_out: HostIov,
-                 status_off: int) -> None:
-        self.head, self.rtype, self.sector = head, rtype, sector
+    def __init__(self, head: int, rtype: int, sector: int, data: Data, nbytes: int, status_off: int,
+                 payload_in: HostIov | None = None, payload_out: HostIov | None = None) -> None:
+        self.head, self.rtype, self.sector, self.data, self.nbytes = head, rtype, sector, data, nbytes
         self.payload_in, self.payload_out, self.status_off = payload_in, payload_out, status_off
-        # of the data buffers: payload_out for reads, payload_in otherwise
-        self.nbytes = payload_out.total if rtype == T_IN else payload_in.total
         self.status, self.written = S_IOERR, 0
 
-    @property
-    def data(self) -> HostIov:
-        return self.payload_out if self.rtype == T_IN else self.payload_in
 
-
-def _concat(iovs: list[HostIov]) -> HostIov:
-    """The segments of several I/O vectors over one buffer, in order."""
-    if len(iovs) == 1:
-        return iovs[0]
-    first = iovs[0]
-    return HostIov(first.buf, first.addr, np.concatenate([v.offs for v in iovs]),
-                   np.concatenate([v.lens for v in iovs]), sum(v.total for v in iovs))
+def _concat(parts: list[Data]) -> Data:
+    """The buffers of several requests, in order: one I/O vector over guest RAM when all are
+    vectors, else one list of memoryviews."""
+    if len(parts) == 1:
+        return parts[0]
+    if all(type(p) is HostIov for p in parts):
+        first = parts[0]
+        return HostIov(first.buf, first.addr, np.concatenate([v.offs for v in parts]),  # type: ignore[union-attr]
+                       np.concatenate([v.lens for v in parts]), sum(v.total for v in parts))  # type: ignore[union-attr]
+    return [v for p in parts for v in (p if type(p) is list else p.views())]  # type: ignore[union-attr]
 
 
 class VirtioBlk(VirtioDevice):
@@ -169,6 +175,10 @@ class VirtioBlk(VirtioDevice):
         """Check a chain's framing (§5.2.6: a 16-byte header first, a 1-byte status last)."""
         if chain.read_len < _HEADER.size or chain.write_len < 1:
             raise VirtqueueError(f"virtio-blk request without header or status ({chain})")
+        if len(chain.offs) <= _SMALL:
+            req = self._parse_small(chain, ram)
+            if req is not None:
+                return req
         readable = chain.readable(ram)
         header, payload_in = readable.split(_HEADER.size)
         if len(header) == 1:  # the usual layout: the header in a buffer of its own
@@ -177,7 +187,32 @@ class VirtioBlk(VirtioDevice):
             rtype, _, sector = _HEADER.unpack(header.read())
         payload_out, status = chain.writable(ram).split(chain.write_len - 1)
         # The walk drops empty descriptors, so the status byte is the last writable segment's last.
-        return _Request(chain.head, rtype, sector, payload_in, payload_out, int(status.offs[0]))
+        data, nbytes = (payload_out, payload_out.total) if rtype == T_IN else (payload_in, payload_in.total)
+        return _Request(chain.head, rtype, sector, data, nbytes, int(status.offs[0]), payload_in, payload_out)
+
+    @staticmethod
+    def _parse_small(chain: SegChain, ram: GuestRam) -> _Request | None:
+        """`_parse` of a read or write of a few buffers whose header has a buffer of its own
+        (Linux's layout), its data as memoryviews; None for anything else."""
+        offs, lens = chain.offs, chain.lens
+        if type(offs) is not list:
+            offs, lens = offs.tolist(), lens.tolist()
+        if lens[0] != _HEADER.size:
+            return None
+        mv = ram.mv
+        rtype, _, sector = _HEADER.unpack_from(mv, offs[0])
+        last = len(offs) - 1  # write_len >= 1, so the last buffer is device-writable
+        status_off = offs[last] + lens[last] - 1  # the walk drops empty descriptors
+        r = chain.nread
+        if rtype == T_IN:
+            data = [mv[o: o + n] for o, n in zip(offs[r:last], lens[r:last])]
+            if lens[last] > 1:
+                data.append(mv[offs[last]: status_off])
+            return _Request(chain.head, rtype, sector, data, chain.write_len - 1, status_off)
+        if rtype == T_OUT:
+            data = [mv[o: o + n] for o, n in zip(offs[1:r], lens[1:r])]
+            return _Request(chain.head, rtype, sector, data, chain.read_len - _HEADER.size, status_off)
+        return None
 
     def _run_end(self, batch: list[_Request], i: int) -> int:
         """End of the run of reads or writes starting at batch[i] whose sectors follow each other."""
@@ -201,12 +236,12 @@ class VirtioBlk(VirtioDevice):
         request in it is malformed or the host I/O fails, so each is then served alone."""
         if not all(r.nbytes and self._range_ok(r.sector, r.nbytes) for r in run):
             return False
-        iov = _concat([r.data for r in run])
+        data = _concat([r.data for r in run])
         try:
             if run[0].rtype == T_IN:
-                self.disk.readv_iov(run[0].sector * SECTOR, iov)
+                self._readv(run[0].sector * SECTOR, data)
             else:
-                self.disk.writev_iov(run[0].sector * SECTOR, iov)
+                self._writev(run[0].sector * SECTOR, data)
         except (OSError, ValueError, WirtError):
             return False
         for r in run:
@@ -219,16 +254,18 @@ class VirtioBlk(VirtioDevice):
         written = 0
         try:
             if rtype == T_IN:
-                status, written = self._read(sector, payload_out)
+                status, written = self._read(sector, req.data, req.nbytes)
             elif rtype == T_OUT:
-                status = self._write(sector, payload_in)
+                status = self._write(sector, req.data, req.nbytes)
             elif rtype == T_FLUSH:
                 self.disk.flush()  # a real fsync for raw; metadata commit + fsync for qcow2
                 status = S_OK
             elif rtype == T_GET_ID:
+                assert payload_out is not None
                 written = payload_out.fill(self.serial + bytes(ID_BYTES - len(self.serial)))
                 status = S_OK
             elif rtype in (T_DISCARD, T_WRITE_ZEROES):
+                assert payload_in is not None
                 if payload_in.total > MAX_DISCARD_SEG * _SEGMENT.size:
                     status = S_UNSUPP  # more segments than max_discard_seg / max_write_zeroes_seg
                 else:
@@ -243,19 +280,33 @@ class VirtioBlk(VirtioDevice):
     def _range_ok(self, sector: int, nbytes: int) -> bool:
         return nbytes % SECTOR == 0 and sector + nbytes // SECTOR <= self.capacity
 
-    def _read(self, sector: int, iov: HostIov) -> tuple[int, int]:
-        if not self._range_ok(sector, iov.total):
+    def _read(self, sector: int, data: Data, nbytes: int) -> tuple[int, int]:
+        if not self._range_ok(sector, nbytes):
             return S_IOERR, 0
-        self.disk.readv_iov(sector * SECTOR, iov)  # one preadv straight into guest RAM
-        return S_OK, iov.total
+        self._readv(sector * SECTOR, data)
+        return S_OK, nbytes
 
-    def _write(self, sector: int, iov: HostIov) -> int:
+    def _write(self, sector: int, data: Data, nbytes: int) -> int:
         if self.disk.read_only:
             return S_IOERR  # §5.2.6.2: writes to a VIRTIO_BLK_F_RO device fail with IOERR
-        if not self._range_ok(sector, iov.total):
+        if not self._range_ok(sector, nbytes):
             return S_IOERR
-        self.disk.writev_iov(sector * SECTOR, iov)  # one pwritev straight from guest RAM
+        self._writev(sector * SECTOR, data)
         return S_OK
+
+    def _readv(self, offset: int, data: Data) -> None:
+        """One preadv (per host-contiguous run, for qcow2) straight into guest RAM."""
+        if type(data) is list:
+            self.disk.readv(offset, data)
+        else:
+            self.disk.readv_iov(offset, data)  # type: ignore[arg-type]
+
+    def _writev(self, offset: int, data: Data) -> None:
+        """One pwritev (per host-contiguous run, for qcow2) straight from guest RAM."""
+        if type(data) is list:
+            self.disk.writev(offset, data)
+        else:
+            self.disk.writev_iov(offset, data)  # type: ignore[arg-type]
 
     def _discard_or_zero(self, rtype: int, data: bytes) -> int:
         if len(data) % _SEGMENT.size or not data:
