@@ -250,7 +250,10 @@ class Machine:
                 else:
                     s[L.HW_IP] &= ~bit
                 s[L.ATTENTION] |= 1  # re-check interrupts soon (cpu/layout.py)
-            wake.set()
+            # Only a rising line can end a WFI sleep, and a set event needs no second set (its
+            # lock and notify cost 1 us, twice an I/O request); _idle clears it before it sleeps.
+            if level and not wake.is_set():
+                wake.set()
 
         return sink
 
