@@ -390,7 +390,8 @@ def _compiled(dispatcher: Any, args: tuple) -> Any:
     """numba's compiled function for these arguments' types, to call without the dispatcher,
     which matches the types of every argument at each call (0.4 us of the walk's 21, twice a
     request); the dispatcher itself where no compiled version matches. Callers keep it only
-    while the arrays they pass stay the same objects (`Virtqueue._layout`), so the types hold."""
+    while they pass the same GuestRam (`Virtqueue._layout`): its arrays fix their types, and
+    the workspace's arrays are int64 and uint8 C arrays whatever their size."""
     try:
         return dispatcher.overloads[tuple(dispatcher.typeof_pyval(a) for a in args)].entry_point
     except (KeyError, AttributeError):
