@@ -132,8 +132,10 @@ class Plic:
         return best
 
     def _update(self) -> None:
-        for ctx in range(self.num_contexts):
-            self.outputs[ctx].set(self._best(ctx, self._threshold[ctx]) != 0)
+        pending, enable, threshold = self._pending, self._enable, self._threshold
+        for ctx, out in enumerate(self.outputs):
+            # nothing enabled pending (most contexts, most of the time): no search
+            out.set(bool(pending & enable[ctx]) and self._best(ctx, threshold[ctx]) != 0)
 
     def claim(self, ctx: int) -> int:
         """Claim for context `ctx` (spec "Interrupt Claim Process"): returns the id or 0.
@@ -165,6 +167,8 @@ class Plic:
     # ---- MMIO -----------------------------------------------------------------------
 
     def read(self, offset: int, size: int) -> int:
+        if size == 4:  # claim, enable word: what drivers use
+            return self._read32(offset)
         return read_lanes(self._read32, offset, size)
 
     def write(self, offset: int, size: int, value: int) -> None:

@@ -209,6 +209,8 @@ class VirtioMmio:
                 return self._read_config(offset - CONFIG, size)
             if size != 4 or offset & 3:
                 return 0  # §4.2.2.2: control registers are accessed 32 bits wide and aligned
+            if offset == INTERRUPT_STATUS:  # first: read at every interrupt
+                return self.interrupt_status
             if offset == MAGIC_VALUE:
                 return MAGIC
             if offset == VERSION_REG:
@@ -225,8 +227,6 @@ class VirtioMmio:
                 return q.max_size if q is not None else 0  # 0: queue not available
             if offset == QUEUE_READY:
                 return int(q is not None and q.ready)
-            if offset == INTERRUPT_STATUS:
-                return self.interrupt_status
             if offset == STATUS:
                 return self.status
             if offset in (SHM_LEN_LOW, SHM_LEN_HIGH):
@@ -249,7 +249,13 @@ class VirtioMmio:
             if size != 4 or offset & 3:
                 return
             value &= 0xFFFF_FFFF
-            if offset == DEVICE_FEATURES_SEL:
+            # the two written at every request first
+            if offset == QUEUE_NOTIFY:
+                self._notify(value & 0xFFFF)
+            elif offset == INTERRUPT_ACK:
+                self.interrupt_status &= ~value
+                self._update_irq()
+            elif offset == DEVICE_FEATURES_SEL:
                 self.device_features_sel = value
             elif offset == DRIVER_FEATURES:
                 # Features are fixed once FEATURES_OK is set (§3.1.1).
@@ -267,11 +273,6 @@ class VirtioMmio:
                     q.num = value
             elif offset == QUEUE_READY:
                 self._write_queue_ready(value)
-            elif offset == QUEUE_NOTIFY:
-                self._notify(value & 0xFFFF)
-            elif offset == INTERRUPT_ACK:
-                self.interrupt_status &= ~value
-                self._update_irq()
             elif offset == STATUS:
                 self._write_status(value)
             elif offset in _QUEUE_ADDR:
