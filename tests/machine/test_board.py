@@ -193,6 +193,62 @@ def test_empty_virtio_slot_reads_as_no_device():
     assert m.bus.read(0x1000_1000, 4) == 0x74726976
 
 
+class Pattern:
+    """A device whose bytes are PATTERN repeated (little-endian), recording stores."""
+
+    PATTERN = 0xF1E2_D3C4_B5A6_9788
+    size = 0x100
+
+    def __init__(self) -> None:
+        self.stores: list[tuple[int, int, int]] = []
+
+    def read(self, offset: int, size: int) -> int:
+        return int.from_bytes(self.PATTERN.to_bytes(8, "little")[offset % 8:][:size], "little")
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        self.stores.append((offset, size, value))
+
+
+def load(f3: int, rd: str | int, rs1: str, imm: int, opcode: int = 0x03) -> int:
+    """An I-type load (unprivileged spec 2.6: lb 0, lh 1, lw 2, ld 3, lbu 4, lhu 5, lwu 6;
+    opcode 0x07 with 2/3: flw/fld, chapter 11.5)."""
+    return (imm & 0xFFF) << 20 | rv.REG[rs1] << 15 | f3 << 12 | (rv.REG[rd] if isinstance(rd, str) else rd) << 7 | opcode
+
+
+def test_mmio_loads_extend_and_stores_mask_like_ram():
+    """Loads from a device: lb/lh/lw/ld sign-extend, lbu/lhu/lwu zero-extend (spec 2.6, 5.3), a
+    load to x0 is dropped, flw NaN-boxes and fld loads 64 bits (11.5, 12.3); stores reach the
+    device with the access's width of the register (negative values masked)."""
+    dev = Pattern()
+    fmv_x_d = lambda rd, fs: 0xE200_0053 | fs << 15 | rv.REG[rd] << 7  # noqa: E731
+    body = [
+        *rv.li32("t0", 0x3000_0000),
+        load(0, "a0", "t0", 0), load(4, "a1", "t0", 0), load(1, "a2", "t0", 6), load(5, "a3", "t0", 6),
+        load(2, "a4", "t0", 4), load(6, "a5", "t0", 4), load(3, "a6", "t0", 0), load(2, "a7", "t0", 0),
+        load(0, "s2", "t0", 1), load(2, "zero", "t0", 4),
+        *rv.li32("t1", 0x2000), rv.csrs(CSR_MSTATUS, "t1"),  # mstatus.FS = initial
+        load(2, 1, "t0", 4, 0x07), load(3, 2, "t0", 0, 0x07), fmv_x_d("s3", 1), fmv_x_d("s4", 2),
+        rv.addi("t1", "zero", -2), rv.sb("t1", "t0", 1), rv.sw("t1", "t0", 4), rv.sd("t1", "t0", 8),
+        *rv.li32("t1", 0x5555), *finisher_exit_with_t1(),
+    ]
+    m = Machine(program(body), memory_size=64 * MIB)
+    m.bus.add(0x3000_0000, dev, "pattern")
+    r = m.run(max_insns=10_000)
+    assert (r.reason, r.code) == ("poweroff", 0)
+    x = {name: m.hart.x(rv.REG[name]) for name in ("a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7", "s2", "s3", "s4")}
+    mask = (1 << 64) - 1
+    assert x == {
+        "a0": 0x88 - 0x100 & mask, "a1": 0x88,                           # lb / lbu of 0x88
+        "a2": 0xF1E2 - 0x10000 & mask, "a3": 0xF1E2,                     # lh / lhu at +6
+        "a4": 0xF1E2D3C4 - (1 << 32) & mask, "a5": 0xF1E2D3C4,           # lw / lwu at +4
+        "a6": Pattern.PATTERN, "a7": 0xB5A69788 - (1 << 32) & mask,      # ld; lw at 0
+        "s2": 0x97 - 0x100 & mask,                                       # lb at +1
+        "s3": 0xFFFF_FFFF_F1E2_D3C4, "s4": Pattern.PATTERN,              # flw (NaN-boxed), fld
+    }
+    assert m.hart.x(0) == 0
+    assert dev.stores == [(1, 1, 0xFE), (4, 4, 0xFFFF_FFFE), (8, 8, mask - 1)]
+
+
 def timer_program() -> bytes:
     """mtimecmp = mtime + 50000 (5 ms); enable MTIE and MIE; WFI until the timer trap."""
     body = [

@@ -73,6 +73,27 @@ def test_straddle_after_cache_hit():
     assert bus.read(0x10F8, 8) == 0
 
 
+def test_devices_sharing_a_page_each_get_their_own_accesses():
+    """Two devices in one 4 KiB page, and one larger than the page table covers (bisected):
+    every access reaches the device it lies in, in whichever order they were mapped."""
+    bus = MmioBus()
+    a, b, big, c = Ram(0x100), Ram(0x100), Ram(0x2000_0000), Ram(0x80)
+    bus.add(0x1000_0100, b)
+    bus.add(0x1000_0000, a)
+    bus.add(0x4000_0000, big)
+    bus.add(0x1000_0F80, c)
+    for dev, addr in ((a, 0x1000_0000), (b, 0x1000_0100), (a, 0x1000_00FC), (c, 0x1000_0F80),
+                      (big, 0x4000_0000), (big, 0x5FFF_FFF8), (b, 0x1000_01FC)):
+        bus.write(addr, 4, addr & 0xFFFF_FFFF)
+        assert dev.log[-1][0] == "w"
+        assert bus.read(addr, 4) == addr & 0xFFFF_FFFF
+    with pytest.raises(BusFault):
+        bus.read(0x1000_0200, 4)  # in the shared page, but between the devices
+    with pytest.raises(BusFault):
+        bus.read(0x1000_00FE, 4)  # straddles a's end into b
+    assert bus.find(0x1000_0180) == (b, 0x80)
+
+
 @pytest.mark.parametrize(
     "base,size",
     [(0x1000, 0x100), (0x0F80, 0x100), (0x10FF, 1), (0x0F00, 0x1000), (0x1080, 0x10)],

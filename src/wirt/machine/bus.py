@@ -1,8 +1,10 @@
 """The MMIO bus: maps guest physical address ranges to device models.
 
 The CPU core exits to Python for every load/store outside RAM; the machine then calls
-`MmioBus.read`/`write`. Lookup is a bisect over the sorted device bases with a one-entry
-cache of the last hit, because guests hammer one device at a time (UART, PLIC claim).
+`MmioBus.read`/`write`. Lookup is one dict probe by 4 KiB page (`_pages`), else a bisect
+over the sorted device bases. (A one-entry cache of the last hit, used before, missed at most
+exits of a driver's interrupt handler, which alternates between devices: PLIC claim, virtio
+InterruptStatus and InterruptACK, PLIC complete.)
 
 Unmapped accesses: `read`/`write` raise `BusFault` (and `find` returns None). The machine
 turns a `BusFault` into a guest load/store access fault (mcause 5 / 7), as a real bus
@@ -18,6 +20,10 @@ from wirt.devices.mmio import MmioDevice
 from wirt.errors import WirtError
 
 __all__ = ["MmioBus", "BusFault"]
+
+PAGE_SHIFT = 12
+#: Devices up to this many pages get page entries (the PLIC has 1536); larger ones are bisected.
+MAX_PAGES = 4096
 
 
 class BusFault(Exception):
@@ -38,10 +44,8 @@ class MmioBus:
         self._ends: list[int] = []  # exclusive
         self._devices: list[Any] = []
         self._names: list[str] = []
-        # one-entry last-hit cache
-        self._c_base = 0
-        self._c_end = 0
-        self._c_dev: Any = None
+        #: page number -> (base, end, device) of a device overlapping that page
+        self._pages: dict[int, tuple[int, int, Any]] = {}
 
     def add(self, base: int, device: MmioDevice, name: str = "") -> None:
         """Map `device` at [base, base + device.size); overlapping or empty ranges are refused."""
@@ -67,38 +71,44 @@ class MmioBus:
         self._ends.insert(i, end)
         self._devices.insert(i, device)
         self._names.insert(i, label)
+        if size <= MAX_PAGES << PAGE_SHIFT:
+            # An entry is used only when the access lies inside its device, so a page that two
+            # small devices share keeps the first one's and the other's accesses take the bisect.
+            entry = (base, end, device)
+            for page in range(base >> PAGE_SHIFT, ((end - 1) >> PAGE_SHIFT) + 1):
+                self._pages.setdefault(page, entry)
 
     def find(self, addr: int) -> tuple[Any, int] | None:
         """The device mapped at `addr` and the offset into it, or None when unmapped."""
-        if self._c_base <= addr < self._c_end:
-            return self._c_dev, addr - self._c_base
         i = bisect_right(self._bases, addr) - 1
         if i < 0 or addr >= self._ends[i]:
             return None
-        base = self._bases[i]
-        self._c_base, self._c_end, self._c_dev = base, self._ends[i], self._devices[i]
-        return self._c_dev, addr - base
+        return self._devices[i], addr - self._bases[i]
 
     def _locate(self, addr: int, size: int, is_write: bool) -> tuple[Any, int]:
-        if not (self._c_base <= addr and addr + size <= self._c_end):
-            i = bisect_right(self._bases, addr) - 1
-            if i < 0 or addr + size > self._ends[i]:
-                raise BusFault(addr, size, is_write)
-            self._c_base, self._c_end, self._c_dev = self._bases[i], self._ends[i], self._devices[i]
-        return self._c_dev, addr - self._c_base
+        i = bisect_right(self._bases, addr) - 1
+        if i < 0 or addr + size > self._ends[i]:
+            raise BusFault(addr, size, is_write)
+        return self._devices[i], addr - self._bases[i]
 
     def read(self, addr: int, size: int) -> int:
         """Load `size` bytes at `addr` from its device; raises BusFault when unmapped."""
-        if self._c_base <= addr and addr + size <= self._c_end:
-            return self._c_dev.read(addr - self._c_base, size)
+        entry = self._pages.get(addr >> PAGE_SHIFT)
+        if entry is not None:
+            base, end, dev = entry
+            if base <= addr and addr + size <= end:
+                return dev.read(addr - base, size)
         dev, off = self._locate(addr, size, False)
         return dev.read(off, size)
 
     def write(self, addr: int, size: int, value: int) -> None:
         """Store `size` bytes at `addr` to its device; raises BusFault when unmapped."""
-        if self._c_base <= addr and addr + size <= self._c_end:
-            self._c_dev.write(addr - self._c_base, size, value)
-            return
+        entry = self._pages.get(addr >> PAGE_SHIFT)
+        if entry is not None:
+            base, end, dev = entry
+            if base <= addr and addr + size <= end:
+                dev.write(addr - base, size, value)
+                return
         dev, off = self._locate(addr, size, True)
         dev.write(off, size, value)
 

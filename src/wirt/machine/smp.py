@@ -54,7 +54,7 @@ def _serve(m: Machine, hart: Hart, reason: int) -> MachineExit | None:
     ex = hart.ex
     if reason == L.EXIT_MMIO:
         with m.device_lock:
-            m.serve_mmio(hart)
+            m._servers[int(hart.s[L.HARTID])]()
     elif reason == L.EXIT_FATAL:
         return MachineExit("fatal", 0, m.instructions,
                            f"CPU core error on hart {int(hart.s[L.HARTID])} at pc {hart.pc:#x} "
@@ -196,9 +196,11 @@ def _hart_loop(m: Machine, i: int, halt: threading.Event, limit: int) -> Machine
     hart, clock = m.harts[i], m.clocks[i]
     s = hart.s
 
-    def serve(h: Hart) -> None:
-        with m.device_lock:
-            m.serve_mmio(h)
+    lock, serve_mmio = m.device_lock, m._servers[i]
+
+    def serve() -> None:
+        with lock:
+            serve_mmio()
 
     def halted() -> bool:
         return halt.is_set() or m._exit is not None or m._stop

@@ -204,13 +204,16 @@ class VirtioMmio:
         return self.queues[sel] if sel < len(self.queues) else None
 
     def read(self, offset: int, size: int) -> int:
+        if offset == INTERRUPT_STATUS and size == 4:
+            # Read at every interrupt (vm_interrupt): first, and without the lock, since loading
+            # one int attribute is atomic and what a concurrent update changes is only whether
+            # this read sees its bit now or at the next interrupt, as on hardware.
+            return self.interrupt_status
         with self.lock:
             if offset >= CONFIG:
                 return self._read_config(offset - CONFIG, size)
             if size != 4 or offset & 3:
                 return 0  # §4.2.2.2: control registers are accessed 32 bits wide and aligned
-            if offset == INTERRUPT_STATUS:  # first: read at every interrupt
-                return self.interrupt_status
             if offset == MAGIC_VALUE:
                 return MAGIC
             if offset == VERSION_REG:
@@ -249,7 +252,7 @@ class VirtioMmio:
             if size != 4 or offset & 3:
                 return
             value &= 0xFFFF_FFFF
-            # the two written at every request first
+            # The two registers written in every exchange of data first (§4.2.2).
             if offset == QUEUE_NOTIFY:
                 self._notify(value & 0xFFFF)
             elif offset == INTERRUPT_ACK:
