@@ -89,6 +89,7 @@ class Plic:
         """Gateway input: source `src` line is now `level`."""
         bit = 1 << src
         with self._lock:
+            before = self._pending
             if level:
                 self._level |= bit
                 if not self._claimed & bit:
@@ -96,7 +97,8 @@ class Plic:
             else:
                 self._level &= ~bit
                 self._pending &= ~bit
-            self._update()
+            if self._pending != before:  # the outputs depend on pending, not on the level
+                self._update()
 
     # ---- core logic ---------------------------------------------------------------
 
@@ -160,9 +162,9 @@ class Plic:
             if not self._enable[ctx] & bit:
                 return
             self._claimed &= ~bit
-            if self._level & bit:
+            if self._level & bit:  # still asserted: pending again at once
                 self._pending |= bit
-            self._update()
+                self._update()
 
     # ---- MMIO -----------------------------------------------------------------------
 
