@@ -37,6 +37,7 @@ class Profile:
         self.out = out
         self.mark = (_clock(), dict(self.c), thread_cpu())
         self.pending = b""
+        self.regs: dict[tuple[int, int], int] = {}  # (guest physical address, 1 for a store): accesses
 
     def add(self, key: str, value: int) -> None:
         with self.lock:
@@ -55,13 +56,16 @@ class Profile:
         now = _clock()
         with self.lock:
             snap = dict(self.c)
+            regs, self.regs = self.regs, {}
         cpu = thread_cpu()
         t0, before, cpu0 = self.mark
         self.mark = (now, snap, cpu)
         delta = {k: snap[k] - before[k] for k in COUNTERS}
         threads = {name: ns - cpu0.get(name, 0) for name, ns in cpu.items()}
         with open(self.out, "a") as f:
-            f.write(json.dumps({"line": line, "wall_ns": now - t0, **delta, "cpu_ns": threads}) + "\n")
+            f.write(json.dumps({"line": line, "wall_ns": now - t0, **delta, "cpu_ns": threads,
+                                "regs": sorted(([f"{a:#x}{'w' if w else 'r'}", n] for (a, w), n in regs.items()),
+                                               key=lambda r: -r[1])[:12]}) + "\n")
 
 
 def thread_cpu() -> dict[str, int]:
@@ -138,11 +142,14 @@ def install(prof: Profile) -> None:
 
     Hart.run = _timed(prof, "t_cpu", Hart.run)
     Machine._idle = _timed(prof, "t_idle", Machine._idle)
+    write = MmioBus.write
     for name in ("read", "write"):
         orig = getattr(MmioBus, name)
 
         def bus(self: Any, *a: Any, _orig: Callable[..., Any] = orig) -> Any:
             prof.c["mmio_exits"] += 1
+            key = (a[0], _orig is write)
+            prof.regs[key] = prof.regs.get(key, 0) + 1
             t0 = _clock()
             try:
                 return _orig(self, *a)
@@ -236,6 +243,8 @@ def phase_report(p: dict[str, Any]) -> str:
         shares = ", ".join(f"{name} {ns / wall:5.1%}" for name, ns in sorted(cpu_ns.items(), key=lambda kv: -kv[1])
                            if ns / wall >= 0.005)
         parts.append(f"| CPU time per thread (share of wall): {shares}")
+    if p.get("regs") and p["mmio_exits"] / sec >= 1000:
+        parts.append("| busiest registers per s: " + ", ".join(f"{a} {n / sec:.0f}" for a, n in p["regs"][:8]))
     return "  ".join(parts)
 
 
