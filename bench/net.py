@@ -200,6 +200,14 @@ def best(results: list[Result]) -> Result:
     return r
 
 
+def each(label: str, r: Result, runs: int) -> Result:
+    """With several runs, print each one's figures (the table shows the best): the spread says
+    how far a difference between two builds can be trusted on a shared machine."""
+    if runs > 1:
+        print(f"  {label} run: {fmt(r.upload).strip()} / {fmt(r.download).strip()} MB/s", flush=True)
+    return r
+
+
 def fmt(v: float | None) -> str:
     return f"{v:8.1f}" if v is not None else f"{'failed':>8s}"
 
@@ -233,14 +241,14 @@ def report(args: argparse.Namespace, qemu_backends: list[str], initrd: Path) -> 
           "MB/s = 10^6 bytes/s")
     print(f"{'hypervisor':30s} {'guest->host':>11s} {'host->guest':>11s}")
     print(gb.host_load())
-    w = best([run_wirt(args.mb, initrd, args.profile_file) for _ in range(args.runs)])
+    w = best([each("wirt", run_wirt(args.mb, initrd, args.profile_file), args.runs) for _ in range(args.runs)])
     print(f"{'wirt (passt)':30s} {fmt(w.upload):>11s} {fmt(w.download):>11s}", flush=True)
     for note in w.notes:
         print(f"  wirt: {note}")
     if not qemu_backends:
         print("qemu: not run (qemu-system-riscv64 not installed or --qemu none)")
     for backend in qemu_backends:
-        q = best([run_qemu(args.mb, backend, initrd) for _ in range(args.runs)])
+        q = best([each("qemu", run_qemu(args.mb, backend, initrd), args.runs) for _ in range(args.runs)])
         label = "qemu 7.2 (passt, stream fd)" if backend == "passt" else "qemu 7.2 (slirp -netdev user)"
         print(f"{label:30s} {fmt(q.upload):>11s} {fmt(q.download):>11s}", flush=True)
         for note in q.notes:
