@@ -15,6 +15,10 @@ command line, its NIC on `virtio-net-device`, through
   handed to QEMU as `-netdev stream,addr.type=fd` (QEMU 7.2's stream netdev speaks passt's
   framing), its NIC given the same MTU (`host_mtu`, as wirt's NIC offers passt's), and/or
 - slirp: QEMU's built-in `-netdev user` with `hostfwd`.
+Besides MB/s, each direction's host CPU time per MB: the on-CPU time of every thread of the
+hypervisor's process and of its passt over the same interval (/proc/PID/task/*/schedstat). On a
+host shared with other jobs the wall-time figures move by tens of percent between runs (a
+waiting thread stretches them); the CPU time a megabyte costs moves far less.
 
     python bench/net.py [--mb 32] [--qemu passt,slirp|none] [--runs 1] [--profile]
 """
@@ -50,11 +54,44 @@ def guest_script(upload_port: int, mb: int) -> str:
 
 @dataclass
 class Result:
-    """Throughput in MB/s each way, and what went wrong."""
+    """Throughput in MB/s each way, host CPU time per MB each way, and what went wrong."""
 
     upload: float | None = None
     download: float | None = None
+    upload_cpu: float | None = None    # ms of host CPU (hypervisor and passt, all threads) per MB
+    download_cpu: float | None = None
     notes: list[str] = field(default_factory=list)
+
+
+class CpuMeter:
+    """On-CPU time of the hypervisor's process tree (passt included) and of `extra` processes:
+    a figure per MB that other jobs on a shared host disturb far less than wall time does."""
+
+    def __init__(self, extra: tuple[int, ...] = ()) -> None:
+        self.pids: list[int] = list(extra)
+
+    def now(self) -> int:
+        """Nanoseconds on a CPU so far, summed over the threads of the processes and their
+        children (/proc/PID/task/TID/schedstat; a thread that ended is no longer counted)."""
+        total, todo, seen = 0, list(self.pids), set()
+        while todo:
+            pid = todo.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
+            try:
+                tids = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for tid in tids:
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                        total += int(f.read().split()[0])
+                    with open(f"/proc/{pid}/task/{tid}/children") as f:
+                        todo += [int(c) for c in f.read().split()]
+                except (OSError, ValueError, IndexError):
+                    continue
+        return total
 
 
 def free_port() -> int:
@@ -64,7 +101,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def sink(server: socket.socket, result: Result, expected: int) -> None:
+def sink(server: socket.socket, result: Result, expected: int, cpu: CpuMeter) -> None:
     """Accept the guest's upload; time first byte to end of stream."""
     server.settimeout(900)
     try:
@@ -72,45 +109,50 @@ def sink(server: socket.socket, result: Result, expected: int) -> None:
     except OSError:
         return
     with conn:
-        got, t0 = 0, None
+        got, t0, c0 = 0, None, 0
         while chunk := conn.recv(1 << 20):
             if t0 is None:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), cpu.now()
             got += len(chunk)
         if t0 is not None and got == expected:
             result.upload = got / (time.perf_counter() - t0) / 1e6
+            result.upload_cpu = (cpu.now() - c0) / 1e6 / (got / 1e6)
         else:
             result.notes.append(f"upload: received {got} of {expected} bytes")
 
 
-def download(port: int, total: int, deadline: float) -> float | None:
+def download(port: int, total: int, deadline: float, result: Result, cpu: CpuMeter) -> None:
     """Send `total` bytes to the guest through the forward; MB/s up to the guest's close."""
     chunk = b"\0" * (1 << 16)
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), cpu.now()
                 sent = 0
                 while sent < total:
                     sent += s.send(chunk[: min(len(chunk), total - sent)])
                 s.shutdown(socket.SHUT_WR)
                 while s.recv(65536):
                     pass
-                return total / (time.perf_counter() - t0) / 1e6
+                result.download = total / (time.perf_counter() - t0) / 1e6
+                result.download_cpu = (cpu.now() - c0) / 1e6 / (total / 1e6)
+                return
         except OSError:
             time.sleep(0.5)  # the forwarder took the connection before the guest listened
-    return None
 
 
 def measure(cmd: list[str], port: int, upload_server: socket.socket, mb: int,
-            pass_fds: tuple[int, ...] = ()) -> Result:
-    """Boot one guest and run both directions against it."""
+            pass_fds: tuple[int, ...] = (), extra_pids: tuple[int, ...] = ()) -> Result:
+    """Boot one guest and run both directions against it (`extra_pids`: processes whose CPU
+    time counts with the hypervisor's, e.g. the passt QEMU is given)."""
     total = mb << 20
     result = Result()
-    t_sink = threading.Thread(target=sink, args=(upload_server, result, total), daemon=True)
+    cpu = CpuMeter(extra_pids)
+    t_sink = threading.Thread(target=sink, args=(upload_server, result, total, cpu), daemon=True)
     t_sink.start()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             pass_fds=pass_fds, text=True, errors="replace")
+    cpu.pids.append(proc.pid)
     ready = threading.Event()
     lines: list[str] = []
 
@@ -128,7 +170,7 @@ def measure(cmd: list[str], port: int, upload_server: socket.socket, mb: int,
         if proc.poll() is not None or time.monotonic() > deadline:
             break
     if ready.is_set():
-        result.download = download(port, total, deadline)
+        download(port, total, deadline, result, cpu)
     try:
         proc.wait(timeout=max(30.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
@@ -181,7 +223,7 @@ def run_qemu(mb: int, backend: str, initrd: Path) -> Result:
         try:
             stream = f"stream,id=n0,server=off,addr.type=fd,addr.str={ours.fileno()}"
             cmd = gb.qemu_cmd(script, initrd=str(initrd), devices=["-netdev", stream, *nic])
-            return measure(cmd, port, up, mb, pass_fds=(ours.fileno(),))
+            return measure(cmd, port, up, mb, pass_fds=(ours.fileno(),), extra_pids=(passt.pid,))
         finally:
             ours.close()
             passt.terminate()
@@ -189,12 +231,16 @@ def run_qemu(mb: int, backend: str, initrd: Path) -> Result:
 
 
 def best(results: list[Result]) -> Result:
-    """The best figure of several runs each way (notes of all runs kept)."""
+    """The best figures of several runs each way (notes of all runs kept)."""
     r = Result()
     for x in results:
         for attr in ("upload", "download"):
             v = getattr(x, attr)
             if v is not None and (getattr(r, attr) is None or v > getattr(r, attr)):
+                setattr(r, attr, v)
+        for attr in ("upload_cpu", "download_cpu"):  # the lowest CPU time per MB
+            v = getattr(x, attr)
+            if v is not None and (getattr(r, attr) is None or v < getattr(r, attr)):
                 setattr(r, attr, v)
         r.notes += x.notes
     return r
@@ -204,8 +250,13 @@ def each(label: str, r: Result, runs: int) -> Result:
     """With several runs, print each one's figures (the table shows the best): the spread says
     how far a difference between two builds can be trusted on a shared machine."""
     if runs > 1:
-        print(f"  {label} run: {fmt(r.upload).strip()} / {fmt(r.download).strip()} MB/s", flush=True)
+        print(f"  {label} run: {fmt(r.upload).strip()} / {fmt(r.download).strip()} MB/s, "
+              f"{cpu_fmt(r.upload_cpu)} / {cpu_fmt(r.download_cpu)} ms of host CPU per MB", flush=True)
     return r
+
+
+def cpu_fmt(v: float | None) -> str:
+    return f"{v:.2f}" if v is not None else "-"
 
 
 def fmt(v: float | None) -> str:
@@ -243,6 +294,7 @@ def report(args: argparse.Namespace, qemu_backends: list[str], initrd: Path) -> 
     print(gb.host_load())
     w = best([each("wirt", run_wirt(args.mb, initrd, args.profile_file), args.runs) for _ in range(args.runs)])
     print(f"{'wirt (passt)':30s} {fmt(w.upload):>11s} {fmt(w.download):>11s}", flush=True)
+    print(f"{'  host CPU, ms per MB':30s} {cpu_fmt(w.upload_cpu):>11s} {cpu_fmt(w.download_cpu):>11s}")
     for note in w.notes:
         print(f"  wirt: {note}")
     if not qemu_backends:
@@ -251,10 +303,14 @@ def report(args: argparse.Namespace, qemu_backends: list[str], initrd: Path) -> 
         q = best([each("qemu", run_qemu(args.mb, backend, initrd), args.runs) for _ in range(args.runs)])
         label = "qemu 7.2 (passt, stream fd)" if backend == "passt" else "qemu 7.2 (slirp -netdev user)"
         print(f"{label:30s} {fmt(q.upload):>11s} {fmt(q.download):>11s}", flush=True)
+        print(f"{'  host CPU, ms per MB':30s} {cpu_fmt(q.upload_cpu):>11s} {cpu_fmt(q.download_cpu):>11s}")
         for note in q.notes:
             print(f"  qemu: {note}")
         ratios = [f"{a / b:.2f}" if a and b else "-" for a, b in ((w.upload, q.upload), (w.download, q.download))]
         print(f"{'wirt/qemu (' + backend + ')':30s} {ratios[0]:>11s} {ratios[1]:>11s}", flush=True)
+        cpu = [f"{b / a:.2f}" if a and b else "-" for a, b in ((w.upload_cpu, q.upload_cpu),
+                                                                (w.download_cpu, q.download_cpu))]
+        print(f"{'  qemu/wirt host CPU per MB':30s} {cpu[0]:>11s} {cpu[1]:>11s}", flush=True)
     return 0
 
 
