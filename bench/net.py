@@ -11,7 +11,7 @@ path):
   closes (so the guest has read everything); the guest's byte count is checked.
 QEMU runs `qemu-system-riscv64 -M virt` with the same firmware, kernel, initramfs and kernel
 command line, its NIC on `virtio-net-device`, through
-- passt (default): the same passt binary and options as wirt (MTU 65520), over a socketpair
+- passt (default): the same passt binary and options as wirt (MTU 65520, SCHED_BATCH), over a socketpair
   handed to QEMU as `-netdev stream,addr.type=fd` (QEMU 7.2's stream netdev speaks passt's
   framing), its NIC given the same MTU (`host_mtu`, as wirt's NIC offers passt's), and/or
 - slirp: QEMU's built-in `-netdev user` with `hostfwd`.
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import guestbench as gb
-from wirt.netback.passt import PASST_MTU, socket_buffers
+from wirt.netback.passt import PASST_MTU, batch_scheduling, socket_buffers
 
 GUEST_PORT = 5001
 READY = "netio listening"
@@ -220,6 +220,8 @@ def run_qemu(mb: int, backend: str, initrd: Path) -> Result:
                                   "-m", str(PASST_MTU), "-t", f"{port}:{GUEST_PORT}"], pass_fds=[theirs.fileno()],
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         theirs.close()
+        if not os.environ.get("BENCH_QEMU_PASST_DEFAULT_SCHED"):
+            batch_scheduling(passt.pid)  # as wirt's PasstBackend
         try:
             stream = f"stream,id=n0,server=off,addr.type=fd,addr.str={ours.fileno()}"
             cmd = gb.qemu_cmd(script, initrd=str(initrd), devices=["-netdev", stream, *nic])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import shutil
 import socket
@@ -10,7 +11,7 @@ import struct
 import pytest
 
 from wirt.errors import WirtError
-from wirt.netback.passt import PasstBackend, PortForward, parse_port_forward
+from wirt.netback.passt import PasstBackend, PortForward, batch_scheduling, parse_port_forward
 
 MAC = bytes.fromhex("525400abcdef")
 
@@ -136,3 +137,12 @@ def test_arp_reply_and_port_forward_from_real_passt(passt_available):
             assert socket.inet_ntoa(syn[30:34]) == guest_ip
         finally:
             c.close()
+
+
+def test_passt_runs_under_sched_batch(passt_available):
+    """passt's wake-ups must not preempt the vCPU's thread (sched(7) SCHED_BATCH); a process
+    that is gone is left alone without an error."""
+    with PasstBackend() as be:
+        assert os.sched_getscheduler(be.process.pid) == os.SCHED_BATCH
+    assert be.process.poll() is not None
+    assert batch_scheduling(be.process.pid) is False  # reaped: no such process
