@@ -21,6 +21,8 @@ host shared with other jobs the wall-time figures move by tens of percent betwee
 waiting thread stretches them); the CPU time a megabyte costs moves far less.
 
     python bench/net.py [--mb 32] [--qemu passt,slirp|none] [--runs 1] [--profile]
+
+BENCH_QEMU_PASST_DEFAULT_SCHED=1 leaves QEMU's passt under the default scheduling policy.
 """
 
 from __future__ import annotations
