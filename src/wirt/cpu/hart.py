@@ -114,6 +114,7 @@ class Hart:
             raise ValueError("code_pages must hold one int64 per 4 KiB page of RAM")
         self.jpg = code_pages
         self._run = None    # core.run's compiled entry for this hart's argument types
+        self._views = None  # memoryviews of s and jq (made at the first run: jq is replaced)
         self.jit = None
         self.jt = np.full(L.JT_W, -1, dtype=np.int64)   # tier off until a cache is attached
         self.jq = np.zeros(L.JQ_SIZE, dtype=np.int64)
@@ -144,21 +145,27 @@ class Hart:
     # ---- running ---------------------------------------------------------------------
     def run(self, budget: int) -> int:
         """Execute up to budget instructions; returns the exit reason (layout.EXIT_*)."""
+        # Called at every MMIO exit (tens of thousands a second under I/O): the state's words
+        # are read through memoryviews (a Python int each, where numpy makes a scalar object).
+        if self._views is None:
+            self._views = (memoryview(self.s), memoryview(self.jq))
+        sv, jqv = self._views
         s, jq = self.s, self.jq
-        end = int(s[L.ICOUNT]) + budget
+        end = sv[L.ICOUNT] + budget
         while True:
             args = (s, self.c, self.tlb, self.ram8, self.ram16, self.ram32, self.ram64, self.rom8,
-                    _rvc_table, self.ex, end - int(s[L.ICOUNT]), self.jt, jq, self.jpg, self.xc)
+                    _rvc_table, self.ex, end - sv[L.ICOUNT], self.jt, jq, self.jpg, self.xc)
             if self._run is None:
                 reason = self.core.run(*args)
                 self._run = _entry(self.core.run, args)
             else:
                 reason = self._run(*args)
-            if self.jit is None or not self.jit.enabled:
+            jit = self.jit
+            if jit is None or not jit.enabled:
                 return reason
-            forced = reason == L.EXIT_BUDGET and jq[L.JQ_FORCE] and jq[L.JQ_COUNT]
-            self.jit.service(self.jt, jq)
-            if not forced or s[L.ICOUNT] >= end or jq[L.JQ_STEP]:
+            forced = reason == L.EXIT_BUDGET and jqv[L.JQ_FORCE] and jqv[L.JQ_COUNT]
+            jit.service(self.jt, jq)
+            if not forced or sv[L.ICOUNT] >= end or jqv[L.JQ_STEP]:
                 return reason
 
     def jit_stats(self) -> dict:

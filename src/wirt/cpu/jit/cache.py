@@ -107,6 +107,7 @@ class TranslationCache:
         self._seen: list[int] = []                   # per hart: the flush generation its table has
         self._xbufs: list[tuple[np.ndarray, list[int]]] = []  # per hart: code buffer, [flushes seen]
         self._installs: list[list] = []              # per hart: (off, mode, fn, gen) to install
+        self._jqviews: list[memoryview] = []         # per hart: its request queue, as a memoryview
         self._waiting: dict[tuple[int, int, int], set[int]] = {}  # pending -> harts that asked
         self._retired: list[tuple[int, list]] = []   # (flush generation, batches) still in use
         self._lock = threading.RLock()
@@ -149,6 +150,7 @@ class TranslationCache:
             self._seen.append(self._flush_gen)
             self._installs.append([])
             self._xbufs.append((xc, [0]))
+            self._jqviews.append(memoryview(jq))
         return jt, jq, xc
 
     # ---- service (on the hart's thread, between time slices) ----------------------------------
@@ -156,10 +158,12 @@ class TranslationCache:
         """Take the hart's requests, start their compiles, install what has finished."""
         me = self._index[id(jt)]
         # Called at every return from the core (each MMIO exit: thousands a second under
-        # I/O): when there is nothing to do, return before taking the lock (reads only; a
-        # compile finishing meanwhile is seen at the next call).
-        if (not jq[L.JQ_COUNT] and not self._done.queue and not self._installs[me]
-                and self._seen[me] == self._flush_gen and jq[L.JQ_XFLUSH] == self._xbufs[me][1][0]):
+        # I/O): when there is nothing to do, return before taking the lock (reads only, of
+        # jq through a memoryview: Python ints, no numpy scalars; a compile finishing
+        # meanwhile is seen at the next call).
+        jqv = self._jqviews[me]
+        if (not jqv[L.JQ_COUNT] and not self._done.queue and not self._installs[me]
+                and self._seen[me] == self._flush_gen and jqv[L.JQ_XFLUSH] == self._xbufs[me][1][0]):
             return
         with self._lock:
             self._release_flushed(me, jq)
