@@ -36,7 +36,7 @@ def _core():
 
     def notice() -> None:
         if not done.wait(1.0):
-            print("wirt: compiling the CPU core (first run only, about a minute)...",
+            print("wirt: compiling the CPU core (first run only, about two minutes)...",
                   file=sys.stderr, flush=True)
 
     t = threading.Thread(target=notice, daemon=True)

@@ -3,8 +3,9 @@
 QEMU's lesson: code that runs a few dozen times is worth translating only if translation costs
 about as much as interpreting it a few times. LLVM takes milliseconds per region; this
 translator, compiled by numba into the core, takes microseconds, so the core translates a
-region synchronously after a handful of lookups (jq[JQ_XTHR]) and LLVM only re-optimizes the
-hottest ones (level 2, cpu/jit/cache.py).
+region synchronously after a handful of lookups (jq[JQ_XTHR]). LLVM can re-optimize the hottest
+ones (level 2, cpu/jit/cache.py), which is off by default: its code returns to the core at every
+exit where this code chains (docs/cpu.md).
 
 A region (the blocks reachable on one 4 KiB page from an entry, as region.discover finds them)
 becomes one function with the contract of emit.py:
