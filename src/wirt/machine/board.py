@@ -253,7 +253,7 @@ class Machine:
         self.stats: dict[str, Any] = {"mmio_exits": 0, "wfi_exits": 0, "slices": 0, "idle_seconds": 0.0}
         self._exit: MachineExit | None = None
         self._stop = False
-        #: per hart: `serve_mmio` for that hart's exits (`_server`)
+        #: per hart: the server of that hart's MMIO exits (`_server`)
         self._servers = [self._server(h) for h in self.harts]
         self.reset()
 
@@ -447,17 +447,14 @@ class Machine:
             core_ns += perf() - t1
         return reason, core_ns
 
-    def serve_mmio(self, hart: Hart) -> None:
-        """Perform the MMIO access `hart` exited for (its ex[] slots) on the bus; an access the
-        bus refuses becomes the hart's access-fault exception. The caller holds the device
-        lock where other harts run."""
-        self._servers[self.harts.index(hart)]()
-
     def _server(self, hart: Hart) -> Callable[[], None]:
-        """`serve_mmio` for one hart, made once: it reads the exit record and writes a load's
-        destination register through memoryviews of the hart's arrays (which are its own for
-        life), a Python int each, where numpy scalars cost 1-1.5 us an exit (half of the
-        Python side of one); floating-point loads, rare, go through `Hart.complete_load`."""
+        """The function that performs the MMIO access `hart` exited for (its ex[] slots) on the
+        bus, an access the bus refuses becoming the hart's access-fault exception (the caller
+        holds the device lock where other harts run). Made once per hart: it reads the exit
+        record and writes a load's destination register through memoryviews of the hart's
+        arrays (which are its own for life), a Python int each, where numpy scalars cost 1-1.5
+        us an exit (half of the Python side of one); floating-point loads, rare, go through
+        `Hart.complete_load`."""
         exv, regs = memoryview(hart.ex), memoryview(hart.s)
         stats, bus = self.stats, self.bus
         masks = _MASKS

@@ -5,7 +5,8 @@ Python object per page).
 
 Both give: `total`, `split(n)`, `fill(data)`, `zero()`, `buffers()` (Python buffers, for a
 pwritev that adds copy-on-write head and tail bytes) and the three transfers a format makes
-(`pread` and `pwrite` on its host file, `read_image` from a backing image).
+(`pread` and `pwrite` on its host file, `read_image` from a backing image), and `write_image`
+for a device model that hands a request's buffers to an image (virtio-blk).
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ class ViewsVec:
     def read_image(self, dev: BlockDevice, offset: int) -> None:
         dev.readv(offset, self.views)
 
+    def write_image(self, dev: BlockDevice, offset: int) -> None:
+        dev.writev(offset, self.views)
+
 
 _NO_VIEWS = ViewsVec([], 0)
 _ZEROS = bytes(1 << 16)
@@ -97,6 +101,9 @@ class IovVec:
 
     def read_image(self, dev: BlockDevice, offset: int) -> None:
         dev.readv_iov(offset, self.iov)
+
+    def write_image(self, dev: BlockDevice, offset: int) -> None:
+        dev.writev_iov(offset, self.iov)
 
 
 BufVec = Union[ViewsVec, IovVec]

@@ -22,6 +22,7 @@ from wirt.devices.virtio.virtqueue import GuestRam, SegChain, Virtqueue, Virtque
 from wirt.errors import WirtError
 from wirt.hostiov import HostIov
 from wirt.storage.block import BlockDevice
+from wirt.storage.bufvec import BufVec, IovVec, ViewsVec
 
 __all__ = ["VirtioBlk"]
 
@@ -67,40 +68,38 @@ MAX_DISCARD_SEG = 32
 MAX_RUN_BYTES = 8 << 20
 
 #: Chains of up to this many buffers (a 4 KiB request: header, page, status) are parsed from
-#: Python lists into memoryviews, which os.preadv takes as they are: cheaper than the numpy
-#: arrays and HostIov splits a 1 MiB request's 258 buffers want (wirt.hostiov).
+#: Python lists into memoryviews (a ViewsVec), which os.preadv takes as they are: cheaper than
+#: the numpy arrays and HostIov splits a 1 MiB request's 258 buffers want (an IovVec).
 _SMALL = 8
-
-#: What a request's data buffers are: memoryviews of guest RAM (small requests) or an I/O vector.
-Data = list[memoryview] | HostIov
 
 
 class _Request:
     """One parsed request of a batch: its data buffers (after the header for a device-readable
     payload, before the status byte for a device-writable one), where its status byte is, and
     its outcome. `payload_in`/`payload_out` (both sides as I/O vectors) are kept for the
-    request types other than reads and writes."""
+    request types other than reads and writes; `nbytes` is the data's length."""
 
     __slots__ = ("head", "rtype", "sector", "data", "nbytes", "payload_in", "payload_out", "status_off",
                  "status", "written")
 
-    def __init__(self, head: int, rtype: int, sector: int, data: Data, nbytes: int, status_off: int,
+    def __init__(self, head: int, rtype: int, sector: int, data: BufVec, status_off: int,
                  payload_in: HostIov | None = None, payload_out: HostIov | None = None) -> None:
-        self.head, self.rtype, self.sector, self.data, self.nbytes = head, rtype, sector, data, nbytes
+        self.head, self.rtype, self.sector, self.data, self.nbytes = head, rtype, sector, data, data.total
         self.payload_in, self.payload_out, self.status_off = payload_in, payload_out, status_off
         self.status, self.written = S_IOERR, 0
 
 
-def _concat(parts: list[Data]) -> Data:
+def _concat(parts: list[BufVec]) -> BufVec:
     """The buffers of several requests, in order: one I/O vector over guest RAM when all are
     vectors, else one list of memoryviews."""
     if len(parts) == 1:
         return parts[0]
-    if all(type(p) is HostIov for p in parts):
-        first = parts[0]
-        return HostIov(first.buf, first.addr, np.concatenate([v.offs for v in parts]),  # type: ignore[union-attr]
-                       np.concatenate([v.lens for v in parts]), sum(v.total for v in parts))  # type: ignore[union-attr]
-    return [v for p in parts for v in (p if type(p) is list else p.views())]  # type: ignore[union-attr]
+    total = sum(p.total for p in parts)
+    if all(type(p) is IovVec for p in parts):
+        iovs = [p.iov for p in parts]  # type: ignore[union-attr]
+        return IovVec(HostIov(iovs[0].buf, iovs[0].addr, np.concatenate([v.offs for v in iovs]),
+                              np.concatenate([v.lens for v in iovs]), total))
+    return ViewsVec([v for p in parts for v in p.buffers()], total)
 
 
 class VirtioBlk(VirtioDevice):
@@ -187,8 +186,8 @@ class VirtioBlk(VirtioDevice):
             rtype, _, sector = _HEADER.unpack(header.read())
         payload_out, status = chain.writable(ram).split(chain.write_len - 1)
         # The walk drops empty descriptors, so the status byte is the last writable segment's last.
-        data, nbytes = (payload_out, payload_out.total) if rtype == T_IN else (payload_in, payload_in.total)
-        return _Request(chain.head, rtype, sector, data, nbytes, int(status.offs[0]), payload_in, payload_out)
+        data = IovVec(payload_out if rtype == T_IN else payload_in)
+        return _Request(chain.head, rtype, sector, data, int(status.offs[0]), payload_in, payload_out)
 
     @staticmethod
     def _parse_small(chain: SegChain, ram: GuestRam) -> _Request | None:
@@ -208,10 +207,11 @@ class VirtioBlk(VirtioDevice):
             data = [mv[o: o + n] for o, n in zip(offs[r:last], lens[r:last])]
             if lens[last] > 1:
                 data.append(mv[offs[last]: status_off])
-            return _Request(chain.head, rtype, sector, data, chain.write_len - 1, status_off)
+            return _Request(chain.head, rtype, sector, ViewsVec(data, chain.write_len - 1), status_off)
         if rtype == T_OUT:
             data = [mv[o: o + n] for o, n in zip(offs[1:r], lens[1:r])]
-            return _Request(chain.head, rtype, sector, data, chain.read_len - _HEADER.size, status_off)
+            return _Request(chain.head, rtype, sector, ViewsVec(data, chain.read_len - _HEADER.size),
+                            status_off)
         return None
 
     def _run_end(self, batch: list[_Request], i: int) -> int:
@@ -239,9 +239,9 @@ class VirtioBlk(VirtioDevice):
         data = _concat([r.data for r in run])
         try:
             if run[0].rtype == T_IN:
-                self._readv(run[0].sector * SECTOR, data)
+                data.read_image(self.disk, run[0].sector * SECTOR)
             else:
-                self._writev(run[0].sector * SECTOR, data)
+                data.write_image(self.disk, run[0].sector * SECTOR)
         except (OSError, ValueError, WirtError):
             return False
         for r in run:
@@ -254,9 +254,9 @@ class VirtioBlk(VirtioDevice):
         written = 0
         try:
             if rtype == T_IN:
-                status, written = self._read(sector, req.data, req.nbytes)
+                status, written = self._read(sector, req.data)
             elif rtype == T_OUT:
-                status = self._write(sector, req.data, req.nbytes)
+                status = self._write(sector, req.data)
             elif rtype == T_FLUSH:
                 self.disk.flush()  # a real fsync for raw; metadata commit + fsync for qcow2
                 status = S_OK
@@ -280,33 +280,19 @@ class VirtioBlk(VirtioDevice):
     def _range_ok(self, sector: int, nbytes: int) -> bool:
         return nbytes % SECTOR == 0 and sector + nbytes // SECTOR <= self.capacity
 
-    def _read(self, sector: int, data: Data, nbytes: int) -> tuple[int, int]:
-        if not self._range_ok(sector, nbytes):
+    def _read(self, sector: int, data: BufVec) -> tuple[int, int]:
+        if not self._range_ok(sector, data.total):
             return S_IOERR, 0
-        self._readv(sector * SECTOR, data)
-        return S_OK, nbytes
+        data.read_image(self.disk, sector * SECTOR)  # one preadv (a run each, qcow2) into guest RAM
+        return S_OK, data.total
 
-    def _write(self, sector: int, data: Data, nbytes: int) -> int:
+    def _write(self, sector: int, data: BufVec) -> int:
         if self.disk.read_only:
             return S_IOERR  # §5.2.6.2: writes to a VIRTIO_BLK_F_RO device fail with IOERR
-        if not self._range_ok(sector, nbytes):
+        if not self._range_ok(sector, data.total):
             return S_IOERR
-        self._writev(sector * SECTOR, data)
+        data.write_image(self.disk, sector * SECTOR)  # one pwritev (a run each, qcow2) from guest RAM
         return S_OK
-
-    def _readv(self, offset: int, data: Data) -> None:
-        """One preadv (per host-contiguous run, for qcow2) straight into guest RAM."""
-        if type(data) is list:
-            self.disk.readv(offset, data)
-        else:
-            self.disk.readv_iov(offset, data)  # type: ignore[arg-type]
-
-    def _writev(self, offset: int, data: Data) -> None:
-        """One pwritev (per host-contiguous run, for qcow2) straight from guest RAM."""
-        if type(data) is list:
-            self.disk.writev(offset, data)
-        else:
-            self.disk.writev_iov(offset, data)  # type: ignore[arg-type]
 
     def _discard_or_zero(self, rtype: int, data: bytes) -> int:
         if len(data) % _SEGMENT.size or not data:
