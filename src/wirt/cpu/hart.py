@@ -14,20 +14,9 @@ import numpy as np
 
 from wirt.cpu import layout as L
 from wirt.cpu.mmu import new_tlb, reset_tlb
+from wirt.numbacall import compiled_entry
 
 _rvc_table: np.ndarray | None = None
-
-
-def _entry(dispatcher, args: tuple):
-    """The compiled function for these arguments' types, to call without numba's dispatcher,
-    which matches the types of all 15 arguments at every call (half of a return from the core's
-    cost, and a return happens at every MMIO exit: thousands a second under I/O). A hart's
-    arrays are its own for its whole life, so their types never change; the dispatcher itself
-    where no compiled version matches."""
-    try:
-        return dispatcher.overloads[tuple(dispatcher.typeof_pyval(a) for a in args)].entry_point
-    except (KeyError, AttributeError):
-        return dispatcher
 
 
 def _core():
@@ -157,7 +146,9 @@ class Hart:
                     _rvc_table, self.ex, end - sv[L.ICOUNT], self.jt, jq, self.jpg, self.xc)
             if self._run is None:
                 reason = self.core.run(*args)
-                self._run = _entry(self.core.run, args)
+                # A hart's arrays are its own for life: their types never change. Skipping the
+                # dispatcher's matching of 15 arguments is half of a return from the core.
+                self._run = compiled_entry(self.core.run, args)
             else:
                 reason = self._run(*args)
             jit = self.jit
