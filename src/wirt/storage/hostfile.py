@@ -13,6 +13,7 @@ from wirt.fileio import check_regular
 from wirt import hostiov
 from wirt.hostiov import HostIov
 from wirt.iovec import IOV_MAX, take, total_len
+from wirt.storage.writebehind import WriteBehind
 
 
 #: Up to this many segments an I/O vector goes to os.preadv/pwritev as memoryviews: cheaper
@@ -47,6 +48,8 @@ class HostFile:
             raise
         self.end = os.fstat(self.fd).st_size
         self.synced = True
+        #: starts the host's write-back of sequential writes before the guest's flush
+        self.writeback = None if read_only else WriteBehind(self.fd)
 
     def size(self) -> int:
         """The current length of the file according to the kernel."""
@@ -123,6 +126,7 @@ class HostFile:
         if offset + iov.total > self.end:
             self.end = offset + iov.total
         self.synced = False
+        self.writeback.wrote(offset, iov.total)
 
     def pwrite(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         """Write all of `data` at `offset`."""
@@ -134,6 +138,7 @@ class HostFile:
         if offset + total > self.end:
             self.end = offset + total
         self.synced = False
+        self.writeback.wrote(offset, total)
 
     def pwritev(self, offset: int, buffers: list) -> None:
         """Write several buffers back to back at `offset` (one pwritev per IOV_MAX buffers)."""
@@ -153,6 +158,7 @@ class HostFile:
         if end > self.end:
             self.end = end
         self.synced = False
+        self.writeback.wrote(offset, end - offset)
 
     def extend_to(self, length: int) -> None:
         """Grow the file to at least `length` bytes (a sparse hole reads as zeros)."""
@@ -169,5 +175,7 @@ class HostFile:
 
     def close(self) -> None:
         if self.fd >= 0:
+            if self.writeback is not None:
+                self.writeback.close()
             os.close(self.fd)
             self.fd = -1
