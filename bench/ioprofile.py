@@ -23,7 +23,7 @@ import time
 from typing import Any, Callable
 
 _clock = time.perf_counter_ns
-COUNTERS = ("t_cpu", "t_bus", "t_blk", "t_disk", "t_net_tx", "t_net_send", "t_net_rx", "t_idle",
+COUNTERS = ("t_cpu", "insns", "t_bus", "t_blk", "t_disk", "t_net_tx", "t_net_send", "t_net_rx", "t_idle",
             "mmio_exits", "notifies_blk", "notifies_net", "irqs_blk", "irqs_net", "requests_blk",
             "frames_tx", "frames_rx", "bytes_blk")
 
@@ -38,6 +38,15 @@ class Profile:
         self.mark = (_clock(), dict(self.c), thread_cpu())
         self.pending = b""
         self.regs: dict[tuple[int, int], int] = {}  # (guest physical address, 1 for a store): accesses
+        self.harts: set = set()                      # the harts run so far (their tier counters)
+        self.tier = self.tier_counters()
+
+    def tier_counters(self) -> dict[str, int]:
+        """The translation tier's counters (cpu/layout.py JQ_*), summed over the harts."""
+        from wirt.cpu import layout as L
+        names = {"in translated code": L.JQ_INSNS, "regions entered": L.JQ_CALLS,
+                 "side exits": L.JQ_SIDE, "translations": L.JQ_XN, "invalidations": L.JQ_INVAL}
+        return {k: sum(int(h.jq[i]) for h in list(self.harts)) for k, i in names.items()}
 
     def add(self, key: str, value: int) -> None:
         with self.lock:
@@ -58,12 +67,15 @@ class Profile:
             snap = dict(self.c)
             regs, self.regs = self.regs, {}
         cpu = thread_cpu()
+        tier, tier0 = self.tier_counters(), self.tier
+        self.tier = tier
         t0, before, cpu0 = self.mark
         self.mark = (now, snap, cpu)
         delta = {k: snap[k] - before[k] for k in COUNTERS}
         threads = {name: ns - cpu0.get(name, 0) for name, ns in cpu.items()}
         with open(self.out, "a") as f:
             f.write(json.dumps({"line": line, "wall_ns": now - t0, **delta, "cpu_ns": threads,
+                                "tier": {k: tier[k] - tier0.get(k, 0) for k in tier},
                                 "regs": sorted(([f"{a:#x}{'w' if w else 'r'}", n] for (a, w), n in regs.items()),
                                                key=lambda r: -r[1])[:12]}) + "\n")
 
@@ -140,7 +152,20 @@ def install(prof: Profile) -> None:
     from wirt.machine.board import Machine
     from wirt.machine.bus import MmioBus
 
-    Hart.run = _timed(prof, "t_cpu", Hart.run)
+    from wirt.cpu import layout as L
+
+    hart_run, icount = Hart.run, L.ICOUNT
+
+    def run(self: Any, budget: int) -> int:
+        s = self.s
+        prof.harts.add(self)
+        i0, t0 = int(s[icount]), _clock()
+        try:
+            return hart_run(self, budget)
+        finally:
+            prof.add("t_cpu", _clock() - t0)
+            prof.add("insns", int(s[icount]) - i0)
+    Hart.run = run
     Machine._idle = _timed(prof, "t_idle", Machine._idle)
     write = MmioBus.write
     for name in ("read", "write"):
@@ -238,6 +263,15 @@ def phase_report(p: dict[str, Any]) -> str:
              f"{(p['notifies_blk'] + p['notifies_net']) / sec:6.0f} notifies, "
              f"{(p['irqs_blk'] + p['irqs_net']) / sec:6.0f} irqs, {p['requests_blk'] / sec:6.0f} blk requests, "
              f"{p['frames_tx'] / sec:6.0f} tx / {p['frames_rx'] / sec:6.0f} rx frames"]
+    events = p["requests_blk"] or p["frames_tx"] + p["frames_rx"]
+    if p.get("insns") and cpu:
+        # how much work the guest itself does for each request or frame, and how fast it runs
+        per = f", {p['insns'] / events / 1000:.0f} K per {'request' if p['requests_blk'] else 'frame'}" if events else ""
+        parts.append(f"| guest instructions: {p['insns'] / 1e6:.0f} M at {p['insns'] / cpu * 1e3:.0f} MIPS{per}")
+        tier = p.get("tier") or {}
+        if tier:
+            parts.append(f"| translation tier: {tier.pop('in translated code') / p['insns']:.0%} in translated code, "
+                         + ", ".join(f"{k} {v / sec:.0f}/s" for k, v in tier.items()))
     cpu_ns = p.get("cpu_ns") or {}
     if cpu_ns:
         shares = ", ".join(f"{name} {ns / wall:5.1%}" for name, ns in sorted(cpu_ns.items(), key=lambda kv: -kv[1])
