@@ -25,9 +25,9 @@ from wirt.cpu.layout import (
     EXC_STORE_ACCESS, EXC_STORE_MISALIGNED, EXIT_BUDGET, EXIT_HTIF, EXIT_MMIO, EXIT_WFI,
     F0, ICOUNT, KIND_FP_D, KIND_FP_S, KIND_SIGNED, KIND_UNSIGNED, MS_FS, MS_MPRV, MS_TSR, MS_TVM, MS_TW, MTIMECMP, PC,
     PMP_ACTIVE, PMP_LOCKED, PRIV, PRV_M, PRV_S, PRV_U, PTE_D, PTE_R, PTE_U, PTE_W, PTE_X, RAM_BASE, RAM_SIZE,
-    RES_VALUE, RESERVATION, ROM_BASE, ROM_SIZE, TIME_BASE, TIME_ICOUNT, TIME_SHIFT, TLB_ENTRIES, TOHOST,
+    RES_VALUE, RESERVATION, ROM_BASE, ROM_SIZE, RUN_WORDS, TIME_BASE, TIME_ICOUNT, TIME_SHIFT, TLB_ENTRIES, TOHOST,
 )
-from wirt.cpu.borrow import borrowed
+from wirt.cpu.borrow import int32_at, int64_at, uint8_at, uint16_at
 from wirt.cpu.jit.call import call_block
 from wirt.cpu.jit.table import slot as jt_slot
 from wirt.cpu.jit.x64.translate import MAX_CODE as X_MAX_CODE, SCRATCH as X_SCRATCH
@@ -228,29 +228,33 @@ def credit(jt, jq, b, n, pc):
 
 
 @njit(cache=True, nogil=True)
-def run(s, c, tlb, ram8, ram16, ram32, ram64, rom8, rvc, ex, budget, jt, jq, jpg, xc):
+def run(arrays, budget):
     """Run the hart for at most `budget` instructions; returns the exit reason (see layout).
 
-    jt, jq: this hart's translation table and request queue; jpg: the machine's code-page
-    words; xc: the hart's code buffer for the template tier (cpu/jit). With
-    jq[JQ_THRESHOLD] == 0 the translation tier is off.
+    `arrays`: host address of the hart's table of (address, length) pairs, one for each of
+    its arrays in layout.RUN_ARRAYS order (Hart._pack): the state s, CSRs c, tlb, RAM as
+    8/16/32/64-bit words, the boot ROM, the RVC expansion table, the exit record ex, and for
+    the translation tier this hart's table jt and request queue jq, the machine's code-page
+    words jpg and the hart's template-tier code buffer xc. With jq[JQ_THRESHOLD] == 0 the
+    translation tier is off.
     """
-    # The caller holds every array for the whole call: work on views without reference
-    # counts, so calls to helpers cost no atomic instructions (cpu/borrow.py).
-    s = borrowed(s)
-    c = borrowed(c)
-    tlb = borrowed(tlb)
-    ram8 = borrowed(ram8)
-    ram16 = borrowed(ram16)
-    ram32 = borrowed(ram32)
-    ram64 = borrowed(ram64)
-    rom8 = borrowed(rom8)
-    rvc = borrowed(rvc)
-    ex = borrowed(ex)
-    jt = borrowed(jt)
-    jq = borrowed(jq)
-    jpg = borrowed(jpg)
-    xc = borrowed(xc)
+    # The caller holds every array for the whole call: the core works on views made from
+    # their addresses, which cost nothing to pass and carry no reference counts (cpu/borrow.py).
+    a = int64_at(arrays, RUN_WORDS)
+    s = int64_at(a[0], a[1])
+    c = int64_at(a[2], a[3])
+    tlb = int64_at(a[4], a[5])
+    ram8 = uint8_at(a[6], a[7])
+    ram16 = uint16_at(a[8], a[9])
+    ram32 = int32_at(a[10], a[11])
+    ram64 = int64_at(a[12], a[13])
+    rom8 = uint8_at(a[14], a[15])
+    rvc = int32_at(a[16], a[17])
+    ex = int64_at(a[18], a[19])
+    jt = int64_at(a[20], a[21])
+    jq = int64_at(a[22], a[23])
+    jpg = int64_at(a[24], a[25])
+    xc = uint8_at(a[26], a[27])
     pc = s[PC]
     icount = s[ICOUNT]
     end = icount + budget

@@ -17,6 +17,10 @@ from wirt.cpu.mmu import new_tlb, reset_tlb
 from wirt.numbacall import compiled_entry
 
 _rvc_table: np.ndarray | None = None
+#: the dtype of each array core.run takes (layout.RUN_ARRAYS; cpu/core.py makes views of these)
+_RUN_DTYPES = {"s": np.int64, "c": np.int64, "tlb": np.int64, "ram8": np.uint8, "ram16": np.uint16,
+               "ram32": np.int32, "ram64": np.int64, "rom8": np.uint8, "rvc": np.int32, "ex": np.int64,
+               "jt": np.int64, "jq": np.int64, "jpg": np.int64, "xc": np.uint8}
 
 
 def _core():
@@ -61,9 +65,9 @@ def _warm_up(core) -> None:
     """Run the core once on a tiny hart so numba compiles (or loads) every entry point."""
     h = Hart.__new__(Hart)
     Hart._init_arrays(h, np.zeros(4096, dtype=np.uint8), 0x80000000, 0, np.zeros(8, dtype=np.uint8), 0x1000)
+    h._pack()
     h.s[L.PC] = 0x80000000
-    core.run(h.s, h.c, h.tlb, h.ram8, h.ram16, h.ram32, h.ram64, h.rom8, _rvc_table, h.ex, 1,
-             h.jt, h.jq, h.jpg, h.xc)
+    core.run(h._table, 1)
 
 
 class Hart:
@@ -83,6 +87,7 @@ class Hart:
             jit = TranslationCache(ram, ram_base, self.jpg, _rvc_table, jit_setting(jit))
         self.jit = jit
         self.jt, self.jq, self.xc = jit.new_tables()
+        self._pack()
 
     def _init_arrays(self, ram: np.ndarray, ram_base: int, hartid: int, rom: np.ndarray,
                      rom_base: int, code_pages: np.ndarray | None = None) -> None:
@@ -102,8 +107,7 @@ class Hart:
         if code_pages.dtype != np.int64 or len(code_pages) != len(ram) // 4096:
             raise ValueError("code_pages must hold one int64 per 4 KiB page of RAM")
         self.jpg = code_pages
-        self._run = None    # core.run's compiled entry for this hart's argument types
-        self._views = None  # memoryviews of s and jq (made at the first run: jq is replaced)
+        self._run = None    # core.run's compiled entry, called without numba's dispatcher
         self.jit = None
         self.jt = np.full(L.JT_W, -1, dtype=np.int64)   # tier off until a cache is attached
         self.jq = np.zeros(L.JQ_SIZE, dtype=np.int64)
@@ -131,26 +135,41 @@ class Hart:
         c[L.CSR_STIMECMP] = -1
         reset_tlb(self.tlb)
 
+    def _pack(self) -> None:
+        """Build the table of this hart's arrays that core.run reads (cpu/borrow.py: their
+        addresses and lengths, in layout.RUN_ARRAYS order), after any of them is replaced.
+        The hart keeps the table and the arrays, so the addresses stay valid; each array is
+        checked to be what the core will take it for."""
+        table = np.empty(L.RUN_WORDS, dtype=np.int64)
+        held = []
+        for i, name in enumerate(L.RUN_ARRAYS):
+            a = _rvc_table if name == "rvc" else getattr(self, name)
+            want = _RUN_DTYPES[name]
+            if a is None or a.dtype != want or a.ndim != 1 or not a.flags.c_contiguous:
+                raise ValueError(f"hart array {name!r} must be a 1-D contiguous {np.dtype(want)} array")
+            table[2 * i] = a.ctypes.data
+            table[2 * i + 1] = len(a)
+            held.append(a)
+        self._arrays = (table, held)
+        self._table = int(table.ctypes.data)
+        # the state's words are read through memoryviews at every return from the core (tens
+        # of thousands a second under I/O): a Python int each, where numpy makes a scalar object
+        self._views = (memoryview(self.s), memoryview(self.jq))
+
     # ---- running ---------------------------------------------------------------------
     def run(self, budget: int) -> int:
         """Execute up to budget instructions; returns the exit reason (layout.EXIT_*)."""
-        # Called at every MMIO exit (tens of thousands a second under I/O): the state's words
-        # are read through memoryviews (a Python int each, where numpy makes a scalar object).
-        if self._views is None:
-            self._views = (memoryview(self.s), memoryview(self.jq))
         sv, jqv = self._views
-        s, jq = self.s, self.jq
+        jq, table = self.jq, self._table
         end = sv[L.ICOUNT] + budget
         while True:
-            args = (s, self.c, self.tlb, self.ram8, self.ram16, self.ram32, self.ram64, self.rom8,
-                    _rvc_table, self.ex, end - sv[L.ICOUNT], self.jt, jq, self.jpg, self.xc)
             if self._run is None:
-                reason = self.core.run(*args)
-                # A hart's arrays are its own for life: their types never change. Skipping the
-                # dispatcher's matching of 15 arguments is half of a return from the core.
-                self._run = compiled_entry(self.core.run, args)
+                reason = self.core.run(table, end - sv[L.ICOUNT])
+                # Two integers whose types never change: the compiled function is called
+                # without the dispatcher's matching of them.
+                self._run = compiled_entry(self.core.run, (table, budget))
             else:
-                reason = self._run(*args)
+                reason = self._run(table, end - sv[L.ICOUNT])
             jit = self.jit
             if jit is None or not jit.enabled:
                 return reason

@@ -212,6 +212,12 @@ ACC_STORE = 2
 MENVCFG_STCE = -(1 << 63)
 MENVCFG_WMASK = MENVCFG_STCE | 1  # STCE (Sstc) and FIOM
 
+# ---- entering the core --------------------------------------------------------------------
+# core.run's arrays, in the order of the (address, length) table its caller passes it
+# (cpu/borrow.py, Hart._pack); their dtypes are fixed (core.run makes the views).
+RUN_ARRAYS = ("s", "c", "tlb", "ram8", "ram16", "ram32", "ram64", "rom8", "rvc", "ex", "jt", "jq", "jpg", "xc")
+RUN_WORDS = 2 * len(RUN_ARRAYS)
+
 # ---- translation tier (cpu/jit) ----------------------------------------------------------------
 # Per-hart translation table `jt`: JT_SLOTS direct-mapped slots of JT_W words:
 #   key (RAM offset of the entry | mode << JT_MODE_SHIFT, or -1), function address, the
