@@ -17,6 +17,7 @@ from wirt.cpu.mmu import new_tlb, reset_tlb
 from wirt.numbacall import compiled_entry
 
 _rvc_table: np.ndarray | None = None
+_ICOUNT, _EXIT_BUDGET, _JQ_FORCE, _JQ_COUNT, _JQ_STEP = L.ICOUNT, L.EXIT_BUDGET, L.JQ_FORCE, L.JQ_COUNT, L.JQ_STEP
 #: the dtype of each array core.run takes (layout.RUN_ARRAYS; cpu/core.py makes views of these)
 _RUN_DTYPES = {"s": np.int64, "c": np.int64, "tlb": np.int64, "ram8": np.uint8, "ram16": np.uint16,
                "ram32": np.int32, "ram64": np.int64, "rom8": np.uint8, "rvc": np.int32, "ex": np.int64,
@@ -88,6 +89,11 @@ class Hart:
         self.jit = jit
         self.jt, self.jq, self.xc = jit.new_tables()
         self._pack()
+        # Two integers whose types never change: the compiled function is called without the
+        # dispatcher's matching of them (core_module's warm-up compiled it for these types).
+        self._run = compiled_entry(self.core.run, (self._table, 0))
+        #: the translation tier's service of this hart, called at every return from the core
+        self._service = jit.servicer(self.jt, self.jq) if jit.enabled else None
 
     def _init_arrays(self, ram: np.ndarray, ram_base: int, hartid: int, rom: np.ndarray,
                      rom_base: int, code_pages: np.ndarray | None = None) -> None:
@@ -107,7 +113,8 @@ class Hart:
         if code_pages.dtype != np.int64 or len(code_pages) != len(ram) // 4096:
             raise ValueError("code_pages must hold one int64 per 4 KiB page of RAM")
         self.jpg = code_pages
-        self._run = None    # core.run's compiled entry, called without numba's dispatcher
+        self._run = None      # core.run's compiled entry (set by __init__)
+        self._service = None  # the translation tier's service (none while the tier is off)
         self.jit = None
         self.jt = np.full(L.JT_W, -1, dtype=np.int64)   # tier off until a cache is attached
         self.jq = np.zeros(L.JQ_SIZE, dtype=np.int64)
@@ -159,23 +166,17 @@ class Hart:
     # ---- running ---------------------------------------------------------------------
     def run(self, budget: int) -> int:
         """Execute up to budget instructions; returns the exit reason (layout.EXIT_*)."""
+        # Called at every MMIO exit: everything it needs is bound once (Hart._pack, __init__).
         sv, jqv = self._views
-        jq, table = self.jq, self._table
-        end = sv[L.ICOUNT] + budget
+        table, entry, service = self._table, self._run, self._service
+        end = sv[_ICOUNT] + budget
         while True:
-            if self._run is None:
-                reason = self.core.run(table, end - sv[L.ICOUNT])
-                # Two integers whose types never change: the compiled function is called
-                # without the dispatcher's matching of them.
-                self._run = compiled_entry(self.core.run, (table, budget))
-            else:
-                reason = self._run(table, end - sv[L.ICOUNT])
-            jit = self.jit
-            if jit is None or not jit.enabled:
+            reason = entry(table, end - sv[_ICOUNT])
+            if service is None:
                 return reason
-            forced = reason == L.EXIT_BUDGET and jqv[L.JQ_FORCE] and jqv[L.JQ_COUNT]
-            jit.service(self.jt, jq)
-            if not forced or sv[L.ICOUNT] >= end or jqv[L.JQ_STEP]:
+            forced = reason == _EXIT_BUDGET and jqv[_JQ_FORCE] and jqv[_JQ_COUNT]
+            service()
+            if not forced or sv[_ICOUNT] >= end or jqv[_JQ_STEP]:
                 return reason
 
     def jit_stats(self) -> dict:

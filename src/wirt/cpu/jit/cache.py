@@ -22,6 +22,7 @@ import queue
 import sys
 import threading
 import time
+from typing import Callable
 
 import numpy as np
 
@@ -156,15 +157,27 @@ class TranslationCache:
     # ---- service (on the hart's thread, between time slices) ----------------------------------
     def service(self, jt: np.ndarray, jq: np.ndarray) -> None:
         """Take the hart's requests, start their compiles, install what has finished."""
+        self.servicer(jt, jq)()
+
+    def servicer(self, jt: np.ndarray, jq: np.ndarray) -> Callable[[], None]:
+        """`service` for one hart's tables, as a function of no arguments with everything it
+        reads bound: Hart.run calls it at every return from the core (each MMIO exit, tens of
+        thousands a second under I/O), and with nothing to do it returns before taking the
+        lock, after reads only (of jq through a memoryview: Python ints, no numpy scalars; a
+        compile finishing meanwhile is seen at the next call)."""
         me = self._index[id(jt)]
-        # Called at every return from the core (each MMIO exit: thousands a second under
-        # I/O): when there is nothing to do, return before taking the lock (reads only, of
-        # jq through a memoryview: Python ints, no numpy scalars; a compile finishing
-        # meanwhile is seen at the next call).
-        jqv = self._jqviews[me]
-        if (not jqv[L.JQ_COUNT] and not self._done.queue and not self._installs[me]
-                and self._seen[me] == self._flush_gen and jqv[L.JQ_XFLUSH] == self._xbufs[me][1][0]):
-            return
+        jqv, done, installs, seen = self._jqviews[me], self._done.queue, self._installs[me], self._seen
+        xflushes = self._xbufs[me][1]
+        count, xflush = L.JQ_COUNT, L.JQ_XFLUSH
+
+        def service() -> None:
+            if (jqv[count] or done or installs or seen[me] != self._flush_gen
+                    or jqv[xflush] != xflushes[0]):
+                self._service(me, jt, jq)
+
+        return service
+
+    def _service(self, me: int, jt: np.ndarray, jq: np.ndarray) -> None:
         with self._lock:
             self._release_flushed(me, jq)
             if self._seen[me] != self._flush_gen:
@@ -362,7 +375,8 @@ class TranslationCache:
         self._retired.append((self._flush_gen + 1, self.batches))
         self.batches = []
         self.regions.clear()
-        self._installs = [[] for _ in self._installs]
+        for pending in self._installs:   # in place: each hart's servicer holds its list
+            pending.clear()
         self.code_bytes = 0
         self._flush_gen += 1
         self.stats["flushes"] += 1
