@@ -162,6 +162,8 @@ class Hart:
         # the state's words are read through memoryviews at every return from the core (tens
         # of thousands a second under I/O): a Python int each, where numpy makes a scalar object
         self._views = (memoryview(self.s), memoryview(self.jq))
+        #: the state array as a memoryview (its words are Python ints, read without numpy)
+        self.state_view = self._views[0]
 
     # ---- running ---------------------------------------------------------------------
     def run(self, budget: int) -> int:
@@ -226,7 +228,7 @@ class Hart:
 
     @property
     def instret(self) -> int:
-        return int(self.s[L.ICOUNT])
+        return self.state_view[_ICOUNT]
 
     def x(self, n: int) -> int:
         return int(self.s[n]) & ((1 << 64) - 1)

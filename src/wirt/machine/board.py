@@ -432,18 +432,19 @@ class Machine:
         the core counts for its speed (TIME_SHIFT): with the device's time in it too, the shift
         fell and in-slice mtime ran ahead of the host.
         """
-        s, icount, mmio = hart.s, L.ICOUNT, L.EXIT_MMIO
+        sv, icount, mmio, run = hart.state_view, L.ICOUNT, L.EXIT_MMIO, hart.run
         perf = time.perf_counter_ns
         t0 = perf()
-        reason = hart.run(end - int(s[icount]))
+        reason = run(end - sv[icount])
         core_ns = perf() - t0
+        stop = t0 + MMIO_RUN_NS
         while reason == mmio:
             serve()
-            left = end - int(s[icount])
+            left = end - sv[icount]
             t1 = perf()
-            if left <= 0 or halted() or t1 - t0 > MMIO_RUN_NS:
+            if left <= 0 or t1 > stop or halted():
                 break
-            reason = hart.run(left)
+            reason = run(left)
             core_ns += perf() - t1
         return reason, core_ns
 
