@@ -139,12 +139,9 @@ class VirtioSlot:
     def _empty_write(self, offset: int, size: int, value: int) -> None:
         pass
 
-    # Replaced per instance by the device setter; here for the MmioDevice protocol.
-    def read(self, offset: int, size: int) -> int:
-        return self._empty_read(offset, size)
-
-    def write(self, offset: int, size: int, value: int) -> None:
-        pass
+    # The MmioDevice protocol's methods, rebound per instance by the device setter.
+    read = _empty_read
+    write = _empty_write
 
     def reset(self) -> None:
         if self.device is not None:
@@ -452,16 +449,12 @@ class Machine:
         """The function that performs the MMIO access `hart` exited for (its ex[] slots) on the
         bus, an access the bus refuses becoming the hart's access-fault exception (the caller
         holds the device lock where other harts run). Made once per hart: it reads the exit
-        record and writes a load's destination register through memoryviews of the hart's
-        arrays (which are its own for life), a Python int each, where numpy scalars cost 1-1.5
-        us an exit (half of the Python side of one); floating-point loads, rare, go through
-        `Hart.complete_load`."""
-        exv, regs = memoryview(hart.ex), memoryview(hart.s)
-        stats, bus = self.stats, self.bus
+        record through a memoryview of the hart's array (its own for life), a Python int each,
+        where numpy scalars cost 1-1.5 us an exit; a load's value goes to `Hart.complete_load`."""
+        exv = memoryview(hart.ex)
+        stats, bus, complete_load = self.stats, self.bus, hart.complete_load
         masks = _MASKS
-        ex_addr, ex_size, ex_store, ex_value, ex_rd, ex_kind = (
-            L.EX_ADDR, L.EX_SIZE_B, L.EX_STORE, L.EX_VALUE, L.EX_RD, L.EX_KIND)
-        signed, unsigned = L.KIND_SIGNED, L.KIND_UNSIGNED
+        ex_addr, ex_size, ex_store, ex_value = L.EX_ADDR, L.EX_SIZE_B, L.EX_STORE, L.EX_VALUE
 
         def serve() -> None:
             stats["mmio_exits"] += 1
@@ -470,18 +463,7 @@ class Machine:
                 if exv[ex_store]:
                     bus.write(addr, size, exv[ex_value] & masks[size])
                 else:
-                    value = bus.read(addr, size) & masks[size]
-                    kind = exv[ex_kind]
-                    if kind > unsigned:
-                        hart.complete_load(value)
-                    elif rd := exv[ex_rd]:
-                        # Unprivileged spec 2.6 and 5.3: LB/LH/LW (and LD) sign-extend, LBU/LHU/LWU
-                        # zero-extend; the register holds the 64-bit pattern as an int64.
-                        if kind == signed and value >> (8 * size - 1):
-                            value -= 1 << (8 * size)
-                        elif value >> 63:
-                            value -= 1 << 64
-                        regs[rd] = value
+                    complete_load(bus.read(addr, size))
             except BusFault:
                 hart.access_fault()
             if self._out:
