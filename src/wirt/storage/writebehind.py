@@ -71,21 +71,9 @@ class WriteBehind:
 
     def _work(self, jobs: queue.SimpleQueue) -> None:
         while (job := jobs.get()) is not None:
-            offset, length = job
-            # Runs queued meanwhile that continue this one go in the same call.
-            while not jobs.empty():
-                more = jobs.get()
-                if more is None:
-                    _sync_file_range(self.fd, offset, length, _SYNC_FILE_RANGE_WRITE)
-                    return
-                if more[0] != offset + length:
-                    _sync_file_range(self.fd, offset, length, _SYNC_FILE_RANGE_WRITE)
-                    offset, length = more
-                else:
-                    length += more[1]
             # A failure (EIO, or EBADF after a fork closed the file) needs no action: the range
             # stays dirty, and the next fdatasync writes it or reports the error.
-            _sync_file_range(self.fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+            _sync_file_range(self.fd, job[0], job[1], _SYNC_FILE_RANGE_WRITE)
 
     def close(self) -> None:
         """Wait for the write-back thread to finish its last call (before the file is closed,
