@@ -432,18 +432,20 @@ def test_stop_between_runs_then_run_again():
     assert r.reason == "limit" and r.instructions == 1000
 
 
-def test_interrupt_outputs_set_hw_ip_and_wake_a_sleeper_only_when_rising():
-    """A PLIC output drives the hart's external-interrupt bit both ways; only a rising one
-    wakes a hart asleep in WFI (a falling one cannot end a sleep, and an event already set
-    needs no second set: both cost a lock and a notify at every I/O request)."""
+def test_plic_lines_set_ext_ip_and_wake_a_sleeper_only_when_rising():
+    """A PLIC context's line drives its hart's external-interrupt bit (s[EXT_IP]) both ways;
+    only a rising one wakes a hart asleep in WFI (a falling one cannot end a sleep, and an
+    event already set needs no second set: both cost a lock and a notify at every I/O
+    request)."""
     m = Machine(program([rv.wfi()]), memory_size=64 * MIB)
     s = m.hart.s
-    seip = m.plic.outputs[1]  # context 1: hart 0 in S-mode
+    m.plic.write(4 * 20, 4, 1)                # source 20 at priority 1 ...
+    m.plic.write(0x2000 + 0x80, 4, 1 << 20)   # ... enabled for context 1: hart 0 in S-mode
     m.wake.clear()
-    seip.set(True)
-    assert m.wake.is_set() and int(s[L.HW_IP]) & L.MIP_SEIP
+    m.plic.line(20).raise_()
+    assert m.wake.is_set() and s[L.EXT_IP] == L.MIP_SEIP and s[L.ATTENTION] & 1
     m.wake.clear()
-    seip.set(False)
-    assert not m.wake.is_set() and not int(s[L.HW_IP]) & L.MIP_SEIP
-    seip.set(True)
+    m.plic.line(20).lower()
+    assert not m.wake.is_set() and s[L.EXT_IP] == 0
+    m.plic.line(20).raise_()
     assert m.wake.is_set()

@@ -18,13 +18,17 @@ from wirt.cpu.csr import (
     take_trap,
 )
 from wirt.cpu.fpu import FP_WRITE_F, FP_WRITE_X, fp_compute
+from wirt.cpu.irqchip import NOT_HERE as PLIC_NOT_HERE
+from wirt.cpu.irqchip import read32 as plic_read32
+from wirt.cpu.irqchip import write32 as plic_write32
 from wirt.cpu.layout import (
     ACC_FETCH, ACC_LOAD, ACC_STORE, ATTENTION, CSR_FCSR, CSR_MIE, CSR_MSTATUS, CSR_SATP, CSR_STIMECMP,
     EX_ADDR, EX_KIND, EX_PC, EX_RD, EX_REASON, EX_SIZE_B, EX_STORE, EX_VADDR, EX_VALUE, EXC_BREAKPOINT,
     EXC_ECALL_U, EXC_ILLEGAL, EXC_INSN_ACCESS, EXC_LOAD_ACCESS, EXC_LOAD_MISALIGNED,
     EXC_STORE_ACCESS, EXC_STORE_MISALIGNED, EXIT_BUDGET, EXIT_HTIF, EXIT_MMIO, EXIT_WFI,
     F0, ICOUNT, KIND_FP_D, KIND_FP_S, KIND_SIGNED, KIND_UNSIGNED, MS_FS, MS_MPRV, MS_TSR, MS_TVM, MS_TW, MTIMECMP, PC,
-    PMP_ACTIVE, PMP_LOCKED, PRIV, PRV_M, PRV_S, PRV_U, PTE_D, PTE_R, PTE_U, PTE_W, PTE_X, RAM_BASE, RAM_SIZE,
+    PL_BASE, PL_WINDOW, PMP_ACTIVE, PMP_LOCKED, PRIV, PRV_M, PRV_S, PRV_U, PTE_D, PTE_R, PTE_U, PTE_W, PTE_X,
+    RAM_BASE, RAM_SIZE,
     RES_VALUE, RESERVATION, ROM_BASE, ROM_SIZE, RUN_WORDS, TIME_BASE, TIME_ICOUNT, TIME_SHIFT, TLB_ENTRIES, TOHOST,
 )
 from wirt.cpu.borrow import int32_at, int64_at, uint8_at, uint16_at
@@ -235,8 +239,8 @@ def run(arrays, budget):
     its arrays in layout.RUN_ARRAYS order (Hart._pack): the state s, CSRs c, tlb, RAM as
     8/16/32/64-bit words, the boot ROM, the RVC expansion table, the exit record ex, and for
     the translation tier this hart's table jt and request queue jq, the machine's code-page
-    words jpg and the hart's template-tier code buffer xc. With jq[JQ_THRESHOLD] == 0 the
-    translation tier is off.
+    words jpg and the hart's template-tier code buffer xc; last the machine's PLIC state pl
+    (cpu/irqchip.py; PL_BASE 0: none). With jq[JQ_THRESHOLD] == 0 the translation tier is off.
     """
     # The caller holds every array for the whole call: the core works on views made from
     # their addresses, which cost nothing to pass and carry no reference counts (cpu/borrow.py).
@@ -255,6 +259,9 @@ def run(arrays, budget):
     jq = int64_at(a[22], a[23])
     jpg = int64_at(a[24], a[25])
     xc = uint8_at(a[26], a[27])
+    pl = int64_at(a[28], a[29])
+    plb = pl[PL_BASE]  # the PLIC's window, whose claims and completions are served here
+    plw = pl[PL_WINDOW]
     pc = s[PC]
     icount = s[ICOUNT]
     end = icount + budget
@@ -711,6 +718,13 @@ def run(arrays, budget):
                         sb = 1 << (8 * size - 1)
                         v = (v ^ sb) - sb
                     s[dest] = v
+                elif (plb != 0 and size == 4 and not fp and pa >= plb and pa - plb < plw
+                      and (pa & 3) == 0):
+                    # The PLIC, served here (cpu/irqchip.py): lw sign-extends, lwu does not.
+                    v = plic_read32(pl, pa - plb)
+                    if f3 == 2:
+                        v = (v ^ 0x80000000) - 0x80000000
+                    s[dest] = v
                 else:
                     # Outside RAM: leave the core so the machine can call the device.
                     ex[EX_REASON] = EXIT_MMIO
@@ -793,6 +807,9 @@ def run(arrays, budget):
                         end -= 1  # a trap uses budget too, so a trap loop still returns
                         limit = 0
                         continue
+                elif (plb != 0 and size == 4 and pa >= plb and pa - plb < plw and (pa & 3) == 0
+                      and plic_write32(pl, pa - plb, val, True) != PLIC_NOT_HERE):
+                    pass  # a completion the PLIC took here (cpu/irqchip.py)
                 else:
                     ex[EX_REASON] = EXIT_MMIO
                     ex[EX_ADDR] = pa

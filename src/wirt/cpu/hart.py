@@ -22,7 +22,7 @@ _EX_SIZE_B, _EX_KIND, _EX_RD = L.EX_SIZE_B, L.EX_KIND, L.EX_RD
 #: the dtype of each array core.run takes (layout.RUN_ARRAYS; cpu/core.py makes views of these)
 _RUN_DTYPES = {"s": np.int64, "c": np.int64, "tlb": np.int64, "ram8": np.uint8, "ram16": np.uint16,
                "ram32": np.int32, "ram64": np.int64, "rom8": np.uint8, "rvc": np.int32, "ex": np.int64,
-               "jt": np.int64, "jq": np.int64, "jpg": np.int64, "xc": np.uint8}
+               "jt": np.int64, "jq": np.int64, "jpg": np.int64, "xc": np.uint8, "pl": np.int64}
 
 
 def _core():
@@ -38,12 +38,13 @@ def _core():
     t.start()
     start = time.monotonic()
     try:
-        from wirt.cpu import core, rvc
+        from wirt.cpu import core, irqchip, rvc
         from wirt.cpu.jit import csrcall, fpcall  # noqa: F401  (helpers translated code calls)
         global _rvc_table
         if _rvc_table is None:
             _rvc_table = rvc.build_rvc_table()
         _warm_up(core)
+        _warm_up_irqchip(irqchip)
     finally:
         done.set()
     elapsed = time.monotonic() - start
@@ -70,6 +71,18 @@ def _warm_up(core) -> None:
     h._pack()
     h.s[L.PC] = 0x80000000
     core.run(h._table, 1)
+
+
+def _warm_up_irqchip(irqchip) -> None:
+    """Compile (or load) the PLIC functions devices/plic.py calls, with the core."""
+    pl = np.zeros(L.PL_SIZE, dtype=np.int64)
+    pl[L.PL_NDEV], pl[L.PL_NCTX] = 1, 1
+    irqchip.lock(pl)
+    irqchip.update(pl)
+    irqchip.unlock(pl)
+    irqchip.set_source(pl, 1, 0)
+    irqchip.read32(pl, 0)
+    irqchip.write32(pl, 0, 0, False)
 
 
 class Hart:
@@ -120,6 +133,7 @@ class Hart:
         self.jt = np.full(L.JT_W, -1, dtype=np.int64)   # tier off until a cache is attached
         self.jq = np.zeros(L.JQ_SIZE, dtype=np.int64)
         self.xc = np.zeros(8, dtype=np.uint8)           # no template-tier code buffer
+        self.pl = np.zeros(L.PL_SIZE, dtype=np.int64)   # no PLIC in the core until attached
         self.s[L.RAM_BASE] = ram_base
         self.s[L.RAM_SIZE] = len(ram)
         self.s[L.ROM_BASE] = rom_base
@@ -166,6 +180,12 @@ class Hart:
         self.state_view = memoryview(self.s)
         self._jq_view = memoryview(self.jq)
         self._ex_view = memoryview(self.ex)
+
+    def attach_irqchip(self, pl: np.ndarray) -> None:
+        """Serve the guest's PLIC claims and completions in the core, on the machine's shared
+        PLIC state `pl` (devices/plic.Plic.pl; cpu/irqchip.py)."""
+        self.pl = pl
+        self._pack()
 
     # ---- running ---------------------------------------------------------------------
     def run(self, budget: int) -> int:

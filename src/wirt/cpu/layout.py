@@ -19,7 +19,7 @@ TIME_BASE = 70    # mtime at the moment ICOUNT was TIME_ICOUNT
 TIME_ICOUNT = 71
 TIME_SHIFT = 72   # mtime advances by one tick every 2**TIME_SHIFT instructions within a slice
 MTIMECMP = 73     # CLINT mtimecmp of this hart
-HW_IP = 74        # interrupt-pending bits driven by devices (MSIP from CLINT, MEIP/SEIP from PLIC)
+HW_IP = 74        # interrupt-pending bits driven by devices (MSIP from the CLINT; the PLIC's in EXT_IP)
 ATTENTION = 75    # set non-zero by another thread to cut the current time slice short
 TOHOST = 76       # physical address of HTIF tohost, or -1
 RAM_BASE = 77
@@ -37,6 +37,7 @@ RES_VALUE = 88     # LR/SC: the value LR loaded; SC is a host cmpxchg against it
 JIT_LAST = 89      # translation tier, during one call from the core: host address of the table
                    # slot of the last region a chained exit entered (0: none); the core clears it
 JIT_LAST_IC = 90   # ... and the instruction count at that entry (hot counts per region)
+EXT_IP = 91        # MEIP/SEIP as the PLIC drives them (cpu/irqchip.py writes it, under its lock)
 # PMP entries decoded when pmpcfg/pmpaddr are written: byte range [lo, hi) and cfg byte
 # (0 for an entry that is off), so an access check is a few compares per entry.
 PMP_LO = 128      # 16 slots
@@ -69,6 +70,36 @@ KIND_SIGNED = 0
 KIND_UNSIGNED = 1
 KIND_FP_S = 2
 KIND_FP_D = 3
+
+# ---- the PLIC's state `pl` (cpu/irqchip.py), shared by the harts of a machine ------------------
+# Sets of sources are PL_BITS words of 32 bits each (bit b of word w: source 32w + b), as the
+# registers lay them out. A hart's own array has PL_BASE 0: no PLIC, every access exits.
+PL_LOCK = 0          # spinlock word: 0 free, 1 held
+PL_BASE = 1          # guest physical address of the PLIC's window (0: none)
+PL_WINDOW = 2        # its size in bytes
+PL_NDEV = 3          # sources 1..PL_NDEV exist
+PL_NCTX = 4          # contexts: 2h is hart h in M-mode, 2h+1 hart h in S-mode
+PL_PMASK = 5         # priority bits implemented
+PL_NHART = 6         # harts bound (their s arrays' addresses at PL_HART_S)
+PL_MAX_SRC = 1024
+PL_MAX_HARTS = 64
+PL_MAX_CTX = 2 * PL_MAX_HARTS
+PL_BITS = PL_MAX_SRC // 32
+PL_PENDING = 32                          # PL_BITS words
+PL_CLAIMED = PL_PENDING + PL_BITS        # in service: claimed, not completed (gateway closed)
+PL_LEVEL = PL_CLAIMED + PL_BITS          # the input lines' levels
+PL_HART_S = PL_LEVEL + PL_BITS           # PL_MAX_HARTS host addresses (0: not bound)
+PL_THRESHOLD = PL_HART_S + PL_MAX_HARTS  # per context
+PL_OUT = PL_THRESHOLD + PL_MAX_CTX       # per context: 1 while its notification is asserted
+PL_PRIORITY = PL_OUT + PL_MAX_CTX        # per source
+PL_ENABLE = PL_PRIORITY + PL_MAX_SRC     # per context, PL_BITS words
+PL_SIZE = PL_ENABLE + PL_MAX_CTX * PL_BITS
+# Register map (RISC-V PLIC specification v1.0.0, "Memory Map")
+PLIC_PENDING_BASE = 0x001000
+PLIC_ENABLE_BASE = 0x002000
+PLIC_ENABLE_STRIDE = 0x80
+PLIC_CONTEXT_BASE = 0x200000
+PLIC_CONTEXT_STRIDE = 0x1000
 
 # ---- TLB ----------------------------------------------------------------------------------
 TLB_ENTRIES = 4096  # direct-mapped on virtual page number
@@ -215,7 +246,8 @@ MENVCFG_WMASK = MENVCFG_STCE | 1  # STCE (Sstc) and FIOM
 # ---- entering the core --------------------------------------------------------------------
 # core.run's arrays, in the order of the (address, length) table its caller passes it
 # (cpu/borrow.py, Hart._pack); their dtypes are fixed (core.run makes the views).
-RUN_ARRAYS = ("s", "c", "tlb", "ram8", "ram16", "ram32", "ram64", "rom8", "rvc", "ex", "jt", "jq", "jpg", "xc")
+RUN_ARRAYS = ("s", "c", "tlb", "ram8", "ram16", "ram32", "ram64", "rom8", "rvc", "ex", "jt", "jq", "jpg", "xc",
+              "pl")
 RUN_WORDS = 2 * len(RUN_ARRAYS)
 
 # ---- translation tier (cpu/jit) ----------------------------------------------------------------

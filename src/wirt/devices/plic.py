@@ -15,65 +15,70 @@ device that is still asserting becomes pending again at once. A line that drops 
 the request is claimed withdraws it (the level-gateway behaviour QEMU also models), so
 the guest is not sent after interrupts the device no longer asserts.
 
-Bit sets are Python ints (bit n = source n), which keeps the hot paths (line changes,
-claim) to a few integer operations even with 1023 sources.
+The state lives in one int64 array (`pl`, cpu/irqchip.py), so the harts' cores can serve the
+guest's claims and completions without leaving (the cores and this class change it under one
+spinlock). A context's notification reaches its hart through the hart's s[EXT_IP] word
+(`bind_hart`); when a change made here raises a hart's line, `on_rise` hears which harts, so
+the machine can wake them.
 """
 
 from __future__ import annotations
 
-import threading
-from typing import Any, Sequence
+from typing import Any, Callable
 
+import numpy as np
+
+from wirt.cpu import irqchip
+from wirt.cpu import layout as L
 from wirt.devices.irq import IrqLine
 from wirt.devices.mmio import read_lanes
 from wirt.errors import WirtError
 
 __all__ = ["Plic", "PLIC_SIZE"]
 
-PRIORITY_BASE = 0x000000
-PENDING_BASE = 0x001000
-ENABLE_BASE = 0x002000
-ENABLE_STRIDE = 0x80
-CONTEXT_BASE = 0x200000
-CONTEXT_STRIDE = 0x1000
-
 #: Size of the MMIO window on QEMU's virt board (room for 1024 contexts).
 PLIC_SIZE = 0x600000
 
 
 class Plic:
-    """The PLIC: `ndev` level-triggered sources routed to one output line per context.
+    """The PLIC: `ndev` level-triggered sources routed to `num_contexts` contexts.
 
-    `outputs[c]` is driven high while context c has an enabled pending source whose
-    priority exceeds the context's threshold (spec "Interrupt Notifications").
+    Context c's notification (`output(c)`) is asserted while it has an enabled pending source
+    whose priority exceeds its threshold (spec "Interrupt Notifications"). `base`: the guest
+    physical address of the window, which lets the harts' cores serve claims and completions.
     """
 
     def __init__(
         self,
-        outputs: Sequence[IrqLine],
+        num_contexts: int,
         ndev: int = 96,
         priority_bits: int = 3,
         size: int = PLIC_SIZE,
+        base: int = 0,
+        on_rise: Callable[[int], None] | None = None,
     ) -> None:
-        if not 1 <= ndev <= 1023:
-            raise WirtError(f"PLIC source count must be 1..1023, not {ndev}")
-        nctx = len(outputs)
-        if not 1 <= nctx <= (size - CONTEXT_BASE) // CONTEXT_STRIDE:
-            raise WirtError(f"PLIC context count {nctx} does not fit a {size:#x}-byte window")
+        if not 1 <= ndev < L.PL_MAX_SRC:
+            raise WirtError(f"PLIC source count must be 1..{L.PL_MAX_SRC - 1}, not {ndev}")
+        limit = min(L.PL_MAX_CTX, (size - L.PLIC_CONTEXT_BASE) // L.PLIC_CONTEXT_STRIDE)
+        if not 1 <= num_contexts <= limit:
+            raise WirtError(f"PLIC context count {num_contexts} must be 1..{limit} (two per hart)")
         self.size = size
         self.ndev = ndev
-        self.num_contexts = nctx
-        self.outputs = list(outputs)
-        self._prio_mask = (1 << priority_bits) - 1
-        # bits 1..ndev exist; source 0 is reserved (spec: "no interrupt")
-        self._valid = ((1 << (ndev + 1)) - 1) & ~1
-        self._lock = threading.RLock()
+        self.num_contexts = num_contexts
+        #: called with a mask of harts (bit h) whose line a change made here raised
+        self.on_rise = on_rise
+        self.pl = np.zeros(L.PL_SIZE, dtype=np.int64)
+        self.pl[L.PL_BASE] = base
+        self.pl[L.PL_WINDOW] = size
+        self.pl[L.PL_NDEV] = ndev
+        self.pl[L.PL_NCTX] = num_contexts
+        self.pl[L.PL_PMASK] = (1 << priority_bits) - 1
         self._lines: list[IrqLine] = [IrqLine(self._make_sink(n), f"plic.{n}") for n in range(ndev + 1)]
         self.reset()
 
     # ---- wiring -------------------------------------------------------------------
 
-    def _make_sink(self, src: int):
+    def _make_sink(self, src: int) -> Callable[[bool], None]:
         def sink(level: bool) -> None:
             self.set_source(src, level)
 
@@ -85,86 +90,53 @@ class Plic:
             raise WirtError(f"PLIC has no interrupt source {n} (valid: 1..{self.ndev})")
         return self._lines[n]
 
+    def bind_hart(self, hart: int, s: np.ndarray) -> None:
+        """Drive hart `hart`'s EXT_IP word in its state array `s` (contexts 2h and 2h+1);
+        the caller keeps `s` alive as long as this PLIC."""
+        if not 0 <= hart < L.PL_MAX_HARTS or s.dtype != np.int64 or len(s) != L.S_SIZE:
+            raise ValueError("bind_hart needs a hart number below 64 and its int64 state array")
+        pl = self.pl
+        irqchip.lock(pl)
+        pl[L.PL_HART_S + hart] = s.ctypes.data
+        pl[L.PL_NHART] = max(int(pl[L.PL_NHART]), hart + 1)
+        rose = irqchip.update(pl)
+        irqchip.unlock(pl)
+        self._rose(rose)
+
+    def output(self, ctx: int) -> bool:
+        """Whether context `ctx`'s notification is asserted."""
+        return bool(self.pl[L.PL_OUT + ctx])
+
+    def _rose(self, harts: int) -> None:
+        if harts and self.on_rise is not None:
+            self.on_rise(harts)
+
     def set_source(self, src: int, level: bool) -> None:
         """Gateway input: source `src` line is now `level`."""
-        bit = 1 << src
-        with self._lock:
-            before = self._pending
-            if level:
-                self._level |= bit
-                if not self._claimed & bit:
-                    self._pending |= bit
-            else:
-                self._level &= ~bit
-                self._pending &= ~bit
-            if self._pending != before:  # the outputs depend on pending, not on the level
-                self._update()
-
-    # ---- core logic ---------------------------------------------------------------
+        self._rose(irqchip.set_source(self.pl, src, 1 if level else 0))
 
     def reset(self) -> None:
         """Power-on state: everything masked, nothing pending or in service."""
-        with self._lock:
-            n = self.num_contexts
-            self._priority = [0] * (self.ndev + 1)
-            self._enable = [0] * n
-            self._threshold = [0] * n
-            self._pending = 0
-            self._claimed = 0
-            self._level = 0
-            # a line that is high stays high across reset: re-sample it
-            for src in range(1, self.ndev + 1):
-                if self._lines[src].level:
-                    self._level |= 1 << src
-                    self._pending |= 1 << src
-            self._update()
-
-    def _best(self, ctx: int, threshold: int) -> int:
-        """Highest-priority enabled pending source above `threshold` (ties: lowest id), or 0."""
-        cand = self._pending & self._enable[ctx]
-        best, best_prio = 0, threshold
-        prio = self._priority
-        while cand:
-            low = cand & -cand
-            src = low.bit_length() - 1
-            p = prio[src]
-            if p > best_prio:  # strict '>' keeps the lowest id on ties
-                best, best_prio = src, p
-            cand ^= low
-        return best
-
-    def _update(self) -> None:
-        pending, enable, threshold = self._pending, self._enable, self._threshold
-        for ctx, out in enumerate(self.outputs):
-            # nothing enabled pending (most contexts, most of the time): no search
-            out.set(bool(pending & enable[ctx]) and self._best(ctx, threshold[ctx]) != 0)
+        pl = self.pl
+        irqchip.lock(pl)
+        pl[L.PL_PENDING: L.PL_HART_S] = 0  # pending, claimed, level
+        pl[L.PL_THRESHOLD: L.PL_SIZE] = 0  # thresholds, notifications, priorities, enables
+        # a line that is high stays high across reset: re-sample it
+        for src in range(1, self.ndev + 1):
+            if self._lines[src].level:
+                pl[L.PL_LEVEL + (src >> 5)] |= 1 << (src & 31)
+                pl[L.PL_PENDING + (src >> 5)] |= 1 << (src & 31)
+        rose = irqchip.update(pl)
+        irqchip.unlock(pl)
+        self._rose(rose)
 
     def claim(self, ctx: int) -> int:
-        """Claim for context `ctx` (spec "Interrupt Claim Process"): returns the id or 0.
-
-        The claim ignores the threshold, but priority-0 sources never interrupt.
-        """
-        with self._lock:
-            src = self._best(ctx, 0)
-            if src:
-                bit = 1 << src
-                self._pending &= ~bit
-                self._claimed |= bit
-                self._update()
-            return src
+        """Claim for context `ctx` (spec "Interrupt Claim Process"): returns the id or 0."""
+        return self._read32(L.PLIC_CONTEXT_BASE + L.PLIC_CONTEXT_STRIDE * ctx + 4)
 
     def complete(self, ctx: int, src: int) -> None:
         """Completion (spec "Interrupt Completion"); ignored unless src is enabled for ctx."""
-        if not 1 <= src <= self.ndev:
-            return
-        bit = 1 << src
-        with self._lock:
-            if not self._enable[ctx] & bit:
-                return
-            self._claimed &= ~bit
-            if self._level & bit:  # still asserted: pending again at once
-                self._pending |= bit
-                self._update()
+        self._write32(L.PLIC_CONTEXT_BASE + L.PLIC_CONTEXT_STRIDE * ctx + 4, src)
 
     # ---- MMIO -----------------------------------------------------------------------
 
@@ -182,78 +154,54 @@ class Plic:
             self._write32(offset + 4, (value >> 32) & 0xFFFF_FFFF)
 
     def _read32(self, off: int) -> int:
-        if off >= CONTEXT_BASE:
-            ctx, reg = divmod(off - CONTEXT_BASE, CONTEXT_STRIDE)
-            if ctx >= self.num_contexts:
-                return 0
-            if reg == 4:
-                return self.claim(ctx)
-            if reg == 0:
-                return self._threshold[ctx]
-            return 0
-        if off < PENDING_BASE:
-            src = off >> 2
-            return self._priority[src] if src <= self.ndev else 0
-        if off < ENABLE_BASE:
-            word = (off - PENDING_BASE) >> 2
-            return (self._pending >> (32 * word)) & 0xFFFF_FFFF
-        ctx, woff = divmod(off - ENABLE_BASE, ENABLE_STRIDE)
-        if ctx >= self.num_contexts:
-            return 0
-        return (self._enable[ctx] >> (8 * woff)) & 0xFFFF_FFFF
+        return int(irqchip.read32(self.pl, off))
 
     def _write32(self, off: int, value: int) -> None:
-        if off >= CONTEXT_BASE:
-            ctx, reg = divmod(off - CONTEXT_BASE, CONTEXT_STRIDE)
-            if ctx >= self.num_contexts:
-                return
-            if reg == 4:
-                self.complete(ctx, value)
-            elif reg == 0:
-                with self._lock:
-                    self._threshold[ctx] = value & self._prio_mask
-                    self._update()
-            return
-        if off < PENDING_BASE:
-            src = off >> 2
-            if 1 <= src <= self.ndev:
-                with self._lock:
-                    self._priority[src] = value & self._prio_mask
-                    self._update()
-            return
-        if off < ENABLE_BASE:
-            return  # pending bits are read-only here
-        ctx, woff = divmod(off - ENABLE_BASE, ENABLE_STRIDE)
-        if ctx >= self.num_contexts:
-            return
-        shift = 8 * woff  # woff is a byte offset, multiple of 4
-        with self._lock:
-            en = self._enable[ctx] & ~(0xFFFF_FFFF << shift)
-            self._enable[ctx] = (en | (value << shift)) & self._valid
-            self._update()
+        self._rose(int(irqchip.write32(self.pl, off, value, False)))
 
     # ---- snapshots --------------------------------------------------------------
 
+    def _bits(self, at: int) -> int:
+        """A set of sources as one Python int (bit n = source n)."""
+        return sum(int(w) << (32 * i) for i, w in enumerate(self.pl[at: at + L.PL_BITS]))
+
+    def _set_bits(self, at: int, value: int) -> None:
+        for i in range(L.PL_BITS):
+            self.pl[at + i] = (value >> (32 * i)) & 0xFFFF_FFFF
+
     def state(self) -> dict[str, Any]:
-        with self._lock:
+        pl, n = self.pl, self.num_contexts
+        irqchip.lock(pl)
+        try:
             return {
                 "ndev": self.ndev,
-                "priority": list(self._priority),
-                "enable": [hex(e) for e in self._enable],
-                "threshold": list(self._threshold),
-                "pending": hex(self._pending),
-                "claimed": hex(self._claimed),
-                "level": hex(self._level),
+                "priority": [int(p) for p in pl[L.PL_PRIORITY: L.PL_PRIORITY + self.ndev + 1]],
+                "enable": [hex(self._bits(L.PL_ENABLE + c * L.PL_BITS)) for c in range(n)],
+                "threshold": [int(t) for t in pl[L.PL_THRESHOLD: L.PL_THRESHOLD + n]],
+                "pending": hex(self._bits(L.PL_PENDING)),
+                "claimed": hex(self._bits(L.PL_CLAIMED)),
+                "level": hex(self._bits(L.PL_LEVEL)),
             }
+        finally:
+            irqchip.unlock(pl)
 
     def load_state(self, d: dict[str, Any]) -> None:
         if d.get("ndev") != self.ndev or len(d["enable"]) != self.num_contexts:
             raise WirtError("PLIC snapshot does not match this machine's PLIC configuration")
-        with self._lock:
-            self._priority = [int(p) & self._prio_mask for p in d["priority"]]
-            self._enable = [int(e, 16) & self._valid for e in d["enable"]]
-            self._threshold = [int(t) & self._prio_mask for t in d["threshold"]]
-            self._pending = int(d["pending"], 16) & self._valid
-            self._claimed = int(d["claimed"], 16) & self._valid
-            self._level = int(d["level"], 16) & self._valid
-            self._update()
+        pl = self.pl
+        pmask = int(pl[L.PL_PMASK])
+        valid = ((1 << (self.ndev + 1)) - 1) & ~1
+        irqchip.lock(pl)
+        try:
+            pl[L.PL_PRIORITY: L.PL_PRIORITY + self.ndev + 1] = [int(p) & pmask for p in d["priority"]]
+            pl[L.PL_PRIORITY] = 0
+            for c, e in enumerate(d["enable"]):
+                self._set_bits(L.PL_ENABLE + c * L.PL_BITS, int(e, 16) & valid)
+            pl[L.PL_THRESHOLD: L.PL_THRESHOLD + self.num_contexts] = [int(t) & pmask for t in d["threshold"]]
+            self._set_bits(L.PL_PENDING, int(d["pending"], 16) & valid)
+            self._set_bits(L.PL_CLAIMED, int(d["claimed"], 16) & valid)
+            self._set_bits(L.PL_LEVEL, int(d["level"], 16) & valid)
+            rose = irqchip.update(pl)
+        finally:
+            irqchip.unlock(pl)
+        self._rose(rose)

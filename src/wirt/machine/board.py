@@ -9,7 +9,8 @@
 It owns guest memory, wires devices to addresses and interrupt lines, builds the device
 tree, places firmware/kernel/initrd/DTB, and turns the core's exits into device calls
 (DESIGN.md "engine contract"). Interrupts reach a core through its s[HW_IP] (MSIP from the
-CLINT, MEIP/SEIP from PLIC contexts 2h and 2h+1) plus s[ATTENTION] so a running slice notices
+CLINT) and s[EXT_IP] (MEIP/SEIP from PLIC contexts 2h and 2h+1, whose claims and completions
+the cores serve themselves: cpu/irqchip.py) plus s[ATTENTION] so a running slice notices
 them soon; a `threading.Event` per hart wakes it when it sleeps in WFI. Several harts run
 in machine/smp.py (a host thread per hart, or interleaved in deterministic mode).
 """
@@ -28,7 +29,6 @@ from wirt.cpu import layout as L
 from wirt.cpu.hart import Hart
 from wirt.devices.clint import Clint
 from wirt.devices.finisher import TestFinisher
-from wirt.devices.irq import IrqLine
 from wirt.devices.plic import Plic
 from wirt.devices.rtc import GoldfishRtc
 from wirt.devices.uart import Uart16550
@@ -223,11 +223,12 @@ class Machine:
         self._local = threading.local()        # .hart: the hart the current thread runs
         self._epoch_ns = DETERMINISTIC_EPOCH_NS if deterministic else time.time_ns()
 
-        outputs = []
-        for h in range(num_harts):  # PLIC context 2h: hart h in M-mode, 2h+1: in S-mode
-            outputs += [IrqLine(self._ip_sink(h, L.MIP_MEIP), f"hart{h}.meip"),
-                        IrqLine(self._ip_sink(h, L.MIP_SEIP), f"hart{h}.seip")]
-        self.plic = Plic(outputs, ndev=self.config.plic_ndev)
+        # PLIC context 2h: hart h in M-mode, 2h+1: in S-mode. Its state is shared with the
+        # harts' cores, which serve claims and completions themselves (cpu/irqchip.py).
+        self.plic = Plic(2 * num_harts, ndev=self.config.plic_ndev, base=dt.PLIC_BASE, on_rise=self._kick)
+        for h, hart in enumerate(self.harts):
+            self.plic.bind_hart(h, hart.s)
+            hart.attach_irqchip(self.plic.pl)
         self.uart = Uart16550(self.plic.line(dt.UART_IRQ), on_output=self._uart_byte)
         self.rtc = GoldfishRtc(self.plic.line(dt.RTC_IRQ), clock=self._rtc_clock)
         self.finisher = TestFinisher(self._finisher_event)
@@ -255,26 +256,23 @@ class Machine:
         self.reset()
 
     # ---- wiring helpers ---------------------------------------------------------------
-    def _ip_sink(self, hart: int, bit: int) -> Callable[[bool], None]:
-        s = memoryview(self.harts[hart].s)  # Python ints in and out: no numpy scalars per change
-        wake = self.wakes[hart]
-        lock, hw_ip, attention = self._ip_lock, L.HW_IP, L.ATTENTION
-
-        def sink(level: bool) -> None:
-            with lock:
-                if level:
-                    s[hw_ip] |= bit
-                else:
-                    s[hw_ip] &= ~bit
-                s[attention] |= 1  # re-check interrupts soon (cpu/layout.py)
-            # Only a rising line can end a WFI sleep, and a set event needs no second set (its
-            # lock and notify cost 1 us, twice an I/O request). Set after the write above: a
-            # hart that cleared `wake` then sees the bit when it checks for pending interrupts
-            # before it sleeps, so an already set event is left.
-            if level and not wake.is_set():
-                wake.set()
-
-        return sink
+    def _kick(self, harts: int) -> None:
+        """The PLIC raised the external interrupt line of the harts in the mask `harts` (bit h):
+        make each re-check its interrupts soon, and wake it if it sleeps in WFI."""
+        lock, attention = self._ip_lock, L.ATTENTION
+        h = 0
+        while harts:
+            if harts & 1:
+                with lock:
+                    self.harts[h].state_view[attention] |= 1  # re-check interrupts soon (cpu/layout.py)
+                # Set after the write above: a hart that cleared its event then sees the line
+                # when it checks for pending interrupts before it sleeps. A set event needs no
+                # second set (its lock and notify cost 1 us, twice an I/O request).
+                wake = self.wakes[h]
+                if not wake.is_set():
+                    wake.set()
+            harts >>= 1
+            h += 1
 
     def current_hart(self) -> int:
         """The hart whose exit the calling thread is serving (0 outside a run)."""
