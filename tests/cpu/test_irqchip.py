@@ -102,3 +102,26 @@ def test_without_a_plic_every_access_exits():
     ram[: len(code)] = np.frombuffer(code, dtype=np.uint8)
     hart = Hart(ram, RAM_BASE, 0, jit="off")
     assert hart.run(3) == L.EXIT_MMIO and hart.ex[L.EX_ADDR] == CTX1 + 4
+
+
+STATUS = 0x1000_1060  # a virtio-mmio slot's InterruptStatus; InterruptACK 4 bytes above
+
+
+def test_interrupt_status_and_acknowledge_run_in_the_core():
+    program = [*li32("t1", STATUS), lw("a0", "t1", 0), sw("a0", "t1", 4), lw("a1", "t1", 0), jal("zero", 0)]
+    (hart,), plic, rises = rig(program)
+    isr = plic.status_line(SRC, STATUS)
+    isr.change(1)  # a used buffer: the device raises its line
+    assert rises == [1] and hart.s[L.EXT_IP] == L.MIP_SEIP
+    assert hart.run(5) == L.EXIT_BUDGET  # the read and the acknowledgement: no exit
+    assert x(hart, "a0") == 1 and x(hart, "a1") == 0 and isr.value == 0
+    assert hart.s[L.EXT_IP] == 0 and plic.state()["pending"] == "0x0"  # the line fell unclaimed
+    isr.change(2)
+    assert rises == [1, 1] and plic.state()["level"] == hex(1 << SRC)
+
+
+def test_other_registers_of_a_status_device_exit():
+    program = [*li32("t1", STATUS), lw("a0", "t1", 8), jal("zero", 0)]
+    (hart,), plic, _ = rig(program)
+    plic.status_line(SRC, STATUS)
+    assert hart.run(3) == L.EXIT_MMIO and hart.ex[L.EX_ADDR] == STATUS + 8

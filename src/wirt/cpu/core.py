@@ -18,16 +18,16 @@ from wirt.cpu.csr import (
     take_trap,
 )
 from wirt.cpu.fpu import FP_WRITE_F, FP_WRITE_X, fp_compute
-from wirt.cpu.irqchip import NOT_HERE as PLIC_NOT_HERE
-from wirt.cpu.irqchip import read32 as plic_read32
-from wirt.cpu.irqchip import write32 as plic_write32
+from wirt.cpu.irqchip import NOT_HERE as IRQ_NOT_HERE
+from wirt.cpu.irqchip import core_load as irq_load
+from wirt.cpu.irqchip import core_store as irq_store
 from wirt.cpu.layout import (
     ACC_FETCH, ACC_LOAD, ACC_STORE, ATTENTION, CSR_FCSR, CSR_MIE, CSR_MSTATUS, CSR_SATP, CSR_STIMECMP,
     EX_ADDR, EX_KIND, EX_PC, EX_RD, EX_REASON, EX_SIZE_B, EX_STORE, EX_VADDR, EX_VALUE, EXC_BREAKPOINT,
     EXC_ECALL_U, EXC_ILLEGAL, EXC_INSN_ACCESS, EXC_LOAD_ACCESS, EXC_LOAD_MISALIGNED,
     EXC_STORE_ACCESS, EXC_STORE_MISALIGNED, EXIT_BUDGET, EXIT_HTIF, EXIT_MMIO, EXIT_WFI,
     F0, ICOUNT, KIND_FP_D, KIND_FP_S, KIND_SIGNED, KIND_UNSIGNED, MS_FS, MS_MPRV, MS_TSR, MS_TVM, MS_TW, MTIMECMP, PC,
-    PL_BASE, PL_WINDOW, PMP_ACTIVE, PMP_LOCKED, PRIV, PRV_M, PRV_S, PRV_U, PTE_D, PTE_R, PTE_U, PTE_W, PTE_X,
+    PL_BASE, PL_NSTATUS, PMP_ACTIVE, PMP_LOCKED, PRIV, PRV_M, PRV_S, PRV_U, PTE_D, PTE_R, PTE_U, PTE_W, PTE_X,
     RAM_BASE, RAM_SIZE,
     RES_VALUE, RESERVATION, ROM_BASE, ROM_SIZE, RUN_WORDS, TIME_BASE, TIME_ICOUNT, TIME_SHIFT, TLB_ENTRIES, TOHOST,
 )
@@ -240,7 +240,7 @@ def run(arrays, budget):
     8/16/32/64-bit words, the boot ROM, the RVC expansion table, the exit record ex, and for
     the translation tier this hart's table jt and request queue jq, the machine's code-page
     words jpg and the hart's template-tier code buffer xc; last the machine's PLIC state pl
-    (cpu/irqchip.py; PL_BASE 0: none). With jq[JQ_THRESHOLD] == 0 the translation tier is off.
+    (cpu/irqchip.py; PL_BASE 0 and no status registers: none). With jq[JQ_THRESHOLD] == 0 the translation tier is off.
     """
     # The caller holds every array for the whole call: the core works on views made from
     # their addresses, which cost nothing to pass and carry no reference counts (cpu/borrow.py).
@@ -260,8 +260,7 @@ def run(arrays, budget):
     jpg = int64_at(a[24], a[25])
     xc = uint8_at(a[26], a[27])
     pl = int64_at(a[28], a[29])
-    plb = pl[PL_BASE]  # the PLIC's window, whose claims and completions are served here
-    plw = pl[PL_WINDOW]
+    nirq = pl[PL_BASE] != 0 or pl[PL_NSTATUS] != 0  # interrupt registers served here
     pc = s[PC]
     icount = s[ICOUNT]
     end = icount + budget
@@ -718,29 +717,32 @@ def run(arrays, budget):
                         sb = 1 << (8 * size - 1)
                         v = (v ^ sb) - sb
                     s[dest] = v
-                elif (plb != 0 and size == 4 and not fp and pa >= plb and pa - plb < plw
-                      and (pa & 3) == 0):
-                    # The PLIC, served here (cpu/irqchip.py): lw sign-extends, lwu does not.
-                    v = plic_read32(pl, pa - plb)
-                    if f3 == 2:
-                        v = (v ^ 0x80000000) - 0x80000000
-                    s[dest] = v
                 else:
-                    # Outside RAM: leave the core so the machine can call the device.
-                    ex[EX_REASON] = EXIT_MMIO
-                    ex[EX_ADDR] = pa
-                    ex[EX_VADDR] = addr
-                    ex[EX_SIZE_B] = size
-                    ex[EX_STORE] = 0
-                    ex[EX_RD] = dest
-                    if fp:
-                        ex[EX_KIND] = KIND_FP_S if f3 == 2 else KIND_FP_D
+                    v = -1
+                    if nirq and size == 4 and not fp and (pa & 3) == 0:
+                        # The PLIC or an interrupt status register, served here
+                        # (cpu/irqchip.py): lw sign-extends, lwu does not.
+                        v = irq_load(pl, pa)
+                    if v >= 0:
+                        if f3 == 2:
+                            v = (v ^ 0x80000000) - 0x80000000
+                        s[dest] = v
                     else:
-                        ex[EX_KIND] = KIND_UNSIGNED if f3 >= 4 else KIND_SIGNED
-                    ex[EX_PC] = pc
-                    s[PC] = npc
-                    s[ICOUNT] = icount + 1
-                    return EXIT_MMIO
+                        # Outside RAM: leave the core so the machine can call the device.
+                        ex[EX_REASON] = EXIT_MMIO
+                        ex[EX_ADDR] = pa
+                        ex[EX_VADDR] = addr
+                        ex[EX_SIZE_B] = size
+                        ex[EX_STORE] = 0
+                        ex[EX_RD] = dest
+                        if fp:
+                            ex[EX_KIND] = KIND_FP_S if f3 == 2 else KIND_FP_D
+                        else:
+                            ex[EX_KIND] = KIND_UNSIGNED if f3 >= 4 else KIND_SIGNED
+                        ex[EX_PC] = pc
+                        s[PC] = npc
+                        s[ICOUNT] = icount + 1
+                        return EXIT_MMIO
         elif op == 0x23 or op == 0x27:  # STORE, STORE-FP (fsw, fsd)
             addr = s[rs1] + (((inst >> 25) << 5) | ((inst >> 7) & 31))
             if op == 0x27 and ((f3 != 2 and f3 != 3) or (c[CSR_MSTATUS] & MS_FS) == 0):
@@ -807,9 +809,8 @@ def run(arrays, budget):
                         end -= 1  # a trap uses budget too, so a trap loop still returns
                         limit = 0
                         continue
-                elif (plb != 0 and size == 4 and pa >= plb and pa - plb < plw and (pa & 3) == 0
-                      and plic_write32(pl, pa - plb, val, True) != PLIC_NOT_HERE):
-                    pass  # a completion the PLIC took here (cpu/irqchip.py)
+                elif nirq and size == 4 and (pa & 3) == 0 and irq_store(pl, pa, val) != IRQ_NOT_HERE:
+                    pass  # a completion or acknowledgement made here (cpu/irqchip.py)
                 else:
                     ex[EX_REASON] = EXIT_MMIO
                     ex[EX_ADDR] = pa

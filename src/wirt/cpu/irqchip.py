@@ -8,6 +8,11 @@ completion and, with Linux, a read of an enable word, each an MMIO exit through 
 kernel for the same reason. All state is in `pl`, changed only under its spinlock (`PL_LOCK`),
 from hart threads without the GIL and from device threads through Python.
 
+The same goes for the interrupt status registers bound to a source (virtio-mmio's
+InterruptStatus, read at every interrupt, and InterruptACK, written: two more exits): their
+bits live in `pl` too (PL_STATUS), the source's line is high while any is set, and an
+acknowledgement only clears bits, so only lowers a line.
+
 The model is the one devices/plic.py documents: level-triggered sources, a gateway that holds a
 claimed source until completion (RISC-V PLIC specification v1.0.0, "Interrupt Gateways",
 "Interrupt Claim Process", "Interrupt Completion"), ties to the lowest id. Each context's
@@ -22,12 +27,14 @@ from numba import njit
 from wirt.cpu.atomics import amo_swap, cas
 from wirt.cpu.borrow import int64_at
 from wirt.cpu.layout import (
-    EXT_IP, MIP_MEIP, MIP_SEIP, PL_CLAIMED, PL_ENABLE, PL_BITS, PL_HART_S, PL_LEVEL, PL_LOCK, PL_NCTX,
-    PL_NDEV, PL_NHART, PL_OUT, PL_PENDING, PL_PMASK, PL_PRIORITY, PL_THRESHOLD, PLIC_CONTEXT_BASE,
+    EXT_IP, MIP_MEIP, MIP_SEIP, PL_BASE, PL_BITS, PL_CLAIMED, PL_ENABLE, PL_HART_S, PL_LEVEL, PL_LOCK,
+    PL_NCTX, PL_NDEV, PL_NHART, PL_NSTATUS, PL_OUT, PL_PENDING, PL_PMASK, PL_PRIORITY, PL_STATUS,
+    PL_STATUS_W, PL_THRESHOLD, PL_WINDOW, PLIC_CONTEXT_BASE,
     PLIC_CONTEXT_STRIDE, PLIC_ENABLE_BASE, PLIC_ENABLE_STRIDE, PLIC_PENDING_BASE, S_SIZE,
 )
 
-__all__ = ["lock", "unlock", "update", "set_source", "read32", "write32", "NOT_HERE"]
+__all__ = ["lock", "unlock", "update", "set_source", "status_change", "read32", "write32", "core_load",
+           "core_store", "NOT_HERE"]
 
 #: write32's answer to the core for a write only Python may make (it may raise a line)
 NOT_HERE = -1
@@ -88,11 +95,11 @@ def update(pl):
 
 
 @njit(cache=True, nogil=True)
-def set_source(pl, src, level):
-    """Gateway input: source `src`'s line is now `level` (0 or 1). Returns the harts raised."""
+def _drive(pl, src, level):
+    """The gateway (lock held): source `src`'s line is now `level` (0 or 1); returns whether
+    the notifications must be recomputed (they depend on pending, not on the level)."""
     w = PL_PENDING + (src >> 5)
     bit = 1 << (src & 31)
-    lock(pl)
     before = pl[w]
     if level != 0:
         pl[PL_LEVEL + (src >> 5)] |= bit
@@ -101,11 +108,57 @@ def set_source(pl, src, level):
     else:
         pl[PL_LEVEL + (src >> 5)] &= ~bit
         pl[w] &= ~bit  # withdrawn before it was claimed
-    rose = 0
-    if pl[w] != before:  # the notifications depend on pending, not on the level
-        rose = update(pl)
+    return pl[w] != before
+
+
+@njit(cache=True, nogil=True)
+def set_source(pl, src, level):
+    """Gateway input: source `src`'s line is now `level` (0 or 1). Returns the harts raised."""
+    lock(pl)
+    rose = update(pl) if _drive(pl, src, level) else 0
     unlock(pl)
     return rose
+
+
+@njit(cache=True, nogil=True)
+def status_change(pl, i, set_bits, clear_bits):
+    """Status register i's bits become (bits & ~clear_bits) | set_bits, and its source's line
+    follows (high while any bit is set). Returns the harts raised (none when only clearing)."""
+    e = PL_STATUS + i * PL_STATUS_W
+    lock(pl)
+    v = (pl[e + 1] & ~clear_bits) | set_bits
+    pl[e + 1] = v
+    rose = update(pl) if _drive(pl, pl[e + 2], 1 if v != 0 else 0) else 0
+    unlock(pl)
+    return rose
+
+
+@njit(cache=True, nogil=True)
+def core_load(pl, pa):
+    """A 32-bit load at guest physical address `pa` (aligned) that the core serves: a PLIC
+    register, or a bound interrupt status register; -1 for anything else (an exit)."""
+    base = pl[PL_BASE]
+    if base != 0 and pa >= base and pa - base < pl[PL_WINDOW]:
+        return read32(pl, pa - base)
+    for i in range(pl[PL_NSTATUS]):
+        e = PL_STATUS + i * PL_STATUS_W
+        if pa == pl[e]:
+            return pl[e + 1]
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def core_store(pl, pa, value):
+    """A 32-bit store at `pa` (aligned) from a hart's core: a PLIC write that cannot raise a
+    line (write32), or an acknowledgement (a write 4 bytes above a bound status register:
+    virtio-mmio's InterruptACK clears the bits written). NOT_HERE, nothing changed: an exit."""
+    base = pl[PL_BASE]
+    if base != 0 and pa >= base and pa - base < pl[PL_WINDOW]:
+        return write32(pl, pa - base, value, True)
+    for i in range(pl[PL_NSTATUS]):
+        if pa == pl[PL_STATUS + i * PL_STATUS_W] + 4:
+            return status_change(pl, i, 0, value & 0xFFFFFFFF)
+    return NOT_HERE
 
 
 @njit(cache=True, nogil=True)

@@ -81,6 +81,7 @@ PL_NDEV = 3          # sources 1..PL_NDEV exist
 PL_NCTX = 4          # contexts: 2h is hart h in M-mode, 2h+1 hart h in S-mode
 PL_PMASK = 5         # priority bits implemented
 PL_NHART = 6         # harts bound (their s arrays' addresses at PL_HART_S)
+PL_NSTATUS = 7       # status registers bound (PL_STATUS)
 PL_MAX_SRC = 1024
 PL_MAX_HARTS = 64
 PL_MAX_CTX = 2 * PL_MAX_HARTS
@@ -93,7 +94,13 @@ PL_THRESHOLD = PL_HART_S + PL_MAX_HARTS  # per context
 PL_OUT = PL_THRESHOLD + PL_MAX_CTX       # per context: 1 while its notification is asserted
 PL_PRIORITY = PL_OUT + PL_MAX_CTX        # per source
 PL_ENABLE = PL_PRIORITY + PL_MAX_SRC     # per context, PL_BITS words
-PL_SIZE = PL_ENABLE + PL_MAX_CTX * PL_BITS
+# Interrupt status registers whose bits drive a source (virtio-mmio's InterruptStatus, with
+# InterruptACK 4 bytes above it): PL_MAX_STATUS entries of PL_STATUS_W words: the register's
+# guest physical address, its bits, the source they drive (high while any bit is set).
+PL_MAX_STATUS = 16
+PL_STATUS_W = 3
+PL_STATUS = PL_ENABLE + PL_MAX_CTX * PL_BITS
+PL_SIZE = PL_STATUS + PL_MAX_STATUS * PL_STATUS_W
 # Register map (RISC-V PLIC specification v1.0.0, "Memory Map")
 PLIC_PENDING_BASE = 0x001000
 PLIC_ENABLE_BASE = 0x002000

@@ -34,7 +34,7 @@ from wirt.devices.irq import IrqLine
 from wirt.devices.mmio import read_lanes
 from wirt.errors import WirtError
 
-__all__ = ["Plic", "PLIC_SIZE"]
+__all__ = ["Plic", "StatusLine", "PLIC_SIZE"]
 
 #: Size of the MMIO window on QEMU's virt board (room for 1024 contexts).
 PLIC_SIZE = 0x600000
@@ -103,6 +103,24 @@ class Plic:
         irqchip.unlock(pl)
         self._rose(rose)
 
+    def status_line(self, src: int, address: int) -> StatusLine:
+        """An interrupt status register at guest physical `address` (its acknowledgement
+        register 4 bytes above) whose bits drive source `src`: virtio-mmio's InterruptStatus
+        and InterruptACK, which the harts' cores then serve themselves."""
+        self.line(src)  # checks the number
+        pl = self.pl
+        irqchip.lock(pl)
+        try:
+            i = int(pl[L.PL_NSTATUS])
+            if i == L.PL_MAX_STATUS:
+                raise WirtError(f"the PLIC binds at most {L.PL_MAX_STATUS} interrupt status registers")
+            e = L.PL_STATUS + i * L.PL_STATUS_W
+            pl[e], pl[e + 1], pl[e + 2] = address, 0, src
+            pl[L.PL_NSTATUS] = i + 1
+        finally:
+            irqchip.unlock(pl)
+        return StatusLine(self, i)
+
     def output(self, ctx: int) -> bool:
         """Whether context `ctx`'s notification is asserted."""
         return bool(self.pl[L.PL_OUT + ctx])
@@ -120,12 +138,16 @@ class Plic:
         pl = self.pl
         irqchip.lock(pl)
         pl[L.PL_PENDING: L.PL_HART_S] = 0  # pending, claimed, level
-        pl[L.PL_THRESHOLD: L.PL_SIZE] = 0  # thresholds, notifications, priorities, enables
+        pl[L.PL_THRESHOLD: L.PL_STATUS] = 0  # thresholds, notifications, priorities, enables
         # a line that is high stays high across reset: re-sample it
-        for src in range(1, self.ndev + 1):
-            if self._lines[src].level:
-                pl[L.PL_LEVEL + (src >> 5)] |= 1 << (src & 31)
-                pl[L.PL_PENDING + (src >> 5)] |= 1 << (src & 31)
+        high = [src for src in range(1, self.ndev + 1) if self._lines[src].level]
+        for i in range(int(pl[L.PL_NSTATUS])):
+            e = L.PL_STATUS + i * L.PL_STATUS_W
+            if pl[e + 1]:
+                high.append(int(pl[e + 2]))
+        for src in high:
+            pl[L.PL_LEVEL + (src >> 5)] |= 1 << (src & 31)
+            pl[L.PL_PENDING + (src >> 5)] |= 1 << (src & 31)
         rose = irqchip.update(pl)
         irqchip.unlock(pl)
         self._rose(rose)
@@ -205,3 +227,24 @@ class Plic:
         finally:
             irqchip.unlock(pl)
         self._rose(rose)
+
+
+class StatusLine:
+    """Bits of an interrupt status register driving a PLIC source, kept in the PLIC's shared
+    state (`Plic.status_line`): the line is high while any bit is set. The same interface as
+    devices/virtio/mmio.InterruptStatus, whose bits live in Python."""
+
+    __slots__ = ("_plic", "_pl", "_i", "_at")
+
+    def __init__(self, plic: Plic, index: int) -> None:
+        self._plic, self._pl, self._i = plic, plic.pl, index
+        self._at = L.PL_STATUS + index * L.PL_STATUS_W + 1
+
+    @property
+    def value(self) -> int:
+        """The bits now set."""
+        return int(self._pl[self._at])
+
+    def change(self, set_bits: int = 0, clear_bits: int = 0) -> None:
+        """Clear `clear_bits`, then set `set_bits`; the line follows."""
+        self._plic._rose(irqchip.status_change(self._pl, self._i, set_bits, clear_bits))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from wirt.devices.virtio import VirtioBlk, VirtioConsole, VirtioMmio, VirtioNet, VirtioRng
+from wirt.devices.virtio.mmio import INTERRUPT_STATUS
 from wirt.errors import WirtError
 from wirt.machine import devicetree as dt
 
@@ -20,7 +21,9 @@ def free_slot(machine: Any) -> int:
 def plug(machine: Any, device: Any) -> VirtioMmio:
     """Put a virtio device model on a virtio-mmio transport in the next free slot (IRQ 1 + slot)."""
     n = free_slot(machine)
-    dev = VirtioMmio(device, machine.memory, machine.plic.line(dt.VIRTIO_IRQ_BASE + n))
+    # InterruptStatus (and InterruptACK above it) in the PLIC's state: the cores serve them.
+    status = machine.plic.status_line(dt.VIRTIO_IRQ_BASE + n, dt.VIRTIO_BASE + n * dt.VIRTIO_STRIDE + INTERRUPT_STATUS)
+    dev = VirtioMmio(device, machine.memory, status)
     machine.virtio[n].device = dev
     return dev
 

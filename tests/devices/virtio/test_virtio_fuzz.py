@@ -133,7 +133,7 @@ def test_random_register_traffic(disk_path, kind, ops):
                 assert 0 <= v < 1 << (8 * size)
             else:
                 t.write(off, size, c & ((1 << (8 * size)) - 1))
-            assert t.irq.level == (t.interrupt_status != 0)
+            assert t.isr.irq.level == (t.interrupt_status != 0)
         assert mem.guards_intact()
     finally:
         close_device(t)
@@ -192,6 +192,6 @@ def test_random_queue_contents(disk_path, kind, data):
                 t.device.feed(data.draw(st.binary(max_size=50)))
             d.ack()
         assert mem.guards_intact()
-        assert t.irq.level == (t.interrupt_status != 0)
+        assert t.isr.irq.level == (t.interrupt_status != 0)
     finally:
         close_device(t)

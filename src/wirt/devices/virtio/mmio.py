@@ -71,6 +71,23 @@ _QUEUE_ADDR = {
 }
 
 
+class InterruptStatus:
+    """The InterruptStatus bits (§4.2.2) driving an interrupt line, high while any is set. The
+    board passes devices/plic.StatusLine instead, the same interface on the PLIC's shared
+    state, so the harts' cores serve InterruptStatus and InterruptACK without an exit."""
+
+    __slots__ = ("irq", "value")
+
+    def __init__(self, irq: IrqLine) -> None:
+        self.irq = irq
+        self.value = 0
+
+    def change(self, set_bits: int = 0, clear_bits: int = 0) -> None:
+        """Clear `clear_bits`, then set `set_bits`; the line follows."""
+        self.value = (self.value & ~clear_bits) | set_bits
+        self.irq.set(self.value != 0)
+
+
 class VirtioMmio:
     """A virtio-mmio (version 2) device slot wrapping a device-type model."""
 
@@ -78,11 +95,16 @@ class VirtioMmio:
     #: are logged and the device is marked DEVICE_NEEDS_RESET, keeping the VM alive.
     strict = False
 
-    def __init__(self, device: VirtioDevice, memory: MemoryLike, irq: IrqLine | None = None,
+    def __init__(self, device: VirtioDevice, memory: MemoryLike, irq: IrqLine | Any = None,
                  vendor_id: int = VENDOR_ID, size: int = 0x200) -> None:
+        """`irq`: the interrupt line, or an interrupt status object driving one
+        (`InterruptStatus`'s interface, e.g. devices/plic.StatusLine)."""
         self.size = size
         self.device = device
-        self.irq = irq if irq is not None else IrqLine()
+        if irq is None:
+            irq = IrqLine()
+        #: the InterruptStatus bits and the line they drive
+        self.isr = irq if hasattr(irq, "change") else InterruptStatus(irq)
         self.vendor_id = vendor_id
         self.lock = threading.RLock()
         self.ram = GuestRam(memory)
@@ -100,7 +122,7 @@ class VirtioMmio:
         self.driver_features = 0
         self.driver_features_sel = 0
         self.queue_sel = 0
-        self.interrupt_status = 0
+        self.isr.change(clear_bits=-1)
         for q in self.queues:
             q.reset()
             q.event_idx = q.indirect = False
@@ -111,7 +133,6 @@ class VirtioMmio:
             self._reset_registers()
             self.failure = None
             self.device.reset()
-            self._update_irq()
 
     @property
     def driver_ok(self) -> bool:
@@ -155,8 +176,7 @@ class VirtioMmio:
             self.status |= STATUS_DEVICE_NEEDS_RESET
             if self.status & STATUS_DRIVER_OK:
                 # §2.1.2: "the device MUST send a device configuration change notification".
-                self.interrupt_status |= INT_CONFIG_CHANGE
-                self._update_irq()
+                self.isr.change(INT_CONFIG_CHANGE)
 
     def _guard(self, fn: Callable[..., Any], *args: Any) -> None:
         try:
@@ -179,22 +199,22 @@ class VirtioMmio:
 
     # ---- interrupts (§4.2.2 InterruptStatus; §2.7.7, §2.7.10 suppression) ---------------------
 
-    def _update_irq(self) -> None:
-        self.irq.set(self.interrupt_status != 0)
+    @property
+    def interrupt_status(self) -> int:
+        """The InterruptStatus register's bits."""
+        return self.isr.value
 
     def notify_used(self, queue: Virtqueue) -> None:
         """After pushing used buffers: interrupt the driver unless it suppressed it."""
         if queue.should_interrupt():
-            self.interrupt_status |= INT_USED_BUFFER
-            self._update_irq()
+            self.isr.change(INT_USED_BUFFER)
 
     def config_changed(self) -> None:
         """The device changed its configuration space: new generation, config interrupt (§2.5.1)."""
         with self.lock:
             self.config_generation = (self.config_generation + 1) & 0xFFFF_FFFF
             if self.status & STATUS_DRIVER_OK:
-                self.interrupt_status |= INT_CONFIG_CHANGE
-                self._update_irq()
+                self.isr.change(INT_CONFIG_CHANGE)
 
     # ---- MMIO ------------------------------------------------------------------------------------
 
@@ -206,9 +226,9 @@ class VirtioMmio:
     def read(self, offset: int, size: int) -> int:
         if offset == INTERRUPT_STATUS and size == 4:
             # Read at every interrupt (vm_interrupt): first, and without the lock, since loading
-            # one int attribute is atomic and what a concurrent update changes is only whether
-            # this read sees its bit now or at the next interrupt, as on hardware.
-            return self.interrupt_status
+            # one int is atomic and what a concurrent update changes is only whether this read
+            # sees its bit now or at the next interrupt, as on hardware.
+            return self.isr.value
         with self.lock:
             if offset >= CONFIG:
                 return self._read_config(offset - CONFIG, size)
@@ -256,8 +276,7 @@ class VirtioMmio:
             if offset == QUEUE_NOTIFY:
                 self._notify(value & 0xFFFF)
             elif offset == INTERRUPT_ACK:
-                self.interrupt_status &= ~value
-                self._update_irq()
+                self.isr.change(clear_bits=value)
             elif offset == DEVICE_FEATURES_SEL:
                 self.device_features_sel = value
             elif offset == DRIVER_FEATURES:
@@ -342,10 +361,9 @@ class VirtioMmio:
             self.driver_features = int(d["driver_features"])
             self.driver_features_sel = int(d["driver_features_sel"])
             self.queue_sel = int(d["queue_sel"])
-            self.interrupt_status = int(d["interrupt_status"]) & 3
+            self.isr.change(int(d["interrupt_status"]) & 3, clear_bits=-1)
             self.config_generation = int(d["config_generation"])
             for q, qs in zip(self.queues, d.get("queues", [])):
                 q.load_state(qs)
             self.device.load_state(d.get("device", {}))
-            self._update_irq()
 
