@@ -279,6 +279,68 @@ def test_self_modifying_code_sees_the_new_instruction(fence: bool, jit: str) -> 
     lockstep(str(path), 1 << 20, 1_000_000)
 
 
+def group_stream(seed: int, mode: str) -> str:
+    """A loop over runs of 3-10 loads or stores on one base register (the template tier checks
+    such a run once: translate.group), some misaligned, some loading into their base last,
+    with a data pointer that moves across a page boundary, so some runs straddle it; in S mode
+    (`mode` "S", accesses through the TLB) or M mode."""
+    rnd = random.Random(seed)
+    out = (["ENTER_S"] if mode == "S" else []) + ["la s2, data", "li s0, 40"]
+    out += [f"li {r}, {rnd.getrandbits(64) - (1 << 63)}" for r in FREE]
+    out.append("0:")
+    for _ in range(12):
+        base = rnd.choice(["s2", "a6"])
+        if base == "a6":
+            out.append(f"addi a6, s2, {rnd.randint(0, 256)}")
+        start = rnd.randint(0, 300)
+        n = rnd.randint(3, 10)
+        free = [r for r in FREE if r != "a6"]
+        if rnd.random() < 0.5:
+            for m in range(n):
+                name, size = rnd.choice(LOADS)
+                off = (start + rnd.randint(0, 200)) & ~(0 if rnd.random() < 0.2 else size - 1)
+                rd = "a6" if base == "a6" and m == n - 1 and rnd.random() < 0.5 else rnd.choice(free)
+                out.append(f"{name} {rd}, {off}({base})")
+        else:
+            for _m in range(n):
+                name, size = rnd.choice(STORES)
+                off = (start + rnd.randint(0, 200)) & ~(0 if rnd.random() < 0.2 else size - 1)
+                out.append(f"{name} {rnd.choice(FREE + ['zero'])}, {off}({base})")
+        out.append(f"{rnd.choice(ALU_R)} {rnd.choice(free)}, {rnd.choice(FREE)}, {rnd.choice(FREE)}")
+    out += ["addi s2, s2, 97", "addi s0, s0, -1", "bnez s0, 0b"]
+    out += (["TO_M"] if mode == "S" else []) + [f"REC {r}" for r in FREE]
+    out += [".pushsection .data", ".align 12", "data: .fill 2048, 8, 0x5a", ".popsection"]
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("mode", ["M", "S"])
+def test_grouped_loads_and_stores_match_the_interpreter(seed: int, mode: str) -> None:
+    path = K.build(group_stream(seed, mode), f"jitgroup{mode}{seed}")
+    got = lockstep(str(path), 1 << 20, 400_000)  # RAM and registers compared at the end too
+    assert got["exit_code"] == 0 and got["template_regions"] > 0 and got["instructions"] > 3000, got
+
+
+def test_a_group_of_stores_onto_translated_code_invalidates_it() -> None:
+    """Three stores checked as one group (translate.group) rewrite translated code: the group's
+    page check sends them the way single stores go, which drops the translations."""
+    body = SMC.replace("    sw t1, 0(s2)           /* patch: li a0, 1 -> li a0, 5 */\n",
+                       "    lw t2, 4(s2)\n    lw t3, 8(s2)\n    sw t1, 0(s2)\n    sw t2, 4(s2)\n    sw t3, 8(s2)\n")
+    body = body.replace("FENCE_I", "nop")
+    body = body.replace("    li a0, 1\n    ret\n    li a0, 5\n",
+                        "    .option push\n    .option norvc\n    li a0, 1\n    ret\n    li a0, 5\n    .option pop\n")
+    path = K.build(body, "jitgroupsmc")
+    from wirt.machine.baremetal import BareMetal
+    from wirt.machine.elf import read_elf
+    m = BareMetal(str(path), 1 << 20, output=lambda b: None, jit="force")
+    assert m.run(1_000_000).exit_code == 0
+    results = read_elf(path).symbols["results"]
+    assert m.memory.read_u64(results) == 300
+    assert m.memory.read_u64(results + 8) == 5, "the patched instruction did not take effect"
+    assert m.hart.jit_stats()["invalidations"] >= 1
+    lockstep(str(path), 1 << 20, 1_000_000)
+
+
 def rewrite_and_run(body: str, name: str, label: str, stop: int, stat: str, least: int) -> None:
     """Run `body` translated (force) for `stop` instructions, with at least `least` of the
     tier's `stat`; rewrite the instruction at `label` to `li a0, 7` from outside the core (as

@@ -49,6 +49,8 @@ W_TAILS = 512           # the side-exit, limit-exit and mode-exit tails
 W_AT = 1024             # block starts by page halfword (all zero between calls)
 W_WORK = 4096           # working arrays
 MAX_CODE = 128 * 1024   # bytes a region can take at most (under 200 per instruction, with stubs)
+GROUP_MIN = 3           # loads or stores on one base register checked together (see `group`)
+GROUP_SPAN = 512        # bytes such a group may span at most
 NAN_BOX = -(1 << 32)
 
 # Instruction classes (what `kind` returns).
@@ -422,6 +424,83 @@ def access(b, p, size, store, dtlb, rmask, forbid_u, ram_base, ram_size, sites, 
         p, at = jcc(b, p, CC_NE)
         ns = add_site(sites, ns, at, stub)
     return p, ns
+
+
+@njit(cache=True, nogil=True)
+def group(ii, first, last, op):
+    """The loads (op 0x03) or stores (0x23) at ii[first:last] that can be checked together: the
+    same kind on the same base register, whose bytes span at most GROUP_SPAN, up to one that
+    loads into the base register (the last then). Returns (count, lowest offset, span).
+
+    Unrolled copy and fill loops are made of these (Linux's memset stores 32 doublewords from
+    one register, memcpy and the user copies load 8 and store 8): one TLB, permission, RAM,
+    page and code-page check for the whole group instead of one per access, about 25 host
+    instructions each."""
+    base = (ii[first] >> 15) & 31
+    lo = 0
+    hi = 0
+    g = 0
+    for j in range(first, last):
+        inst = ii[j]
+        f3 = (inst >> 12) & 7
+        if inst & 0x7F != op or (inst >> 15) & 31 != base or (op == 0x03 and f3 == 7) or (op == 0x23 and f3 > 3):
+            break
+        imm = (inst >> 20) if op == 0x03 else (((inst >> 25) << 5) | ((inst >> 7) & 31))
+        nlo = imm if g == 0 or imm < lo else lo
+        nhi = imm + (1 << (f3 & 3))
+        if g > 0 and hi > nhi:
+            nhi = hi
+        if nhi - nlo > GROUP_SPAN:
+            break
+        lo = nlo
+        hi = nhi
+        g += 1
+        if op == 0x03 and (inst >> 7) & 31 == base:
+            break
+    return g, lo, hi - lo
+
+
+@njit(cache=True, nogil=True)
+def group_fast(b, p, ii, first, g, lo, span, store, dtlb, rmask, forbid_u, ram_base, ram_size, hc, gs):
+    """The fast path of a group (see `group`): one check of its whole span, then the accesses as
+    plain host loads and stores. Returns (p, position of its closing jmp's rel32, failed checks
+    in gs); the caller points the failed checks at the group's ordinary code, each access with
+    its own checks (the slow path), and the jmp after it."""
+    base = (ii[first] >> 15) & 31
+    p = ldc(b, p, RAX, base, hc)
+    if lo != 0:
+        p = alu_ri(b, p, ADD, RAX, lo, 1)
+    p, ng = access(b, p, span, store, dtlb, rmask, forbid_u, ram_base, ram_size, gs, 0, 0)
+    if store:   # access compared HTIF's tohost with the first byte: the span must not hold it
+        p = mov_rm(b, p, RDX, RBX, 8 * TOHOST)
+        p = mov_ri(b, p, RCX, ram_base)
+        p = alu_rr(b, p, SUB, RDX, RCX, 1)
+        p = alu_rr(b, p, SUB, RDX, RAX, 1)
+        p = alu_ri(b, p, CMP, RDX, span, 1)
+        p, at = jcc(b, p, CC_B)
+        gs[ng, 0] = at
+        ng += 1
+    last = -1
+    for j in range(first, first + g):
+        inst = ii[j]
+        f3 = (inst >> 12) & 7
+        size = 1 << (f3 & 3)
+        if store:
+            d = (((inst >> 25) << 5) | ((inst >> 7) & 31)) - lo
+            rs2 = (inst >> 20) & 31
+            if rs2 != last:
+                p = ldc(b, p, RCX, rs2, hc)
+                last = rs2
+            p = store_x(b, p, size, RCX, RBP, RAX, 0, d)
+        else:
+            p = load_x(b, p, size, f3 < 4, RCX, RBP, RAX, 0, (inst >> 20) - lo)
+            rd = (inst >> 7) & 31
+            if rd != 0:
+                p = mov_mr(b, p, RBX, 8 * rd, RCX)
+    p, done = jmp(b, p)
+    for q in range(ng):
+        patch32(b, gs[q, 0], p)
+    return p, done
 
 
 @njit(cache=True, nogil=True)
@@ -1039,6 +1118,8 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
     hc, q = carve(w, q, 32)
     pg, q = carve(w, q, len(POOL))
     rr, q = carve(w, q, 1)
+    gs, q = carve(w, q, 32)                         # a group's failed checks (rel32 position, -)
+    gs = gs.reshape((16, 2))
     at = w[W_AT: W_AT + 2048]                       # kept all zero between calls
     nb, ni = discover(ram16, rvc, poff, entry, fp, bs, bf, bn, be, bo, ii, io, il, at, work,
                       entry if forward else 0)
@@ -1108,11 +1189,27 @@ def translate(b, pos, ram16, rvc, poff, entry, mode, ram_base, ram_size, fp_exec
         known = -1          # the guest register rax holds (see alu); none at a block's start
         cache_clear(hc, pg)   # nor in the register cache: a block may be jumped to from anywhere
         rr[0] = 0
+        gend = 0            # a group's slow path ends before instruction gend ...
+        gdone = -1          # ... where its fast path's jmp goes (rel32 position; -1: none)
         for j in range(n):
             inst = ii[bf[k] + j]
             off = io[bf[k] + j]
             op = inst & 0x7F
             c = kind(inst, fp)
+            if j == gend and gdone >= 0:
+                # Both paths of the group meet: only what both left in host registers is
+                # known (the fast path updated no cache), so nothing is.
+                patch32(b, gdone, p)
+                gdone = -1
+                cache_clear(hc, pg)
+                known = -1
+            if (op == 0x03 or op == 0x23) and j >= gend and j < n - 1:
+                g, lo, span = group(ii, bf[k] + j, bf[k] + n - 1, op)
+                if g >= GROUP_MIN:
+                    p, gdone = group_fast(b, p, ii, bf[k] + j, g, lo, span, op == 0x23, dtlb, rmask,
+                                          forbid_u, ram_base, ram_size, hc, gs)
+                    gend = j + g
+                    known = -1  # the slow path starts where rax was overwritten
             nk = -1             # what rax holds after this instruction
             if j == n - 1 and (c == K_BRANCH or c == K_JAL or c == K_JALR):
                 p = alu_ri(b, p, ADD, R15, n, 1)
