@@ -231,6 +231,22 @@ def credit(jt, jq, b, n, pc):
             jq[JQ_COUNT] = k + 1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def mmio_exit(s, ex, pa, vaddr, size, store, pc, npc, icount):
+    """Leave the core for the machine to call the device at `pa` (the exit record of layout.py
+    EX_*; a load's destination and kind, a store's value, are already in it): the access
+    counts as retired, pc moves past it, and the machine completes it."""
+    ex[EX_REASON] = EXIT_MMIO
+    ex[EX_ADDR] = pa
+    ex[EX_VADDR] = vaddr
+    ex[EX_SIZE_B] = size
+    ex[EX_STORE] = store
+    ex[EX_PC] = pc
+    s[PC] = npc
+    s[ICOUNT] = icount + 1
+    return EXIT_MMIO
+
+
 @njit(cache=True, nogil=True)
 def run(arrays, budget):
     """Run the hart for at most `budget` instructions; returns the exit reason (see layout).
@@ -729,20 +745,12 @@ def run(arrays, budget):
                         s[dest] = v
                     else:
                         # Outside RAM: leave the core so the machine can call the device.
-                        ex[EX_REASON] = EXIT_MMIO
-                        ex[EX_ADDR] = pa
-                        ex[EX_VADDR] = addr
-                        ex[EX_SIZE_B] = size
-                        ex[EX_STORE] = 0
                         ex[EX_RD] = dest
                         if fp:
                             ex[EX_KIND] = KIND_FP_S if f3 == 2 else KIND_FP_D
                         else:
                             ex[EX_KIND] = KIND_UNSIGNED if f3 >= 4 else KIND_SIGNED
-                        ex[EX_PC] = pc
-                        s[PC] = npc
-                        s[ICOUNT] = icount + 1
-                        return EXIT_MMIO
+                        return mmio_exit(s, ex, pa, addr, size, 0, pc, npc, icount)
         elif op == 0x23 or op == 0x27:  # STORE, STORE-FP (fsw, fsd)
             addr = s[rs1] + (((inst >> 25) << 5) | ((inst >> 7) & 31))
             if op == 0x27 and ((f3 != 2 and f3 != 3) or (c[CSR_MSTATUS] & MS_FS) == 0):
@@ -812,16 +820,8 @@ def run(arrays, budget):
                 elif nirq and size == 4 and (pa & 3) == 0 and irq_store(pl, pa, val) != IRQ_NOT_HERE:
                     pass  # a completion or acknowledgement made here (cpu/irqchip.py)
                 else:
-                    ex[EX_REASON] = EXIT_MMIO
-                    ex[EX_ADDR] = pa
-                    ex[EX_VADDR] = addr
-                    ex[EX_SIZE_B] = size
-                    ex[EX_STORE] = 1
                     ex[EX_VALUE] = val
-                    ex[EX_PC] = pc
-                    s[PC] = npc
-                    s[ICOUNT] = icount + 1
-                    return EXIT_MMIO
+                    return mmio_exit(s, ex, pa, addr, size, 1, pc, npc, icount)
         elif op == 0x63:  # BRANCH
             a = s[rs1]
             b = s[rs2]

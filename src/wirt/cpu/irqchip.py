@@ -215,6 +215,17 @@ def _valid(pl, w):
 
 
 @njit(cache=True, nogil=True)
+def _set(pl, index, value):
+    """A threshold, priority or enable word changed: store it and re-evaluate the outputs under
+    the lock; the contexts whose line rose (see update)."""
+    lock(pl)
+    pl[index] = value
+    rose = update(pl)
+    unlock(pl)
+    return rose
+
+
+@njit(cache=True, nogil=True)
 def write32(pl, off, value, core):
     """Write the 32-bit register at `off`; returns the harts whose line rose. With `core` set
     (a hart thread, which cannot wake another), only a completion whose source's line is low
@@ -229,11 +240,7 @@ def write32(pl, off, value, core):
         if reg == 0:
             if core:
                 return NOT_HERE
-            lock(pl)
-            pl[PL_THRESHOLD + ctx] = value & pl[PL_PMASK]
-            rose = update(pl)
-            unlock(pl)
-            return rose
+            return _set(pl, PL_THRESHOLD + ctx, value & pl[PL_PMASK])
         # completion: ignored unless the source is enabled for the context
         src = value
         if src < 1 or src > pl[PL_NDEV]:
@@ -261,11 +268,7 @@ def write32(pl, off, value, core):
             return 0
         if core:
             return NOT_HERE
-        lock(pl)
-        pl[PL_PRIORITY + src] = value & pl[PL_PMASK]
-        rose = update(pl)
-        unlock(pl)
-        return rose
+        return _set(pl, PL_PRIORITY + src, value & pl[PL_PMASK])
     if off < PLIC_ENABLE_BASE:
         return 0  # pending bits are read-only
     ctx = (off - PLIC_ENABLE_BASE) // PLIC_ENABLE_STRIDE
@@ -274,8 +277,4 @@ def write32(pl, off, value, core):
         return 0
     if core:
         return NOT_HERE
-    lock(pl)
-    pl[PL_ENABLE + ctx * PL_BITS + w] = value & _valid(pl, w)
-    rose = update(pl)
-    unlock(pl)
-    return rose
+    return _set(pl, PL_ENABLE + ctx * PL_BITS + w, value & _valid(pl, w))
