@@ -778,7 +778,7 @@ def test_optimized_code_is_installed_in_every_hart() -> None:
     jq0[L.JQ_HEAD: L.JQ_HEAD + L.JQ_ENTRY] = [0, mode | L.JQ_LEVEL2, RAM_BASE, 1]
     jq0[L.JQ_COUNT] = 1
     for jt, jq in tables:
-        cache.service(jt, jq)
+        cache.servicer(jt, jq)()
     b = slot_of(0, mode) * L.JT_W
     assert cache.stats["optimized"] == 1
     for jt, _ in tables:

@@ -155,13 +155,10 @@ class TranslationCache:
         return jt, jq, xc
 
     # ---- service (on the hart's thread, between time slices) ----------------------------------
-    def service(self, jt: np.ndarray, jq: np.ndarray) -> None:
-        """Take the hart's requests, start their compiles, install what has finished."""
-        self.servicer(jt, jq)()
-
     def servicer(self, jt: np.ndarray, jq: np.ndarray) -> Callable[[], None]:
-        """`service` for one hart's tables, as a function of no arguments with everything it
-        reads bound: Hart.run calls it at every return from the core (each MMIO exit, tens of
+        """The service of one hart's tables (take its requests, start their compiles, install
+        what has finished), as a function of no arguments with everything it reads bound:
+        Hart.run calls it at every return from the core (each MMIO exit, tens of
         thousands a second under I/O), and with nothing to do it returns before taking the
         lock, after reads only (of jq through a memoryview: Python ints, no numpy scalars; a
         compile finishing meanwhile is seen at the next call)."""
