@@ -232,19 +232,26 @@ def credit(jt, jq, b, n, pc):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def retire_exit(s, ex, reason, pc, npc, icount):
+    """Leave the core for the machine with the instruction at `pc` retired and pc past it
+    (an MMIO access the machine completes, a store to HTIF's tohost, a WFI that sleeps); the
+    rest of the exit record (layout.py EX_*) is already written."""
+    ex[EX_REASON] = reason
+    ex[EX_PC] = pc
+    s[PC] = npc
+    s[ICOUNT] = icount + 1
+    return reason
+
+
+@njit(cache=True, nogil=True, inline="always")
 def mmio_exit(s, ex, pa, vaddr, size, store, pc, npc, icount):
-    """Leave the core for the machine to call the device at `pa` (the exit record of layout.py
-    EX_*; a load's destination and kind, a store's value, are already in it): the access
-    counts as retired, pc moves past it, and the machine completes it."""
-    ex[EX_REASON] = EXIT_MMIO
+    """Leave the core for the machine to call the device at `pa` (a load's destination and
+    kind, a store's value, are already in the exit record)."""
     ex[EX_ADDR] = pa
     ex[EX_VADDR] = vaddr
     ex[EX_SIZE_B] = size
     ex[EX_STORE] = store
-    ex[EX_PC] = pc
-    s[PC] = npc
-    s[ICOUNT] = icount + 1
-    return EXIT_MMIO
+    return retire_exit(s, ex, EXIT_MMIO, pc, npc, icount)
 
 
 @njit(cache=True, nogil=True)
@@ -791,12 +798,8 @@ def run(arrays, budget):
                     if code_written(jpg, off):
                         jq[JQ_INVAL] += 1
                     if pa == tohost:
-                        ex[EX_REASON] = EXIT_HTIF
                         ex[EX_VALUE] = val
-                        ex[EX_PC] = pc
-                        s[PC] = npc
-                        s[ICOUNT] = icount + 1
-                        return EXIT_HTIF
+                        return retire_exit(s, ex, EXIT_HTIF, pc, npc, icount)
                 elif (addr & (size - 1)) != 0:
                     if off >= 0 and off <= nram - size and (addr & 0xFFF) <= 4096 - size:
                         # Misaligned within one page: one translation covers every byte.
@@ -1134,12 +1137,9 @@ def run(arrays, budget):
                     if priv == PRV_U or (priv == PRV_S and (c[CSR_MSTATUS] & MS_TW) != 0):
                         illegal = True
                     else:
-                        s[ICOUNT] = icount + 1
+                        s[ICOUNT] = icount + 1  # first: the timer comparators read the time from it
                         if (read_mip(s, c) & c[CSR_MIE]) == 0:
-                            s[PC] = npc
-                            ex[EX_REASON] = EXIT_WFI
-                            ex[EX_PC] = pc
-                            return EXIT_WFI
+                            return retire_exit(s, ex, EXIT_WFI, pc, npc, icount)
                         limit = 0
                 else:
                     illegal = True
