@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import shutil
 import subprocess
 import sys
@@ -73,6 +74,16 @@ def print_profile(label: str, path: Path) -> None:
 def qemu_exe() -> str | None:
     """qemu-system-riscv64's path, or None."""
     return shutil.which("qemu-system-riscv64")
+
+
+def qemu_version() -> str:
+    """The version qemu-system-riscv64 reports ("7.2.22"), so a table names the QEMU it ran."""
+    exe = qemu_exe()
+    if exe is None:
+        return "?"
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"version (\d+\.\d+(?:\.\d+)?)", out)
+    return m.group(1) if m else "?"
 
 
 def qemu_cmd(command: str, initrd: str | None = None, memory: str = "512M", devices: list[str] = (),

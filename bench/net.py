@@ -296,6 +296,7 @@ def report(args: argparse.Namespace, qemu_backends: list[str], initrd: Path) -> 
           "MB/s = 10^6 bytes/s")
     print(f"{'hypervisor':30s} {'guest->host':>11s} {'host->guest':>11s}")
     print(gb.host_load())
+    print(f"passt: {shutil.which('passt')} (the first on PATH, for both hypervisors)")
     w = best([each("wirt", run_wirt(args.mb, initrd, args.profile_file), args.runs) for _ in range(args.runs)])
     print(f"{'wirt (passt)':30s} {fmt(w.upload):>11s} {fmt(w.download):>11s}", flush=True)
     print(f"{'  host CPU, ms per MB':30s} {cpu_fmt(w.upload_cpu):>11s} {cpu_fmt(w.download_cpu):>11s}")
@@ -305,7 +306,7 @@ def report(args: argparse.Namespace, qemu_backends: list[str], initrd: Path) -> 
         print("qemu: not run (qemu-system-riscv64 not installed or --qemu none)")
     for backend in qemu_backends:
         q = best([each("qemu", run_qemu(args.mb, backend, initrd), args.runs) for _ in range(args.runs)])
-        label = "qemu 7.2 (passt, stream fd)" if backend == "passt" else "qemu 7.2 (slirp -netdev user)"
+        label = f"qemu {gb.qemu_version()} " + ("(passt, stream fd)" if backend == "passt" else "(slirp)")
         print(f"{label:30s} {fmt(q.upload):>11s} {fmt(q.download):>11s}", flush=True)
         print(f"{'  host CPU, ms per MB':30s} {cpu_fmt(q.upload_cpu):>11s} {cpu_fmt(q.download_cpu):>11s}")
         for note in q.notes:
