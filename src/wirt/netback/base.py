@@ -29,15 +29,16 @@ class NetBackend(ABC):
         """Start receiving; every incoming frame is passed to `deliver` on the backend thread."""
 
     @abstractmethod
-    def send(self, frame: bytes) -> None:
-        """Send one Ethernet frame (never blocks for long; drops when the peer is stuck)."""
+    def send(self, frame: bytes | memoryview) -> None:
+        """Send one Ethernet frame, any read-only bytes-like object (never blocks for long;
+        drops when the peer is stuck)."""
 
     def start_many(self, deliver_many: Callable[[list[bytes]], None]) -> None:
         """Start receiving, handing over the frames that arrive together in one call (so the NIC
         can deliver them with one interrupt); by default one frame a call."""
         self.start(lambda frame: deliver_many([frame]))
 
-    def send_many(self, frames: list[bytes]) -> None:
+    def send_many(self, frames: list[bytes | memoryview]) -> None:
         """Send several frames in order; stream backends write them with one system call."""
         for frame in frames:
             self.send(frame)

@@ -312,21 +312,68 @@ def test_net_rx_data_valid_only_for_trusted_backends():
         assert rx.read_in(h)[0] == flag
 
 
-@pytest.mark.parametrize("length", [2, 3, 4, 5, 6, 7, 61, 1500, 65521])
-def test_checksum_matches_rfc1071_on_any_length(length):
-    """The in-place checksum (summed in wide little-endian words) equals the RFC 1071 sum of
-    big-endian 16-bit words, whatever the length's remainder."""
-    import random
+def _gather_one(pieces: list[bytes], max_frame: int = 65553) -> tuple[bytes | None, int]:
+    """txframes.gather on one chain whose readable buffers are `pieces` (laid out with gaps
+    in a scratch RAM): the frame it produced (None: dropped) and the bytes it used."""
+    import numpy as np
 
-    from wirt.devices.virtio.net import complete_checksum
+    from wirt.devices.virtio import txframes
+
+    ram = np.zeros(sum(len(p) + 8 for p in pieces) + 8, dtype=np.uint8)
+    offs, lens, at = [], [], 8
+    for p in pieces:
+        ram[at:at + len(p)] = np.frombuffer(p, dtype=np.uint8)
+        offs.append(at)
+        lens.append(len(p))
+        at += len(p) + 8
+    total = sum(lens)
+    out = np.zeros((total + 7) & ~7 or 8, dtype=np.uint8)
+    res = np.zeros(2, dtype=np.int64)
+    used = txframes.gather(ram, np.array(offs, dtype=np.int64), np.array(lens, dtype=np.int64),
+                           np.array([0, len(pieces)], dtype=np.int64), np.array([len(pieces)], dtype=np.int64),
+                           np.array([total, 0], dtype=np.int64), 1, max_frame, out, out.view(np.uint32), res)
+    return (None if res[0] < 0 else out[res[0]:res[1]].tobytes()), used
+
+
+@pytest.mark.parametrize("length", [2, 3, 4, 5, 6, 7, 61, 1500, 65521])
+@pytest.mark.parametrize("start", [14, 13, 15, 16])
+def test_checksum_matches_rfc1071_on_any_length(length, start):
+    """The completed checksum (summed in 32-bit words in compiled code) equals the RFC 1071
+    sum of big-endian 16-bit words, whatever the length's remainder and the field's alignment."""
+    import random
 
     rnd = random.Random(length)
     body = bytearray(rnd.randbytes(length))
     body[0:2] = b"\x12\x34"  # the field: stays part of the sum, as the pseudo-header partial sum
-    frame = bytearray(b"\xaa" * 14) + body
+    frame = bytes(b"\xaa" * start) + body
     expect = ~_ones_sum(bytes(body)) & 0xFFFF or 0xFFFF
-    assert complete_checksum(frame, 14, 0)
-    assert struct.unpack(">H", frame[14:16])[0] == expect
+    hdr = struct.pack("<BBHHHHH", 1, 0, 0, 0, start, 0, 0)  # NEEDS_CSUM at the body's start
+    sent, _ = _gather_one([hdr + frame[:5], frame[5:]])
+    assert sent is not None and struct.unpack(">H", sent[start:start + 2])[0] == expect
+    assert sent[:start] == frame[:start] and sent[start + 2:] == frame[start + 2:]
+
+
+@pytest.mark.parametrize("split", [1, 5, 11, 12, 13])
+def test_tx_header_may_span_buffers(split):
+    """§5.1.6.2: the header is the first 12 readable bytes however the driver cut its buffers;
+    the frame is everything after it, in order."""
+    frame = bytes(range(200))
+    hdr = struct.pack("<BBHHHHH", 0, 0, 0, 0, 0, 0, 0)
+    data = hdr + frame
+    sent, used = _gather_one([data[:split], data[split:split + 50], data[split + 50:]])
+    assert sent == frame and used == len(frame)
+
+
+def test_tx_gather_drops_what_it_cannot_send():
+    """A chain with no frame after its header, a frame above the limit, or a checksum field
+    past the frame's end is dropped (res -1), and nothing of it is counted as used."""
+    hdr = struct.pack("<BBHHHHH", 0, 0, 0, 0, 0, 0, 0)
+    assert _gather_one([hdr]) == (None, 0)
+    assert _gather_one([hdr + b"x" * 101], max_frame=100) == (None, 0)
+    bad = struct.pack("<BBHHHHH", 1, 0, 0, 0, 98, 1, 0)  # field at 99..100 of a 100-byte frame
+    assert _gather_one([bad + b"y" * 100]) == (None, 0)
+    ok = struct.pack("<BBHHHHH", 1, 0, 0, 0, 98, 0, 0)  # field at 98..99: inside
+    assert _gather_one([ok + b"y" * 100])[0] is not None
 
 
 class BatchLoopback(Loopback):

@@ -11,7 +11,7 @@ models as memoryviews of guest RAM, so disk and network I/O goes straight to and
 from __future__ import annotations
 
 import struct
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -245,6 +245,13 @@ class Virtqueue:
     def pop_segs(self, limit: int = MAX_QUEUE_SIZE) -> list[SegChain]:
         """`pop_all` with each chain's buffers as RAM offset and length arrays (`SegChain`)."""
         return self._pop(limit, self._segchains)
+
+    def pop_built(self, build: Callable[[Any, int, int], list], limit: int = MAX_QUEUE_SIZE) -> list:
+        """`pop_all` for a device that turns chains into something else in compiled code:
+        `build(ws, n, nsegs)` is called after each walk with the walk's arrays (`ws.heads`,
+        `ws.starts`, `ws.nread`, `ws.nbytes`, `ws.off`, `ws.len`, as `ringwalk.pop_chains` fills
+        them) and returns one object with a `head` for each of the n chains."""
+        return self._pop(limit, build)
 
     def _layout(self) -> tuple[int, int, int, Any, Any]:
         """The rings' RAM offsets (checked, `_ring_offsets`) and the compiled walk and push to
