@@ -34,8 +34,9 @@ def attach_disk(machine: Any, disk: Any, serial: str) -> VirtioMmio:
 
 
 def attach_net(machine: Any, backend: Any, mac: bytes) -> VirtioMmio:
-    """Put a netback backend on virtio-net in the next free slot."""
-    return plug(machine, VirtioNet(backend, mac))
+    """Put a netback backend on virtio-net in the next free slot; it transmits on a thread of
+    its own unless the machine is deterministic."""
+    return plug(machine, VirtioNet(backend, mac, tx_thread=not machine.deterministic))
 
 
 def attach_console(machine: Any, on_output: Callable[[bytes], None]) -> VirtioMmio:

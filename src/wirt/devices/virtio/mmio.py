@@ -342,6 +342,9 @@ class VirtioMmio:
 
     def state(self) -> dict[str, Any]:
         with self.lock:
+            # The device's part first: it may serve work a notification left to a thread of its
+            # own (virtio-net's transmit), which moves the queues' indices.
+            device = self.device.state()
             return {
                 "status": self.status,
                 "device_features_sel": self.device_features_sel,
@@ -351,7 +354,7 @@ class VirtioMmio:
                 "interrupt_status": self.interrupt_status,
                 "config_generation": self.config_generation,
                 "queues": [q.state() for q in self.queues],
-                "device": self.device.state(),
+                "device": device,
             }
 
     def load_state(self, d: dict[str, Any]) -> None:

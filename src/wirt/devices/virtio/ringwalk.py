@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from wirt.cpu.atomics import host_fence
+
 __all__ = ["pop_chains", "push_used", "push_used_one", "warm", "ERRORS", "E_OK", "E_ROOM", "OUT_CHAINS", "OUT_SEGS", "OUT_LAST",
            "OUT_ERR", "OUT_INFO", "OUT_INFO2"]
 
@@ -150,6 +152,11 @@ def pop_chains(ram, base, size, desc_off, avail_off, used_off, num, last_avail, 
             if event_idx:
                 _wr16(ram, avail_event, last_avail)
                 _mark_code(code_pages, page_shift, avail_event, 2)
+                # The driver stores idx, then (after its own full fence) loads avail_event to
+                # decide whether to notify; this side stores avail_event, then loads idx. On
+                # another thread than the vCPU's, x86 may let that load pass the store (SDM
+                # 8.2.3.4), and then neither side sees the other's write: a lost notification.
+                host_fence()
                 avail = _rd16(ram, avail_off + 2)
                 pending = (avail - last_avail) & 0xFFFF
             if pending == 0:
@@ -300,6 +307,7 @@ def push_used(ram, used_off, num, used_idx, heads, lens, n, code_pages, page_shi
     new = (used_idx + n) & 0xFFFF
     _wr16(ram, used_off + 2, new)
     _mark_code(code_pages, page_shift, used_off, 4 + 8 * num)
+    host_fence()  # idx before the caller's load of used_event (see pop_chains): no lost interrupt
     return new
 
 
@@ -312,6 +320,7 @@ def push_used_one(ram, used_off, num, used_idx, head, length, code_pages, page_s
     new = (used_idx + 1) & 0xFFFF
     _wr16(ram, used_off + 2, new)
     _mark_code(code_pages, page_shift, used_off, 4 + 8 * num)
+    host_fence()  # as in push_used
     return new
 
 
