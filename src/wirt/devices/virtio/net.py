@@ -321,7 +321,8 @@ class VirtioNet(VirtioDevice):
         queue = self.queue(TXQ)
         if not queue.ready or not self.transport.driver_ok:
             return []
-        self._tx_ram = queue.ram.arr
+        if queue.ram.arr is not self._tx_ram:  # new RAM (a restore): look the entry up again
+            self._tx_ram, self._gather = queue.ram.arr, None
         chains = queue.pop_built(self._gather_tx)
         frames = [c.frame for c in chains if c.frame is not None]
         self.stats["tx_dropped"] += len(chains) - len(frames)
