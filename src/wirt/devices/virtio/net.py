@@ -308,7 +308,11 @@ class VirtioNet(VirtioDevice):
                 return
             transport.run_guarded(lambda: box.append(self._take_tx() if self._tx_due else []))
             if box:
-                self._send(box.pop())
+                try:
+                    self._send(box.pop())
+                except Exception as exc:  # a backend's bug: the device fails, as on the CPU thread
+                    log.exception("virtio-net: transmit failed")
+                    transport.fail(f"internal error: {exc!r}")
 
     def _take_tx(self) -> list[memoryview]:
         """Under the transport's lock: every chain made available so far, as frames to send in
