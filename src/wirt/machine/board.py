@@ -538,8 +538,10 @@ class Machine:
     def state(self) -> dict[str, Any]:
         """Plain-data state of the hart and devices (guest RAM is saved separately).
 
-        Call it between `run()` calls: the hart is not running then, and the devices finish
-        their work synchronously on the CPU thread, so there is no I/O in flight on the host.
+        Call it between `run()` calls: the hart is not running then, and every device's
+        guest-visible work is done: requests are served on the CPU thread, and virtio-net's
+        transmit thread has its pending notification served by the device's `state` first
+        (frames it already took may still be on their way to the backend, as on a wire).
         """
         self.flush_output()
         more = {"smp": [h.state() for h in self.harts[1:]]} if self.num_harts > 1 else {}
