@@ -178,9 +178,9 @@ class VirtioMmio:
                 # §2.1.2: "the device MUST send a device configuration change notification".
                 self.isr.change(INT_CONFIG_CHANGE)
 
-    def _guard(self, fn: Callable[..., Any], *args: Any) -> None:
+    def _guard(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
-            fn(*args)
+            return fn(*args)
         except VirtqueueError as exc:
             self.fail(str(exc))
         except Exception as exc:  # a bug in a device model must not take the VM down
@@ -188,14 +188,16 @@ class VirtioMmio:
                 raise
             log.exception("virtio %s: internal error", type(self.device).__name__)
             self.fail(f"internal error: {exc!r}")
+        return None
 
-    def run_guarded(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run `fn(*args)` under the device lock, turning guest errors into DEVICE_NEEDS_RESET.
+    def run_guarded(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `fn(*args)` under the device lock, turning guest errors into DEVICE_NEEDS_RESET;
+        its result, or None after such an error.
 
         Backend threads use this to touch queues (e.g. to deliver received frames).
         """
         with self.lock:
-            self._guard(fn, *args)
+            return self._guard(fn, *args)
 
     # ---- interrupts (§4.2.2 InterruptStatus; §2.7.7, §2.7.10 suppression) ---------------------
 

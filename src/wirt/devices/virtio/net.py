@@ -300,16 +300,15 @@ class VirtioNet(VirtioDevice):
         """The transmit thread: serve the queue whenever a notification marked it due."""
         transport = self.transport
         assert transport is not None
-        box: list[list[memoryview]] = []
         while True:
             self._tx_wake.wait()
             self._tx_wake.clear()
             if self._closed:
                 return
-            transport.run_guarded(lambda: box.append(self._take_tx() if self._tx_due else []))
-            if box:
+            frames = transport.run_guarded(lambda: self._take_tx() if self._tx_due else None)
+            if frames:
                 try:
-                    self._send(box.pop())
+                    self._send(frames)
                 except Exception as exc:  # a backend's bug: the device fails, as on the CPU thread
                     log.exception("virtio-net: transmit failed")
                     transport.fail(f"internal error: {exc!r}")
