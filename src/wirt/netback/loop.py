@@ -94,7 +94,10 @@ class EventLoop:
         for h in adds:
             fd = h.fileno()
             if fd >= 0 and fd not in self._handlers:
-                self._sel.register(fd, selectors.EVENT_READ, h)
+                try:
+                    self._sel.register(fd, selectors.EVENT_READ, h)
+                except (OSError, ValueError):
+                    continue  # closed by its owner since fileno(): nothing left to serve
                 self._handlers[fd] = (h, selectors.EVENT_READ)
         for fd, (h, events) in list(self._handlers.items()):
             want = selectors.EVENT_READ | (selectors.EVENT_WRITE if h.wants_write() else 0)

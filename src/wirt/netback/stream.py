@@ -10,6 +10,7 @@ import logging
 import socket
 import struct
 import threading
+from collections import deque
 from typing import Callable
 
 from wirt.netback.base import MAX_FRAME, Deliver, NetBackend
@@ -22,8 +23,6 @@ log = logging.getLogger(__name__)
 _LEN = struct.Struct(">I")
 #: Bytes taken from the socket per read: up to 16 frames of 64 KiB, delivered together.
 READ_SIZE = 1 << 20
-#: Most buffers one sendmsg takes (Linux UIO_MAXIOV).
-IOV_MAX = 1024
 #: Output bytes queued per connection before new frames are dropped (a stuck peer).
 MAX_QUEUED = 4 << 20
 
@@ -71,8 +70,20 @@ class FrameDecoder:
 class StreamLink:
     """One framed, non-blocking stream socket served by an EventLoop.
 
-    `send()` may be called from any thread: it queues the frame (dropping it when more than
-    MAX_QUEUED bytes wait) and writes what the socket takes at once; the loop writes the rest.
+    `send()` may be called from any thread: it writes what the socket takes at once and queues
+    the rest (dropping new frames when more than MAX_QUEUED bytes wait); the loop writes the
+    queue as the socket drains.
+
+    Each frame goes out with its length prefix in a write of its own, never packed with the next
+    one, as QEMU's stream netdev writes them. The peer's reads then end at a frame's end or
+    inside one frame whose rest is one more buffer of the socket away. passt up to its
+    2023 releases needs this: when a read ends inside a frame it reads the rest with one
+    more recv and, if that comes back short, drops every frame of the read and loses the
+    stream's framing (`tap_handler_passt`), and it drops a length prefix the read cut. With
+    frames packed back to back in one write, such cuts fell inside the upload's frames and the
+    guest's TCP sat out its 200 and 400 ms retransmission timeouts (docs/network.md, "Seventh
+    round"). A frame of 64 KiB fills at most two of a Unix socket's buffers (about 36 KiB each
+    on Linux), so even a write the full socket takes only part of leaves one buffer's worth.
     """
 
     def __init__(self, sock: socket.socket, loop: EventLoop, on_frame: Deliver,
@@ -85,7 +96,10 @@ class StreamLink:
         self.on_frames = on_frames  # when set: every frame of one read in one call
         self.on_close = on_close
         self.decoder = FrameDecoder()
-        self._out = bytearray()
+        # Frames waiting for the socket, oldest first: each the buffers of one write (length
+        # prefix and frame, or the part of them a write left), and the bytes they hold.
+        self._out: deque[list[bytes | memoryview]] = deque()
+        self._queued = 0
         self._lock = threading.Lock()
         self.closed = False
         self.dropped = 0
@@ -94,79 +108,69 @@ class StreamLink:
     def fileno(self) -> int:
         return -1 if self.closed else self.sock.fileno()
 
-    def send(self, frame: bytes) -> bool:
+    def send(self, frame: bytes | memoryview) -> bool:
         """Queue one frame; False if it was dropped (closed link or stuck peer)."""
-        data = encode_frame(frame)
-        with self._lock:
-            if self.closed or len(self._out) + len(data) > MAX_QUEUED:
-                self.dropped += 1
-                return False
-            self._out += data
-            try:
-                self._flush_locked()
-            except OSError:
-                pass  # the loop sees the error on its next read and closes the link
-            pending = bool(self._out)
-        if pending:
-            self.loop.wake()
-        return True
+        return not self.send_many([frame])
 
-    def send_many(self, frames: list[bytes]) -> int:
-        """Queue several frames and write them with one system call (straight from the frames,
-        no copy into the output buffer unless the socket takes only part); returns how many were dropped."""
+    def send_many(self, frames: list[bytes | memoryview]) -> int:
+        """Send frames in order, each in a write of its own straight from the frame (no copy),
+        queueing what the socket does not take; returns how many were dropped."""
         dropped = 0
         with self._lock:
-            out = self._out
-            iov: list[bytes] = []
-            size = len(out)
-            for frame in frames:
-                if self.closed or size + len(frame) + 4 > MAX_QUEUED:
+            for i, frame in enumerate(frames):
+                if self.closed or self._queued + len(frame) + 4 > MAX_QUEUED:
                     dropped += 1
                     continue
-                iov += (_LEN.pack(len(frame)), frame)
-                size += len(frame) + 4
+                bufs: list[bytes | memoryview] = [_LEN.pack(len(frame)), frame]
+                if self._out:  # earlier frames wait: this one goes after them
+                    self._out.append(bufs)
+                    self._queued += len(frame) + 4
+                    continue
+                try:
+                    self._write_locked(bufs, len(frame) + 4, queued=False)
+                except OSError:  # the loop sees the error on its next read and closes the link
+                    dropped += len(frames) - i
+                    break
             self.dropped += dropped
-            try:
-                if not out:
-                    self._send_direct_locked(iov)
-                else:
-                    for part in iov:
-                        out += part
-                    self._flush_locked()
-            except OSError:
-                pass  # the loop sees the error on its next read and closes the link
-            pending = bool(out)
+            pending = bool(self._out)
         if pending:
             self.loop.wake()
         return dropped
 
-    def _send_direct_locked(self, iov: list[bytes]) -> None:
-        """sendmsg the buffers; whatever the socket does not take goes to the output buffer."""
-        i = 0
-        while i < len(iov):
-            chunk = iov[i: i + IOV_MAX]
-            try:
-                n = self.sock.sendmsg(chunk)
-            except (BlockingIOError, InterruptedError):
+    def _write_locked(self, bufs: list[bytes | memoryview], size: int, queued: bool) -> bool:
+        """One write of one frame's buffers; what the socket does not take stays queued at the
+        head (`queued`: the buffers are the queue's head already). True if all went out."""
+        try:
+            n = self.sock.sendmsg(bufs)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        if n == size:
+            if queued:
+                self._out.popleft()
+                self._queued -= size
+            return True
+        rest: list[bytes | memoryview] = []
+        for b in bufs:
+            if n >= len(b):
+                n -= len(b)
+            else:
+                rest.append(memoryview(b)[n:] if n else b)
                 n = 0
-            for part in chunk:
-                if n >= len(part):
-                    n -= len(part)
-                    i += 1
-                    continue
-                self._out += memoryview(part)[n:]  # the unsent rest waits for the loop
-                i += 1
-                for rest in iov[i:]:
-                    self._out += rest
-                return
+        left = sum(len(b) for b in rest)
+        if queued:
+            self._out[0] = rest
+            self._queued -= size - left
+        else:
+            self._out.append(rest)
+            self._queued += left
+        return False
 
     def _flush_locked(self) -> None:
-        while self._out:
-            try:
-                n = self.sock.send(self._out)
-            except (BlockingIOError, InterruptedError):
+        out = self._out
+        while out:
+            bufs = out[0]
+            if not self._write_locked(bufs, sum(len(b) for b in bufs), queued=True):
                 return
-            del self._out[:n]
 
     def wants_write(self) -> bool:
         return bool(self._out)
@@ -203,6 +207,7 @@ class StreamLink:
                 return
             self.closed = True
             self._out.clear()
+            self._queued = 0
         self.loop.remove(self)
         try:
             self.sock.close()
@@ -238,12 +243,12 @@ class StreamBackend(NetBackend):
     def _link_closed(self, link: StreamLink) -> None:
         log.warning("network backend: connection closed by peer")
 
-    def send(self, frame: bytes) -> None:
+    def send(self, frame: bytes | memoryview) -> None:
         link = self._link
         if link is not None:
             link.send(frame)
 
-    def send_many(self, frames: list[bytes]) -> None:
+    def send_many(self, frames: list[bytes | memoryview]) -> None:
         link = self._link
         if link is not None:
             link.send_many(frames)
