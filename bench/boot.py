@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import guestbench as gb  # noqa: E402
 
 MARKER = "wirt-bench-hello"
 _MAIN = "import sys, wirt.cli as c; sys.exit(c.main(sys.argv[1:]))"
@@ -128,8 +131,9 @@ def main() -> None:
         raise SystemExit(f"wirt run did not print the marker (exit status {w_rc})")
     print(f"wirt  : output after {w_out:6.2f} s, exit after {w_exit:6.2f} s (status {w_rc})")
 
-    qemu = shutil.which("qemu-system-riscv64")
+    qemu = gb.qemu_exe()
     if qemu and not args.no_qemu:
+        print(gb.qemu_banner())
         from wirt.cli.run import _bootargs
 
         append = _bootargs(f"echo {MARKER}", "")  # exactly the command line `wirt run` passes

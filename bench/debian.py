@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import density  # noqa: E402
+import guestbench as gb  # noqa: E402
 
 INIT = "minimal"
 WORK_TIMEOUT = 1800.0  # seconds the workload may run
@@ -168,7 +169,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.repeat < 1:
         raise SystemExit("--repeat must be at least 1")
-    qemu = None if args.no_qemu else shutil.which("qemu-system-riscv64")
+    qemu = None if args.no_qemu else gb.qemu_exe()
+    if qemu:
+        print(gb.qemu_banner())
 
     print(f"debian root disk, {args.memory}, init {INIT}: start -> agent, -> workload done, -> exited")
     rows: dict[str, Times] = {}

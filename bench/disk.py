@@ -112,6 +112,8 @@ def main() -> int:
         header = f"{'format':6s} {'hypervisor':10s} {'seq write MB/s':>15s} {'seq read MB/s':>14s} " \
                  f"{'rand read IOPS':>15s} {'rand write IOPS':>16s} {'mixed QD8 IOPS':>15s}"
         print(gb.host_load())
+        if "qemu" in hypervisors:
+            print(gb.qemu_banner())
         print(header)
         for fmt in formats:
             results: dict[str, dict[str, float]] = {}

@@ -86,6 +86,12 @@ def qemu_version() -> str:
     return m.group(1) if m else "?"
 
 
+def qemu_banner() -> str:
+    """One line naming the QEMU a benchmark compares against, so its figures can be placed."""
+    exe = qemu_exe()
+    return f"qemu: {qemu_version()} ({exe})" if exe else "qemu: not installed"
+
+
 def qemu_cmd(command: str, initrd: str | None = None, memory: str = "512M", devices: list[str] = (),
              cpus: int = 1) -> list[str]:
     """QEMU's virt board booting the default guest's files with `wirt run`'s exact command line

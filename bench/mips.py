@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-from wirt.demo import build_program
-from wirt.machine.baremetal import BareMetal
+sys.path.insert(0, str(Path(__file__).parent))
+import guestbench as gb  # noqa: E402
+from wirt.demo import build_program  # noqa: E402
+from wirt.machine.baremetal import BareMetal  # noqa: E402
 
 # (label, program, -march, rounds as a fraction of --rounds): about 450 M instructions each at
 # the default, so that QEMU's run lasts 0.3-2 s and its start-up, removed by subtraction, and
@@ -80,7 +82,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2000, help="benchmark rounds (default 2000)")
     ap.add_argument("--skip-compile", action="store_true", help="do not measure compile times")
     args = ap.parse_args()
-    have_qemu = shutil.which("qemu-system-riscv64") is not None
+    have_qemu = gb.qemu_exe() is not None
+    print(gb.qemu_banner())
     results = {}
     print("guest MIPS, wirt's interpreter alone (tier off) and with the translation tier (on, "
           "its compile time included), beside QEMU TCG; ratio = QEMU's time / wirt's time")
