@@ -8,7 +8,11 @@ path):
   the first byte to the end of the stream;
 - download (host -> guest): `netio recv 5001` behind a port forward; once it says it listens,
   the host connects to 127.0.0.1, sends the data, half-closes and times until the guest
-  closes (so the guest has read everything); the guest's byte count is checked.
+  closes (so the guest has read everything); the guest's byte count is checked. The host's
+  end sends segments of at most --host-mss bytes (default 1460, as a download from across an
+  Ethernet network arrives). Loopback's own 65,483 bytes (--host-mss 0) make the sender wait
+  out its 200 ms persist timer whenever passt's socket offers a window under one segment,
+  in both hypervisors alike (docs/network.md, "Sixth round").
 QEMU runs `qemu-system-riscv64 -M virt` with the same firmware, kernel, initramfs and kernel
 command line, its NIC on `virtio-net-device`, through
 - passt (default): the same passt binary and options as wirt (MTU 65520, SCHED_BATCH), over a socketpair
@@ -20,7 +24,7 @@ hypervisor's process and of its passt over the same interval (/proc/PID/task/*/s
 host shared with other jobs the wall-time figures move by tens of percent between runs (a
 waiting thread stretches them); the CPU time a megabyte costs moves far less.
 
-    python bench/net.py [--mb 32] [--qemu passt,slirp|none] [--runs 1] [--profile]
+    python bench/net.py [--mb 32] [--qemu passt,slirp|none] [--runs 1] [--host-mss 1460] [--profile]
 
 BENCH_QEMU_PASST_DEFAULT_SCHED=1 leaves QEMU's passt under the default scheduling policy.
 """
@@ -112,10 +116,11 @@ def sink(server: socket.socket, result: Result, expected: int, cpu: CpuMeter) ->
         return
     with conn:
         got, t0, c0 = 0, None, 0
-        while chunk := conn.recv(1 << 20):
+        buf = bytearray(4 << 20)  # reused: the sink costs the host as little as it can
+        while n := conn.recv_into(buf):
             if t0 is None:
                 t0, c0 = time.perf_counter(), cpu.now()
-            got += len(chunk)
+            got += n
         if t0 is not None and got == expected:
             result.upload = got / (time.perf_counter() - t0) / 1e6
             result.upload_cpu = (cpu.now() - c0) / 1e6 / (got / 1e6)
@@ -123,12 +128,17 @@ def sink(server: socket.socket, result: Result, expected: int, cpu: CpuMeter) ->
             result.notes.append(f"upload: received {got} of {expected} bytes")
 
 
-def download(port: int, total: int, deadline: float, result: Result, cpu: CpuMeter) -> None:
-    """Send `total` bytes to the guest through the forward; MB/s up to the guest's close."""
+def download(port: int, total: int, deadline: float, result: Result, cpu: CpuMeter, mss: int) -> None:
+    """Send `total` bytes to the guest through the forward in segments of at most `mss` bytes
+    (0: the loopback's); MB/s up to the guest's close."""
     chunk = b"\0" * (1 << 16)
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
+            with socket.socket() as s:
+                if mss:
+                    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)  # before connect (tcp(7))
+                s.settimeout(120)
+                s.connect(("127.0.0.1", port))
                 t0, c0 = time.perf_counter(), cpu.now()
                 sent = 0
                 while sent < total:
@@ -143,7 +153,7 @@ def download(port: int, total: int, deadline: float, result: Result, cpu: CpuMet
             time.sleep(0.5)  # the forwarder took the connection before the guest listened
 
 
-def measure(cmd: list[str], port: int, upload_server: socket.socket, mb: int,
+def measure(cmd: list[str], port: int, upload_server: socket.socket, mb: int, mss: int,
             pass_fds: tuple[int, ...] = (), extra_pids: tuple[int, ...] = ()) -> Result:
     """Boot one guest and run both directions against it (`extra_pids`: processes whose CPU
     time counts with the hypervisor's, e.g. the passt QEMU is given)."""
@@ -172,7 +182,7 @@ def measure(cmd: list[str], port: int, upload_server: socket.socket, mb: int,
         if proc.poll() is not None or time.monotonic() > deadline:
             break
     if ready.is_set():
-        download(port, total, deadline, result, cpu)
+        download(port, total, deadline, result, cpu, mss)
     try:
         proc.wait(timeout=max(30.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
@@ -191,19 +201,19 @@ def measure(cmd: list[str], port: int, upload_server: socket.socket, mb: int,
     return result
 
 
-def run_wirt(mb: int, initrd: Path, profile: Path | None = None) -> Result:
+def run_wirt(mb: int, mss: int, initrd: Path, profile: Path | None = None) -> Result:
     """wirt run --net user --port P:5001 (under bench/ioprofile.py when `profile` names a file)."""
     with socket.create_server(("127.0.0.1", 0)) as up:
         port = free_port()
         cmd = gb.wirt_cmd(guest_script(up.getsockname()[1], mb), "--initrd", str(initrd), "--net", "user",
                           "--port", f"{port}:{GUEST_PORT}", profile=profile)
-        r = measure(cmd, port, up, mb)
+        r = measure(cmd, port, up, mb, mss)
     if profile is not None:
         gb.print_profile("wirt profile", profile)
     return r
 
 
-def run_qemu(mb: int, backend: str, initrd: Path) -> Result:
+def run_qemu(mb: int, mss: int, backend: str, initrd: Path) -> Result:
     """QEMU's virt board with passt over a socketpair, or with slirp."""
     with socket.create_server(("127.0.0.1", 0)) as up:
         port = free_port()
@@ -212,7 +222,7 @@ def run_qemu(mb: int, backend: str, initrd: Path) -> Result:
         if backend == "slirp":
             slirp = f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_PORT}"
             cmd = gb.qemu_cmd(script, initrd=str(initrd), devices=["-netdev", slirp, *nic])
-            return measure(cmd, port, up, mb)
+            return measure(cmd, port, up, mb, mss)
         # passt exactly as wirt's PasstBackend starts it (wirt.netback.passt), QEMU on the other end,
         # its NIC offering the same MTU as wirt's (virtio-net's host_mtu: VIRTIO_NET_F_MTU).
         nic = ["-device", f"virtio-net-device,netdev=n0,host_mtu={PASST_MTU}"]
@@ -227,7 +237,7 @@ def run_qemu(mb: int, backend: str, initrd: Path) -> Result:
         try:
             stream = f"stream,id=n0,server=off,addr.type=fd,addr.str={ours.fileno()}"
             cmd = gb.qemu_cmd(script, initrd=str(initrd), devices=["-netdev", stream, *nic])
-            return measure(cmd, port, up, mb, pass_fds=(ours.fileno(),), extra_pids=(passt.pid,))
+            return measure(cmd, port, up, mb, mss, pass_fds=(ours.fileno(),), extra_pids=(passt.pid,))
         finally:
             ours.close()
             passt.terminate()
@@ -272,6 +282,9 @@ def main() -> int:
     ap.add_argument("--mb", type=int, default=32, help="MiB sent each way (default 32)")
     ap.add_argument("--qemu", default="passt", help="QEMU backends: passt, slirp, both (passt,slirp) or none")
     ap.add_argument("--runs", type=int, default=1, help="runs per configuration; the best is shown")
+    ap.add_argument("--host-mss", type=int, default=1460,
+                    help="largest TCP segment the host sends the guest (default 1460, Ethernet's; "
+                         "0: loopback's 65483)")
     ap.add_argument("--profile", action="store_true",
                     help="time wirt's host-side paths per phase (bench/ioprofile.py; adds a little overhead)")
     args = ap.parse_args()
@@ -280,6 +293,8 @@ def main() -> int:
         qemu_backends = []
     if bad := [b for b in qemu_backends if b not in ("passt", "slirp")]:
         raise SystemExit(f"--qemu: {', '.join(bad)} unknown; use passt, slirp, both or none")
+    if args.host_mss and not 88 <= args.host_mss <= 65483:
+        raise SystemExit(f"--host-mss {args.host_mss}: give 88-65483 bytes, or 0 for the loopback's")
     if not shutil.which("passt"):
         raise SystemExit("passt not found: install Debian's passt package (make test does)")
 
@@ -297,7 +312,10 @@ def report(args: argparse.Namespace, qemu_backends: list[str], initrd: Path) -> 
     print(f"{'hypervisor':30s} {'guest->host':>11s} {'host->guest':>11s}")
     print(gb.host_load())
     print(f"passt: {shutil.which('passt')} (the first on PATH, for both hypervisors)")
-    w = best([each("wirt", run_wirt(args.mb, initrd, args.profile_file), args.runs) for _ in range(args.runs)])
+    print(f"host -> guest segments: at most {args.host_mss or 65483} bytes"
+          + ("" if args.host_mss else " (loopback's)"))
+    w = best([each("wirt", run_wirt(args.mb, args.host_mss, initrd, args.profile_file), args.runs)
+              for _ in range(args.runs)])
     print(f"{'wirt (passt)':30s} {fmt(w.upload):>11s} {fmt(w.download):>11s}", flush=True)
     print(f"{'  host CPU, ms per MB':30s} {cpu_fmt(w.upload_cpu):>11s} {cpu_fmt(w.download_cpu):>11s}")
     for note in w.notes:
@@ -305,7 +323,8 @@ def report(args: argparse.Namespace, qemu_backends: list[str], initrd: Path) -> 
     if not qemu_backends:
         print("qemu: not run (qemu-system-riscv64 not installed or --qemu none)")
     for backend in qemu_backends:
-        q = best([each("qemu", run_qemu(args.mb, backend, initrd), args.runs) for _ in range(args.runs)])
+        q = best([each("qemu", run_qemu(args.mb, args.host_mss, backend, initrd), args.runs)
+                  for _ in range(args.runs)])
         label = f"qemu {gb.qemu_version()} " + ("(passt, stream fd)" if backend == "passt" else "(slirp)")
         print(f"{label:30s} {fmt(q.upload):>11s} {fmt(q.download):>11s}", flush=True)
         print(f"{'  host CPU, ms per MB':30s} {cpu_fmt(q.upload_cpu):>11s} {cpu_fmt(q.download_cpu):>11s}")
