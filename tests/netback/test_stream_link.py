@@ -11,6 +11,8 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -22,12 +24,22 @@ def _frames(n: int, size: int = 1000) -> list[bytes]:
     return [bytes([i & 0xFF]) * (size + i % 7) + struct.pack(">I", i) for i in range(n)]
 
 
-def _link(sock: socket.socket) -> tuple[StreamLink, EventLoop]:
+@contextmanager
+def _linked(kind: int, sndbuf: int | None = None) -> Iterator[tuple[StreamLink, socket.socket]]:
+    """A StreamLink on one end of a Unix socket pair (served by its loop), and the other end."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, kind)
+    if sndbuf is not None:
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
     loop = EventLoop("test-stream-link")
-    link = StreamLink(sock, loop, on_frame=lambda f: None)
+    link = StreamLink(ours, loop, on_frame=lambda f: None)
     loop.add(link)
     loop.start()
-    return link, loop
+    try:
+        yield link, theirs
+    finally:
+        link.close()
+        loop.stop()
+        theirs.close()
 
 
 def _records(sock: socket.socket, count: int, timeout: float = 10.0) -> list[bytes]:
@@ -35,100 +47,66 @@ def _records(sock: socket.socket, count: int, timeout: float = 10.0) -> list[byt
     return [sock.recv(1 << 17) for _ in range(count)]
 
 
+def _records_of(frames: list[bytes]) -> list[bytes]:
+    return [struct.pack(">I", len(f)) + f for f in frames]
+
+
 def test_each_frame_is_one_write() -> None:
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    link, loop = _link(ours)
-    try:
+    with _linked(socket.SOCK_SEQPACKET) as (link, theirs):
         frames = _frames(40)
         assert link.send_many(frames[:30]) == 0
         for f in frames[30:]:
             assert link.send(memoryview(f))
-        got = _records(theirs, len(frames))
-        assert got == [struct.pack(">I", len(f)) + f for f in frames]
-    finally:
-        link.close()
-        loop.stop()
-        theirs.close()
+        assert _records(theirs, len(frames)) == _records_of(frames)
 
 
 def test_frames_queued_behind_a_full_socket_still_go_one_per_write() -> None:
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
-    link, loop = _link(ours)
-    try:
+    with _linked(socket.SOCK_SEQPACKET, sndbuf=16384) as (link, theirs):
         frames = _frames(300, size=3000)  # far more than the socket holds: most wait in the queue
         assert link.send_many(frames) == 0
         assert link.wants_write()
-        got = _records(theirs, len(frames))  # the loop writes the rest as the reader drains
-        assert got == [struct.pack(">I", len(f)) + f for f in frames]
+        # the loop writes the rest as the reader drains
+        assert _records(theirs, len(frames)) == _records_of(frames)
         assert not link.wants_write()
-    finally:
-        link.close()
-        loop.stop()
-        theirs.close()
 
 
 def test_partial_writes_keep_the_stream_whole_and_in_order() -> None:
     """On a stream socket a full buffer takes part of a frame; the rest goes first later."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32768)
-    link, loop = _link(ours)
     frames = _frames(200, size=60000)
     got: list[bytes] = []
-    done = threading.Event()
+    with _linked(socket.SOCK_STREAM, sndbuf=32768) as (link, theirs):
+        def reader() -> None:
+            dec = FrameDecoder()
+            theirs.settimeout(10)
+            time.sleep(0.2)  # let the sender fill the socket and queue the rest first
+            while len(got) < len(frames) and (data := theirs.recv(1 << 16)):
+                got.extend(dec.feed(data))
 
-    def reader() -> None:
-        dec = FrameDecoder()
-        theirs.settimeout(10)
-        time.sleep(0.2)  # let the sender fill the socket and queue the rest first
-        while len(got) < len(frames):
-            data = theirs.recv(1 << 16)
-            if not data:
-                break
-            got.extend(dec.feed(data))
-        done.set()
-
-    t = threading.Thread(target=reader)
-    t.start()
-    try:
+        t = threading.Thread(target=reader)
+        t.start()
         dropped = 0
         for i in range(0, len(frames), 10):
             dropped += link.send_many(frames[i:i + 10])
             while link._queued > MAX_QUEUED // 2:  # stay under the drop limit: every frame counts
                 time.sleep(0.01)
+        t.join(20)
         assert dropped == 0
-        assert done.wait(20)
         assert got == frames
-    finally:
-        t.join(5)
-        link.close()
-        loop.stop()
-        theirs.close()
 
 
 def test_frames_beyond_the_queue_limit_are_dropped() -> None:
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
-    link, loop = _link(ours)
-    try:
+    with _linked(socket.SOCK_SEQPACKET, sndbuf=16384) as (link, theirs):
         frames = _frames(MAX_QUEUED // 3000 + 20, size=3000)
         dropped = link.send_many(frames)  # the socket holds a few; the queue stops at its limit
         assert 0 < dropped <= 20
         assert link.dropped == dropped
         assert link._queued <= MAX_QUEUED
         kept = len(frames) - dropped
-        assert _records(theirs, kept) == [struct.pack(">I", len(f)) + f for f in frames[:kept]]
-    finally:
-        link.close()
-        loop.stop()
-        theirs.close()
+        assert _records(theirs, kept) == _records_of(frames[:kept])
 
 
 @pytest.mark.parametrize("n", [0, 1, 5])
 def test_closed_link_drops(n: int) -> None:
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    link, loop = _link(ours)
-    link.close()
-    loop.stop()
-    theirs.close()
-    assert link.send_many(_frames(n)) == n
+    with _linked(socket.SOCK_SEQPACKET) as (link, _):
+        link.close()
+        assert link.send_many(_frames(n)) == n
