@@ -110,3 +110,19 @@ def test_closed_link_drops(n: int) -> None:
     with _linked(socket.SOCK_SEQPACKET) as (link, _):
         link.close()
         assert link.send_many(_frames(n)) == n
+
+
+def test_wait_drained_holds_while_the_backlog_is_high() -> None:
+    from wirt.netback.stream import DRAIN_HIGH
+
+    with _linked(socket.SOCK_SEQPACKET, sndbuf=16384) as (link, theirs):
+        assert link.wait_drained(0.0)  # nothing queued: no wait
+        frames = _frames(DRAIN_HIGH // 3000 + 50, size=3000)
+        assert link.send_many(frames) == 0
+        assert not link.wait_drained(0.05)  # nobody reads: still above the mark
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda: got.extend(_records(theirs, len(frames))))
+        reader.start()
+        assert link.wait_drained(10)
+        reader.join(10)
+        assert got == _records_of(frames)

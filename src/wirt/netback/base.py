@@ -43,6 +43,12 @@ class NetBackend(ABC):
         for frame in frames:
             self.send(frame)
 
+    def wait_drained(self, timeout: float) -> bool:
+        """Wait while many frames sent are still queued for the peer (False: `timeout` seconds
+        passed), so a sender that can wait backs up instead of frames being dropped; a backend
+        that queues nothing returns at once."""
+        return True
+
     @abstractmethod
     def close(self) -> None:
         """Stop the I/O thread and release sockets, devices and helper processes."""

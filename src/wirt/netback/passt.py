@@ -179,6 +179,9 @@ class PasstBackend(NetBackend):
     def send_many(self, frames: list[bytes]) -> None:
         self._stream.send_many(frames)
 
+    def wait_drained(self, timeout: float) -> bool:
+        return self._stream.wait_drained(timeout)
+
     def close(self) -> None:
         if self.closed:
             return

@@ -25,6 +25,11 @@ _LEN = struct.Struct(">I")
 READ_SIZE = 1 << 20
 #: Output bytes queued per connection before new frames are dropped (a stuck peer).
 MAX_QUEUED = 4 << 20
+#: Output bytes queued above which `wait_drained` holds a producer that can wait (virtio-net's
+#: transmit thread), and below which it lets it go on: the guest's ring backs up instead of
+#: frames being dropped, as a NIC's does when its link is busy.
+DRAIN_HIGH = 1 << 20
+DRAIN_LOW = 256 << 10
 
 
 class FrameError(Exception):
@@ -101,6 +106,7 @@ class StreamLink:
         self._out: deque[list[bytes | memoryview]] = deque()
         self._queued = 0
         self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)  # notified as the queue shrinks
         self.closed = False
         self.dropped = 0
         self._rbuf: bytearray | None = None  # reused for every read (allocated on the first)
@@ -167,10 +173,21 @@ class StreamLink:
 
     def _flush_locked(self) -> None:
         out = self._out
+        before = self._queued
         while out:
             bufs = out[0]
             if not self._write_locked(bufs, sum(len(b) for b in bufs), queued=True):
-                return
+                break
+        if self._queued < DRAIN_LOW <= before:
+            self._drained.notify_all()
+
+    def wait_drained(self, timeout: float) -> bool:
+        """If more than DRAIN_HIGH bytes wait for the socket, wait until under DRAIN_LOW do (or
+        the link closes); False if `timeout` seconds passed first."""
+        with self._lock:
+            if self._queued <= DRAIN_HIGH:
+                return True
+            return self._drained.wait_for(lambda: self.closed or self._queued < DRAIN_LOW, timeout)
 
     def wants_write(self) -> bool:
         return bool(self._out)
@@ -208,6 +225,7 @@ class StreamLink:
             self.closed = True
             self._out.clear()
             self._queued = 0
+            self._drained.notify_all()
         self.loop.remove(self)
         try:
             self.sock.close()
@@ -252,6 +270,10 @@ class StreamBackend(NetBackend):
         link = self._link
         if link is not None:
             link.send_many(frames)
+
+    def wait_drained(self, timeout: float) -> bool:
+        link = self._link
+        return link.wait_drained(timeout) if link is not None else True
 
     def close(self) -> None:
         if self.closed:

@@ -120,6 +120,10 @@ class CountingBackend:
             for f in frames:
                 self.backend.send(f)
 
+    def wait_drained(self, timeout: float) -> bool:
+        wait = getattr(self.backend, "wait_drained", None)
+        return wait(timeout) if wait is not None else True
+
     def close(self) -> None:
         self.backend.close()
 

@@ -505,3 +505,44 @@ def test_net_rx_waiting_for_buffers_asks_for_the_next_notification():
     rx.kick()
     used = rx.get_used()
     assert len(used) == 3 and used[-1] == (h, HDR_LEN + 1400 - 1024)
+
+
+def test_net_tx_thread_waits_while_the_backend_has_a_backlog(monkeypatch):
+    """While frames the thread sent still wait for the peer (a stream backend's queue above its
+    high mark), the thread takes no more chains: they stay in the guest's ring, not dropped,
+    and go out in order once the peer reads."""
+    import socket
+
+    from wirt.netback import stream
+    from wirt.netback.stream import FrameDecoder, StreamBackend
+
+    monkeypatch.setattr(stream, "DRAIN_HIGH", 32 << 10)
+    monkeypatch.setattr(stream, "DRAIN_LOW", 8 << 10)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+    be = StreamBackend(ours)
+    nic, t, d, irq = net_device(be, tx_thread=True)
+    rx, tx = d.init()
+    frames = [bytes([i]) * 20000 for i in range(8)]
+    first = [tx.add([bytes(HDR_LEN), f], []) for f in frames[:4]]
+    tx.kick()
+    wait_for(lambda: nic.stats["tx_frames"] == 4)
+    time.sleep(0.1)  # the thread now waits: the socket took a little, the link queues the rest
+    second = [tx.add([bytes(HDR_LEN), f], []) for f in frames[4:]]
+    tx.kick()
+    time.sleep(0.3)
+    assert nic.stats["tx_frames"] == 4 and nic.stats["tx_dropped"] == 0
+    used = [h for h, _ in tx.get_used()]
+    assert not set(used) & set(second)  # the second batch is still the guest's
+    got: list[bytes] = []
+    dec = FrameDecoder()
+    theirs.settimeout(10)
+    while len(got) < 8:
+        got.extend(dec.feed(theirs.recv(1 << 16)))
+    assert got == frames
+    wait_for(lambda: nic.stats["tx_frames"] == 8)
+    used += [h for h, _ in tx.get_used()]
+    assert sorted(used) == sorted(first + second)
+    nic.close()
+    theirs.close()
+    assert not nic._tx_worker.is_alive()

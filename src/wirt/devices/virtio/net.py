@@ -18,10 +18,12 @@ newer frames are dropped, as a NIC's full ring would. Each batch is written stra
 guest's buffers (one copy) with one interrupt.
 Transmit: on a notify of queue 1 the chains available are walked and their frames copied out
 of guest RAM into one buffer, checksums completed, in one compiled call (`txframes.gather`),
-and handed to `backend.send_many` in one batch (passt: one socket write straight from the
-frames): on a transmit thread of the device's own (`tx_thread`, what `attach_net` gives a
-machine that is not deterministic), so the vCPU returns to the guest as soon as it has
-notified, or on the notifying (CPU) thread.
+and handed to `backend.send_many` in one batch (passt: one socket write per frame, straight
+from the frames): on a transmit thread of the device's own (`tx_thread`, what `attach_net`
+gives a machine that is not deterministic), so the vCPU returns to the guest as soon as it has
+notified, or on the notifying (CPU) thread. The thread takes no more chains while the backend
+holds a backlog for its peer (`wait_drained`), so the guest's ring backs up rather than frames
+being dropped.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ class VirtioNet(VirtioDevice):
         # builds them all): the guest may then skip verifying them (VIRTIO_NET_F_GUEST_CSUM).
         self.rx_checksums_valid = bool(getattr(backend, "checksums_valid", False))
         self._send_many = getattr(backend, "send_many", None) or (lambda frames: [backend.send(f) for f in frames])
+        self._wait_drained: Callable[[float], bool] = getattr(backend, "wait_drained", None) or (lambda t: True)
         self.mac = bytes(mac)
         # The link's MTU (passt: 65520) unless given: Linux adopts VIRTIO_NET_F_MTU as the
         # interface MTU, and above 1500 it posts receive buffers of 64 KiB ("big packets").
@@ -312,6 +315,14 @@ class VirtioNet(VirtioDevice):
                 except Exception as exc:  # a backend's bug: the device fails, as on the CPU thread
                     log.exception("virtio-net: transmit failed")
                     transport.fail(f"internal error: {exc!r}")
+                # While the backend still holds a backlog for its peer, take no more chains:
+                # the guest's ring fills and its driver stops the queue, as behind a NIC whose
+                # link is busy, where frames pushed on would be dropped at the backend's limit
+                # (and passt 2023 answers a lost frame with too few duplicate acknowledgements
+                # for a fast retransmit: the guest would wait out its timeout).
+                while not self._wait_drained(0.5):
+                    if self._closed:
+                        return
 
     def _take_tx(self) -> list[memoryview]:
         """Under the transport's lock: every chain made available so far, as frames to send in
