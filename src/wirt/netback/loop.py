@@ -102,7 +102,15 @@ class EventLoop:
         for fd, (h, events) in list(self._handlers.items()):
             want = selectors.EVENT_READ | (selectors.EVENT_WRITE if h.wants_write() else 0)
             if want != events:
-                self._sel.modify(fd, want, h)
+                try:
+                    self._sel.modify(fd, want, h)
+                except (OSError, ValueError):  # closed by its owner, whose remove() is on its way
+                    del self._handlers[fd]
+                    try:
+                        self._sel.unregister(fd)
+                    except (KeyError, ValueError, OSError):
+                        pass
+                    continue
                 self._handlers[fd] = (h, want)
         return True
 

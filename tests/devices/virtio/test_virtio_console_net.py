@@ -523,7 +523,7 @@ def test_net_tx_thread_waits_while_the_backend_has_a_backlog(monkeypatch):
     be = StreamBackend(ours)
     nic, t, d, irq = net_device(be, tx_thread=True)
     rx, tx = d.init()
-    frames = [bytes([i]) * 20000 for i in range(8)]
+    frames = [bytes([i]) * 40000 for i in range(8)]
     first = [tx.add([bytes(HDR_LEN), f], []) for f in frames[:4]]
     tx.kick()
     wait_for(lambda: nic.stats["tx_frames"] == 4)
