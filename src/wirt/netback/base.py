@@ -39,7 +39,8 @@ class NetBackend(ABC):
         self.start(lambda frame: deliver_many([frame]))
 
     def send_many(self, frames: list[bytes | memoryview]) -> None:
-        """Send several frames in order; stream backends write them with one system call."""
+        """Send several frames in order (stream backends: each frame in a write of its own,
+        straight from the frame)."""
         for frame in frames:
             self.send(frame)
 

@@ -133,28 +133,25 @@ class StreamLink:
                     self._queued += len(frame) + 4
                     continue
                 try:
-                    self._write_locked(bufs, len(frame) + 4, queued=False)
+                    rest = self._write(bufs)
                 except OSError:  # the loop sees the error on its next read and closes the link
                     dropped += len(frames) - i
                     break
+                if rest:  # the socket is full: the rest of this frame waits, first in line
+                    self._out.append(rest)
+                    self._queued += sum(len(b) for b in rest)
             self.dropped += dropped
             pending = bool(self._out)
         if pending:
             self.loop.wake()
         return dropped
 
-    def _write_locked(self, bufs: list[bytes | memoryview], size: int, queued: bool) -> bool:
-        """One write of one frame's buffers; what the socket does not take stays queued at the
-        head (`queued`: the buffers are the queue's head already). True if all went out."""
+    def _write(self, bufs: list[bytes | memoryview]) -> list[bytes | memoryview]:
+        """One write of one frame's buffers; the part the socket did not take (empty: all)."""
         try:
             n = self.sock.sendmsg(bufs)
         except (BlockingIOError, InterruptedError):
             n = 0
-        if n == size:
-            if queued:
-                self._out.popleft()
-                self._queued -= size
-            return True
         rest: list[bytes | memoryview] = []
         for b in bufs:
             if n >= len(b):
@@ -162,22 +159,19 @@ class StreamLink:
             else:
                 rest.append(memoryview(b)[n:] if n else b)
                 n = 0
-        left = sum(len(b) for b in rest)
-        if queued:
-            self._out[0] = rest
-            self._queued -= size - left
-        else:
-            self._out.append(rest)
-            self._queued += left
-        return False
+        return rest
 
     def _flush_locked(self) -> None:
         out = self._out
         before = self._queued
         while out:
-            bufs = out[0]
-            if not self._write_locked(bufs, sum(len(b) for b in bufs), queued=True):
+            size = sum(len(b) for b in out[0])
+            rest = self._write(out[0])
+            self._queued -= size - sum(len(b) for b in rest)
+            if rest:
+                out[0] = rest
                 break
+            out.popleft()
         if self._queued < DRAIN_LOW <= before:
             self._drained.notify_all()
 

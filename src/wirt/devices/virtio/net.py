@@ -326,7 +326,7 @@ class VirtioNet(VirtioDevice):
 
     def _take_tx(self) -> list[memoryview]:
         """Under the transport's lock: every chain made available so far, as frames to send in
-        one batch (one write to passt's socket); the driver hears once, after all of them
+        one batch (`backend.send_many`); the driver hears once, after all of them
         (§2.7.10 event index). The frames are gathered out of RAM and their checksums completed
         in one compiled call (txframes.gather); a dropped chain (empty, too large, or a checksum
         outside the frame) is still returned to the driver."""
